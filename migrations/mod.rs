@@ -1,0 +1,21 @@
+//! Numbered store schema migrations. Each step upgrades a store from the previous version;
+//! `store::schema` runs the ones a store has not had yet, in order, on open.
+//!
+//! To change the schema: add `mNNNN_name.rs` with `pub fn up(db: &sled::Db) -> sled::Result<()>`,
+//! append it to [`MIGRATIONS`], and add a test that opens a store written by the old version.
+
+mod m0001_initial;
+
+/// One schema step: after `up` runs, the store is at `version`.
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    pub up: fn(&sled::Db) -> sled::Result<()>,
+}
+
+/// Every migration, in order; the last one's version is the schema this build writes.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    up: m0001_initial::up,
+}];

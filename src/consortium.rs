@@ -1,0 +1,565 @@
+//! A consortium whose party stores all sit on this machine: init, deal, take, verify.
+//!
+//! This is the single-machine form of DESIGN.md's data flow; the networked nodes reuse the same
+//! store operations. Party 0..n-1 each have a store under `<root>/party-<i>`; the leader's
+//! store is the authority on which batches are available.
+//!
+//! # Crash safety
+//! A deal stages each batch at every party (durably), then activates it at the leader (the
+//! commit point), then at the followers. On open, a batch staged anywhere but not available at
+//! the leader was interrupted before its commit point and is aborted everywhere; one available
+//! at the leader is activated at every follower. Each store is locked by its process (sled's
+//! file lock), so no deal can be running while another process reconciles.
+
+use crate::generate::{BatchPlan, Generator, PartyBatch};
+use crate::material::{PoolSpec, ShareReader};
+use crate::math::Ring;
+use crate::sharing::{additive_open, shamir_open};
+use crate::store::{BatchState, PoolStock, Store, StoreError, StoreIdentity};
+use crate::with_ring;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+/// `<root>/consortium.toml`: the same for every party.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsortiumConfig {
+    /// A name for the consortium, recorded in every store.
+    pub name: String,
+    pub parties: u8,
+    /// The party whose store decides availability and allocates checkouts.
+    pub leader: u8,
+    /// Items per batch when dealing.
+    pub batch_size: u64,
+    /// The pools this consortium keeps stock of.
+    pub pools: Vec<PoolSpec>,
+}
+
+impl ConsortiumConfig {
+    /// # Errors
+    /// A description of the first invalid field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |s: String| Err(ConsortiumError::Config(s));
+        if self.leader >= self.parties {
+            return bad(format!(
+                "leader {} is not one of the {} parties",
+                self.leader, self.parties
+            ));
+        }
+        if self.batch_size == 0 || self.batch_size > 1 << 26 {
+            return bad(format!(
+                "batch_size {} must be between 1 and 2^26",
+                self.batch_size
+            ));
+        }
+        for p in &self.pools {
+            p.validate(self.parties)
+                .map_err(|e| ConsortiumError::Config(format!("pool {p}: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// The pools a new consortium starts with.
+pub fn default_pools(parties: u8) -> Vec<PoolSpec> {
+    let mut pools: Vec<PoolSpec> = [
+        "triple-z64",
+        "triple-p128",
+        "square-p128",
+        "bit-z64",
+        "inverse-p61",
+        "input-mask-p128-o0",
+    ]
+    .iter()
+    .map(|s| s.parse().expect("built-in pool ids parse"))
+    .collect();
+    if parties >= 3 {
+        pools.push("double-p128-t1".parse().expect("built-in pool id parses"));
+    }
+    pools
+}
+
+/// What went wrong at consortium level.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsortiumError {
+    #[error("party {party}: {source}")]
+    Store { party: u8, source: StoreError },
+    #[error("consortium config: {0}")]
+    Config(String),
+    #[error("{0}")]
+    Io(String),
+    #[error("pool {0} is not configured for this consortium")]
+    UnknownPool(PoolSpec),
+    #[error("generation failed: {0}")]
+    Generate(#[from] crate::generate::GenerateError),
+    #[error("verification failed: {0}")]
+    Verify(String),
+}
+
+type Result<T> = std::result::Result<T, ConsortiumError>;
+
+/// The party stores of a consortium on this machine.
+pub struct LocalConsortium {
+    root: PathBuf,
+    pub config: ConsortiumConfig,
+    stores: Vec<Store>,
+}
+
+fn party_err(party: u8) -> impl Fn(StoreError) -> ConsortiumError {
+    move |source| ConsortiumError::Store { party, source }
+}
+
+/// Report of one deal.
+#[derive(Clone, Debug)]
+pub struct DealReport {
+    pub items: u64,
+    pub batches: u64,
+}
+
+impl LocalConsortium {
+    /// Creates `root/consortium.toml` and an empty store per party.
+    ///
+    /// # Errors
+    /// Invalid config, or a store that already exists.
+    pub fn init(root: &Path, config: ConsortiumConfig) -> Result<Self> {
+        config.validate()?;
+        fs::create_dir_all(root)
+            .map_err(|e| ConsortiumError::Io(format!("create {}: {e}", root.display())))?;
+        let cfg_path = root.join("consortium.toml");
+        if cfg_path.exists() {
+            return Err(ConsortiumError::Config(format!(
+                "{} already exists",
+                cfg_path.display()
+            )));
+        }
+        let text =
+            toml::to_string_pretty(&config).map_err(|e| ConsortiumError::Config(e.to_string()))?;
+        fs::write(&cfg_path, text)
+            .map_err(|e| ConsortiumError::Io(format!("write {}: {e}", cfg_path.display())))?;
+        for party in 0..config.parties {
+            let identity = StoreIdentity {
+                consortium: config.name.clone(),
+                parties: config.parties,
+                party,
+            };
+            Store::create(&root.join(format!("party-{party}")), identity)
+                .map_err(party_err(party))?;
+        }
+        Self::open(root)
+    }
+
+    /// Opens every party's store and reconciles interrupted deals (see the module docs).
+    ///
+    /// # Errors
+    /// A missing or invalid config, or a store that cannot be opened.
+    pub fn open(root: &Path) -> Result<Self> {
+        let cfg_path = root.join("consortium.toml");
+        let text = fs::read_to_string(&cfg_path)
+            .map_err(|e| ConsortiumError::Config(format!("read {}: {e}", cfg_path.display())))?;
+        let config: ConsortiumConfig = toml::from_str(&text)
+            .map_err(|e| ConsortiumError::Config(format!("{}: {e}", cfg_path.display())))?;
+        config.validate()?;
+        let stores = (0..config.parties)
+            .map(|p| {
+                let store = Store::open(&root.join(format!("party-{p}"))).map_err(party_err(p))?;
+                let id = store.identity();
+                if id.party != p || id.parties != config.parties || id.consortium != config.name {
+                    return Err(ConsortiumError::Config(format!(
+                        "store party-{p} belongs to party {} of {} in consortium {:?}",
+                        id.party, id.parties, id.consortium
+                    )));
+                }
+                Ok(store)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let c = LocalConsortium {
+            root: root.to_path_buf(),
+            config,
+            stores,
+        };
+        c.reconcile()?;
+        Ok(c)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn store(&self, party: u8) -> &Store {
+        &self.stores[party as usize]
+    }
+
+    fn leader(&self) -> &Store {
+        &self.stores[self.config.leader as usize]
+    }
+
+    fn reconcile(&self) -> Result<()> {
+        let leader = self.config.leader;
+        let mut committed = BTreeMap::new();
+        for meta in self.leader().all_batches().map_err(party_err(leader))? {
+            committed.insert(meta.id, meta.state != BatchState::Staged);
+        }
+        for (p, store) in self.stores.iter().enumerate() {
+            let p = p as u8;
+            for meta in store.all_batches().map_err(party_err(p))? {
+                if meta.state != BatchState::Staged {
+                    continue;
+                }
+                if committed.get(&meta.id).copied().unwrap_or(false) {
+                    store.activate(&meta.id).map_err(party_err(p))?;
+                } else if p != leader {
+                    store.abort(&meta.id).map_err(party_err(p))?;
+                }
+            }
+        }
+        // The leader's own uncommitted batches go last, after every follower dropped its copy.
+        for (id, done) in committed {
+            if !done {
+                self.leader().abort(&id).map_err(party_err(leader))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_pool(&self, pool: PoolSpec) -> Result<()> {
+        if self.config.pools.contains(&pool) {
+            Ok(())
+        } else {
+            Err(ConsortiumError::UnknownPool(pool))
+        }
+    }
+
+    /// Generates `count` items of `pool` with `generator`, batch by batch: generation of the
+    /// next batch overlaps the durable staging of the previous one. `progress` is called with
+    /// the items committed so far.
+    ///
+    /// # Errors
+    /// An unknown pool, generation or store errors. Batches committed before the error stay.
+    pub fn deal<G: Generator + Send>(
+        &self,
+        generator: &mut G,
+        pool: PoolSpec,
+        count: u64,
+        mut progress: impl FnMut(u64),
+    ) -> Result<DealReport> {
+        self.check_pool(pool)?;
+        let parties = self.config.parties;
+        let batch_size = self.config.batch_size;
+        let mut index = self
+            .leader()
+            .all_batches()
+            .map_err(party_err(self.config.leader))?
+            .iter()
+            .filter(|m| m.pool == pool)
+            .count() as u64;
+        let (tx, rx) = mpsc::sync_channel::<Result<Vec<PartyBatch>>>(1);
+        let mut report = DealReport {
+            items: 0,
+            batches: 0,
+        };
+        std::thread::scope(|s| -> Result<()> {
+            s.spawn(move || {
+                let mut left = count;
+                while left > 0 {
+                    let items = left.min(batch_size);
+                    let plan = BatchPlan {
+                        pool,
+                        parties,
+                        batch: generator.next_batch_id(),
+                        items,
+                        correction: pool.correction_party(parties, index),
+                    };
+                    index += 1;
+                    left -= items;
+                    let out = generator.generate(&plan).map_err(ConsortiumError::from);
+                    let failed = out.is_err();
+                    if tx.send(out).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            for shares in rx {
+                let shares = shares?;
+                let header = shares[0].header.clone();
+                // Stage at every party in parallel; each party's store gets only its share.
+                std::thread::scope(|s2| {
+                    let handles: Vec<_> = self
+                        .stores
+                        .iter()
+                        .zip(&shares)
+                        .map(|(store, share)| s2.spawn(move || store.stage(&share.bytes)))
+                        .collect();
+                    handles.into_iter().enumerate().try_for_each(|(p, h)| {
+                        h.join()
+                            .expect("staging thread panicked")
+                            .map(|_| ())
+                            .map_err(party_err(p as u8))
+                    })
+                })?;
+                self.leader()
+                    .activate(&header.batch)
+                    .map_err(party_err(self.config.leader))?;
+                for (p, store) in self.stores.iter().enumerate() {
+                    if p as u8 != self.config.leader {
+                        store.activate(&header.batch).map_err(party_err(p as u8))?;
+                    }
+                }
+                report.items += header.items;
+                report.batches += 1;
+                progress(report.items);
+            }
+            Ok(())
+        })?;
+        Ok(report)
+    }
+
+    /// Takes `count` items of `pool` from every party at once under `checkout`: the leader
+    /// allocates, every follower holds the same ranges, and each party's shares are written
+    /// once to `<out_dir>/party-<i>.shares`.
+    ///
+    /// # Errors
+    /// An unknown pool, underrun, a reused checkout id, IO errors.
+    pub fn take(
+        &self,
+        pool: PoolSpec,
+        count: u64,
+        checkout: &str,
+        out_dir: &Path,
+    ) -> Result<Vec<PathBuf>> {
+        self.check_pool(pool)?;
+        let leader = self.config.leader;
+        let res = self
+            .leader()
+            .allocate(checkout, pool, count)
+            .map_err(party_err(leader))?;
+        for (p, store) in self.stores.iter().enumerate() {
+            if p as u8 != leader {
+                store.apply(&res).map_err(party_err(p as u8))?;
+            }
+        }
+        fs::create_dir_all(out_dir)
+            .map_err(|e| ConsortiumError::Io(format!("create {}: {e}", out_dir.display())))?;
+        let mut paths = Vec::new();
+        for (p, store) in self.stores.iter().enumerate() {
+            let path = out_dir.join(format!("party-{p}.shares"));
+            let ioe =
+                |e: std::io::Error| ConsortiumError::Io(format!("write {}: {e}", path.display()));
+            let file = File::create(&path).map_err(ioe)?;
+            let w = store
+                .take(checkout, "cli", BufWriter::with_capacity(1 << 20, file))
+                .map_err(party_err(p as u8))?;
+            let file = w.into_inner().map_err(|e| ioe(e.into_error()))?;
+            file.sync_all().map_err(ioe)?;
+            paths.push(path);
+        }
+        Ok(paths)
+    }
+
+    /// Stock per pool at every party.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn stock(&self) -> Result<Vec<BTreeMap<PoolSpec, PoolStock>>> {
+        self.stores
+            .iter()
+            .enumerate()
+            .map(|(p, s)| s.stock().map_err(party_err(p as u8)))
+            .collect()
+    }
+}
+
+/// What [`verify`] checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub pool: PoolSpec,
+    pub checkout: String,
+    pub items: u64,
+}
+
+/// Reconstructs a set of share files (one per party) and checks every item's correlation.
+///
+/// This combines every party's shares, which no single party should ever be able to do: it is
+/// for tests and demos only.
+///
+/// # Errors
+/// [`ConsortiumError::Verify`] naming the first inconsistency or failed item.
+pub fn verify(files: &[PathBuf]) -> Result<VerifyReport> {
+    let mut readers = files
+        .iter()
+        .map(|f| {
+            let file = File::open(f)
+                .map_err(|e| ConsortiumError::Io(format!("open {}: {e}", f.display())))?;
+            ShareReader::new(BufReader::with_capacity(1 << 20, file))
+                .map_err(|e| ConsortiumError::Verify(format!("{}: {e}", f.display())))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bad = |s: String| ConsortiumError::Verify(s);
+    let first = readers
+        .first()
+        .ok_or_else(|| bad("no share files given".into()))?
+        .header
+        .clone();
+    let n = first.parties as usize;
+    if readers.len() != n {
+        return Err(bad(format!(
+            "the pool has {n} parties but {} files were given",
+            readers.len()
+        )));
+    }
+    readers.sort_by_key(|r| r.header.party);
+    for (i, r) in readers.iter().enumerate() {
+        let h = &r.header;
+        if h.party as usize != i
+            || h.pool != first.pool
+            || h.checkout != first.checkout
+            || h.ranges != first.ranges
+            || h.parties != first.parties
+        {
+            return Err(bad(format!(
+                "file of party {} does not belong to the same checkout as party {}",
+                h.party, first.party
+            )));
+        }
+    }
+    let pool = first.pool;
+    let ring = pool.domain.ring();
+    let mut checked = 0u64;
+    const BLOCK: usize = 8192;
+    loop {
+        let blocks = readers
+            .iter_mut()
+            .map(|r| {
+                r.next_records(BLOCK)
+                    .map_err(|e| bad(format!("party {}: {e}", r.header.party)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if blocks.iter().all(Option::is_none) {
+            break;
+        }
+        let blocks: Vec<Vec<u8>> = blocks
+            .into_iter()
+            .map(|b| b.ok_or_else(|| bad("a party's file ended early".into())))
+            .collect::<Result<_>>()?;
+        let got = with_ring!(ring, r => check_block(r, &pool, &blocks, checked))?;
+        checked += got;
+    }
+    Ok(VerifyReport {
+        pool,
+        checkout: first.checkout,
+        items: checked,
+    })
+}
+
+/// Checks one block of records from every party; returns how many items it held.
+fn check_block<R: Ring>(r: &R, pool: &PoolSpec, blocks: &[Vec<u8>], offset: u64) -> Result<u64> {
+    use crate::material::Kind;
+    let eb = r.elem_bytes();
+    let n = blocks.len();
+    let lens: Vec<usize> = (0..n).map(|p| pool.record_len(p as u8)).collect();
+    let items = blocks[0].len() / (lens[0] * eb);
+    let elem = |p: usize, item: usize, comp: usize| -> Result<R::Elem> {
+        let at = (item * lens[p] + comp) * eb;
+        blocks[p]
+            .get(at..at + eb)
+            .and_then(|b| r.decode(b))
+            .ok_or_else(|| {
+                ConsortiumError::Verify(format!(
+                    "party {p}: item {} is missing or not canonical",
+                    offset + item as u64
+                ))
+            })
+    };
+    let open = |item: usize, comp: usize| -> Result<R::Elem> {
+        let shares = (0..n)
+            .map(|p| elem(p, item, comp))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(additive_open(r, &shares))
+    };
+    for i in 0..items {
+        let fail = |what: &str| {
+            Err(ConsortiumError::Verify(format!(
+                "item {}: {what}",
+                offset + i as u64
+            )))
+        };
+        match pool.kind {
+            Kind::Triple => {
+                if r.mul(open(i, 0)?, open(i, 1)?) != open(i, 2)? {
+                    return fail("c != a * b");
+                }
+            }
+            Kind::Square => {
+                let a = open(i, 0)?;
+                if r.mul(a, a) != open(i, 1)? {
+                    return fail("a^2 does not open to the square");
+                }
+            }
+            Kind::Bit => {
+                let b = open(i, 0)?;
+                if b != r.zero() && b != r.one() {
+                    return fail("the bit opens to neither 0 nor 1");
+                }
+            }
+            Kind::Inverse => {
+                if r.mul(open(i, 0)?, open(i, 1)?) != r.one() {
+                    return fail("a * inverse != 1");
+                }
+            }
+            Kind::InputMask => {
+                let owner = pool.owner.unwrap_or(0) as usize;
+                if open(i, 0)? != elem(owner, i, 1)? {
+                    return fail("the owner's clear mask differs from the shared one");
+                }
+            }
+            Kind::Double => {
+                let t = pool.threshold.unwrap_or(1) as usize;
+                let pts = |comp: usize| -> Result<Vec<(u64, R::Elem)>> {
+                    (0..n)
+                        .map(|p| Ok((p as u64 + 1, elem(p, i, comp)?)))
+                        .collect()
+                };
+                let rt = shamir_open(r, &pts(0)?, t).map_err(|e| {
+                    ConsortiumError::Verify(format!("item {}: [r]_t: {e}", offset + i as u64))
+                })?;
+                let r2t = shamir_open(r, &pts(1)?, 2 * t).map_err(|e| {
+                    ConsortiumError::Verify(format!("item {}: [r]_2t: {e}", offset + i as u64))
+                })?;
+                if rt != r2t {
+                    return fail("[r]_t and [r]_2t open to different values");
+                }
+            }
+        }
+    }
+    Ok(items as u64)
+}
+
+/// Prints stock per pool and party as a table.
+pub fn write_stock_table<W: Write>(
+    mut w: W,
+    stock: &[BTreeMap<PoolSpec, PoolStock>],
+) -> std::io::Result<()> {
+    writeln!(
+        w,
+        "{:<24} {:>6} {:>14} {:>12} {:>12} {:>14}",
+        "pool", "party", "available", "staged", "reserved", "consumed"
+    )?;
+    for (p, s) in stock.iter().enumerate() {
+        for (pool, st) in s {
+            writeln!(
+                w,
+                "{:<24} {:>6} {:>14} {:>12} {:>12} {:>14}",
+                pool.to_string(),
+                p,
+                st.available,
+                st.staged,
+                st.reserved,
+                st.consumed
+            )?;
+        }
+    }
+    Ok(())
+}

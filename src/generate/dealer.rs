@@ -1,0 +1,357 @@
+//! The trusted dealer: ChaCha from an OS seed, seed compression, parallel over chunks.
+//!
+//! For every chunk of a batch, the dealer draws a fresh 32-byte seed per party from its master
+//! ChaCha20 stream (plus one dealer-only seed that is never stored). Every party's seeded
+//! elements come from its chunk seed; the dealer expands all of them, and the correction party
+//! alone stores what cannot be random (a triple's c share, a bit's last share, ...). Chunks
+//! are independent, so the output for a given master seed is the same whatever rayon's thread
+//! count.
+//!
+//! # Security
+//! The dealer sees every share; it is trusted not to collude with any party (see README).
+
+use super::{BatchPlan, GenerateError, Generator, PartyBatch};
+use crate::material::batch::{HEADER_BYTES, SEED_BYTES};
+use crate::material::{
+    double_share_is_seeded, BatchHeader, BatchId, Kind, Seed, Source, CHUNK_ITEMS,
+};
+use crate::math::Ring;
+use crate::sharing::lagrange_coefficients;
+use crate::with_ring;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::{ChaCha12Rng, ChaCha20Rng};
+use rayon::prelude::*;
+use zeroize::Zeroizing;
+
+/// The dealer, a [`Generator`].
+pub struct Dealer {
+    master: ChaCha20Rng,
+}
+
+impl std::fmt::Debug for Dealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Dealer(..)")
+    }
+}
+
+impl Dealer {
+    /// A dealer seeded from the operating system.
+    pub fn from_os_rng() -> Self {
+        Dealer {
+            master: ChaCha20Rng::from_os_rng(),
+        }
+    }
+
+    /// A reproducible dealer, for tests and benchmarks only.
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Dealer {
+            master: ChaCha20Rng::from_seed(seed),
+        }
+    }
+
+    fn draw_seed(&mut self) -> Seed {
+        let mut s = Seed([0; SEED_BYTES]);
+        self.master.fill_bytes(&mut s.0);
+        s
+    }
+}
+
+impl Generator for Dealer {
+    fn name(&self) -> &'static str {
+        "dealer"
+    }
+
+    fn next_batch_id(&mut self) -> BatchId {
+        let mut b = [0u8; 16];
+        self.master.fill_bytes(&mut b);
+        BatchId(b)
+    }
+
+    fn generate(&mut self, plan: &BatchPlan) -> Result<Vec<PartyBatch>, GenerateError> {
+        plan.pool.validate(plan.parties)?;
+        let n = plan.parties as usize;
+        if plan.items == 0 || plan.correction >= plan.parties {
+            return Err(GenerateError::Plan(
+                "items must be positive and the correction party a member".into(),
+            ));
+        }
+        let headers: Vec<BatchHeader> = (0..plan.parties)
+            .map(|party| BatchHeader {
+                pool: plan.pool,
+                parties: plan.parties,
+                party,
+                correction: plan.correction,
+                batch: plan.batch,
+                items: plan.items,
+                chunk_items: CHUNK_ITEMS,
+            })
+            .collect();
+        let chunks = headers[0].chunks() as usize;
+        // Seeds in a fixed order from the master stream: per chunk, each party's then the dealer's.
+        let seeds: Vec<Vec<Seed>> = (0..chunks)
+            .map(|_| (0..=n).map(|_| self.draw_seed()).collect())
+            .collect();
+
+        let mut files: Vec<Zeroizing<Vec<u8>>> = headers
+            .iter()
+            .map(|h| {
+                let mut v = Zeroizing::new(vec![0u8; h.file_len() as usize]);
+                v[..HEADER_BYTES].copy_from_slice(&h.encode());
+                v
+            })
+            .collect();
+        let mut per_chunk: Vec<Vec<&mut [u8]>> =
+            (0..chunks).map(|_| Vec::with_capacity(n)).collect();
+        for (h, file) in headers.iter().zip(files.iter_mut()) {
+            let mut rest = &mut file[HEADER_BYTES..];
+            for (c, slot) in per_chunk.iter_mut().enumerate() {
+                let (this, tail) = rest.split_at_mut(h.chunk_bytes(c as u64));
+                slot.push(this);
+                rest = tail;
+            }
+        }
+        let layouts: Vec<Vec<Source>> = headers.iter().map(|h| h.layout()).collect();
+        let ring = plan.pool.domain.ring();
+        with_ring!(ring, r => {
+            let kernel = Kernel::new(r, plan, &layouts)?;
+            per_chunk
+                .into_par_iter()
+                .zip(seeds.par_iter())
+                .enumerate()
+                .for_each(|(c, (mut slices, seeds))| {
+                    let items = headers[0].chunk_len(c as u64) as usize;
+                    kernel.fill_chunk(seeds, items, &mut slices);
+                });
+        });
+        Ok(headers
+            .into_iter()
+            .zip(files)
+            .map(|(header, bytes)| PartyBatch { header, bytes })
+            .collect())
+    }
+}
+
+/// Per-batch constants for filling chunks of one pool.
+struct Kernel<'a, R: Ring> {
+    ring: &'a R,
+    plan: &'a BatchPlan,
+    /// For double sharings: Lagrange coefficients to each explicit party's point, per degree.
+    double: Option<[DoubleDegree<R>; 2]>,
+    explicit_per_item: Vec<usize>,
+}
+
+/// How one degree of a double sharing is completed from its seeded shares.
+struct DoubleDegree<R: Ring> {
+    /// Parties whose share at this degree is seeded.
+    seeded: Vec<bool>,
+    /// For each party with an explicit share: its index and the coefficients over
+    /// (secret, seeded shares in party order).
+    explicit: Vec<(usize, Vec<R::Elem>)>,
+}
+
+impl<'a, R: Ring> Kernel<'a, R> {
+    fn new(
+        ring: &'a R,
+        plan: &'a BatchPlan,
+        layouts: &[Vec<Source>],
+    ) -> Result<Self, GenerateError> {
+        let n = plan.parties;
+        let double = if plan.pool.kind == Kind::Double {
+            let t = plan.pool.threshold.unwrap_or(1);
+            let degree = |d: u8| -> Result<DoubleDegree<R>, GenerateError> {
+                let seeded: Vec<bool> = (0..n)
+                    .map(|p| double_share_is_seeded(n, plan.correction, p, d))
+                    .collect();
+                let xs: Vec<u64> = std::iter::once(0)
+                    .chain((0..n).filter(|&p| seeded[p as usize]).map(|p| p as u64 + 1))
+                    .collect();
+                let explicit = (0..n)
+                    .filter(|&p| !seeded[p as usize])
+                    .map(|p| {
+                        lagrange_coefficients(ring, &xs, p as u64 + 1)
+                            .map(|c| (p as usize, c))
+                            .map_err(|e| GenerateError::Plan(e.to_string()))
+                    })
+                    .collect::<Result<_, _>>()?;
+                Ok(DoubleDegree { seeded, explicit })
+            };
+            Some([degree(t)?, degree(2 * t)?])
+        } else {
+            None
+        };
+        Ok(Kernel {
+            ring,
+            plan,
+            double,
+            explicit_per_item: layouts
+                .iter()
+                .map(|l| l.iter().filter(|s| **s == Source::Explicit).count())
+                .collect(),
+        })
+    }
+
+    /// Fills one chunk of every party's file: seed, explicit elements, checksum.
+    fn fill_chunk(&self, seeds: &[Seed], items: usize, slices: &mut [&mut [u8]]) {
+        let n = self.plan.parties as usize;
+        let mut rngs: Vec<ChaCha12Rng> = seeds[..n].iter().map(Seed::rng).collect();
+        let mut dealer = seeds[n].rng();
+        let eb = self.ring.elem_bytes();
+        for (p, slice) in slices.iter_mut().enumerate() {
+            slice[..SEED_BYTES].copy_from_slice(&seeds[p].0);
+            debug_assert_eq!(
+                slice.len(),
+                SEED_BYTES + items * self.explicit_per_item[p] * eb + 4
+            );
+        }
+        {
+            let mut out: Vec<&mut [u8]> = slices
+                .iter_mut()
+                .map(|s| {
+                    let len = s.len();
+                    &mut s[SEED_BYTES..len - 4]
+                })
+                .collect();
+            self.fill_items(&mut rngs, &mut dealer, items, &mut out);
+        }
+        for slice in slices.iter_mut() {
+            let len = slice.len();
+            let crc = crc32fast::hash(&slice[..len - 4]);
+            slice[len - 4..].copy_from_slice(&crc.to_le_bytes());
+        }
+    }
+
+    /// The kind-specific part: draws seeded elements in record order and writes corrections.
+    fn fill_items(
+        &self,
+        rngs: &mut [ChaCha12Rng],
+        dealer: &mut ChaCha12Rng,
+        items: usize,
+        out: &mut [&mut [u8]],
+    ) {
+        let r = self.ring;
+        let n = rngs.len();
+        let k = self.plan.correction as usize;
+        let eb = r.elem_bytes();
+        let put = |out: &mut [&mut [u8]], p: usize, slot: usize, e: R::Elem| {
+            r.encode(e, &mut out[p][slot * eb..(slot + 1) * eb]);
+        };
+        match self.plan.pool.kind {
+            Kind::Triple => {
+                for j in 0..items {
+                    let (mut a, mut b, mut c_rest) = (r.zero(), r.zero(), r.zero());
+                    for (p, rng) in rngs.iter_mut().enumerate() {
+                        a = r.add(a, r.sample(rng));
+                        b = r.add(b, r.sample(rng));
+                        if p != k {
+                            c_rest = r.add(c_rest, r.sample(rng));
+                        }
+                    }
+                    put(out, k, j, r.sub(r.mul(a, b), c_rest));
+                }
+            }
+            Kind::Square => {
+                for j in 0..items {
+                    let (mut a, mut s_rest) = (r.zero(), r.zero());
+                    for (p, rng) in rngs.iter_mut().enumerate() {
+                        a = r.add(a, r.sample(rng));
+                        if p != k {
+                            s_rest = r.add(s_rest, r.sample(rng));
+                        }
+                    }
+                    put(out, k, j, r.sub(r.mul(a, a), s_rest));
+                }
+            }
+            Kind::Bit => {
+                for j in 0..items {
+                    let bit = if dealer.next_u32() & 1 == 1 {
+                        r.one()
+                    } else {
+                        r.zero()
+                    };
+                    let mut rest = r.zero();
+                    for (p, rng) in rngs.iter_mut().enumerate() {
+                        if p != k {
+                            rest = r.add(rest, r.sample(rng));
+                        }
+                    }
+                    put(out, k, j, r.sub(bit, rest));
+                }
+            }
+            Kind::Inverse => {
+                for j in 0..items {
+                    let a = loop {
+                        let a = r.sample(dealer);
+                        if a != r.zero() {
+                            break a;
+                        }
+                    };
+                    let inv = r.inv(a).expect("nonzero element of a prime field");
+                    let (mut a_rest, mut inv_rest) = (r.zero(), r.zero());
+                    for (p, rng) in rngs.iter_mut().enumerate() {
+                        if p != k {
+                            a_rest = r.add(a_rest, r.sample(rng));
+                            inv_rest = r.add(inv_rest, r.sample(rng));
+                        }
+                    }
+                    put(out, k, 2 * j, r.sub(a, a_rest));
+                    put(out, k, 2 * j + 1, r.sub(inv, inv_rest));
+                }
+            }
+            Kind::InputMask => {
+                let owner = self
+                    .plan
+                    .pool
+                    .owner
+                    .expect("validated input-mask pool has an owner")
+                    as usize;
+                for j in 0..items {
+                    let (mut r_clear, mut rest) = (r.zero(), r.zero());
+                    for (p, rng) in rngs.iter_mut().enumerate() {
+                        if p == owner {
+                            rest = r.add(rest, r.sample(rng));
+                            r_clear = r.sample(rng);
+                        } else if p != k {
+                            rest = r.add(rest, r.sample(rng));
+                        }
+                    }
+                    put(out, k, j, r.sub(r_clear, rest));
+                }
+            }
+            Kind::Double => {
+                let [dt, d2t] = self
+                    .double
+                    .as_ref()
+                    .expect("double kernel has its coefficients");
+                let mut ys: [Vec<R::Elem>; 2] =
+                    [Vec::with_capacity(n + 1), Vec::with_capacity(n + 1)];
+                for j in 0..items {
+                    let secret = r.sample(dealer);
+                    for y in ys.iter_mut() {
+                        y.clear();
+                        y.push(secret);
+                    }
+                    for (p, rng) in rngs.iter_mut().enumerate() {
+                        if dt.seeded[p] {
+                            ys[0].push(r.sample(rng));
+                        }
+                        if d2t.seeded[p] {
+                            ys[1].push(r.sample(rng));
+                        }
+                    }
+                    for (deg, (d, y)) in [dt, d2t].into_iter().zip(ys.iter()).enumerate() {
+                        for (p, coeffs) in &d.explicit {
+                            let share = coeffs
+                                .iter()
+                                .zip(y)
+                                .fold(r.zero(), |acc, (&c, &v)| r.add(acc, r.mul(c, v)));
+                            // Slot within party p's explicit elements: degree-t first if explicit.
+                            let per = self.explicit_per_item[*p];
+                            let slot = j * per + if deg == 1 && per == 2 { 1 } else { 0 };
+                            put(out, *p, slot, share);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

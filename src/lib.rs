@@ -1,0 +1,33 @@
+//! Larder: the offline phase of secure multi-party computation as a service.
+//!
+//! Larder mass-produces correlated randomness (Beaver triples, squares, bits, inverses, input
+//! masks, Shamir double sharings), keeps each party's shares in that party's own on-disk store,
+//! and hands them to online engines exactly once.
+//!
+//! # Layout
+//! - [`math`]: rings and prime fields (Z_2^64, Z_2^128, GF(p)); pure arithmetic, no IO.
+//! - [`sharing`]: additive and Shamir sharing and opening.
+//! - [`material`]: kinds, pools, the per-party batch file and share stream encodings.
+//! - [`generate`]: the [`generate::Generator`] seam and the trusted dealer behind it.
+//! - [`store`]: one party's store: sled metadata, bulk batch files, the lifecycle
+//!   staged -> available -> reserved -> consumed, audit log, migrations.
+//! - [`consortium`]: a consortium whose party stores sit on this machine; deal, take, verify.
+//! - [`bench`]: the `larder bench` figures.
+//!
+//! Dependencies point one way: math <- sharing <- material <- generate; material <- store <-
+//! consortium. The pure layers never touch disk.
+//!
+//! # Security model
+//! Semi-honest parties; in dealer mode the dealer is trusted not to collude with any party.
+//! A party's store holds only that party's shares: per-chunk seeds and, at the batch's
+//! correction party, the explicit values that cannot be random. Seeds and shares are zeroized
+//! when dropped and never appear in `Debug` output or logs.
+#![forbid(unsafe_code)]
+
+pub mod bench;
+pub mod consortium;
+pub mod generate;
+pub mod material;
+pub mod math;
+pub mod sharing;
+pub mod store;

@@ -1,0 +1,397 @@
+//! Kinds of material, pools, and which parts of each party's share are seeded or explicit.
+//!
+//! A *pool* is kind x domain x sharing (x owner for input masks). Each party's share of an
+//! item is a *record* of a fixed number of elements in a fixed order (a triple is a, b, c).
+//! With seed compression, each element of a record is either *seeded* (drawn from the party's
+//! own chunk seed, in record order) or *explicit* (stored), and [`record_layout`] says which.
+
+pub mod batch;
+pub mod shares;
+
+pub use batch::{BatchHeader, BatchId, FormatError, Seed, CHUNK_ITEMS};
+pub use shares::{ShareHeader, ShareRange, ShareReader, ShareWriter};
+
+use crate::math::Domain;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// What is correlated.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// Beaver triple (a, b, ab).
+    Triple,
+    /// (a, a^2).
+    Square,
+    /// b in {0, 1}.
+    Bit,
+    /// (a, 1/a) with a nonzero; prime fields only.
+    Inverse,
+    /// r shared among all, known in clear to one owner party.
+    InputMask,
+    /// Shamir [r]_t and [r]_2t with the same r; prime fields only, n >= 2t + 1.
+    Double,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Triple,
+        Kind::Square,
+        Kind::Bit,
+        Kind::Inverse,
+        Kind::InputMask,
+        Kind::Double,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Triple => "triple",
+            Kind::Square => "square",
+            Kind::Bit => "bit",
+            Kind::Inverse => "inverse",
+            Kind::InputMask => "input-mask",
+            Kind::Double => "double",
+        }
+    }
+
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Kind::Triple => 1,
+            Kind::Square => 2,
+            Kind::Bit => 3,
+            Kind::Inverse => 4,
+            Kind::InputMask => 5,
+            Kind::Double => 6,
+        }
+    }
+
+    pub(crate) fn from_code(c: u8) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.code() == c)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl fmt::Debug for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Kind {
+    type Err = PoolError;
+    fn from_str(s: &str) -> Result<Self, PoolError> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| PoolError::Parse(format!("unknown kind {s:?}")))
+    }
+}
+
+/// Why a pool is not valid for a consortium, or a pool id did not parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PoolError {
+    #[error("{kind} needs a prime field, not {domain}")]
+    NeedsField { kind: Kind, domain: Domain },
+    #[error("double sharings need a threshold t >= 1 with parties >= 2t + 1 (t = {t}, parties = {parties})")]
+    BadThreshold { t: u8, parties: u8 },
+    #[error("{0} material is additively shared; a threshold applies only to double")]
+    UnexpectedThreshold(Kind),
+    #[error("input-mask needs an owner party below {parties}, got {owner:?}")]
+    BadOwner { owner: Option<u8>, parties: u8 },
+    #[error("only input-mask pools have an owner")]
+    UnexpectedOwner,
+    #[error("a consortium has 2 to 64 parties, got {0}")]
+    BadPartyCount(u8),
+    #[error("the field must have more elements than parties for Shamir sharing (p = {p}, parties = {parties})")]
+    FieldTooSmall { p: u128, parties: u8 },
+    #[error("bad pool id: {0}")]
+    Parse(String),
+}
+
+/// A pool: the unit of stock, scheduling and checkout.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PoolSpec {
+    pub kind: Kind,
+    pub domain: Domain,
+    /// Shamir threshold t (double sharings only); `None` means additive sharing.
+    pub threshold: Option<u8>,
+    /// The party that knows input masks in clear (input-mask only).
+    pub owner: Option<u8>,
+}
+
+/// Most parties a consortium may have (records and headers store party numbers in a byte).
+pub const MAX_PARTIES: u8 = 64;
+
+impl PoolSpec {
+    pub fn new(kind: Kind, domain: Domain) -> Self {
+        PoolSpec {
+            kind,
+            domain,
+            threshold: None,
+            owner: None,
+        }
+    }
+
+    /// Checks the pool makes sense for `parties` parties.
+    ///
+    /// # Errors
+    /// The [`PoolError`] naming what is wrong.
+    pub fn validate(&self, parties: u8) -> Result<(), PoolError> {
+        if !(2..=MAX_PARTIES).contains(&parties) {
+            return Err(PoolError::BadPartyCount(parties));
+        }
+        let needs_field = matches!(self.kind, Kind::Inverse | Kind::Double);
+        if needs_field && !self.domain.is_field() {
+            return Err(PoolError::NeedsField {
+                kind: self.kind,
+                domain: self.domain,
+            });
+        }
+        match (self.kind, self.threshold) {
+            (Kind::Double, Some(t)) if t >= 1 && parties as u32 > 2 * t as u32 => {
+                let p = self.domain.modulus().unwrap_or(0);
+                if p <= parties as u128 {
+                    return Err(PoolError::FieldTooSmall { p, parties });
+                }
+            }
+            (Kind::Double, t) => {
+                return Err(PoolError::BadThreshold {
+                    t: t.unwrap_or(0),
+                    parties,
+                })
+            }
+            (k, Some(_)) => return Err(PoolError::UnexpectedThreshold(k)),
+            _ => {}
+        }
+        match (self.kind, self.owner) {
+            (Kind::InputMask, Some(o)) if o < parties => Ok(()),
+            (Kind::InputMask, owner) => Err(PoolError::BadOwner { owner, parties }),
+            (_, Some(_)) => Err(PoolError::UnexpectedOwner),
+            _ => Ok(()),
+        }
+    }
+
+    /// Elements in one party's record of one item.
+    pub fn record_len(&self, party: u8) -> usize {
+        match self.kind {
+            Kind::Triple => 3,
+            Kind::Square | Kind::Inverse | Kind::Double => 2,
+            Kind::Bit => 1,
+            Kind::InputMask if self.owner == Some(party) => 2,
+            Kind::InputMask => 1,
+        }
+    }
+
+    /// The correction party of the `index`-th batch of this pool: rotates so storage spreads
+    /// evenly, and skips an input mask's owner (whose record is wholly seeded).
+    pub fn correction_party(&self, parties: u8, index: u64) -> u8 {
+        match (self.kind, self.owner) {
+            (Kind::InputMask, Some(o)) => {
+                let k = (index % (parties as u64 - 1)) as u8;
+                if k >= o {
+                    k + 1
+                } else {
+                    k
+                }
+            }
+            _ => (index % parties as u64) as u8,
+        }
+    }
+}
+
+/// Where one element of a party's record comes from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Source {
+    /// Drawn from the party's chunk seed.
+    Seeded,
+    /// Stored in the batch file.
+    Explicit,
+}
+
+/// For double sharings: whether `party`'s share of the degree-`degree` polynomial is seeded.
+/// The `degree` parties after the correction party (cyclically) get seeded shares.
+pub fn double_share_is_seeded(parties: u8, correction: u8, party: u8, degree: u8) -> bool {
+    let offset = (party as u16 + parties as u16 - correction as u16) % parties as u16;
+    offset >= 1 && offset <= degree as u16
+}
+
+/// The sources of each element of `party`'s record in a batch with correction party
+/// `correction`.
+pub fn record_layout(spec: &PoolSpec, parties: u8, party: u8, correction: u8) -> Vec<Source> {
+    use Source::*;
+    let fix = |explicit: bool| if explicit { Explicit } else { Seeded };
+    let k = party == correction;
+    match spec.kind {
+        Kind::Triple => vec![Seeded, Seeded, fix(k)],
+        Kind::Square => vec![Seeded, fix(k)],
+        Kind::Bit => vec![fix(k)],
+        Kind::Inverse => vec![fix(k), fix(k)],
+        Kind::InputMask if spec.owner == Some(party) => vec![Seeded, Seeded],
+        Kind::InputMask => vec![fix(k)],
+        Kind::Double => {
+            let t = spec.threshold.unwrap_or(1);
+            vec![
+                fix(!double_share_is_seeded(parties, correction, party, t)),
+                fix(!double_share_is_seeded(parties, correction, party, 2 * t)),
+            ]
+        }
+    }
+}
+
+impl fmt::Display for PoolSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.kind, self.domain)?;
+        if let Some(t) = self.threshold {
+            write!(f, "-t{t}")?;
+        }
+        if let Some(o) = self.owner {
+            write!(f, "-o{o}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for PoolSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for PoolSpec {
+    type Err = PoolError;
+    /// Parses a pool id such as `triple-z64`, `double-p128-t1` or `input-mask-p61-o2`.
+    fn from_str(s: &str) -> Result<Self, PoolError> {
+        let bad = || {
+            PoolError::Parse(format!(
+                "{s:?} (expected kind-domain[-tT][-oO], e.g. triple-z64)"
+            ))
+        };
+        let kind = Kind::ALL
+            .into_iter()
+            .find(|k| s.starts_with(k.name()) && s[k.name().len()..].starts_with('-'))
+            .ok_or_else(bad)?;
+        let mut parts = s[kind.name().len() + 1..].split('-');
+        let domain: Domain = parts
+            .next()
+            .ok_or_else(bad)?
+            .parse()
+            .map_err(|e| PoolError::Parse(format!("{s:?}: {e}")))?;
+        let mut spec = PoolSpec::new(kind, domain);
+        for part in parts {
+            let num = |p: &str| p[1..].parse::<u8>().map_err(|_| bad());
+            match part.as_bytes().first() {
+                Some(b't') if spec.threshold.is_none() => spec.threshold = Some(num(part)?),
+                Some(b'o') if spec.owner.is_none() => spec.owner = Some(num(part)?),
+                _ => return Err(bad()),
+            }
+        }
+        Ok(spec)
+    }
+}
+
+impl TryFrom<String> for PoolSpec {
+    type Error = PoolError;
+    fn try_from(s: String) -> Result<Self, PoolError> {
+        s.parse()
+    }
+}
+
+impl From<PoolSpec> for String {
+    fn from(p: PoolSpec) -> String {
+        p.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::math::{P128, P61};
+
+    #[test]
+    fn pool_ids_round_trip() {
+        for id in [
+            "triple-z64",
+            "double-p128-t1",
+            "input-mask-p61-o2",
+            "inverse-fp:1000003",
+            "bit-z128",
+        ] {
+            let p: PoolSpec = id.parse().unwrap();
+            assert_eq!(p.to_string(), id);
+        }
+        assert!("triplez64".parse::<PoolSpec>().is_err());
+        assert!("triple-z64-x1".parse::<PoolSpec>().is_err());
+        assert!("triple-z64-t1-t2".parse::<PoolSpec>().is_err());
+    }
+
+    #[test]
+    fn invalid_pools_are_refused_with_the_reason() {
+        let inv = PoolSpec::new(Kind::Inverse, Domain::Z64);
+        assert!(matches!(inv.validate(3), Err(PoolError::NeedsField { .. })));
+        let mut d = PoolSpec::new(Kind::Double, Domain::Fp(P128));
+        assert!(matches!(d.validate(3), Err(PoolError::BadThreshold { .. })));
+        d.threshold = Some(2);
+        assert_eq!(
+            d.validate(4),
+            Err(PoolError::BadThreshold { t: 2, parties: 4 })
+        );
+        assert_eq!(d.validate(5), Ok(()));
+        let small = PoolSpec {
+            threshold: Some(1),
+            ..PoolSpec::new(Kind::Double, Domain::prime(3).unwrap())
+        };
+        assert!(matches!(
+            small.validate(3),
+            Err(PoolError::FieldTooSmall { .. })
+        ));
+        let mut m = PoolSpec::new(Kind::InputMask, Domain::Fp(P61));
+        assert!(matches!(m.validate(3), Err(PoolError::BadOwner { .. })));
+        m.owner = Some(3);
+        assert!(matches!(m.validate(3), Err(PoolError::BadOwner { .. })));
+        m.owner = Some(2);
+        assert_eq!(m.validate(3), Ok(()));
+        let t = PoolSpec {
+            owner: Some(0),
+            ..PoolSpec::new(Kind::Triple, Domain::Z64)
+        };
+        assert_eq!(t.validate(3), Err(PoolError::UnexpectedOwner));
+        assert_eq!(
+            PoolSpec::new(Kind::Triple, Domain::Z64).validate(1),
+            Err(PoolError::BadPartyCount(1))
+        );
+    }
+
+    #[test]
+    fn correction_party_rotates_and_skips_the_mask_owner() {
+        let t = PoolSpec::new(Kind::Triple, Domain::Z64);
+        let seq: Vec<u8> = (0..6).map(|i| t.correction_party(3, i)).collect();
+        assert_eq!(seq, [0, 1, 2, 0, 1, 2]);
+        let m = PoolSpec {
+            owner: Some(1),
+            ..PoolSpec::new(Kind::InputMask, Domain::Z64)
+        };
+        let seq: Vec<u8> = (0..4).map(|i| m.correction_party(3, i)).collect();
+        assert_eq!(seq, [0, 2, 0, 2]);
+    }
+
+    #[test]
+    fn exactly_one_party_stores_each_correction() {
+        // For every additive kind, exactly the correction party has explicit elements.
+        for kind in [Kind::Triple, Kind::Square, Kind::Bit, Kind::Inverse] {
+            let spec = PoolSpec::new(kind, Domain::Fp(P61));
+            for k in 0..3 {
+                for party in 0..3 {
+                    let has = record_layout(&spec, 3, party, k).contains(&Source::Explicit);
+                    assert_eq!(has, party == k, "{kind} k={k} party={party}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,1116 @@
+//! One party's store: sled for metadata, plain files for bulk batch data.
+//!
+//! # Durability
+//! Every method that changes state returns only after the change is on disk (batch files are
+//! written to a temporary name, `fdatasync`ed, renamed and the directory synced before their
+//! metadata is committed; metadata changes are sled transactions followed by a flush). A crash
+//! at any point leaves either the old or the new state; on open, files no metadata points to
+//! are removed and interrupted erasures are finished.
+//!
+//! # Lifecycle
+//! A batch is `staged` (durable here, not yet usable), then `available` once the leader has
+//! seen every party stage it. Items are `reserved` in ranges under a checkout id, then
+//! `consumed` when this party's shares are handed out (or burned), after which their chunk
+//! seeds and values are overwritten and the audit log keeps who took which ranges and when.
+//! Reservations not downloaded may be `released` back to stock.
+
+mod ranges;
+pub mod schema;
+
+pub use ranges::RangeSet;
+
+use crate::material::batch::{expand_chunk, HEADER_BYTES};
+use crate::material::shares::MAX_CHECKOUT_ID;
+use crate::material::{
+    BatchHeader, BatchId, FormatError, PoolSpec, ShareHeader, ShareRange, ShareWriter,
+};
+use crate::with_ring;
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::Transactional;
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Who this store belongs to; fixed when the store is created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreIdentity {
+    pub consortium: String,
+    pub parties: u8,
+    pub party: u8,
+}
+
+/// A batch's state at this party.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchState {
+    Staged,
+    Available,
+    /// Every item consumed; data deleted; metadata kept as a tombstone.
+    Exhausted,
+}
+
+/// Metadata of one batch at this party.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchMeta {
+    pub id: BatchId,
+    pub pool: PoolSpec,
+    pub items: u64,
+    pub state: BatchState,
+    /// Items neither reserved nor consumed.
+    pub free: RangeSet,
+    /// Items handed out or burned.
+    pub consumed: RangeSet,
+    /// Chunks whose seed and values have been overwritten.
+    pub erased_chunks: RangeSet,
+    pub chunk_items: u32,
+    /// Order of activation, for first-in first-out allocation.
+    pub stock_seq: u64,
+    pub staged_at: u64,
+}
+
+/// A reservation's state at this party.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReservationState {
+    Reserved,
+    Consumed,
+    /// Expired before anyone downloaded: items went back to stock.
+    Released,
+    /// Expired after another party downloaded: items consumed without handing them out here.
+    Burned,
+}
+
+/// Items of one pool held under a checkout id; identical at every party.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub checkout: String,
+    pub pool: PoolSpec,
+    pub count: u64,
+    pub ranges: Vec<ShareRange>,
+    pub state: ReservationState,
+    pub reserved_at: u64,
+    pub consumer: Option<String>,
+    pub consumed_at: Option<u64>,
+}
+
+impl Reservation {
+    /// Whether `other` describes the same reservation (ignoring local state).
+    pub fn same_allocation(&self, other: &Reservation) -> bool {
+        self.checkout == other.checkout
+            && self.pool == other.pool
+            && self.count == other.count
+            && self.ranges == other.ranges
+    }
+}
+
+/// One line of the audit log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub at: u64,
+    pub event: String,
+    pub pool: PoolSpec,
+    pub checkout: Option<String>,
+    pub batch: Option<BatchId>,
+    pub ranges: Vec<ShareRange>,
+    pub by: Option<String>,
+}
+
+/// Stock of one pool at this party.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolStock {
+    pub available: u64,
+    pub staged: u64,
+    pub reserved: u64,
+    pub consumed: u64,
+    pub batches: u64,
+}
+
+/// What went wrong in a store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("store metadata: {0}")]
+    Sled(#[from] sled::Error),
+    #[error(transparent)]
+    Schema(#[from] schema::SchemaError),
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("corrupt metadata: {0}")]
+    Corrupt(String),
+    #[error("no Larder store at {0} (create one with `larder init`)")]
+    NotAStore(PathBuf),
+    #[error("a Larder store already exists at {0}")]
+    AlreadyExists(PathBuf),
+    #[error("this batch belongs to party {got} of {got_parties}, but the store is party {want} of {want_parties}")]
+    WrongParty {
+        got: u8,
+        got_parties: u8,
+        want: u8,
+        want_parties: u8,
+    },
+    #[error("unknown batch {0}")]
+    UnknownBatch(BatchId),
+    #[error("batch {0} is already here with a different header")]
+    BatchMismatch(BatchId),
+    #[error("batch {batch} cannot go from {from:?} to {to}")]
+    IllegalTransition {
+        batch: BatchId,
+        from: BatchState,
+        to: &'static str,
+    },
+    #[error("checkout id must be 1 to {MAX_CHECKOUT_ID} printable characters")]
+    BadCheckoutId,
+    #[error("count must be at least 1")]
+    ZeroCount,
+    #[error("checkout {0:?} already exists with different parameters")]
+    Conflict(String),
+    #[error("pool {pool} has {available} items available, {requested} requested")]
+    Underrun {
+        pool: PoolSpec,
+        requested: u64,
+        available: u64,
+    },
+    #[error("unknown checkout {0:?}")]
+    UnknownCheckout(String),
+    #[error("checkout {checkout:?} is {state:?} here; its shares cannot be handed out again")]
+    Gone {
+        checkout: String,
+        state: ReservationState,
+    },
+    #[error("checkout {checkout:?} cannot be {to}: it is {state:?}")]
+    NotReserved {
+        checkout: String,
+        state: ReservationState,
+        to: &'static str,
+    },
+    #[error("items {first}..{end} of batch {batch} are not free here")]
+    RangeUnavailable {
+        batch: BatchId,
+        first: u64,
+        end: u64,
+    },
+}
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("metadata serializes")
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn stock_key(pool: &PoolSpec, seq: u64) -> Vec<u8> {
+    let mut k = pool.to_string().into_bytes();
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn stock_prefix(pool: &PoolSpec) -> Vec<u8> {
+    let mut k = pool.to_string().into_bytes();
+    k.push(0);
+    k
+}
+
+/// A failure inside a transaction closure, carried out through sled's abort.
+type TxResult<T> = std::result::Result<T, ConflictableTransactionError<StoreError>>;
+
+fn abort<T>(e: StoreError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn tx_get<T: for<'de> Deserialize<'de>>(
+    t: &TransactionalTree,
+    key: &[u8],
+    what: &str,
+) -> TxResult<Option<T>> {
+    match t.get(key)? {
+        None => Ok(None),
+        Some(v) => from_json(what, &v).map(Some).or_else(abort),
+    }
+}
+
+fn unwrap_tx<T>(r: std::result::Result<T, TransactionError<StoreError>>) -> Result<T> {
+    r.map_err(|e| match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::Sled(e),
+    })
+}
+
+/// One party's store.
+pub struct Store {
+    dir: PathBuf,
+    data: PathBuf,
+    db: sled::Db,
+    batches: sled::Tree,
+    stock: sled::Tree,
+    reservations: sled::Tree,
+    audit: sled::Tree,
+    identity: StoreIdentity,
+    /// Serialises read-modify-write of metadata (allocation scans the stock index, which sled
+    /// transactions cannot do). Held only for in-memory work; flushes happen outside it, so
+    /// concurrent callers share one fsync.
+    lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .field("identity", &self.identity)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Creates a new, empty store in `dir` (which must not hold one yet).
+    ///
+    /// # Errors
+    /// [`StoreError::AlreadyExists`], IO or sled errors.
+    pub fn create(dir: &Path, identity: StoreIdentity) -> Result<Store> {
+        if dir.join("meta").exists() {
+            return Err(StoreError::AlreadyExists(dir.to_path_buf()));
+        }
+        fs::create_dir_all(dir.join("batches")).map_err(io_err("create", dir))?;
+        let db = sled::open(dir.join("meta"))?;
+        db.insert("identity", to_json(&identity))?;
+        db.flush()?;
+        drop(db);
+        Store::open(dir)
+    }
+
+    /// Opens an existing store, upgrading its schema and recovering from any crash.
+    ///
+    /// # Errors
+    /// [`StoreError::NotAStore`], [`schema::SchemaError::Newer`] for a store from a newer
+    /// Larder, IO or sled errors (including another process holding the store open).
+    pub fn open(dir: &Path) -> Result<Store> {
+        let meta = dir.join("meta");
+        if !meta.exists() {
+            return Err(StoreError::NotAStore(dir.to_path_buf()));
+        }
+        let db = sled::open(&meta)?;
+        schema::migrate(&db, schema::MIGRATIONS)?;
+        let identity: StoreIdentity = match db.get("identity")? {
+            Some(v) => from_json("identity", &v)?,
+            None => return Err(StoreError::NotAStore(dir.to_path_buf())),
+        };
+        let store = Store {
+            dir: dir.to_path_buf(),
+            data: dir.join("batches"),
+            batches: db.open_tree("batches")?,
+            stock: db.open_tree("stock")?,
+            reservations: db.open_tree("reservations")?,
+            audit: db.open_tree("audit")?,
+            db,
+            identity,
+            lock: Mutex::new(()),
+        };
+        fs::create_dir_all(&store.data).map_err(io_err("create", &store.data))?;
+        store.recover()?;
+        Ok(store)
+    }
+
+    pub fn identity(&self) -> &StoreIdentity {
+        &self.identity
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn batch_path(&self, id: &BatchId) -> PathBuf {
+        self.data.join(format!("{id}.lb"))
+    }
+
+    fn locked(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn sync_dir(&self) -> Result<()> {
+        File::open(&self.data)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("sync", &self.data))
+    }
+
+    /// Removes files no metadata points to and finishes interrupted erasures.
+    fn recover(&self) -> Result<()> {
+        let entries = fs::read_dir(&self.data).map_err(io_err("list", &self.data))?;
+        for entry in entries {
+            let path = entry.map_err(io_err("list", &self.data))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let known = name
+                .strip_suffix(".lb")
+                .and_then(|id| id.parse::<BatchId>().ok())
+                .map(|id| self.batch_meta(&id))
+                .transpose()?
+                .flatten()
+                .is_some_and(|m| m.state != BatchState::Exhausted);
+            if !known {
+                fs::remove_file(&path).map_err(io_err("remove", &path))?;
+            }
+        }
+        self.sync_dir()?;
+        for meta in self.all_batches()? {
+            self.erase_consumed(&meta.id)?;
+        }
+        Ok(())
+    }
+
+    /// Metadata of one batch.
+    ///
+    /// # Errors
+    /// Sled errors or corrupt metadata.
+    pub fn batch_meta(&self, id: &BatchId) -> Result<Option<BatchMeta>> {
+        self.batches
+            .get(id.0)?
+            .map(|v| from_json("batch", &v))
+            .transpose()
+    }
+
+    /// Metadata of every batch the ranges touch.
+    fn batch_metas(&self, ranges: &[ShareRange]) -> Result<BTreeMap<BatchId, BatchMeta>> {
+        let mut metas = BTreeMap::new();
+        for r in ranges {
+            if let std::collections::btree_map::Entry::Vacant(slot) = metas.entry(r.batch) {
+                slot.insert(
+                    self.batch_meta(&r.batch)?
+                        .ok_or(StoreError::UnknownBatch(r.batch))?,
+                );
+            }
+        }
+        Ok(metas)
+    }
+
+    /// Every batch's metadata.
+    ///
+    /// # Errors
+    /// Sled errors or corrupt metadata.
+    pub fn all_batches(&self) -> Result<Vec<BatchMeta>> {
+        self.batches
+            .iter()
+            .values()
+            .map(|v| from_json("batch", &v?))
+            .collect()
+    }
+
+    /// Stores this party's share of a batch durably, as `staged`. Staging the same batch again
+    /// is a no-op.
+    ///
+    /// # Errors
+    /// [`FormatError`] if the file is invalid; [`StoreError::WrongParty`] if it is another
+    /// party's share; [`StoreError::BatchMismatch`] for a different batch under a known id.
+    pub fn stage(&self, bytes: &[u8]) -> Result<BatchHeader> {
+        let header = BatchHeader::verify_file(bytes)?;
+        let me = &self.identity;
+        if header.party != me.party || header.parties != me.parties {
+            return Err(StoreError::WrongParty {
+                got: header.party,
+                got_parties: header.parties,
+                want: me.party,
+                want_parties: me.parties,
+            });
+        }
+        if let Some(meta) = self.batch_meta(&header.batch)? {
+            if meta.pool == header.pool && meta.items == header.items {
+                return Ok(header);
+            }
+            return Err(StoreError::BatchMismatch(header.batch));
+        }
+        let path = self.batch_path(&header.batch);
+        let tmp = path.with_extension("tmp");
+        {
+            let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+            f.write_all(bytes).map_err(io_err("write", &tmp))?;
+            f.sync_data().map_err(io_err("sync", &tmp))?;
+        }
+        fs::rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
+        self.sync_dir()?;
+        let meta = BatchMeta {
+            id: header.batch,
+            pool: header.pool,
+            items: header.items,
+            state: BatchState::Staged,
+            free: RangeSet::interval(0, header.items),
+            consumed: RangeSet::new(),
+            erased_chunks: RangeSet::new(),
+            chunk_items: header.chunk_items,
+            stock_seq: 0,
+            staged_at: now_unix(),
+        };
+        let audit = self.audit_entry("stage", header.pool, None, Some(header.batch), vec![], None);
+        {
+            let _g = self.locked();
+            let seq = self.db.generate_id()?;
+            unwrap_tx((&self.batches, &self.audit).transaction(|(b, a)| {
+                if b.get(header.batch.0)?.is_some() {
+                    return abort(StoreError::BatchMismatch(header.batch));
+                }
+                b.insert(&header.batch.0, to_json(&meta))?;
+                a.insert(&seq.to_be_bytes(), to_json(&audit))?;
+                Ok(())
+            }))?;
+        }
+        self.flush()?;
+        Ok(header)
+    }
+
+    fn audit_entry(
+        &self,
+        event: &str,
+        pool: PoolSpec,
+        checkout: Option<&str>,
+        batch: Option<BatchId>,
+        ranges: Vec<ShareRange>,
+        by: Option<&str>,
+    ) -> AuditRecord {
+        AuditRecord {
+            at: now_unix(),
+            event: event.to_string(),
+            pool,
+            checkout: checkout.map(str::to_string),
+            batch,
+            ranges,
+            by: by.map(str::to_string),
+        }
+    }
+
+    /// Makes a staged batch available for allocation (the leader does this once every party
+    /// has staged it). Activating an available batch again is a no-op.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownBatch`]; [`StoreError::IllegalTransition`] for an exhausted batch.
+    pub fn activate(&self, id: &BatchId) -> Result<()> {
+        {
+            let _g = self.locked();
+            let seq = self.db.generate_id()?;
+            let aseq = self.db.generate_id()?;
+            unwrap_tx(
+                (&self.batches, &self.stock, &self.audit).transaction(|(b, s, a)| {
+                    let Some(mut meta) = tx_get::<BatchMeta>(b, &id.0, "batch")? else {
+                        return abort(StoreError::UnknownBatch(*id));
+                    };
+                    match meta.state {
+                        BatchState::Available => return Ok(()),
+                        BatchState::Exhausted => {
+                            return abort(StoreError::IllegalTransition {
+                                batch: *id,
+                                from: meta.state,
+                                to: "available",
+                            })
+                        }
+                        BatchState::Staged => {}
+                    }
+                    meta.state = BatchState::Available;
+                    meta.stock_seq = seq;
+                    if !meta.free.is_empty() {
+                        s.insert(stock_key(&meta.pool, seq), &id.0)?;
+                    }
+                    b.insert(&id.0, to_json(&meta))?;
+                    a.insert(
+                        &aseq.to_be_bytes(),
+                        to_json(&self.audit_entry(
+                            "activate",
+                            meta.pool,
+                            None,
+                            Some(*id),
+                            vec![],
+                            None,
+                        )),
+                    )?;
+                    Ok(())
+                }),
+            )?;
+        }
+        self.flush()
+    }
+
+    /// Drops a staged batch that will never complete: metadata and data. Aborting an unknown
+    /// batch is a no-op.
+    ///
+    /// # Errors
+    /// [`StoreError::IllegalTransition`] if the batch is already available or exhausted.
+    pub fn abort(&self, id: &BatchId) -> Result<()> {
+        {
+            let _g = self.locked();
+            let aseq = self.db.generate_id()?;
+            unwrap_tx((&self.batches, &self.audit).transaction(|(b, a)| {
+                let Some(meta) = tx_get::<BatchMeta>(b, &id.0, "batch")? else {
+                    return Ok(());
+                };
+                if meta.state != BatchState::Staged {
+                    return abort(StoreError::IllegalTransition {
+                        batch: *id,
+                        from: meta.state,
+                        to: "aborted",
+                    });
+                }
+                b.remove(&id.0)?;
+                a.insert(
+                    &aseq.to_be_bytes(),
+                    to_json(&self.audit_entry("abort", meta.pool, None, Some(*id), vec![], None)),
+                )?;
+                Ok(())
+            }))?;
+        }
+        self.flush()?;
+        let path = self.batch_path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("remove", &path)(e)),
+        }
+        self.sync_dir()
+    }
+
+    fn check_request(checkout: &str, count: u64) -> Result<()> {
+        if checkout.is_empty()
+            || checkout.len() > MAX_CHECKOUT_ID
+            || checkout.chars().any(|c| c.is_control())
+        {
+            return Err(StoreError::BadCheckoutId);
+        }
+        if count == 0 {
+            return Err(StoreError::ZeroCount);
+        }
+        Ok(())
+    }
+
+    /// The leader's allocation: reserves `count` items of `pool` under `checkout`, first in
+    /// first out, splitting batches as needed. The same request again returns the same
+    /// reservation.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] for a used id with other parameters; [`StoreError::Underrun`]
+    /// (with the available count) if stock is short.
+    pub fn allocate(&self, checkout: &str, pool: PoolSpec, count: u64) -> Result<Reservation> {
+        Self::check_request(checkout, count)?;
+        let res = {
+            let _g = self.locked();
+            if let Some(v) = self.reservations.get(checkout)? {
+                let existing: Reservation = from_json("reservation", &v)?;
+                drop(_g);
+                if existing.pool == pool && existing.count == count {
+                    self.flush()?;
+                    return Ok(existing);
+                }
+                return Err(StoreError::Conflict(checkout.to_string()));
+            }
+            // Plan outside the transaction (sled transactions cannot scan); the lock keeps the
+            // plan valid until it commits.
+            let mut need = count;
+            let mut ranges = Vec::new();
+            let mut touched: Vec<(Vec<u8>, BatchMeta)> = Vec::new();
+            for entry in self.stock.scan_prefix(stock_prefix(&pool)) {
+                if need == 0 {
+                    break;
+                }
+                let (key, id) = entry?;
+                let id = BatchId(
+                    id.as_ref()
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("stock index".into()))?,
+                );
+                let mut meta = self.batch_meta(&id)?.ok_or(StoreError::UnknownBatch(id))?;
+                for (first, end) in meta.free.take_front(need) {
+                    need -= end - first;
+                    ranges.push(ShareRange {
+                        batch: id,
+                        first,
+                        count: end - first,
+                    });
+                }
+                touched.push((key.to_vec(), meta));
+            }
+            if need > 0 {
+                return Err(StoreError::Underrun {
+                    pool,
+                    requested: count,
+                    available: count - need,
+                });
+            }
+            let res = Reservation {
+                checkout: checkout.to_string(),
+                pool,
+                count,
+                ranges,
+                state: ReservationState::Reserved,
+                reserved_at: now_unix(),
+                consumer: None,
+                consumed_at: None,
+            };
+            let audit = self.audit_entry(
+                "reserve",
+                pool,
+                Some(checkout),
+                None,
+                res.ranges.clone(),
+                None,
+            );
+            let aseq = self.db.generate_id()?;
+            unwrap_tx(
+                (&self.batches, &self.stock, &self.reservations, &self.audit).transaction(
+                    |(b, s, r, a)| {
+                        for (key, meta) in &touched {
+                            b.insert(&meta.id.0, to_json(meta))?;
+                            if meta.free.is_empty() {
+                                s.remove(key.as_slice())?;
+                            }
+                        }
+                        r.insert(checkout.as_bytes(), to_json(&res))?;
+                        a.insert(&aseq.to_be_bytes(), to_json(&audit))?;
+                        Ok(())
+                    },
+                ),
+            )?;
+            res
+        };
+        self.flush()?;
+        Ok(res)
+    }
+
+    /// A follower's side of allocation: holds exactly the leader's ranges. A batch staged here
+    /// becomes available (the leader only allocates batches every party has staged). Applying
+    /// the same reservation again is a no-op.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] if the id holds a different reservation;
+    /// [`StoreError::RangeUnavailable`] if an item is not free here.
+    pub fn apply(&self, reservation: &Reservation) -> Result<()> {
+        Self::check_request(&reservation.checkout, reservation.count)?;
+        if reservation.ranges.iter().map(|r| r.count).sum::<u64>() != reservation.count {
+            return Err(StoreError::Corrupt(
+                "reservation ranges do not add up to its count".into(),
+            ));
+        }
+        {
+            let _g = self.locked();
+            if let Some(v) = self.reservations.get(&reservation.checkout)? {
+                let existing: Reservation = from_json("reservation", &v)?;
+                drop(_g);
+                if existing.same_allocation(reservation) {
+                    return self.flush();
+                }
+                return Err(StoreError::Conflict(reservation.checkout.clone()));
+            }
+            let mut metas = self.batch_metas(&reservation.ranges)?;
+            for r in &reservation.ranges {
+                let meta = metas.get_mut(&r.batch).expect("loaded above");
+                let end = r.first.checked_add(r.count).ok_or(StoreError::ZeroCount)?;
+                if meta.state == BatchState::Exhausted || !meta.free.remove(r.first, end) {
+                    return Err(StoreError::RangeUnavailable {
+                        batch: r.batch,
+                        first: r.first,
+                        end,
+                    });
+                }
+            }
+            let mut seqs = Vec::new();
+            for meta in metas.values_mut() {
+                if meta.state == BatchState::Staged {
+                    meta.state = BatchState::Available;
+                    meta.stock_seq = self.db.generate_id()?;
+                    seqs.push(meta.id);
+                }
+            }
+            let mut res = reservation.clone();
+            res.state = ReservationState::Reserved;
+            res.consumer = None;
+            res.consumed_at = None;
+            let audit = self.audit_entry(
+                "reserve",
+                res.pool,
+                Some(&res.checkout),
+                None,
+                res.ranges.clone(),
+                None,
+            );
+            let aseq = self.db.generate_id()?;
+            unwrap_tx(
+                (&self.batches, &self.stock, &self.reservations, &self.audit).transaction(
+                    |(b, s, r, a)| {
+                        for meta in metas.values() {
+                            b.insert(&meta.id.0, to_json(meta))?;
+                            let key = stock_key(&meta.pool, meta.stock_seq);
+                            if meta.free.is_empty() {
+                                s.remove(key)?;
+                            } else if seqs.contains(&meta.id) {
+                                s.insert(key, &meta.id.0)?;
+                            }
+                        }
+                        r.insert(res.checkout.as_bytes(), to_json(&res))?;
+                        a.insert(&aseq.to_be_bytes(), to_json(&audit))?;
+                        Ok(())
+                    },
+                ),
+            )?;
+        }
+        self.flush()
+    }
+
+    /// A reservation by checkout id.
+    ///
+    /// # Errors
+    /// Sled errors or corrupt metadata.
+    pub fn reservation(&self, checkout: &str) -> Result<Option<Reservation>> {
+        self.reservations
+            .get(checkout)?
+            .map(|v| from_json("reservation", &v))
+            .transpose()
+    }
+
+    /// Moves a reservation out of `reserved` (to consumed, released or burned) and updates
+    /// its batches, atomically and durably.
+    fn finish_reservation(
+        &self,
+        checkout: &str,
+        to: ReservationState,
+        by: Option<&str>,
+    ) -> Result<Reservation> {
+        let res = {
+            let _g = self.locked();
+            let mut res = self
+                .reservation(checkout)?
+                .ok_or_else(|| StoreError::UnknownCheckout(checkout.to_string()))?;
+            if res.state != ReservationState::Reserved {
+                return Err(
+                    if to == ReservationState::Consumed && res.state != ReservationState::Released {
+                        StoreError::Gone {
+                            checkout: checkout.to_string(),
+                            state: res.state,
+                        }
+                    } else {
+                        StoreError::NotReserved {
+                            checkout: checkout.to_string(),
+                            state: res.state,
+                            to: match to {
+                                ReservationState::Released => "released",
+                                ReservationState::Burned => "burned",
+                                _ => "consumed",
+                            },
+                        }
+                    },
+                );
+            }
+            let mut metas = self.batch_metas(&res.ranges)?;
+            for r in &res.ranges {
+                let meta = metas.get_mut(&r.batch).expect("loaded above");
+                if to == ReservationState::Released {
+                    meta.free.insert(r.first, r.first + r.count);
+                } else {
+                    meta.consumed.insert(r.first, r.first + r.count);
+                }
+            }
+            res.state = to;
+            if to == ReservationState::Consumed {
+                res.consumer = by.map(str::to_string);
+                res.consumed_at = Some(now_unix());
+            }
+            let event = match to {
+                ReservationState::Consumed => "consume",
+                ReservationState::Released => "release",
+                _ => "burn",
+            };
+            let audit = self.audit_entry(
+                event,
+                res.pool,
+                Some(checkout),
+                None,
+                res.ranges.clone(),
+                by,
+            );
+            let aseq = self.db.generate_id()?;
+            unwrap_tx(
+                (&self.batches, &self.stock, &self.reservations, &self.audit).transaction(
+                    |(b, s, r, a)| {
+                        for meta in metas.values() {
+                            b.insert(&meta.id.0, to_json(meta))?;
+                            if to == ReservationState::Released
+                                && meta.state == BatchState::Available
+                                && !meta.free.is_empty()
+                            {
+                                s.insert(stock_key(&meta.pool, meta.stock_seq), &meta.id.0)?;
+                            }
+                        }
+                        r.insert(checkout.as_bytes(), to_json(&res))?;
+                        a.insert(&aseq.to_be_bytes(), to_json(&audit))?;
+                        Ok(())
+                    },
+                ),
+            )?;
+            res
+        };
+        self.flush()?;
+        Ok(res)
+    }
+
+    /// Marks a reservation's items consumed here, for `consumer`, durably and before any share
+    /// is read: a crash afterwards loses the material rather than risking handing it out twice.
+    ///
+    /// # Errors
+    /// [`StoreError::Gone`] if it was already consumed or burned here.
+    pub fn consume(&self, checkout: &str, consumer: &str) -> Result<Reservation> {
+        self.finish_reservation(checkout, ReservationState::Consumed, Some(consumer))
+    }
+
+    /// Returns a reservation nobody downloaded to stock.
+    ///
+    /// # Errors
+    /// [`StoreError::NotReserved`] if it is no longer reserved.
+    pub fn release(&self, checkout: &str) -> Result<Reservation> {
+        self.finish_reservation(checkout, ReservationState::Released, None)
+    }
+
+    /// Consumes a reservation without handing it out (another party already downloaded).
+    ///
+    /// # Errors
+    /// [`StoreError::NotReserved`] if it is no longer reserved.
+    pub fn burn(&self, checkout: &str) -> Result<Reservation> {
+        let res = self.finish_reservation(checkout, ReservationState::Burned, None)?;
+        self.erase_reservation(&res)?;
+        Ok(res)
+    }
+
+    /// Streams this party's shares of a consumed reservation to `out` as a share stream.
+    ///
+    /// # Errors
+    /// [`StoreError::NotReserved`] unless the reservation is consumed here; IO and format
+    /// errors from the batch files (a damaged chunk is an error, never wrong data).
+    pub fn write_shares<W: Write>(&self, res: &Reservation, out: W) -> Result<W> {
+        if res.state != ReservationState::Consumed {
+            return Err(StoreError::NotReserved {
+                checkout: res.checkout.clone(),
+                state: res.state,
+                to: "downloaded",
+            });
+        }
+        let header = ShareHeader {
+            pool: res.pool,
+            parties: self.identity.parties,
+            party: self.identity.party,
+            checkout: res.checkout.clone(),
+            ranges: res.ranges.clone(),
+        };
+        let wio = |e: io::Error| StoreError::Io {
+            op: "write shares",
+            path: PathBuf::from("<output>"),
+            source: e,
+        };
+        let mut w = ShareWriter::new(out, &header).map_err(wio)?;
+        let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(1 << 20));
+        let mut chunk = zeroize::Zeroizing::new(Vec::new());
+        for r in &res.ranges {
+            let path = self.batch_path(&r.batch);
+            let file = File::open(&path).map_err(io_err("open", &path))?;
+            let mut hbuf = [0u8; HEADER_BYTES];
+            file.read_exact_at(&mut hbuf, 0)
+                .map_err(io_err("read", &path))?;
+            let bh = BatchHeader::decode(&hbuf)?;
+            if bh.batch != r.batch || bh.pool != res.pool || r.first + r.count > bh.items {
+                return Err(StoreError::Corrupt(format!(
+                    "batch file {} does not match its metadata",
+                    path.display()
+                )));
+            }
+            let layout = bh.layout();
+            let ci = bh.chunk_items as u64;
+            let ring = bh.pool.domain.ring();
+            let (mut item, end) = (r.first, r.first + r.count);
+            while item < end {
+                let c = item / ci;
+                let chunk_start = c * ci;
+                let skip = item - chunk_start;
+                let take = (end - item).min(bh.chunk_len(c) - skip);
+                chunk.resize(bh.chunk_bytes(c), 0);
+                file.read_exact_at(&mut chunk, bh.chunk_offset(c))
+                    .map_err(io_err("read", &path))?;
+                let (seed, explicit) = bh.decode_chunk(c, &chunk)?;
+                with_ring!(ring, rg => expand_chunk(rg, &layout, &seed, explicit, skip as usize, take as usize, &mut buf))?;
+                if buf.len() >= 1 << 20 {
+                    w.write_records(&buf).map_err(wio)?;
+                    buf.clear();
+                }
+                item += take;
+            }
+        }
+        w.write_records(&buf).map_err(wio)?;
+        w.finish().map_err(wio)
+    }
+
+    /// Consume, stream and erase in one call: the whole of a download at this party.
+    ///
+    /// # Errors
+    /// As [`Store::consume`] and [`Store::write_shares`].
+    pub fn take<W: Write>(&self, checkout: &str, consumer: &str, out: W) -> Result<W> {
+        let res = self.consume(checkout, consumer)?;
+        let out = self.write_shares(&res, out)?;
+        self.erase_reservation(&res)?;
+        Ok(out)
+    }
+
+    /// Overwrites the data of a consumed reservation's fully consumed chunks.
+    ///
+    /// # Errors
+    /// IO or sled errors.
+    pub fn erase_reservation(&self, res: &Reservation) -> Result<()> {
+        let mut ids: Vec<BatchId> = res.ranges.iter().map(|r| r.batch).collect();
+        ids.dedup();
+        for id in ids {
+            self.erase_consumed(&id)?;
+        }
+        Ok(())
+    }
+
+    /// Erases every fully consumed, not yet erased chunk of a batch (seed and values
+    /// overwritten with zeros, then synced), and deletes the file once every item is consumed.
+    fn erase_consumed(&self, id: &BatchId) -> Result<()> {
+        let _g = self.locked();
+        let Some(mut meta) = self.batch_meta(id)? else {
+            return Ok(());
+        };
+        if meta.state == BatchState::Exhausted {
+            return Ok(());
+        }
+        let path = self.batch_path(id);
+        let ci = meta.chunk_items as u64;
+        let chunks = meta.items.div_ceil(ci);
+        let due: Vec<u64> = (0..chunks)
+            .filter(|&c| !meta.erased_chunks.contains(c, c + 1))
+            .filter(|&c| {
+                meta.consumed
+                    .contains(c * ci, ((c + 1) * ci).min(meta.items))
+            })
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let all = meta.consumed.contains(0, meta.items);
+        if all {
+            meta.state = BatchState::Exhausted;
+            meta.erased_chunks = RangeSet::interval(0, chunks);
+            // Overwrite before unlinking, so the bytes do not linger in freed blocks of a
+            // long-lived file system.
+        }
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        let mut hbuf = [0u8; HEADER_BYTES];
+        file.read_exact_at(&mut hbuf, 0)
+            .map_err(io_err("read", &path))?;
+        let bh = BatchHeader::decode(&hbuf)?;
+        for &c in &due {
+            let zeros = vec![0u8; bh.chunk_bytes(c)];
+            file.write_all_at(&zeros, bh.chunk_offset(c))
+                .map_err(io_err("erase", &path))?;
+            meta.erased_chunks.insert(c, c + 1);
+        }
+        file.sync_data().map_err(io_err("sync", &path))?;
+        drop(file);
+        let aseq = self.db.generate_id()?;
+        let audit = self.audit_entry(
+            if all { "exhaust" } else { "erase" },
+            meta.pool,
+            None,
+            Some(*id),
+            vec![],
+            None,
+        );
+        unwrap_tx((&self.batches, &self.audit).transaction(|(b, a)| {
+            b.insert(&id.0, to_json(&meta))?;
+            if all {
+                a.insert(&aseq.to_be_bytes(), to_json(&audit))?;
+            }
+            Ok(())
+        }))?;
+        self.db.flush()?;
+        if all {
+            fs::remove_file(&path).map_err(io_err("remove", &path))?;
+            self.sync_dir()?;
+        }
+        Ok(())
+    }
+
+    /// Stock per pool.
+    ///
+    /// # Errors
+    /// Sled errors or corrupt metadata.
+    pub fn stock(&self) -> Result<BTreeMap<PoolSpec, PoolStock>> {
+        let mut out: BTreeMap<PoolSpec, PoolStock> = BTreeMap::new();
+        for meta in self.all_batches()? {
+            let s = out.entry(meta.pool).or_default();
+            match meta.state {
+                BatchState::Staged => s.staged += meta.free.len(),
+                BatchState::Available => s.available += meta.free.len(),
+                BatchState::Exhausted => {}
+            }
+            if meta.state != BatchState::Exhausted {
+                s.batches += 1;
+            }
+            s.consumed += meta.consumed.len();
+            s.reserved += meta.items - meta.free.len() - meta.consumed.len();
+        }
+        Ok(out)
+    }
+
+    /// The audit log, oldest first.
+    ///
+    /// # Errors
+    /// Sled errors or corrupt records.
+    pub fn audit_log(&self) -> Result<Vec<AuditRecord>> {
+        self.audit
+            .iter()
+            .values()
+            .map(|v| from_json("audit", &v?))
+            .collect()
+    }
+
+    /// Bytes this store occupies on disk (metadata and batch files).
+    pub fn disk_bytes(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            fs::read_dir(p).map_or(0, |rd| {
+                rd.flatten()
+                    .map(|e| match e.metadata() {
+                        Ok(m) if m.is_dir() => walk(&e.path()),
+                        Ok(m) => m.len(),
+                        Err(_) => 0,
+                    })
+                    .sum()
+            })
+        }
+        walk(&self.dir)
+    }
+}
