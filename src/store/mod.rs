@@ -934,16 +934,7 @@ impl Store {
         for r in &res.ranges {
             let path = self.batch_path(&r.batch);
             let file = File::open(&path).map_err(io_err("open", &path))?;
-            let mut hbuf = [0u8; HEADER_BYTES];
-            file.read_exact_at(&mut hbuf, 0)
-                .map_err(io_err("read", &path))?;
-            let bh = BatchHeader::decode(&hbuf)?;
-            if bh.batch != r.batch || bh.pool != res.pool || r.first + r.count > bh.items {
-                return Err(StoreError::Corrupt(format!(
-                    "batch file {} does not match its metadata",
-                    path.display()
-                )));
-            }
+            let bh = self.read_header(&file, &path, r, res.pool)?;
             let layout = bh.layout();
             let ci = bh.chunk_items as u64;
             let ring = bh.pool.domain.ring();
@@ -969,11 +960,66 @@ impl Store {
         w.finish().map_err(wio)
     }
 
+    /// Checks the header and every chunk checksum behind a reservation's ranges.
+    ///
+    /// # Errors
+    /// The first IO or [`FormatError`] found.
+    pub fn check_ranges(&self, res: &Reservation) -> Result<()> {
+        let mut chunk = zeroize::Zeroizing::new(Vec::new());
+        for r in &res.ranges {
+            let path = self.batch_path(&r.batch);
+            let file = File::open(&path).map_err(io_err("open", &path))?;
+            let bh = self.read_header(&file, &path, r, res.pool)?;
+            let ci = bh.chunk_items as u64;
+            for c in r.first / ci..(r.first + r.count).div_ceil(ci) {
+                chunk.resize(bh.chunk_bytes(c), 0);
+                file.read_exact_at(&mut chunk, bh.chunk_offset(c))
+                    .map_err(io_err("read", &path))?;
+                bh.decode_chunk(c, &chunk)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and checks a batch file's header against the range and pool expected of it.
+    fn read_header(
+        &self,
+        file: &File,
+        path: &Path,
+        r: &ShareRange,
+        pool: PoolSpec,
+    ) -> Result<BatchHeader> {
+        let mut hbuf = [0u8; HEADER_BYTES];
+        file.read_exact_at(&mut hbuf, 0)
+            .map_err(io_err("read", path))?;
+        let bh = BatchHeader::decode(&hbuf)?;
+        let me = &self.identity;
+        if bh.batch != r.batch
+            || bh.pool != pool
+            || bh.party != me.party
+            || bh.parties != me.parties
+            || r.first + r.count > bh.items
+        {
+            return Err(StoreError::Corrupt(format!(
+                "batch file {} does not match its metadata",
+                path.display()
+            )));
+        }
+        Ok(bh)
+    }
+
     /// Consume, stream and erase in one call: the whole of a download at this party.
     ///
     /// # Errors
     /// As [`Store::consume`] and [`Store::write_shares`].
     pub fn take<W: Write>(&self, checkout: &str, consumer: &str, out: W) -> Result<W> {
+        if let Some(res) = self.reservation(checkout)? {
+            // A damaged file is found before the items are marked consumed, so it costs an
+            // error, not the material.
+            if res.state == ReservationState::Reserved {
+                self.check_ranges(&res)?;
+            }
+        }
         let res = self.consume(checkout, consumer)?;
         let out = self.write_shares(&res, out)?;
         self.erase_reservation(&res)?;
