@@ -1,0 +1,446 @@
+//! One party's store: every lifecycle transition, every illegal one refused, durability across
+//! reopen, erasure of consumed data, schema checks and crash leftovers.
+
+use larder::generate::{BatchPlan, Dealer, Generator};
+use larder::material::{BatchId, PoolSpec, ShareReader};
+use larder::store::{BatchState, ReservationState, Store, StoreError, StoreIdentity};
+use rand::{Rng, SeedableRng};
+use std::collections::HashSet;
+use std::path::Path;
+
+const POOL: &str = "triple-z64";
+
+fn pool() -> PoolSpec {
+    POOL.parse().unwrap()
+}
+
+fn identity() -> StoreIdentity {
+    StoreIdentity {
+        consortium: "t".into(),
+        parties: 2,
+        party: 0,
+    }
+}
+
+/// Party 0's share of a fresh batch (party 0 is the correction party, so it has explicit data).
+fn batch(d: &mut Dealer, items: u64) -> (BatchId, Vec<u8>) {
+    let plan = BatchPlan {
+        pool: pool(),
+        parties: 2,
+        batch: d.next_batch_id(),
+        items,
+        correction: 0,
+    };
+    let files = d.generate(&plan).unwrap();
+    (plan.batch, files[0].bytes.to_vec())
+}
+
+fn new_store(dir: &Path) -> Store {
+    Store::create(dir, identity()).unwrap()
+}
+
+fn ready_store(dir: &Path, batches: usize, items: u64) -> (Store, Vec<BatchId>) {
+    let s = new_store(dir);
+    let mut d = Dealer::from_seed([8; 32]);
+    let ids = (0..batches)
+        .map(|_| {
+            let (id, bytes) = batch(&mut d, items);
+            s.stage(&bytes).unwrap();
+            s.activate(&id).unwrap();
+            id
+        })
+        .collect();
+    (s, ids)
+}
+
+#[test]
+fn a_batch_moves_staged_available_reserved_consumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = new_store(dir.path());
+    let mut d = Dealer::from_seed([1; 32]);
+    let (id, bytes) = batch(&mut d, 3000);
+    s.stage(&bytes).unwrap();
+    assert_eq!(
+        s.batch_meta(&id).unwrap().unwrap().state,
+        BatchState::Staged
+    );
+    assert_eq!(s.stock().unwrap()[&pool()].staged, 3000);
+    assert!(
+        matches!(
+            s.allocate("early", pool(), 1),
+            Err(StoreError::Underrun { available: 0, .. })
+        ),
+        "staged items are not allocatable"
+    );
+    s.activate(&id).unwrap();
+    assert_eq!(s.stock().unwrap()[&pool()].available, 3000);
+    let res = s.allocate("job", pool(), 1200).unwrap();
+    assert_eq!(res.state, ReservationState::Reserved);
+    assert_eq!(s.stock().unwrap()[&pool()].reserved, 1200);
+    let res = s.consume("job", "engine-a").unwrap();
+    assert_eq!(res.state, ReservationState::Consumed);
+    let st = &s.stock().unwrap()[&pool()];
+    assert_eq!((st.available, st.reserved, st.consumed), (1800, 0, 1200));
+    let events: Vec<String> = s
+        .audit_log()
+        .unwrap()
+        .into_iter()
+        .map(|a| a.event)
+        .collect();
+    assert_eq!(events, ["stage", "activate", "reserve", "consume"]);
+    let consume = s
+        .audit_log()
+        .unwrap()
+        .into_iter()
+        .find(|a| a.event == "consume")
+        .unwrap();
+    assert_eq!(consume.by.as_deref(), Some("engine-a"));
+    assert_eq!(consume.ranges, res.ranges);
+}
+
+#[test]
+fn illegal_transitions_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, ids) = ready_store(dir.path(), 1, 100);
+    s.allocate("a", pool(), 10).unwrap();
+    s.take("a", "e", Vec::new()).unwrap();
+    let before = s.stock().unwrap();
+    assert!(matches!(
+        s.consume("a", "e"),
+        Err(StoreError::Gone {
+            state: ReservationState::Consumed,
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.take("a", "e", Vec::new()),
+        Err(StoreError::Gone { .. })
+    ));
+    assert!(matches!(
+        s.release("a"),
+        Err(StoreError::NotReserved { .. })
+    ));
+    assert!(matches!(s.burn("a"), Err(StoreError::NotReserved { .. })));
+    assert!(matches!(
+        s.abort(&ids[0]),
+        Err(StoreError::IllegalTransition { .. })
+    ));
+    assert!(matches!(
+        s.activate(&BatchId([9; 16])),
+        Err(StoreError::UnknownBatch(_))
+    ));
+    assert!(matches!(
+        s.consume("nope", "e"),
+        Err(StoreError::UnknownCheckout(_))
+    ));
+    assert!(matches!(
+        s.allocate("z", pool(), 0),
+        Err(StoreError::ZeroCount)
+    ));
+    assert!(matches!(
+        s.allocate("", pool(), 1),
+        Err(StoreError::BadCheckoutId)
+    ));
+    assert!(matches!(
+        s.allocate(&"x".repeat(300), pool(), 1),
+        Err(StoreError::BadCheckoutId)
+    ));
+    assert!(matches!(
+        s.allocate("bad\nid", pool(), 1),
+        Err(StoreError::BadCheckoutId)
+    ));
+    s.allocate("r", pool(), 5).unwrap();
+    s.release("r").unwrap();
+    assert!(matches!(
+        s.consume("r", "e"),
+        Err(StoreError::NotReserved {
+            state: ReservationState::Released,
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.release("r"),
+        Err(StoreError::NotReserved { .. })
+    ));
+    let mut after = s.stock().unwrap();
+    assert_eq!(before, after);
+    after.clear();
+}
+
+#[test]
+fn the_same_request_returns_the_same_reservation_and_another_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = ready_store(dir.path(), 2, 1000);
+    let first = s.allocate("job", pool(), 1500).unwrap();
+    assert_eq!(first.ranges.len(), 2, "spans two batches");
+    assert_eq!(s.allocate("job", pool(), 1500).unwrap(), first);
+    assert!(matches!(
+        s.allocate("job", pool(), 1501),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.allocate("job", "triple-p128".parse().unwrap(), 1500),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.stock().unwrap()[&pool()].available, 500);
+}
+
+#[test]
+fn underrun_reports_how_many_items_are_available() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = ready_store(dir.path(), 1, 700);
+    let err = s.allocate("big", pool(), 701).unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::Underrun {
+            requested: 701,
+            available: 700,
+            ..
+        }
+    ));
+    assert!(err.to_string().contains("700 items available"));
+    assert!(s.reservation("big").unwrap().is_none());
+}
+
+#[test]
+fn released_items_return_to_stock_and_burned_items_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = ready_store(dir.path(), 1, 100);
+    let r1 = s.allocate("r1", pool(), 40).unwrap();
+    s.release("r1").unwrap();
+    assert_eq!(s.stock().unwrap()[&pool()].available, 100);
+    let again = s.allocate("r2", pool(), 40).unwrap();
+    assert_eq!(
+        again.ranges, r1.ranges,
+        "released items are handed out again, first in first out"
+    );
+    s.burn("r2").unwrap();
+    let st = &s.stock().unwrap()[&pool()];
+    assert_eq!((st.available, st.consumed), (60, 40));
+    let r3 = s.allocate("r3", pool(), 60).unwrap();
+    assert!(
+        r3.ranges.iter().all(|r| r.first >= 40),
+        "burned items never come back"
+    );
+}
+
+#[test]
+fn a_follower_holds_only_free_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, _) = ready_store(&dir.path().join("l"), 1, 100);
+    // A follower with the same batch (a second store for the same party number suffices here).
+    let follower = new_store(&dir.path().join("f"));
+    let mut d = Dealer::from_seed([8; 32]);
+    let (_, bytes) = batch(&mut d, 100);
+    follower.stage(&bytes).unwrap();
+    let res = leader.allocate("x", pool(), 30).unwrap();
+    follower.apply(&res).unwrap();
+    follower.apply(&res).unwrap(); // idempotent
+    assert_eq!(
+        follower
+            .batch_meta(&res.ranges[0].batch)
+            .unwrap()
+            .unwrap()
+            .state,
+        BatchState::Available
+    );
+    let mut other = res.clone();
+    other.checkout = "y".into();
+    assert!(matches!(
+        follower.apply(&other),
+        Err(StoreError::RangeUnavailable { .. })
+    ));
+    let mut changed = res.clone();
+    changed.ranges[0].first = 50;
+    assert!(matches!(
+        follower.apply(&changed),
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+#[test]
+fn consumed_chunks_are_overwritten_and_an_exhausted_batch_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, ids) = ready_store(dir.path(), 1, 3000);
+    let path = dir.path().join("batches").join(format!("{}.lb", ids[0]));
+    let before = std::fs::read(&path).unwrap();
+    s.allocate("a", pool(), 1500).unwrap();
+    s.take("a", "e", Vec::new()).unwrap();
+    let after = std::fs::read(&path).unwrap();
+    let chunk0 = 66..66 + 36 + 1024 * 8;
+    assert!(
+        after[chunk0.clone()].iter().all(|&b| b == 0),
+        "fully consumed chunk 0 erased"
+    );
+    assert_eq!(
+        after[chunk0.end..],
+        before[chunk0.end..],
+        "chunk 1 (partly consumed) and 2 kept"
+    );
+    s.allocate("b", pool(), 1500).unwrap();
+    s.take("b", "e", Vec::new()).unwrap();
+    assert!(!path.exists());
+    assert_eq!(
+        s.batch_meta(&ids[0]).unwrap().unwrap().state,
+        BatchState::Exhausted
+    );
+    assert!(s.audit_log().unwrap().iter().any(|a| a.event == "exhaust"));
+}
+
+#[test]
+fn items_taken_once_are_never_taken_again_across_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = ready_store(dir.path(), 4, 2500);
+    drop(s);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(77);
+    let mut handed_out: HashSet<(BatchId, u64)> = HashSet::new();
+    let mut open_reservations: Vec<String> = Vec::new();
+    let mut s = Store::open(dir.path()).unwrap();
+    for step in 0..160 {
+        match rng.random_range(0..10) {
+            0 => {
+                drop(s);
+                s = Store::open(dir.path()).unwrap();
+            }
+            1..=4 => {
+                let id = format!("c{step}");
+                if s.allocate(&id, pool(), rng.random_range(1..700)).is_ok() {
+                    open_reservations.push(id);
+                }
+            }
+            5 | 6 if !open_reservations.is_empty() => {
+                let id =
+                    open_reservations.swap_remove(rng.random_range(0..open_reservations.len()));
+                let out = s.take(&id, "e", Vec::new()).unwrap();
+                let r = ShareReader::new(&out[..]).unwrap();
+                for range in &r.header.ranges {
+                    for i in range.first..range.first + range.count {
+                        assert!(
+                            handed_out.insert((range.batch, i)),
+                            "item {i} of {} handed out twice",
+                            range.batch
+                        );
+                    }
+                }
+                assert!(matches!(
+                    s.take(&id, "e", Vec::new()),
+                    Err(StoreError::Gone { .. })
+                ));
+            }
+            7 if !open_reservations.is_empty() => {
+                let id =
+                    open_reservations.swap_remove(rng.random_range(0..open_reservations.len()));
+                s.release(&id).unwrap();
+            }
+            _ if !open_reservations.is_empty() => {
+                let id =
+                    open_reservations.swap_remove(rng.random_range(0..open_reservations.len()));
+                let res = s.burn(&id).unwrap();
+                for range in &res.ranges {
+                    for i in range.first..range.first + range.count {
+                        assert!(
+                            handed_out.insert((range.batch, i)),
+                            "burned item {i} was handed out"
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let st = &s.stock().unwrap()[&pool()];
+    assert_eq!(st.consumed, handed_out.len() as u64);
+    assert_eq!(st.available + st.reserved + st.consumed, 10_000);
+}
+
+#[test]
+fn a_store_from_a_newer_larder_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(new_store(dir.path()));
+    {
+        let db = sled::open(dir.path().join("meta")).unwrap();
+        db.insert("schema_version", &99u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let err = Store::open(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("schema version 99") && err.contains("newer"),
+        "{err}"
+    );
+}
+
+#[test]
+fn opening_a_directory_without_a_store_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::NotAStore(_)));
+    drop(new_store(dir.path()));
+    assert!(matches!(
+        Store::create(dir.path(), identity()),
+        Err(StoreError::AlreadyExists(_))
+    ));
+}
+
+#[test]
+fn files_no_metadata_points_to_are_removed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, ids) = ready_store(dir.path(), 1, 100);
+    drop(s);
+    let data = dir.path().join("batches");
+    std::fs::write(data.join("00112233445566778899aabbccddeeff.lb"), b"orphan").unwrap();
+    std::fs::write(data.join("00112233445566778899aabbccddeeff.tmp"), b"half").unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let names: Vec<String> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, vec![format!("{}.lb", ids[0])]);
+    assert_eq!(s.stock().unwrap()[&pool()].available, 100);
+}
+
+#[test]
+fn a_damaged_batch_file_fails_the_take_without_consuming_the_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, ids) = ready_store(dir.path(), 1, 2000);
+    let path = dir.path().join("batches").join(format!("{}.lb", ids[0]));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[66 + 36 + 1024 * 8 + 100] ^= 0x40; // inside chunk 1
+    std::fs::write(&path, &bytes).unwrap();
+    s.allocate("x", pool(), 1500).unwrap();
+    let err = s.take("x", "e", Vec::new()).unwrap_err();
+    assert!(
+        err.to_string().contains("checksum mismatch in chunk 1"),
+        "{err}"
+    );
+    assert_eq!(
+        s.reservation("x").unwrap().unwrap().state,
+        ReservationState::Reserved
+    );
+    s.release("x").unwrap();
+    assert_eq!(s.stock().unwrap()[&pool()].available, 2000);
+}
+
+#[test]
+fn staging_is_idempotent_and_a_different_batch_under_a_known_id_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = new_store(dir.path());
+    let mut d = Dealer::from_seed([2; 32]);
+    let (id, bytes) = batch(&mut d, 10);
+    s.stage(&bytes).unwrap();
+    s.stage(&bytes).unwrap();
+    assert_eq!(s.all_batches().unwrap().len(), 1);
+    let plan = BatchPlan {
+        pool: pool(),
+        parties: 2,
+        batch: id,
+        items: 11,
+        correction: 0,
+    };
+    let other = d.generate(&plan).unwrap();
+    assert!(matches!(
+        s.stage(&other[0].bytes),
+        Err(StoreError::BatchMismatch(_))
+    ));
+    s.abort(&id).unwrap();
+    assert!(s.all_batches().unwrap().is_empty());
+}
