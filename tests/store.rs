@@ -444,3 +444,12 @@ fn staging_is_idempotent_and_a_different_batch_under_a_known_id_is_refused() {
     s.abort(&id).unwrap();
     assert!(s.all_batches().unwrap().is_empty());
 }
+
+#[test]
+fn a_store_held_open_elsewhere_is_reported_as_in_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = new_store(dir.path());
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::InUse(_)), "{err}");
+    assert!(err.to_string().contains("in use by another process"));
+}

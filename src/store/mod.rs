@@ -149,6 +149,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("no Larder store at {0} (create one with `larder init`)")]
     NotAStore(PathBuf),
+    #[error("the store at {0} is in use by another process")]
+    InUse(PathBuf),
     #[error("a Larder store already exists at {0}")]
     AlreadyExists(PathBuf),
     #[error("this batch belongs to party {got} of {got_parties}, but the store is party {want} of {want_parties}")]
@@ -264,6 +266,27 @@ fn unwrap_tx<T>(r: std::result::Result<T, TransactionError<StoreError>>) -> Resu
     })
 }
 
+/// Opens sled with no background flusher (every change is flushed explicitly before it is
+/// acknowledged). sled releases its file lock a moment after a `Db` is dropped, so a lock
+/// conflict is retried briefly before it is reported as another process using the store.
+fn open_db(path: &Path) -> Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        match sled::Config::new().path(path).flush_every_ms(None).open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if std::time::Instant::now() > deadline {
+                    return Err(StoreError::InUse(
+                        path.parent().unwrap_or(path).to_path_buf(),
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// One party's store.
 pub struct Store {
     dir: PathBuf,
@@ -299,11 +322,10 @@ impl Store {
             return Err(StoreError::AlreadyExists(dir.to_path_buf()));
         }
         fs::create_dir_all(dir.join("batches")).map_err(io_err("create", dir))?;
-        let db = sled::open(dir.join("meta"))?;
+        let db = open_db(&dir.join("meta"))?;
         db.insert("identity", to_json(&identity))?;
         db.flush()?;
-        drop(db);
-        Store::open(dir)
+        Store::from_db(dir, db)
     }
 
     /// Opens an existing store, upgrading its schema and recovering from any crash.
@@ -316,7 +338,10 @@ impl Store {
         if !meta.exists() {
             return Err(StoreError::NotAStore(dir.to_path_buf()));
         }
-        let db = sled::open(&meta)?;
+        Store::from_db(dir, open_db(&meta)?)
+    }
+
+    fn from_db(dir: &Path, db: sled::Db) -> Result<Store> {
         schema::migrate(&db, schema::MIGRATIONS)?;
         let identity: StoreIdentity = match db.get("identity")? {
             Some(v) => from_json("identity", &v)?,
