@@ -60,13 +60,30 @@ fn check_laws(d: Domain, a: u128, b: u128, c: u128) -> Result<(), TestCaseError>
 
 /// Sampled elements are in range and decode.
 fn check_sample(d: Domain, seed: u64) -> Result<(), TestCaseError> {
-    use rand::SeedableRng;
+    use rand::{RngCore, SeedableRng};
     let m = modulus(d);
     let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(seed);
     with_ring!(d.ring(), r => {
         for _ in 0..64 {
             let e = r.sample(&mut rng);
             prop_assert!(big(r.to_u128(e)) < m);
+        }
+        // Bulk sampling is deterministic and in range; below 2^64 it draws exactly what
+        // one-at-a-time sampling draws and leaves the stream at the same place.
+        let n = (seed % 700) as usize;
+        let mut many = vec![r.zero(); n];
+        r.sample_into(&mut rng.clone(), &mut many);
+        let mut again = vec![r.zero(); n];
+        r.sample_into(&mut rng.clone(), &mut again);
+        prop_assert_eq!(&many, &again);
+        prop_assert!(many.iter().all(|&e| big(r.to_u128(e)) < m));
+        if d.elem_bytes() == 8 || d == Domain::Z128 {
+            let mut one = rng.clone();
+            let mut bulk = rng.clone();
+            let singles: Vec<_> = (0..n).map(|_| r.sample(&mut one)).collect();
+            r.sample_into(&mut bulk, &mut many);
+            prop_assert_eq!(singles, many);
+            prop_assert_eq!(one.next_u64(), bulk.next_u64());
         }
         Ok(())
     })
@@ -154,4 +171,35 @@ fn bigint_reference_agrees_on_a_known_answer() {
     with_ring!(d.ring(), r => assert_eq!(r.to_u128(r.mul(r.reduce(p - 1), r.reduce(p - 1))), 1));
     assert!((modulus(d) - BigUint::one()).pow(2u32) % modulus(d) == BigUint::one());
     assert!(!modulus(Domain::Z64).is_zero());
+}
+
+/// Bucket counts of the top 4 bits of many bulk-sampled elements of a field of `bits` bits
+/// are uniform (chi-square, 15 degrees of freedom; 60 is far in the tail).
+fn top_bits_are_uniform(d: Domain, bits: u32) {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(99);
+    let mut counts = [0u64; 16];
+    let n = 160_000;
+    with_ring!(d.ring(), r => {
+        let mut out = vec![r.zero(); n];
+        r.sample_into(&mut rng, &mut out);
+        for e in out {
+            counts[(r.to_u128(e) >> (bits - 4)) as usize] += 1;
+        }
+    });
+    let expect = n as f64 / 16.0;
+    let chi2: f64 = counts
+        .iter()
+        .map(|&c| (c as f64 - expect).powi(2) / expect)
+        .sum();
+    assert!(chi2 < 60.0, "{d}: chi2 {chi2}, counts {counts:?}");
+}
+
+#[test]
+fn bulk_sampling_of_large_prime_fields_is_unbiased() {
+    // 2^89 - 1: the high word has 25 bits and is almost never equal to the modulus's.
+    top_bits_are_uniform("fp:618970019642690137449562111".parse().unwrap(), 89);
+    // 2^127 + 1802241 sits just above a power of two: elements below 2^127 are uniform over
+    // its lower half, so its top 4 bits of 127 are uniform too.
+    top_bits_are_uniform("p128".parse().unwrap(), 127);
 }

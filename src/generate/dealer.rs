@@ -138,6 +138,7 @@ struct Kernel<'a, R: Ring> {
     /// For double sharings: Lagrange coefficients to each explicit party's point, per degree.
     double: Option<[DoubleDegree<R>; 2]>,
     explicit_per_item: Vec<usize>,
+    seeded_per_item: Vec<usize>,
 }
 
 /// How one degree of a double sharing is completed from its seeded shares.
@@ -187,21 +188,24 @@ impl<'a, R: Ring> Kernel<'a, R> {
                 .iter()
                 .map(|l| l.iter().filter(|s| **s == Source::Explicit).count())
                 .collect(),
+            seeded_per_item: layouts
+                .iter()
+                .map(|l| l.iter().filter(|s| **s == Source::Seeded).count())
+                .collect(),
         })
     }
 
     /// Fills one chunk of every party's file: seed, explicit elements, checksum.
     fn fill_chunk(&self, seeds: &[Seed], items: usize, slices: &mut [&mut [u8]]) {
         let n = self.plan.parties as usize;
-        let mut rngs: Vec<ChaCha12Rng> = seeds[..n].iter().map(Seed::rng).collect();
+        // Every party's seeded elements for the whole chunk, drawn in record order; the party
+        // redraws exactly these from its seed when it expands the chunk.
+        let seeded: Vec<Seeded<R>> = (0..n)
+            .map(|p| Seeded::draw(self.ring, &seeds[p], items, self.seeded_per_item[p]))
+            .collect();
         let mut dealer = seeds[n].rng();
-        let eb = self.ring.elem_bytes();
         for (p, slice) in slices.iter_mut().enumerate() {
             slice[..SEED_BYTES].copy_from_slice(&seeds[p].0);
-            debug_assert_eq!(
-                slice.len(),
-                SEED_BYTES + items * self.explicit_per_item[p] * eb + 4
-            );
         }
         {
             let mut out: Vec<&mut [u8]> = slices
@@ -211,7 +215,7 @@ impl<'a, R: Ring> Kernel<'a, R> {
                     &mut s[SEED_BYTES..len - 4]
                 })
                 .collect();
-            self.fill_items(&mut rngs, &mut dealer, items, &mut out);
+            self.fill_items(&seeded, &mut dealer, items, &mut out);
         }
         for slice in slices.iter_mut() {
             let len = slice.len();
@@ -220,45 +224,38 @@ impl<'a, R: Ring> Kernel<'a, R> {
         }
     }
 
-    /// The kind-specific part: draws seeded elements in record order and writes corrections.
+    /// The kind-specific part: combines the seeded elements and writes the corrections.
     fn fill_items(
         &self,
-        rngs: &mut [ChaCha12Rng],
+        s: &[Seeded<R>],
         dealer: &mut ChaCha12Rng,
         items: usize,
         out: &mut [&mut [u8]],
     ) {
         let r = self.ring;
-        let n = rngs.len();
+        let n = s.len();
         let k = self.plan.correction as usize;
         let eb = r.elem_bytes();
         let put = |out: &mut [&mut [u8]], p: usize, slot: usize, e: R::Elem| {
             r.encode(e, &mut out[p][slot * eb..(slot + 1) * eb]);
         };
+        // Sum over parties of seeded element `idx` of item `j`, skipping party `skip`.
+        let sum = |j: usize, idx: usize, skip: usize| {
+            (0..n)
+                .filter(|&p| p != skip)
+                .fold(r.zero(), |acc, p| r.add(acc, s[p].get(j, idx)))
+        };
         match self.plan.pool.kind {
             Kind::Triple => {
                 for j in 0..items {
-                    let (mut a, mut b, mut c_rest) = (r.zero(), r.zero(), r.zero());
-                    for (p, rng) in rngs.iter_mut().enumerate() {
-                        a = r.add(a, r.sample(rng));
-                        b = r.add(b, r.sample(rng));
-                        if p != k {
-                            c_rest = r.add(c_rest, r.sample(rng));
-                        }
-                    }
-                    put(out, k, j, r.sub(r.mul(a, b), c_rest));
+                    let (a, b) = (sum(j, 0, n), sum(j, 1, n));
+                    put(out, k, j, r.sub(r.mul(a, b), sum(j, 2, k)));
                 }
             }
             Kind::Square => {
                 for j in 0..items {
-                    let (mut a, mut s_rest) = (r.zero(), r.zero());
-                    for (p, rng) in rngs.iter_mut().enumerate() {
-                        a = r.add(a, r.sample(rng));
-                        if p != k {
-                            s_rest = r.add(s_rest, r.sample(rng));
-                        }
-                    }
-                    put(out, k, j, r.sub(r.mul(a, a), s_rest));
+                    let a = sum(j, 0, n);
+                    put(out, k, j, r.sub(r.mul(a, a), sum(j, 1, k)));
                 }
             }
             Kind::Bit => {
@@ -268,13 +265,7 @@ impl<'a, R: Ring> Kernel<'a, R> {
                     } else {
                         r.zero()
                     };
-                    let mut rest = r.zero();
-                    for (p, rng) in rngs.iter_mut().enumerate() {
-                        if p != k {
-                            rest = r.add(rest, r.sample(rng));
-                        }
-                    }
-                    put(out, k, j, r.sub(bit, rest));
+                    put(out, k, j, r.sub(bit, sum(j, 0, k)));
                 }
             }
             Kind::Inverse => {
@@ -286,15 +277,8 @@ impl<'a, R: Ring> Kernel<'a, R> {
                         }
                     };
                     let inv = r.inv(a).expect("nonzero element of a prime field");
-                    let (mut a_rest, mut inv_rest) = (r.zero(), r.zero());
-                    for (p, rng) in rngs.iter_mut().enumerate() {
-                        if p != k {
-                            a_rest = r.add(a_rest, r.sample(rng));
-                            inv_rest = r.add(inv_rest, r.sample(rng));
-                        }
-                    }
-                    put(out, k, 2 * j, r.sub(a, a_rest));
-                    put(out, k, 2 * j + 1, r.sub(inv, inv_rest));
+                    put(out, k, 2 * j, r.sub(a, sum(j, 0, k)));
+                    put(out, k, 2 * j + 1, r.sub(inv, sum(j, 1, k)));
                 }
             }
             Kind::InputMask => {
@@ -305,16 +289,8 @@ impl<'a, R: Ring> Kernel<'a, R> {
                     .expect("validated input-mask pool has an owner")
                     as usize;
                 for j in 0..items {
-                    let (mut r_clear, mut rest) = (r.zero(), r.zero());
-                    for (p, rng) in rngs.iter_mut().enumerate() {
-                        if p == owner {
-                            rest = r.add(rest, r.sample(rng));
-                            r_clear = r.sample(rng);
-                        } else if p != k {
-                            rest = r.add(rest, r.sample(rng));
-                        }
-                    }
-                    put(out, k, j, r.sub(r_clear, rest));
+                    // The owner's record is (its share, the mask in clear).
+                    put(out, k, j, r.sub(s[owner].get(j, 1), sum(j, 0, k)));
                 }
             }
             Kind::Double => {
@@ -330,12 +306,13 @@ impl<'a, R: Ring> Kernel<'a, R> {
                         y.clear();
                         y.push(secret);
                     }
-                    for (p, rng) in rngs.iter_mut().enumerate() {
+                    for (p, sp) in s.iter().enumerate() {
+                        // A seeded degree-t share implies a seeded degree-2t share after it.
                         if dt.seeded[p] {
-                            ys[0].push(r.sample(rng));
+                            ys[0].push(sp.get(j, 0));
                         }
                         if d2t.seeded[p] {
-                            ys[1].push(r.sample(rng));
+                            ys[1].push(sp.get(j, dt.seeded[p] as usize));
                         }
                     }
                     for (deg, (d, y)) in [dt, d2t].into_iter().zip(ys.iter()).enumerate() {
@@ -353,5 +330,24 @@ impl<'a, R: Ring> Kernel<'a, R> {
                 }
             }
         }
+    }
+}
+
+/// One party's seeded elements for a chunk, `per` per item in record order.
+struct Seeded<R: Ring> {
+    data: Vec<R::Elem>,
+    per: usize,
+}
+
+impl<R: Ring> Seeded<R> {
+    fn draw(ring: &R, seed: &Seed, items: usize, per: usize) -> Self {
+        let mut data = vec![ring.zero(); items * per];
+        ring.sample_into(&mut seed.rng(), &mut data);
+        Seeded { data, per }
+    }
+
+    #[inline]
+    fn get(&self, item: usize, idx: usize) -> R::Elem {
+        self.data[item * self.per + idx]
     }
 }

@@ -9,8 +9,9 @@
 //! then for each chunk of `chunk items` items (the last may be shorter):
 //!   seed 32 B | explicit elements (items x explicit-per-item x element bytes) | crc32 of both
 //! ```
-//! Every seeded element of the chunk's records is drawn, in record order, from ChaCha12 keyed
-//! with the chunk's seed; explicit elements fill the other positions in order. Per-chunk seeds
+//! The seeded elements of all the chunk's records (in item order, then record order) are drawn
+//! by one `Ring::sample_into` call over ChaCha12 keyed with the chunk's seed (stream 0, from
+//! its start); explicit elements fill the other positions in order. Per-chunk seeds
 //! let a consumed chunk be erased (seed and values overwritten) while the rest of the batch
 //! stays usable, and let any item range be expanded without reading the whole batch.
 
@@ -337,10 +338,12 @@ impl BatchHeader {
     }
 }
 
-/// Expands items `skip .. skip + take` of one chunk into encoded records appended to `out`.
+/// Expands items `skip .. skip + take` of a chunk of `chunk_len` items into encoded records
+/// appended to `out`.
 ///
-/// Seeded elements of the skipped items are still drawn, because rejection sampling makes
-/// stream positions data-dependent.
+/// The seeded elements of the whole chunk are drawn, as the dealer drew them: rejection
+/// sampling makes stream positions data-dependent, and large prime fields sample in rounds
+/// sized by the request.
 ///
 /// # Errors
 /// [`FormatError::Invalid`] if an explicit element is not canonical or missing.
@@ -349,34 +352,47 @@ pub fn expand_chunk<R: Ring>(
     layout: &[Source],
     seed: &Seed,
     explicit: &[u8],
+    chunk_len: usize,
     skip: usize,
     take: usize,
     out: &mut Vec<u8>,
 ) -> Result<(), FormatError> {
     let eb = ring.elem_bytes();
-    let mut rng = seed.rng();
-    let mut ex = explicit.chunks_exact(eb);
+    let per_seeded = layout.iter().filter(|s| **s == Source::Seeded).count();
+    let per_explicit = layout.len() - per_seeded;
+    let items = skip + take;
+    if items > chunk_len || explicit.len() != chunk_len * per_explicit * eb {
+        return Err(invalid(
+            "batch chunk",
+            "item range or explicit elements do not fit the chunk",
+        ));
+    }
+    let mut drawn = vec![ring.zero(); chunk_len * per_seeded];
+    ring.sample_into(&mut seed.rng(), &mut drawn);
+    let (mut si, mut ei) = (skip * per_seeded, skip * per_explicit);
     let mut buf = [0u8; 16];
     out.reserve(take * layout.len() * eb);
-    for item in 0..skip + take {
+    for _ in skip..items {
         for src in layout {
-            let e = match src {
-                Source::Seeded => ring.sample(&mut rng),
-                Source::Explicit => {
-                    let bytes = ex
-                        .next()
-                        .ok_or_else(|| invalid("batch chunk", "too few explicit elements"))?;
-                    ring.decode(bytes)
-                        .ok_or_else(|| invalid("batch chunk", "explicit element out of range"))?
+            match src {
+                Source::Seeded => {
+                    ring.encode(drawn[si], &mut buf[..eb]);
+                    si += 1;
+                    out.extend_from_slice(&buf[..eb]);
                 }
-            };
-            if item >= skip {
-                ring.encode(e, &mut buf[..eb]);
-                out.extend_from_slice(&buf[..eb]);
+                Source::Explicit => {
+                    let bytes = &explicit[ei * eb..(ei + 1) * eb];
+                    if ring.decode(bytes).is_none() {
+                        return Err(invalid("batch chunk", "explicit element out of range"));
+                    }
+                    ei += 1;
+                    out.extend_from_slice(bytes);
+                }
             }
         }
     }
     buf.zeroize();
+    drawn.iter_mut().for_each(|e| *e = ring.zero());
     Ok(())
 }
 

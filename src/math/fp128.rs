@@ -122,7 +122,20 @@ impl Ring for Fp128 {
     }
     #[inline]
     fn sample<R: RngCore + ?Sized>(&self, rng: &mut R) -> u128 {
-        super::sample_below_u128(rng, self.p)
+        if self.p >> 64 == 0 {
+            super::sample_below_u64(rng, self.p as u64) as u128
+        } else {
+            super::sample_below_u128(rng, self.p)
+        }
+    }
+    fn sample_into<R: RngCore + ?Sized>(&self, rng: &mut R, out: &mut [u128]) {
+        if self.p >> 64 == 0 {
+            for e in out {
+                *e = super::sample_below_u64(rng, self.p as u64) as u128;
+            }
+        } else {
+            super::fill_below_u128(rng, self.p, out);
+        }
     }
     fn reduce(&self, x: u128) -> u128 {
         x % self.p

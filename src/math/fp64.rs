@@ -79,6 +79,9 @@ impl Ring for Fp64 {
     fn sample<R: RngCore + ?Sized>(&self, rng: &mut R) -> u64 {
         super::sample_below_u64(rng, self.p)
     }
+    fn sample_into<R: RngCore + ?Sized>(&self, rng: &mut R, out: &mut [u64]) {
+        super::fill_below_u64(rng, self.p, out);
+    }
     fn reduce(&self, x: u128) -> u64 {
         (x % self.p as u128) as u64
     }

@@ -54,6 +54,9 @@ impl Ring for M61 {
     fn sample<R: RngCore + ?Sized>(&self, rng: &mut R) -> u64 {
         super::sample_below_u64(rng, P)
     }
+    fn sample_into<R: RngCore + ?Sized>(&self, rng: &mut R, out: &mut [u64]) {
+        super::fill_below_u64(rng, P, out);
+    }
     fn reduce(&self, x: u128) -> u64 {
         (x % P as u128) as u64
     }

@@ -21,6 +21,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
+use zeroize::Zeroize;
 
 /// 2^61 - 1, a Mersenne prime with a folding reduction.
 pub const P61: u128 = (1u128 << 61) - 1;
@@ -51,6 +52,15 @@ pub trait Ring: Clone + Send + Sync + 'static {
     fn mul(&self, a: Self::Elem, b: Self::Elem) -> Self::Elem;
     /// A uniformly random element (rejection sampling where the modulus is not a power of two).
     fn sample<R: RngCore + ?Sized>(&self, rng: &mut R) -> Self::Elem;
+    /// Fills `out` with independent uniformly random elements, deterministically for a given
+    /// stream and `out.len()`. For rings and fields below 2^64 these are the elements
+    /// [`Ring::sample`] would draw one at a time; larger prime fields sample in rounds (see
+    /// `fill_below_u128`), so a stream must always be expanded with the same request.
+    fn sample_into<R: RngCore + ?Sized>(&self, rng: &mut R, out: &mut [Self::Elem]) {
+        for e in out {
+            *e = self.sample(rng);
+        }
+    }
     /// `x` reduced into the ring.
     fn reduce(&self, x: u128) -> Self::Elem;
     /// The canonical integer of an element.
@@ -262,7 +272,8 @@ pub(crate) fn sample_below_u64<R: RngCore + ?Sized>(rng: &mut R, m: u64) -> u64 
     }
 }
 
-/// As [`sample_below_u64`] for 128-bit moduli.
+/// Uniform on `[0, m)` for `m >= 2^64`, by rejection: a low then a high word form a candidate
+/// of `m`'s bit length, accepted if below `m`.
 #[inline]
 pub(crate) fn sample_below_u128<R: RngCore + ?Sized>(rng: &mut R, m: u128) -> u128 {
     let shift = m.leading_zeros();
@@ -274,6 +285,68 @@ pub(crate) fn sample_below_u128<R: RngCore + ?Sized>(rng: &mut R, m: u128) -> u1
             return x;
         }
     }
+}
+
+/// Candidates read per round of bulk sampling.
+const ROUND: usize = 128;
+
+/// [`sample_below_u64`] for every slot of `out`, reading the stream in bulk and compacting
+/// accepted candidates without branches. Each round reads at most as many candidates as slots
+/// remain, so no candidate past the last accepted one is consumed: the result and the stream
+/// position equal those of the one-at-a-time sampler.
+pub(crate) fn fill_below_u64<R: RngCore + ?Sized>(rng: &mut R, m: u64, out: &mut [u64]) {
+    let shift = m.leading_zeros();
+    let mut bytes = [0u8; ROUND * 8];
+    let mut k = 0;
+    while k < out.len() {
+        let round = (out.len() - k).min(ROUND);
+        let bytes = &mut bytes[..round * 8];
+        rng.fill_bytes(bytes);
+        for c in bytes.chunks_exact(8) {
+            let x = u64::from_le_bytes(c.try_into().expect("8 bytes")) >> shift;
+            out[k] = x;
+            k += (x < m) as usize;
+        }
+    }
+}
+
+/// Uniform elements of `[0, m)` for `m >= 2^64`, by exact rejection with the high word
+/// first, in rounds: each round reads `R = min(slots left, 128)` high words, then one low word
+/// for each high word not above `m`'s (in order); a candidate is accepted if it is below `m`.
+/// A high word above `m`'s rejects without spending a low word, so MP-SPDZ's 128-bit prime
+/// costs 3 words per element instead of 4; both passes are branch-free.
+///
+/// Unlike [`fill_below_u64`], the result depends on `out.len()` (the round sizes do): a
+/// stream must always be expanded with the same request, as batch chunks are (one call for all
+/// of a chunk's seeded elements).
+pub(crate) fn fill_below_u128<R: RngCore + ?Sized>(rng: &mut R, m: u128, out: &mut [u128]) {
+    let shift = (m >> 64).leading_zeros();
+    let (m_hi, m_lo) = ((m >> 64) as u64, m as u64);
+    let mut bytes = [0u8; ROUND * 8];
+    let mut his = [0u64; ROUND];
+    let mut los = [0u64; ROUND];
+    let mut k = 0;
+    while k < out.len() {
+        let round = (out.len() - k).min(ROUND);
+        rng.fill_bytes(&mut bytes[..round * 8]);
+        let mut t = 0;
+        for c in bytes[..round * 8].chunks_exact(8) {
+            let hi = u64::from_le_bytes(c.try_into().expect("8 bytes")) >> shift;
+            his[t] = hi;
+            t += (hi <= m_hi) as usize;
+        }
+        rng.fill_bytes(&mut bytes[..t * 8]);
+        for (lo, c) in los[..t].iter_mut().zip(bytes[..t * 8].chunks_exact(8)) {
+            *lo = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        }
+        for (&hi, &lo) in his[..t].iter().zip(&los[..t]) {
+            out[k] = ((hi as u128) << 64) | lo as u128;
+            k += (hi < m_hi || lo < m_lo) as usize;
+        }
+    }
+    bytes.zeroize();
+    his.zeroize();
+    los.zeroize();
 }
 
 #[cfg(test)]

