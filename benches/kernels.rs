@@ -70,7 +70,7 @@ fn expand(c: &mut Criterion) {
         with_ring!(pool.domain.ring(), r => {
             g.bench_function(id, |b| b.iter(|| {
                 out.clear();
-                expand_chunk(r, &layout, &seed, explicit, 1024, 0, 1024, &mut out).unwrap();
+                expand_chunk(r, &layout, &seed, explicit, 1024, 0..1024, &mut out).unwrap();
             }));
         });
     }

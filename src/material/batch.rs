@@ -338,8 +338,8 @@ impl BatchHeader {
     }
 }
 
-/// Expands items `skip .. skip + take` of a chunk of `chunk_len` items into encoded records
-/// appended to `out`.
+/// Expands the `wanted` items of a chunk of `chunk_len` items into encoded records appended
+/// to `out`.
 ///
 /// The seeded elements of the whole chunk are drawn, as the dealer drew them: rejection
 /// sampling makes stream positions data-dependent, and large prime fields sample in rounds
@@ -353,14 +353,14 @@ pub fn expand_chunk<R: Ring>(
     seed: &Seed,
     explicit: &[u8],
     chunk_len: usize,
-    skip: usize,
-    take: usize,
+    wanted: std::ops::Range<usize>,
     out: &mut Vec<u8>,
 ) -> Result<(), FormatError> {
     let eb = ring.elem_bytes();
     let per_seeded = layout.iter().filter(|s| **s == Source::Seeded).count();
     let per_explicit = layout.len() - per_seeded;
-    let items = skip + take;
+    let (skip, items) = (wanted.start, wanted.end);
+    let take = items.saturating_sub(skip);
     if items > chunk_len || explicit.len() != chunk_len * per_explicit * eb {
         return Err(invalid(
             "batch chunk",

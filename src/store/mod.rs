@@ -1015,7 +1015,7 @@ impl Store {
                 file.read_exact_at(&mut chunk, bh.chunk_offset(c))
                     .map_err(io_err("read", &path))?;
                 let (seed, explicit) = bh.decode_chunk(c, &chunk)?;
-                with_ring!(ring, rg => expand_chunk(rg, &layout, &seed, explicit, bh.chunk_len(c) as usize, skip as usize, take as usize, &mut buf))?;
+                with_ring!(ring, rg => expand_chunk(rg, &layout, &seed, explicit, bh.chunk_len(c) as usize, skip as usize..(skip + take) as usize, &mut buf))?;
                 if buf.len() >= 1 << 20 {
                     w.write_records(&buf).map_err(wio)?;
                     buf.clear();
