@@ -223,19 +223,32 @@ fn deal(c: &LocalConsortium, pool: PoolSpec, count: u64) -> Result<()> {
     Ok(())
 }
 
+/// The consortium name `demo` uses, so a later demo knows it may replace the directory.
+const DEMO_NAME: &str = "larder-demo";
+
 fn demo(dir: &Path, items: u64) -> Result<()> {
-    if dir.join("consortium.toml").exists() {
-        bail!(
-            "{} already holds a consortium; remove it or pass --dir",
-            dir.display()
-        );
+    let cfg = dir.join("consortium.toml");
+    if cfg.exists() {
+        // A previous demo's consortium is replaced; anything else is left alone.
+        let text = std::fs::read_to_string(&cfg)?;
+        let old: ConsortiumConfig =
+            toml::from_str(&text).with_context(|| format!("reading {}", cfg.display()))?;
+        if old.name != DEMO_NAME {
+            bail!(
+                "{} holds consortium {:?}, not a demo; pass another --dir",
+                dir.display(),
+                old.name
+            );
+        }
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("removing the previous demo in {}", dir.display()))?;
     }
     let parties = 3;
     let pools = default_pools(parties);
     let c = LocalConsortium::init(
         dir,
         ConsortiumConfig {
-            name: "demo".into(),
+            name: DEMO_NAME.into(),
             parties,
             leader: 0,
             batch_size: 1 << 16,
