@@ -341,6 +341,11 @@ impl LocalConsortium {
                 store.apply(&res).map_err(party_err(p as u8))?;
             }
         }
+        // Every party holds it: confirm at the leader first, then everywhere.
+        self.leader().confirm(checkout).map_err(party_err(leader))?;
+        for (p, store) in self.stores.iter().enumerate() {
+            store.confirm(checkout).map_err(party_err(p as u8))?;
+        }
         fs::create_dir_all(out_dir)
             .map_err(|e| ConsortiumError::Io(format!("create {}: {e}", out_dir.display())))?;
         let mut paths = Vec::new();

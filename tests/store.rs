@@ -35,6 +35,12 @@ fn batch(d: &mut Dealer, items: u64) -> (BatchId, Vec<u8>) {
     (plan.batch, files[0].bytes.to_vec())
 }
 
+/// Allocates and confirms (a single store is the whole consortium here).
+fn reserve(s: &Store, id: &str, count: u64) -> larder::store::Reservation {
+    s.allocate(id, pool(), count).unwrap();
+    s.confirm(id).unwrap()
+}
+
 fn new_store(dir: &Path) -> Store {
     Store::create(dir, identity()).unwrap()
 }
@@ -74,9 +80,13 @@ fn a_batch_moves_staged_available_reserved_consumed() {
     );
     s.activate(&id).unwrap();
     assert_eq!(s.stock().unwrap()[&pool()].available, 3000);
-    let res = s.allocate("job", pool(), 1200).unwrap();
+    let res = reserve(&s, "job", 1200);
     assert_eq!(res.state, ReservationState::Reserved);
     assert_eq!(s.stock().unwrap()[&pool()].reserved, 1200);
+    assert!(matches!(
+        s.consume("unconfirmed", "e"),
+        Err(StoreError::UnknownCheckout(_))
+    ));
     let res = s.consume("job", "engine-a").unwrap();
     assert_eq!(res.state, ReservationState::Consumed);
     let st = &s.stock().unwrap()[&pool()];
@@ -102,7 +112,7 @@ fn a_batch_moves_staged_available_reserved_consumed() {
 fn illegal_transitions_are_refused_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (s, ids) = ready_store(dir.path(), 1, 100);
-    s.allocate("a", pool(), 10).unwrap();
+    reserve(&s, "a", 10);
     s.take("a", "e", Vec::new()).unwrap();
     let before = s.stock().unwrap();
     assert!(matches!(
@@ -244,6 +254,7 @@ fn a_follower_holds_only_free_ranges() {
             .state,
         BatchState::Available
     );
+    follower.confirm("x").unwrap();
     let mut other = res.clone();
     other.checkout = "y".into();
     assert!(matches!(
@@ -264,7 +275,7 @@ fn consumed_chunks_are_overwritten_and_an_exhausted_batch_is_deleted() {
     let (s, ids) = ready_store(dir.path(), 1, 3000);
     let path = dir.path().join("batches").join(format!("{}.lb", ids[0]));
     let before = std::fs::read(&path).unwrap();
-    s.allocate("a", pool(), 1500).unwrap();
+    reserve(&s, "a", 1500);
     s.take("a", "e", Vec::new()).unwrap();
     let after = std::fs::read(&path).unwrap();
     let chunk0 = 66..66 + 36 + 1024 * 8;
@@ -277,7 +288,7 @@ fn consumed_chunks_are_overwritten_and_an_exhausted_batch_is_deleted() {
         before[chunk0.end..],
         "chunk 1 (partly consumed) and 2 kept"
     );
-    s.allocate("b", pool(), 1500).unwrap();
+    reserve(&s, "b", 1500);
     s.take("b", "e", Vec::new()).unwrap();
     assert!(!path.exists());
     assert_eq!(
@@ -305,6 +316,7 @@ fn items_taken_once_are_never_taken_again_across_reopens() {
             1..=4 => {
                 let id = format!("c{step}");
                 if s.allocate(&id, pool(), rng.random_range(1..700)).is_ok() {
+                    s.confirm(&id).unwrap();
                     open_reservations.push(id);
                 }
             }
@@ -406,7 +418,7 @@ fn a_damaged_batch_file_fails_the_take_without_consuming_the_items() {
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[66 + 36 + 1024 * 8 + 100] ^= 0x40; // inside chunk 1
     std::fs::write(&path, &bytes).unwrap();
-    s.allocate("x", pool(), 1500).unwrap();
+    reserve(&s, "x", 1500);
     let err = s.take("x", "e", Vec::new()).unwrap_err();
     assert!(
         err.to_string().contains("checksum mismatch in chunk 1"),
@@ -452,4 +464,60 @@ fn a_store_held_open_elsewhere_is_reported_as_in_use() {
     let err = Store::open(dir.path()).unwrap_err();
     assert!(matches!(err, StoreError::InUse(_)), "{err}");
     assert!(err.to_string().contains("in use by another process"));
+}
+
+#[test]
+fn shares_of_an_unconfirmed_reservation_are_not_handed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = ready_store(dir.path(), 1, 100);
+    s.allocate("u", pool(), 10).unwrap();
+    assert!(matches!(
+        s.take("u", "e", Vec::new()),
+        Err(StoreError::Unconfirmed(_))
+    ));
+    assert_eq!(
+        s.reservation("u").unwrap().unwrap().state,
+        ReservationState::Reserved
+    );
+    s.confirm("u").unwrap();
+    s.confirm("u").unwrap(); // idempotent
+    s.take("u", "e", Vec::new()).unwrap();
+    s.allocate("v", pool(), 10).unwrap();
+    s.release("v").unwrap();
+    assert!(matches!(
+        s.confirm("v"),
+        Err(StoreError::NotReserved { .. })
+    ));
+}
+
+#[test]
+fn a_follower_releases_a_stale_unconfirmed_reservation_when_the_leader_reallocates_its_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, _) = ready_store(&dir.path().join("l"), 1, 100);
+    let follower = new_store(&dir.path().join("f"));
+    let mut d = Dealer::from_seed([8; 32]);
+    follower.stage(&batch(&mut d, 100).1).unwrap();
+    // The leader reserved, reached this follower, then dropped the checkout unconfirmed.
+    let first = leader.allocate("dropped", pool(), 30).unwrap();
+    follower.apply(&first).unwrap();
+    leader.release("dropped").unwrap();
+    let again = leader.allocate("next", pool(), 30).unwrap();
+    assert_eq!(again.ranges, first.ranges);
+    follower.apply(&again).unwrap();
+    assert_eq!(
+        follower.reservation("dropped").unwrap().unwrap().state,
+        ReservationState::Released
+    );
+    // A confirmed reservation is never released that way.
+    follower.confirm("next").unwrap();
+    let mut clash = again.clone();
+    clash.checkout = "clash".into();
+    assert!(matches!(
+        follower.apply(&clash),
+        Err(StoreError::RangeUnavailable { .. })
+    ));
+    assert_eq!(
+        follower.reservation("next").unwrap().unwrap().state,
+        ReservationState::Reserved
+    );
 }

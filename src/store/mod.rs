@@ -96,6 +96,10 @@ pub struct Reservation {
     pub reserved_at: u64,
     pub consumer: Option<String>,
     pub consumed_at: Option<u64>,
+    /// Set once the leader knows every party holds the reservation; only then may shares be
+    /// handed out. A follower learns it from the leader.
+    #[serde(default)]
+    pub confirmed: bool,
 }
 
 impl Reservation {
@@ -182,6 +186,10 @@ pub enum StoreError {
         requested: u64,
         available: u64,
     },
+    #[error(
+        "checkout {0:?} is not confirmed by the leader yet: not every party is known to hold it"
+    )]
+    Unconfirmed(String),
     #[error("unknown checkout {0:?}")]
     UnknownCheckout(String),
     #[error("checkout {checkout:?} is {state:?} here; its shares cannot be handed out again")]
@@ -737,6 +745,7 @@ impl Store {
                 reserved_at: now_unix(),
                 consumer: None,
                 consumed_at: None,
+                confirmed: false,
             };
             let audit = self.audit_entry(
                 "reserve",
@@ -793,6 +802,44 @@ impl Store {
                 return Err(StoreError::Conflict(reservation.checkout.clone()));
             }
             let mut metas = self.batch_metas(&reservation.ranges)?;
+            // Items the leader hands out again can be held here only by a reservation the
+            // leader dropped before confirming it (it confirms only once every party holds a
+            // reservation, and never reallocates a confirmed one's items while it is live):
+            // such stale reservations are released first, in the same transaction.
+            let busy = reservation.ranges.iter().any(|r| {
+                !metas[&r.batch]
+                    .free
+                    .contains(r.first, r.first.saturating_add(r.count))
+            });
+            let mut stale = Vec::new();
+            if busy {
+                for v in self.reservations.iter().values() {
+                    let old: Reservation = from_json("reservation", &v?)?;
+                    let overlaps = old.ranges.iter().any(|o| {
+                        reservation.ranges.iter().any(|r| {
+                            o.batch == r.batch
+                                && o.first < r.first + r.count
+                                && r.first < o.first + o.count
+                        })
+                    });
+                    if overlaps && old.state == ReservationState::Reserved && !old.confirmed {
+                        stale.push(old);
+                    }
+                }
+                for old in &mut stale {
+                    for (id, meta) in self.batch_metas(&old.ranges)? {
+                        metas.entry(id).or_insert(meta);
+                    }
+                    for o in &old.ranges {
+                        metas
+                            .get_mut(&o.batch)
+                            .expect("loaded above")
+                            .free
+                            .insert(o.first, o.first + o.count);
+                    }
+                    old.state = ReservationState::Released;
+                }
+            }
             for r in &reservation.ranges {
                 let meta = metas.get_mut(&r.batch).expect("loaded above");
                 let end = r.first.checked_add(r.count).ok_or(StoreError::ZeroCount)?;
@@ -816,6 +863,24 @@ impl Store {
             res.state = ReservationState::Reserved;
             res.consumer = None;
             res.consumed_at = None;
+            res.confirmed = false;
+            let stale_audit: Vec<AuditRecord> = stale
+                .iter()
+                .map(|o| {
+                    self.audit_entry(
+                        "release",
+                        o.pool,
+                        Some(&o.checkout),
+                        None,
+                        o.ranges.clone(),
+                        None,
+                    )
+                })
+                .collect();
+            let stale_seqs = stale
+                .iter()
+                .map(|_| self.db.generate_id())
+                .collect::<sled::Result<Vec<u64>>>()?;
             let audit = self.audit_entry(
                 "reserve",
                 res.pool,
@@ -837,6 +902,12 @@ impl Store {
                                 s.insert(key, &meta.id.0)?;
                             }
                         }
+                        for (old, (rec, seq)) in
+                            stale.iter().zip(stale_audit.iter().zip(&stale_seqs))
+                        {
+                            r.insert(old.checkout.as_bytes(), to_json(old))?;
+                            a.insert(&seq.to_be_bytes(), to_json(rec))?;
+                        }
                         r.insert(res.checkout.as_bytes(), to_json(&res))?;
                         a.insert(&aseq.to_be_bytes(), to_json(&audit))?;
                         Ok(())
@@ -845,6 +916,50 @@ impl Store {
             )?;
         }
         self.flush()
+    }
+
+    /// Marks a reservation confirmed: every party holds it, so its shares may be handed out.
+    /// Confirming again, or a reservation already consumed or burned, is a no-op.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownCheckout`]; [`StoreError::NotReserved`] if it was released.
+    pub fn confirm(&self, checkout: &str) -> Result<Reservation> {
+        let res = {
+            let _g = self.locked();
+            let mut res = self
+                .reservation(checkout)?
+                .ok_or_else(|| StoreError::UnknownCheckout(checkout.to_string()))?;
+            match res.state {
+                ReservationState::Released => {
+                    return Err(StoreError::NotReserved {
+                        checkout: checkout.to_string(),
+                        state: res.state,
+                        to: "confirmed",
+                    })
+                }
+                ReservationState::Reserved if !res.confirmed => {
+                    res.confirmed = true;
+                    self.reservations
+                        .insert(checkout.as_bytes(), to_json(&res))?;
+                }
+                _ => return Ok(res),
+            }
+            res
+        };
+        self.flush()?;
+        Ok(res)
+    }
+
+    /// Every reservation, in checkout id order.
+    ///
+    /// # Errors
+    /// Sled errors or corrupt metadata.
+    pub fn reservations(&self) -> Result<Vec<Reservation>> {
+        self.reservations
+            .iter()
+            .values()
+            .map(|v| from_json("reservation", &v?))
+            .collect()
     }
 
     /// A reservation by checkout id.
@@ -871,6 +986,12 @@ impl Store {
             let mut res = self
                 .reservation(checkout)?
                 .ok_or_else(|| StoreError::UnknownCheckout(checkout.to_string()))?;
+            if to == ReservationState::Consumed
+                && res.state == ReservationState::Reserved
+                && !res.confirmed
+            {
+                return Err(StoreError::Unconfirmed(checkout.to_string()));
+            }
             if res.state != ReservationState::Reserved {
                 return Err(
                     if to == ReservationState::Consumed && res.state != ReservationState::Released {
