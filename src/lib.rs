@@ -24,10 +24,15 @@
 //! when dropped and never appear in `Debug` output or logs.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod bench;
+pub mod client;
 pub mod consortium;
 pub mod generate;
 pub mod material;
 pub mod math;
+pub mod node;
 pub mod sharing;
 pub mod store;
+pub mod tls;
+pub mod wire;

@@ -100,6 +100,9 @@ pub struct Reservation {
     /// handed out. A follower learns it from the leader.
     #[serde(default)]
     pub confirmed: bool,
+    /// At the leader: expiry has brought every party to a final state for it.
+    #[serde(default)]
+    pub settled: bool,
 }
 
 impl Reservation {
@@ -746,6 +749,7 @@ impl Store {
                 consumer: None,
                 consumed_at: None,
                 confirmed: false,
+                settled: false,
             };
             let audit = self.audit_entry(
                 "reserve",
@@ -948,6 +952,23 @@ impl Store {
         };
         self.flush()?;
         Ok(res)
+    }
+
+    /// Records at the leader that expiry has finished with a reservation at every party.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownCheckout`], sled errors.
+    pub fn settle(&self, checkout: &str) -> Result<()> {
+        {
+            let _g = self.locked();
+            let mut res = self
+                .reservation(checkout)?
+                .ok_or_else(|| StoreError::UnknownCheckout(checkout.to_string()))?;
+            res.settled = true;
+            self.reservations
+                .insert(checkout.as_bytes(), to_json(&res))?;
+        }
+        self.flush()
     }
 
     /// Every reservation, in checkout id order.

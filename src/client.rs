@@ -1,0 +1,355 @@
+//! Rust clients of the node API: [`EngineClient`] for online engines and the CLI, and
+//! [`DealerClient`], which stages each party's share at that party's node only and asks the
+//! leader to commit once all have it.
+
+use crate::auth::Token;
+use crate::generate::{BatchPlan, Generator};
+use crate::material::PoolSpec;
+use crate::node::config::ClusterConfig;
+use crate::node::error::Problem;
+use crate::wire::{CheckoutRequest, CheckoutView, HealthView, StockView};
+use futures_util::StreamExt;
+use std::time::Duration;
+
+/// What a call to a node can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{status} {}: {}", problem.code, problem.detail)]
+    Api {
+        status: u16,
+        problem: Box<Problem>,
+        retry_after: Option<u64>,
+    },
+    #[error("cannot reach {url}: {source}")]
+    Transport { url: String, source: reqwest::Error },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ClientError {
+    /// The problem code of an API error.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { problem, .. } => Some(&problem.code),
+            _ => None,
+        }
+    }
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+async fn check(
+    url: &str,
+    resp: Result<reqwest::Response, reqwest::Error>,
+) -> Result<reqwest::Response, ClientError> {
+    let resp = resp.map_err(|source| ClientError::Transport {
+        url: url.to_string(),
+        source,
+    })?;
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let text = resp.text().await.unwrap_or_default();
+    let problem = serde_json::from_str(&text).unwrap_or(Problem {
+        kind: "about:blank".into(),
+        title: "error".into(),
+        status,
+        detail: text,
+        code: "unknown".into(),
+        available: None,
+    });
+    Err(ClientError::Api {
+        status,
+        problem: Box::new(problem),
+        retry_after,
+    })
+}
+
+/// An engine's client of its own party's node.
+#[derive(Clone)]
+pub struct EngineClient {
+    base: String,
+    token: Token,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for EngineClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineClient")
+            .field("base", &self.base)
+            .finish()
+    }
+}
+
+impl EngineClient {
+    /// # Errors
+    /// An unparseable CA certificate.
+    pub fn new(base: &str, ca_pem: &str, token: Token) -> Result<Self, ClientError> {
+        let http = crate::tls::client(ca_pem, Duration::from_secs(3600))
+            .map_err(|e| ClientError::Other(e.to_string()))?;
+        Ok(EngineClient {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// # Errors
+    /// Transport or API errors.
+    pub async fn health(&self) -> Result<HealthView, ClientError> {
+        let url = self.url("/v1/health");
+        let r = check(&url, self.http.get(&url).send().await).await?;
+        r.json()
+            .await
+            .map_err(|e| ClientError::Other(e.to_string()))
+    }
+
+    /// # Errors
+    /// Transport or API errors.
+    pub async fn stock(&self) -> Result<StockView, ClientError> {
+        let url = self.url("/v1/stock");
+        let r = check(
+            &url,
+            self.http
+                .get(&url)
+                .bearer_auth(self.token.expose())
+                .send()
+                .await,
+        )
+        .await?;
+        r.json()
+            .await
+            .map_err(|e| ClientError::Other(e.to_string()))
+    }
+
+    /// Reserves `count` items of `pool` under `id` (the same id at every party's engine).
+    ///
+    /// # Errors
+    /// Transport or API errors (`underrun` with the available count, `checkout-conflict`, ...).
+    pub async fn checkout(
+        &self,
+        id: &str,
+        pool: PoolSpec,
+        count: u64,
+    ) -> Result<CheckoutView, ClientError> {
+        let url = self.url("/v1/checkouts");
+        let body = CheckoutRequest {
+            id: id.to_string(),
+            pool,
+            count,
+        };
+        let r = check(
+            &url,
+            self.http
+                .post(&url)
+                .bearer_auth(self.token.expose())
+                .json(&body)
+                .send()
+                .await,
+        )
+        .await?;
+        r.json()
+            .await
+            .map_err(|e| ClientError::Other(e.to_string()))
+    }
+
+    /// Downloads this party's shares of a checkout (once), passing each piece to `sink`.
+    /// Returns the number of bytes.
+    ///
+    /// # Errors
+    /// Transport or API errors (`already-consumed` on a second download), or `sink`'s error.
+    pub async fn download_with(
+        &self,
+        id: &str,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<u64, ClientError> {
+        let url = self.url(&format!(
+            "/v1/checkouts/{}/shares",
+            crate::node::cluster::urlencode(id)
+        ));
+        let r = check(
+            &url,
+            self.http
+                .get(&url)
+                .bearer_auth(self.token.expose())
+                .send()
+                .await,
+        )
+        .await?;
+        let mut stream = r.bytes_stream();
+        let mut n = 0u64;
+        while let Some(piece) = stream.next().await {
+            let piece = piece.map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+            sink(&piece).map_err(|e| ClientError::Other(format!("writing the shares: {e}")))?;
+            n += piece.len() as u64;
+        }
+        Ok(n)
+    }
+
+    /// Downloads a checkout's share stream into memory (small checkouts, tests).
+    ///
+    /// # Errors
+    /// As [`EngineClient::download_with`].
+    pub async fn download(&self, id: &str) -> Result<Vec<u8>, ClientError> {
+        let mut out = Vec::new();
+        self.download_with(id, |b| {
+            out.extend_from_slice(b);
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    }
+}
+
+/// The dealer's client: stages at every node, commits at the leader.
+pub struct DealerClient {
+    cluster: ClusterConfig,
+    token: Token,
+    http: reqwest::Client,
+}
+
+impl DealerClient {
+    /// # Errors
+    /// An unreadable CA certificate.
+    pub fn new(cluster: ClusterConfig, token: Token) -> Result<Self, ClientError> {
+        let ca = std::fs::read_to_string(&cluster.ca_certificate)
+            .map_err(|e| ClientError::Other(format!("reading the CA certificate: {e}")))?;
+        let http = crate::tls::client(&ca, Duration::from_secs(600))
+            .map_err(|e| ClientError::Other(e.to_string()))?;
+        Ok(DealerClient {
+            cluster,
+            token,
+            http,
+        })
+    }
+
+    fn url(&self, party: u8, path: &str) -> String {
+        format!(
+            "{}{path}",
+            self.cluster.parties[party as usize]
+                .url
+                .trim_end_matches('/')
+        )
+    }
+
+    /// Deals `count` items of `pool` batch by batch; `progress` gets the items committed.
+    ///
+    /// # Errors
+    /// Generation, transport or API errors. A batch that fails half-way is aborted at the
+    /// parties that staged it (and would be cleaned up by their sweeps otherwise).
+    pub async fn deal<G: Generator + Send + 'static>(
+        &self,
+        mut generator: G,
+        pool: PoolSpec,
+        count: u64,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, ClientError> {
+        let parties = self.cluster.parties();
+        let mut done = 0;
+        let mut index = rand::random::<u32>() as u64;
+        while done < count {
+            let items = (count - done).min(self.cluster.batch_size);
+            let plan_pool = pool;
+            let (g, shares) = tokio::task::spawn_blocking(move || {
+                let plan = BatchPlan {
+                    pool: plan_pool,
+                    parties,
+                    batch: generator.next_batch_id(),
+                    items,
+                    correction: plan_pool.correction_party(parties, index),
+                };
+                let out = generator.generate(&plan);
+                (generator, out)
+            })
+            .await
+            .map_err(|e| ClientError::Other(e.to_string()))?;
+            generator = g;
+            index += 1;
+            let shares = shares.map_err(|e| ClientError::Other(e.to_string()))?;
+            let batch = shares[0].header.batch;
+            let staged =
+                futures_util::future::join_all(shares.into_iter().enumerate().map(|(p, share)| {
+                    let url = self.url(p as u8, &format!("/v1/internal/batches/{batch}"));
+                    async move {
+                        let body = share.bytes.to_vec();
+                        check(
+                            &url,
+                            self.http
+                                .put(&url)
+                                .bearer_auth(self.token.expose())
+                                .header("content-type", "application/octet-stream")
+                                .body(body)
+                                .send()
+                                .await,
+                        )
+                        .await
+                    }
+                }))
+                .await;
+            let failed = staged.iter().any(Result::is_err);
+            let commit = if failed {
+                None
+            } else {
+                let url = self.url(
+                    self.cluster.leader,
+                    &format!("/v1/internal/batches/{batch}/commit"),
+                );
+                Some(
+                    check(
+                        &url,
+                        self.http
+                            .post(&url)
+                            .bearer_auth(self.token.expose())
+                            .send()
+                            .await,
+                    )
+                    .await,
+                )
+            };
+            match commit {
+                Some(Ok(_)) => {}
+                other => {
+                    for (p, s) in staged.iter().enumerate() {
+                        if s.is_ok() {
+                            let url = self.url(p as u8, &format!("/v1/internal/batches/{batch}"));
+                            let _ = self
+                                .http
+                                .delete(&url)
+                                .bearer_auth(self.token.expose())
+                                .send()
+                                .await;
+                        }
+                    }
+                    let err = match other {
+                        Some(Err(e)) => e,
+                        _ => staged
+                            .into_iter()
+                            .find_map(Result::err)
+                            .expect("a staging failed"),
+                    };
+                    return Err(err);
+                }
+            }
+            done += items;
+            progress(done);
+        }
+        Ok(done)
+    }
+}

@@ -1,0 +1,516 @@
+//! The HTTP API: engine endpoints under `/v1`, node-to-node and dealer endpoints under
+//! `/v1/internal`. Control plane JSON, shares as a streamed `application/octet-stream`.
+
+use super::cluster;
+use super::error::ApiError;
+use super::{Caller, NodeState};
+use crate::material::{BatchHeader, BatchId, ShareHeader};
+use crate::store::{Reservation, ReservationState, StoreError};
+use crate::wire::{
+    BatchStateView, CheckoutRequest, CheckoutView, ExpireOutcome, HealthView, StockView,
+};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use std::io::{self, Write};
+use std::sync::Arc;
+
+/// Largest JSON body accepted.
+pub const JSON_LIMIT: usize = 64 * 1024;
+/// Largest batch file accepted for staging.
+pub const STAGE_LIMIT: usize = 1 << 30;
+
+type St = State<Arc<NodeState>>;
+
+/// The router, without a socket (tests can call it with `oneshot`).
+pub fn router(state: Arc<NodeState>) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/stock", get(stock))
+        .route("/v1/checkouts", post(create_checkout))
+        .route("/v1/checkouts/{id}", get(get_checkout))
+        .route("/v1/checkouts/{id}/shares", get(download))
+        .route(
+            "/v1/internal/batches/{batch}",
+            put(stage).get(batch_state).delete(abort_batch),
+        )
+        .route("/v1/internal/batches/{batch}/commit", post(commit))
+        .route("/v1/internal/batches/{batch}/activate", post(activate))
+        .route("/v1/internal/checkouts", post(leader_checkout))
+        .route(
+            "/v1/internal/reservations/{id}",
+            put(apply).get(reservation_state),
+        )
+        .route("/v1/internal/reservations/{id}/confirm", post(confirm))
+        .route("/v1/internal/reservations/{id}/expire", post(expire))
+        .route("/v1/internal/reservations/{id}/burn", post(burn))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "this endpoint does not take that method",
+            )
+        })
+        .with_state(state)
+}
+
+/// Runs a blocking store call off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError::internal(format!("store task failed: {e}"))),
+    }
+}
+
+/// Reads a whole body of at most `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let inner = e.into_inner();
+        if inner
+            .downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                format!("the body exceeds {limit} bytes"),
+            )
+        } else {
+            ApiError::bad_request(format!("could not read the body: {inner}"))
+        }
+    })
+}
+
+/// Parses a JSON body of at most [`JSON_LIMIT`] bytes into `T`.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.starts_with("application/json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "the body must be application/json",
+        ));
+    }
+    let bytes = read_body(body, JSON_LIMIT).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+fn require_node(caller: &Caller, from: Option<u8>) -> Result<(), ApiError> {
+    match (caller, from) {
+        (Caller::Node(_), None) => Ok(()),
+        (Caller::Node(p), Some(want)) if *p == want => Ok(()),
+        _ => Err(ApiError::forbidden(
+            "nodes-only",
+            "this endpoint is for the consortium's nodes",
+        )),
+    }
+}
+
+fn batch_id(s: &str) -> Result<BatchId, ApiError> {
+    s.parse().map_err(|e: String| ApiError::bad_request(e))
+}
+
+async fn health(State(st): St) -> Json<HealthView> {
+    Json(HealthView {
+        consortium: st.cluster.name.clone(),
+        party: st.me,
+        name: st.cluster.parties[st.me as usize].name.clone(),
+        leader: st.is_leader(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })
+}
+
+async fn stock(State(st): St, headers: HeaderMap) -> Result<Json<StockView>, ApiError> {
+    st.authenticate(&headers)?;
+    let store = st.store.clone();
+    let pools = blocking(move || store.stock()).await?;
+    Ok(Json(StockView {
+        party: st.me,
+        pools,
+    }))
+}
+
+fn engine(caller: Caller) -> Result<(String, Vec<crate::material::PoolSpec>), ApiError> {
+    match caller {
+        Caller::Engine { name, pools } => Ok((name, pools)),
+        _ => Err(ApiError::forbidden(
+            "engines-only",
+            "this endpoint is for online engines",
+        )),
+    }
+}
+
+async fn create_checkout(
+    State(st): St,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<CheckoutView>, ApiError> {
+    let (_, pools) = engine(st.authenticate(&headers)?)?;
+    let req: CheckoutRequest = read_json(&headers, body).await?;
+    if !st.cluster.pools.contains(&req.pool) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown-pool",
+            format!("pool {} is not kept by this consortium", req.pool),
+        ));
+    }
+    if !pools.contains(&req.pool) {
+        return Err(ApiError::forbidden(
+            "pool-not-granted",
+            format!("this engine is not granted pool {}", req.pool),
+        ));
+    }
+    check_count(&st, req.count)?;
+    let res = if st.is_leader() {
+        cluster::checkout_at_leader(&st, req).await?
+    } else {
+        cluster::forward_checkout(&st, &req).await?
+    };
+    Ok(Json(CheckoutView::new(
+        &res,
+        st.me,
+        st.cluster.reservation_ttl_seconds,
+    )))
+}
+
+fn check_count(st: &NodeState, count: u64) -> Result<(), ApiError> {
+    if count == 0 || count > st.cluster.max_checkout_items {
+        return Err(ApiError::bad_request(format!(
+            "count must be between 1 and {}",
+            st.cluster.max_checkout_items
+        )));
+    }
+    Ok(())
+}
+
+async fn leader_checkout(
+    State(st): St,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Reservation>, ApiError> {
+    require_node(&st.authenticate(&headers)?, None)?;
+    if !st.is_leader() {
+        return Err(ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "not-leader",
+            "this node is not the leader",
+        ));
+    }
+    let req: CheckoutRequest = read_json(&headers, body).await?;
+    if !st.cluster.pools.contains(&req.pool) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown-pool",
+            format!("pool {} is not kept by this consortium", req.pool),
+        ));
+    }
+    check_count(&st, req.count)?;
+    Ok(Json(cluster::checkout_at_leader(&st, req).await?))
+}
+
+async fn get_checkout(
+    State(st): St,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<CheckoutView>, ApiError> {
+    let (_, pools) = engine(st.authenticate(&headers)?)?;
+    let store = st.store.clone();
+    let lookup = id.clone();
+    let res = blocking(move || store.reservation(&lookup))
+        .await?
+        .ok_or_else(|| ApiError::from(StoreError::UnknownCheckout(id)))?;
+    if !pools.contains(&res.pool) {
+        return Err(ApiError::forbidden(
+            "pool-not-granted",
+            format!("this engine is not granted pool {}", res.pool),
+        ));
+    }
+    Ok(Json(CheckoutView::new(
+        &res,
+        st.me,
+        st.cluster.reservation_ttl_seconds,
+    )))
+}
+
+/// A `Write` that hands 256 KiB pieces to the response body; fails once the client is gone.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, io::Error>>,
+    buf: Vec<u8>,
+}
+
+const PIECE: usize = 256 * 1024;
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= PIECE {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            let piece = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE)));
+            self.tx
+                .blocking_send(Ok(piece))
+                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))?;
+        }
+        Ok(())
+    }
+}
+
+async fn download(
+    State(st): St,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (name, pools) = engine(st.authenticate(&headers)?)?;
+    let store = st.store.clone();
+    let lookup = id.clone();
+    let res = blocking(move || store.reservation(&lookup))
+        .await?
+        .ok_or_else(|| ApiError::from(StoreError::UnknownCheckout(id.clone())))?;
+    if !pools.contains(&res.pool) {
+        return Err(ApiError::forbidden(
+            "pool-not-granted",
+            format!("this engine is not granted pool {}", res.pool),
+        ));
+    }
+    if res.state == ReservationState::Reserved && !res.confirmed {
+        cluster::learn_confirmation(&st, &id).await?;
+    }
+    // Damaged data is found before the items are marked consumed; then consumed (durably)
+    // before the first byte leaves.
+    let store = st.store.clone();
+    let res = blocking(move || {
+        if res.state == ReservationState::Reserved {
+            store.check_ranges(&res)?;
+        }
+        store.consume(&id, &name)
+    })
+    .await?;
+    let header = ShareHeader {
+        pool: res.pool,
+        parties: st.cluster.parties(),
+        party: st.me,
+        checkout: res.checkout.clone(),
+        ranges: res.ranges.clone(),
+    };
+    let len = header.encode().len() as u64 + header.items() * header.record_bytes() as u64 + 4;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(4);
+    let store = st.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let w = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(PIECE),
+        };
+        if let Err(e) = store.write_shares(&res, w) {
+            tracing::warn!(checkout = %res.checkout, error = %e, "share stream aborted; the items stay consumed here");
+            let _ = tx.blocking_send(Err(io::Error::other("share stream aborted")));
+        }
+        if let Err(e) = store.erase_reservation(&res) {
+            tracing::warn!(checkout = %res.checkout, error = %e, "erasing consumed chunks failed; retried on restart");
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, len)
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+async fn stage(
+    State(st): St,
+    headers: HeaderMap,
+    Path(batch): Path<String>,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    if st.authenticate(&headers)? != Caller::Dealer {
+        return Err(ApiError::forbidden(
+            "dealer-only",
+            "only the dealer stages batches",
+        ));
+    }
+    let id = batch_id(&batch)?;
+    let bytes = zeroize::Zeroizing::new(read_body(body, STAGE_LIMIT).await?.to_vec());
+    let header = BatchHeader::decode(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad-batch", e.to_string()))?;
+    if header.batch != id {
+        return Err(ApiError::bad_request(format!(
+            "the body is batch {}, not {id}",
+            header.batch
+        )));
+    }
+    let store = st.store.clone();
+    blocking(move || store.stage(&bytes)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(BatchStateView {
+            batch: id,
+            state: crate::store::BatchState::Staged,
+        }),
+    ))
+}
+
+async fn batch_state(
+    State(st): St,
+    headers: HeaderMap,
+    Path(batch): Path<String>,
+) -> Result<Json<BatchStateView>, ApiError> {
+    match st.authenticate(&headers)? {
+        Caller::Node(_) | Caller::Dealer => {}
+        _ => {
+            return Err(ApiError::forbidden(
+                "nodes-only",
+                "this endpoint is for the consortium's nodes",
+            ))
+        }
+    }
+    let id = batch_id(&batch)?;
+    let store = st.store.clone();
+    let meta = blocking(move || store.batch_meta(&id))
+        .await?
+        .ok_or(ApiError::from(StoreError::UnknownBatch(id)))?;
+    Ok(Json(BatchStateView {
+        batch: id,
+        state: meta.state,
+    }))
+}
+
+async fn abort_batch(
+    State(st): St,
+    headers: HeaderMap,
+    Path(batch): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    match st.authenticate(&headers)? {
+        Caller::Dealer => {}
+        c => require_node(&c, Some(st.cluster.leader))?,
+    }
+    let id = batch_id(&batch)?;
+    let store = st.store.clone();
+    blocking(move || store.abort(&id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn commit(
+    State(st): St,
+    headers: HeaderMap,
+    Path(batch): Path<String>,
+) -> Result<Json<BatchStateView>, ApiError> {
+    if st.authenticate(&headers)? != Caller::Dealer {
+        return Err(ApiError::forbidden(
+            "dealer-only",
+            "only the dealer commits batches",
+        ));
+    }
+    if !st.is_leader() {
+        return Err(ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "not-leader",
+            "batches are committed at the leader",
+        ));
+    }
+    let id = batch_id(&batch)?;
+    cluster::commit_batch(&st, id).await?;
+    Ok(Json(BatchStateView {
+        batch: id,
+        state: crate::store::BatchState::Available,
+    }))
+}
+
+async fn activate(
+    State(st): St,
+    headers: HeaderMap,
+    Path(batch): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require_node(&st.authenticate(&headers)?, Some(st.cluster.leader))?;
+    let id = batch_id(&batch)?;
+    let store = st.store.clone();
+    blocking(move || store.activate(&id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn apply(
+    State(st): St,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    require_node(&st.authenticate(&headers)?, Some(st.cluster.leader))?;
+    let res: Reservation = read_json(&headers, body).await?;
+    if res.checkout != id {
+        return Err(ApiError::bad_request("the body is another checkout"));
+    }
+    let store = st.store.clone();
+    blocking(move || store.apply(&res)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn reservation_state(
+    State(st): St,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Reservation>, ApiError> {
+    require_node(&st.authenticate(&headers)?, None)?;
+    let store = st.store.clone();
+    let lookup = id.clone();
+    Ok(Json(
+        blocking(move || store.reservation(&lookup))
+            .await?
+            .ok_or(ApiError::from(StoreError::UnknownCheckout(id)))?,
+    ))
+}
+
+async fn confirm(
+    State(st): St,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require_node(&st.authenticate(&headers)?, Some(st.cluster.leader))?;
+    let store = st.store.clone();
+    blocking(move || store.confirm(&id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn expire(
+    State(st): St,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<ExpireOutcome>, ApiError> {
+    require_node(&st.authenticate(&headers)?, Some(st.cluster.leader))?;
+    let store = st.store.clone();
+    Ok(Json(
+        blocking(move || Ok(cluster::expire_locally(&store, &id))).await??,
+    ))
+}
+
+async fn burn(
+    State(st): St,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require_node(&st.authenticate(&headers)?, Some(st.cluster.leader))?;
+    let store = st.store.clone();
+    blocking(move || match store.burn(&id) {
+        Ok(_) | Err(StoreError::NotReserved { .. }) | Err(StoreError::UnknownCheckout(_)) => Ok(()),
+        Err(e) => Err(e),
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

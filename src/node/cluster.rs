@@ -1,0 +1,384 @@
+//! The consortium protocol between nodes: checkout allocation and replication at the leader,
+//! batch commit, lazy confirmation at followers, expiry and clean-up of abandoned batches.
+//!
+//! Safety rests on three rules (see `docs/protocol.md`):
+//! 1. The leader persists a reservation before replicating it, and confirms it only once every
+//!    follower has stored it durably; shares of an unconfirmed reservation are never served.
+//! 2. A follower serves shares only for a reservation the leader has confirmed (it asks the
+//!    leader if it has not heard), and marks them consumed before the first byte leaves.
+//! 3. Expiry releases a reservation to stock only if no party downloaded it; otherwise the
+//!    leader burns it, so its items are never allocated again.
+
+use super::api::blocking;
+use super::error::{ApiError, Problem};
+use super::NodeState;
+use crate::material::BatchId;
+use crate::store::{now_unix, BatchState, Reservation, ReservationState, Store, StoreError};
+use crate::wire::{BatchStateView, CheckoutRequest, ExpireOutcome};
+use futures_util::future::join_all;
+use reqwest::Method;
+use std::sync::Arc;
+
+/// Calls another node as this node; a problem answer becomes an [`ApiError`] naming the party.
+async fn call<T: serde::de::DeserializeOwned>(
+    st: &NodeState,
+    party: u8,
+    method: Method,
+    path: &str,
+    body: Option<&impl serde::Serialize>,
+) -> Result<Option<T>, ApiError> {
+    let url = format!(
+        "{}{}",
+        st.cluster.parties[party as usize].url.trim_end_matches('/'),
+        path
+    );
+    let mut req = st.http.request(method, &url).bearer_auth(st.token.expose());
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| ApiError::unavailable(format!("party {party} is unreachable: {e}")))?;
+    let status = resp.status();
+    if status.is_success() {
+        if status == reqwest::StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        return resp
+            .json::<T>()
+            .await
+            .map(Some)
+            .map_err(|e| ApiError::unavailable(format!("party {party} answered badly: {e}")));
+    }
+    let text = resp.text().await.unwrap_or_default();
+    Err(match serde_json::from_str::<Problem>(&text) {
+        Ok(mut p) => {
+            p.detail = format!("party {party}: {}", p.detail);
+            ApiError::from(p)
+        }
+        Err(_) => ApiError::unavailable(format!("party {party} answered {status}")),
+    })
+}
+
+fn followers(st: &NodeState) -> impl Iterator<Item = u8> + '_ {
+    (0..st.cluster.parties()).filter(|&p| p != st.cluster.leader)
+}
+
+/// The leader's side of a checkout: allocate (or find) the reservation, make sure every
+/// follower holds it, confirm it. Idempotent: a retry after a failure replicates again.
+///
+/// # Errors
+/// Store errors (underrun, conflict, ...); 503 if a follower cannot be reached, in which case
+/// the reservation stays unconfirmed (and unservable) until a retry succeeds or it expires.
+pub async fn checkout_at_leader(
+    st: &Arc<NodeState>,
+    req: CheckoutRequest,
+) -> Result<Reservation, ApiError> {
+    let lock = st.checkout_lock(&req.id);
+    let _held = lock.lock().await;
+    let store = st.store.clone();
+    let r = req.clone();
+    let res = blocking(move || store.allocate(&r.id, r.pool, r.count)).await?;
+    if res.state != ReservationState::Reserved || res.confirmed {
+        return Ok(res);
+    }
+    let path = format!("/v1/internal/reservations/{}", urlencode(&res.checkout));
+    let results = join_all(followers(st).map(|p| {
+        let path = path.clone();
+        let res = &res;
+        async move { call::<serde_json::Value>(st, p, Method::PUT, &path, Some(res)).await }
+    }))
+    .await;
+    for r in results {
+        r?;
+    }
+    let store = st.store.clone();
+    let id = res.checkout.clone();
+    let res = blocking(move || store.confirm(&id)).await?;
+    // Followers learn it now, or from the leader when their engine downloads.
+    for p in followers(st) {
+        let st = st.clone();
+        let path = format!("{path}/confirm");
+        tokio::spawn(async move {
+            if let Err(e) =
+                call::<serde_json::Value>(&st, p, Method::POST, &path, None::<&()>).await
+            {
+                tracing::debug!(party = p, error = %e.detail, "confirmation not delivered; the follower will ask");
+            }
+        });
+    }
+    Ok(res)
+}
+
+/// A follower passes an engine's checkout to the leader.
+///
+/// # Errors
+/// The leader's answer, or 503 if it cannot be reached.
+pub async fn forward_checkout(
+    st: &NodeState,
+    req: &CheckoutRequest,
+) -> Result<Reservation, ApiError> {
+    call::<Reservation>(
+        st,
+        st.cluster.leader,
+        Method::POST,
+        "/v1/internal/checkouts",
+        Some(req),
+    )
+    .await?
+    .ok_or_else(|| ApiError::internal("the leader answered without a reservation"))
+}
+
+/// A follower asks the leader whether a reservation is confirmed, and records it if so.
+///
+/// # Errors
+/// 409 `not-confirmed` if the leader has not confirmed it (or released it).
+pub async fn learn_confirmation(st: &NodeState, id: &str) -> Result<(), ApiError> {
+    if st.is_leader() {
+        return Err(StoreError::Unconfirmed(id.to_string()).into());
+    }
+    let path = format!("/v1/internal/reservations/{}", urlencode(id));
+    let at_leader = call::<Reservation>(st, st.cluster.leader, Method::GET, &path, None::<&()>)
+        .await?
+        .ok_or_else(|| ApiError::internal("the leader answered without a reservation"))?;
+    if !at_leader.confirmed || at_leader.state == ReservationState::Released {
+        return Err(StoreError::Unconfirmed(id.to_string()).into());
+    }
+    let store = st.store.clone();
+    let id = id.to_string();
+    blocking(move || store.confirm(&id)).await?;
+    Ok(())
+}
+
+/// The leader commits a batch the dealer has staged everywhere: it checks every follower
+/// holds it, makes it available here (the commit point), then tells the followers.
+///
+/// # Errors
+/// 409 if some party does not hold the batch; 503 if a party cannot be reached.
+pub async fn commit_batch(st: &Arc<NodeState>, id: BatchId) -> Result<(), ApiError> {
+    let store = st.store.clone();
+    let meta = blocking(move || store.batch_meta(&id))
+        .await?
+        .ok_or(ApiError::from(StoreError::UnknownBatch(id)))?;
+    if meta.state == BatchState::Exhausted {
+        return Err(StoreError::IllegalTransition {
+            batch: id,
+            from: meta.state,
+            to: "available",
+        }
+        .into());
+    }
+    let path = format!("/v1/internal/batches/{id}");
+    let states = join_all(followers(st).map(|p| {
+        let path = path.clone();
+        async move {
+            (
+                p,
+                call::<BatchStateView>(st, p, Method::GET, &path, None::<&()>).await,
+            )
+        }
+    }))
+    .await;
+    for (p, s) in states {
+        match s {
+            Ok(Some(v)) if v.state != BatchState::Exhausted => {}
+            Ok(_) => return Err(not_staged(p, id)),
+            Err(e) if e.code == "unknown-batch" => return Err(not_staged(p, id)),
+            Err(e) => return Err(e),
+        }
+    }
+    let store = st.store.clone();
+    blocking(move || store.activate(&id)).await?;
+    let activate = format!("{path}/activate");
+    join_all(followers(st).map(|p| {
+        let activate = activate.clone();
+        async move {
+            if let Err(e) = call::<serde_json::Value>(st, p, Method::POST, &activate, None::<&()>).await {
+                tracing::info!(party = p, batch = %id, error = %e.detail, "activation not delivered; the follower activates on first use");
+            }
+        }
+    }))
+    .await;
+    Ok(())
+}
+
+fn not_staged(p: u8, id: BatchId) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "not-staged",
+        format!("party {p} does not hold batch {id}"),
+    )
+}
+
+/// A party's side of expiry: release the reservation unless it was downloaded here.
+///
+/// # Errors
+/// Store failures other than the expected states.
+pub fn expire_locally(store: &Store, id: &str) -> Result<ExpireOutcome, StoreError> {
+    match store.release(id) {
+        Ok(_) => Ok(ExpireOutcome::Released),
+        Err(StoreError::NotReserved {
+            state: ReservationState::Consumed,
+            ..
+        }) => Ok(ExpireOutcome::Consumed),
+        Err(StoreError::NotReserved {
+            state: ReservationState::Burned,
+            ..
+        }) => Ok(ExpireOutcome::Burned),
+        Err(StoreError::NotReserved {
+            state: ReservationState::Released,
+            ..
+        }) => Ok(ExpireOutcome::Released),
+        Err(StoreError::UnknownCheckout(_)) => Ok(ExpireOutcome::Unknown),
+        Err(e) => Err(e),
+    }
+}
+
+/// The leader expires one reservation. First it asks every follower whether it was downloaded
+/// there; if any was, the reservation is burned everywhere. Otherwise every follower releases
+/// it (unless downloaded in the meantime, in which case the rest burn it), then the leader.
+async fn expire_one(st: &Arc<NodeState>, res: &Reservation) -> Result<(), ApiError> {
+    let base = format!("/v1/internal/reservations/{}", urlencode(&res.checkout));
+    let states = join_all(followers(st).map(|p| {
+        let base = base.clone();
+        async move {
+            match call::<Reservation>(st, p, Method::GET, &base, None::<&()>).await {
+                Ok(r) => Ok(r.map(|r| r.state)),
+                Err(e) if e.code == "unknown-checkout" => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+    }))
+    .await;
+    // Downloaded at the leader itself: burn at the followers that did not download.
+    let mut downloaded = res.state == ReservationState::Consumed;
+    for s in states {
+        // An unreachable follower: try again next sweep; nothing has changed yet.
+        downloaded |= matches!(
+            s?,
+            Some(ReservationState::Consumed | ReservationState::Burned)
+        );
+    }
+    if !downloaded {
+        let expire = format!("{base}/expire");
+        let outcomes = join_all(followers(st).map(|p| {
+            let expire = expire.clone();
+            async move { call::<ExpireOutcome>(st, p, Method::POST, &expire, None::<&()>).await }
+        }))
+        .await;
+        for o in outcomes {
+            downloaded |= matches!(o?, Some(ExpireOutcome::Consumed | ExpireOutcome::Burned));
+        }
+    }
+    if downloaded {
+        let burn = format!("{base}/burn");
+        for p in followers(st) {
+            call::<serde_json::Value>(st, p, Method::POST, &burn, None::<&()>).await?;
+        }
+    }
+    let store = st.store.clone();
+    let id = res.checkout.clone();
+    blocking(move || {
+        if downloaded {
+            match store.burn(&id) {
+                Ok(_) | Err(StoreError::NotReserved { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        } else {
+            expire_locally(&store, &id)?;
+        }
+        store.settle(&id)
+    })
+    .await
+}
+
+/// Periodic work: expiry at the leader, abandoned staged batches everywhere.
+pub async fn sweep_forever(st: Arc<NodeState>) {
+    let every = std::time::Duration::from_millis(st.cluster.sweep_interval_ms.max(50));
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = sweep_once(&st).await {
+            tracing::debug!(error = %e.detail, "sweep incomplete; retried next time");
+        }
+    }
+}
+
+/// One sweep (also called by tests).
+///
+/// # Errors
+/// The first failure; the rest is retried next sweep.
+pub async fn sweep_once(st: &Arc<NodeState>) -> Result<(), ApiError> {
+    let now = now_unix();
+    if st.is_leader() {
+        let store = st.store.clone();
+        let due: Vec<Reservation> = blocking(move || store.reservations())
+            .await?
+            .into_iter()
+            .filter(|r| {
+                !r.settled
+                    && matches!(
+                        r.state,
+                        ReservationState::Reserved | ReservationState::Consumed
+                    )
+                    && r.reserved_at + st.cluster.reservation_ttl_seconds <= now
+            })
+            .collect();
+        for r in &due {
+            expire_one(st, r).await?;
+        }
+    }
+    let store = st.store.clone();
+    let stale: Vec<BatchId> = blocking(move || store.all_batches())
+        .await?
+        .into_iter()
+        .filter(|m| {
+            m.state == BatchState::Staged
+                && m.staged_at + st.cluster.staging_deadline_seconds <= now
+        })
+        .map(|m| m.id)
+        .collect();
+    for id in stale {
+        let committed = if st.is_leader() {
+            false
+        } else {
+            match call::<BatchStateView>(
+                st,
+                st.cluster.leader,
+                Method::GET,
+                &format!("/v1/internal/batches/{id}"),
+                None::<&()>,
+            )
+            .await
+            {
+                Ok(Some(v)) => v.state != BatchState::Staged,
+                Ok(None) => false,
+                Err(e) if e.code == "unknown-batch" => false,
+                Err(e) => return Err(e),
+            }
+        };
+        let store = st.store.clone();
+        blocking(move || {
+            if committed {
+                store.activate(&id)
+            } else {
+                store.abort(&id)
+            }
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Percent-encodes a checkout id for a URL path segment.
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,205 @@
+//! Configuration of a networked consortium: `consortium.toml`, identical at every party, and
+//! one `node.toml` per party node, with `LARDER__<KEY>` environment overrides.
+
+use crate::auth::Token;
+use crate::material::PoolSpec;
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The consortium file: the same bytes at every party.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub name: String,
+    /// The party whose node allocates checkouts and decides which batches are available.
+    pub leader: u8,
+    /// Items per batch when dealing.
+    pub batch_size: u64,
+    /// A reservation nobody downloaded goes back to stock after this long; one that some
+    /// party downloaded is burned.
+    #[serde(default = "defaults::ttl")]
+    pub reservation_ttl_seconds: u64,
+    /// A batch staged but never committed is removed after this long.
+    #[serde(default = "defaults::staging_deadline")]
+    pub staging_deadline_seconds: u64,
+    /// How often each node looks for expired reservations and abandoned batches.
+    #[serde(default = "defaults::sweep")]
+    pub sweep_interval_ms: u64,
+    /// Largest checkout an engine may ask for.
+    #[serde(default = "defaults::max_checkout")]
+    pub max_checkout_items: u64,
+    /// The consortium CA certificate (PEM), relative to this file.
+    pub ca_certificate: PathBuf,
+    pub parties: Vec<PartyEntry>,
+    pub pools: Vec<PoolSpec>,
+    pub engines: Vec<EngineEntry>,
+    /// SHA-256 of the dealer's token.
+    pub dealer_token_sha256: String,
+}
+
+mod defaults {
+    pub fn ttl() -> u64 {
+        600
+    }
+    pub fn staging_deadline() -> u64 {
+        600
+    }
+    pub fn sweep() -> u64 {
+        1000
+    }
+    pub fn max_checkout() -> u64 {
+        1 << 30
+    }
+}
+
+/// One party of the consortium.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartyEntry {
+    pub id: u8,
+    pub name: String,
+    /// Base URL of the party's node, `https://host:port`.
+    pub url: String,
+    /// The node's TLS certificate (PEM), relative to the consortium file.
+    pub certificate: PathBuf,
+    /// SHA-256 of the token this node presents to the others.
+    pub node_token_sha256: String,
+}
+
+/// An online engine: which party's node it may use and which pools.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineEntry {
+    pub name: String,
+    pub party: u8,
+    pub token_sha256: String,
+    pub pools: Vec<PoolSpec>,
+}
+
+impl ClusterConfig {
+    /// Reads and checks a consortium file; relative paths are resolved against its directory.
+    ///
+    /// # Errors
+    /// Unreadable or invalid files, with the reason.
+    pub fn load(path: &Path) -> Result<ClusterConfig> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut cfg: ClusterConfig =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.ca_certificate = base.join(&cfg.ca_certificate);
+        for p in &mut cfg.parties {
+            p.certificate = base.join(&p.certificate);
+        }
+        cfg.validate()
+            .with_context(|| format!("checking {}", path.display()))?;
+        Ok(cfg)
+    }
+
+    /// # Errors
+    /// The first inconsistency found.
+    pub fn validate(&self) -> Result<()> {
+        let n = self.parties.len();
+        if !(2..=crate::material::MAX_PARTIES as usize).contains(&n) {
+            bail!(
+                "a consortium has 2 to {} parties, found {n}",
+                crate::material::MAX_PARTIES
+            );
+        }
+        for (i, p) in self.parties.iter().enumerate() {
+            if p.id as usize != i {
+                bail!(
+                    "parties must be listed in id order 0..{n}; entry {i} has id {}",
+                    p.id
+                );
+            }
+            if !p.url.starts_with("https://") {
+                bail!("party {} url {:?} must be https", p.id, p.url);
+            }
+        }
+        if self.leader as usize >= n {
+            bail!("leader {} is not one of the {n} parties", self.leader);
+        }
+        if self.batch_size == 0 || self.batch_size > 1 << 26 {
+            bail!("batch_size must be between 1 and 2^26");
+        }
+        for pool in &self.pools {
+            pool.validate(n as u8)
+                .map_err(|e| anyhow!("pool {pool}: {e}"))?;
+        }
+        for e in &self.engines {
+            if e.party as usize >= n {
+                bail!(
+                    "engine {:?} names party {}, which does not exist",
+                    e.name,
+                    e.party
+                );
+            }
+            if let Some(p) = e.pools.iter().find(|p| !self.pools.contains(p)) {
+                bail!(
+                    "engine {:?} is granted pool {p}, which the consortium does not keep",
+                    e.name
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn parties(&self) -> u8 {
+        self.parties.len() as u8
+    }
+}
+
+/// One node's own file: who it is, where it keeps its store, where it listens, its secrets.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub party: u8,
+    /// The consortium file, relative to this file.
+    pub consortium: PathBuf,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub tls_certificate: PathBuf,
+    pub tls_key: PathBuf,
+    /// This node's token for calls to the other nodes (secret).
+    pub node_token: Token,
+}
+
+impl NodeConfig {
+    /// Reads a node file, applies `LARDER__<KEY>=value` environment overrides (for example
+    /// `LARDER__LISTEN=0.0.0.0:7443`), and resolves relative paths against the file's
+    /// directory.
+    ///
+    /// # Errors
+    /// Unreadable or invalid files and overrides.
+    pub fn load(path: &Path) -> Result<NodeConfig> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut table: toml::Table =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        for (key, value) in std::env::vars() {
+            if let Some(k) = key.strip_prefix("LARDER__") {
+                let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                    .ok()
+                    .and_then(|mut t| t.remove("v"))
+                    .unwrap_or(toml::Value::String(value));
+                table.insert(k.to_ascii_lowercase(), parsed);
+            }
+        }
+        let mut cfg: NodeConfig = table
+            .try_into()
+            .with_context(|| format!("checking {} and LARDER__ overrides", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut cfg.consortium,
+            &mut cfg.data_dir,
+            &mut cfg.tls_certificate,
+            &mut cfg.tls_key,
+        ] {
+            *p = base.join(&*p);
+        }
+        Ok(cfg)
+    }
+}

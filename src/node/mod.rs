@@ -1,0 +1,298 @@
+//! A party node: the party's store behind an HTTPS API, and its part in the consortium
+//! protocol (see DESIGN.md's data flow and `docs/protocol.md`).
+//!
+//! # Layout
+//! - [`config`]: the consortium and node files.
+//! - [`error`]: problem+json errors.
+//! - [`api`]: the axum router and handlers.
+//! - [`cluster`]: calls between nodes and the leader's side of the protocol.
+//! - this module: shared state, authentication, the TLS accept loop, background sweeps.
+
+pub mod api;
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod provision;
+
+use crate::auth::Token;
+use crate::material::PoolSpec;
+use crate::store::Store;
+use config::{ClusterConfig, NodeConfig};
+use error::ApiError;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+
+/// Who is calling, after authentication.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// An online engine of this node's party, with the pools it is granted.
+    Engine { name: String, pools: Vec<PoolSpec> },
+    /// Another party's node.
+    Node(u8),
+    /// The dealer.
+    Dealer,
+}
+
+/// A credential hash and whom it belongs to; `None` for an engine of another party.
+struct Credential {
+    hash: [u8; 32],
+    who: Result<Caller, String>,
+}
+
+/// Everything a handler needs.
+pub struct NodeState {
+    pub store: Arc<Store>,
+    pub cluster: ClusterConfig,
+    pub me: u8,
+    /// This node's token, presented to the other nodes.
+    pub token: Token,
+    /// HTTPS client trusting only the consortium CA.
+    pub http: reqwest::Client,
+    credentials: Vec<Credential>,
+    /// Serialises the leader's handling of one checkout id (two engines asking at once).
+    checkout_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for NodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeState")
+            .field("me", &self.me)
+            .field("consortium", &self.cluster.name)
+            .finish()
+    }
+}
+
+fn decode_hash(h: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    // A malformed hash matches nothing (all-zero is no SHA-256 output anyone can produce).
+    let _ = hex::decode_to_slice(h, &mut out);
+    out
+}
+
+impl NodeState {
+    /// # Errors
+    /// An unreadable CA certificate.
+    pub fn new(
+        store: Arc<Store>,
+        cluster: ClusterConfig,
+        me: u8,
+        token: Token,
+    ) -> anyhow::Result<Self> {
+        let ca = std::fs::read_to_string(&cluster.ca_certificate)?;
+        let http = crate::tls::client(&ca, std::time::Duration::from_secs(120))?;
+        let mut credentials = Vec::new();
+        for e in &cluster.engines {
+            let who = if e.party == me {
+                Ok(Caller::Engine {
+                    name: e.name.clone(),
+                    pools: e.pools.clone(),
+                })
+            } else {
+                Err(format!(
+                    "engine {:?} belongs to party {}, not to this node's party {me}",
+                    e.name, e.party
+                ))
+            };
+            credentials.push(Credential {
+                hash: decode_hash(&e.token_sha256),
+                who,
+            });
+        }
+        for p in &cluster.parties {
+            if p.id != me {
+                credentials.push(Credential {
+                    hash: decode_hash(&p.node_token_sha256),
+                    who: Ok(Caller::Node(p.id)),
+                });
+            }
+        }
+        credentials.push(Credential {
+            hash: decode_hash(&cluster.dealer_token_sha256),
+            who: Ok(Caller::Dealer),
+        });
+        Ok(NodeState {
+            store,
+            cluster,
+            me,
+            token,
+            http,
+            credentials,
+            checkout_locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.me == self.cluster.leader
+    }
+
+    /// Identifies the caller from `Authorization: Bearer <token>`.
+    ///
+    /// # Errors
+    /// 401 without a known token; 403 for another party's engine.
+    pub fn authenticate(&self, headers: &axum::http::HeaderMap) -> Result<Caller, ApiError> {
+        let token = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(ApiError::unauthorized)?;
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // Compare against every credential, in constant time each, without stopping early.
+        let mut found = None;
+        for c in &self.credentials {
+            if bool::from(c.hash.ct_eq(&hash)) {
+                found = Some(&c.who);
+            }
+        }
+        match found {
+            Some(Ok(who)) => Ok(who.clone()),
+            Some(Err(why)) => Err(ApiError::forbidden("wrong-party", why.clone())),
+            None => Err(ApiError::unauthorized()),
+        }
+    }
+
+    fn checkout_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .checkout_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if locks.len() > 10_000 {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(id.to_string()).or_default().clone()
+    }
+}
+
+/// A running node: its address and a handle to stop it.
+pub struct RunningNode {
+    pub addr: SocketAddr,
+    pub state: Arc<NodeState>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// Stops accepting, lets requests in flight finish (up to 5 s), and returns.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// Serves `state` on an already bound listener until `shutdown` resolves; also runs the
+/// periodic sweeps (expiry at the leader, abandoned batches everywhere).
+pub fn spawn(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: Arc<NodeState>,
+) -> std::io::Result<RunningNode> {
+    let addr = listener.local_addr()?;
+    let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+    let app = api::router(state.clone());
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let sweeper_state = state.clone();
+    let task = tokio::spawn(async move {
+        let sweeper = tokio::spawn(cluster::sweep_forever(sweeper_state));
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = &mut rx => break,
+                accepted = listener.accept() => {
+                    let Ok((tcp, _peer)) = accepted else { continue };
+                    let _ = tcp.set_nodelay(true);
+                    let acceptor = acceptor.clone();
+                    let app = app.clone();
+                    conns.spawn(async move {
+                        let Ok(tls) = acceptor.accept(tcp).await else { return };
+                        let io = hyper_util::rt::TokioIo::new(tls);
+                        let svc = hyper_util::service::TowerToHyperService::new(app);
+                        let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                            .serve_connection(io, svc)
+                            .await;
+                    });
+                }
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        sweeper.abort();
+        let drain = async { while conns.join_next().await.is_some() {} };
+        if tokio::time::timeout(std::time::Duration::from_secs(5), drain)
+            .await
+            .is_err()
+        {
+            conns.abort_all();
+        }
+    });
+    Ok(RunningNode {
+        addr,
+        state,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+/// Opens the store and starts a node from its configuration files.
+///
+/// # Errors
+/// Unreadable configuration, certificates or store; a listen address in use.
+pub async fn start(node: &NodeConfig) -> anyhow::Result<RunningNode> {
+    let cluster = ClusterConfig::load(&node.consortium)?;
+    let listener = TcpListener::bind(node.listen).await?;
+    start_with(node, cluster, listener).await
+}
+
+/// As [`start`], on a listener bound by the caller (tests and `larder demo` bind port 0).
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_with(
+    node: &NodeConfig,
+    cluster: ClusterConfig,
+    listener: TcpListener,
+) -> anyhow::Result<RunningNode> {
+    use anyhow::Context;
+    let cert = std::fs::read_to_string(&node.tls_certificate)
+        .with_context(|| format!("reading {}", node.tls_certificate.display()))?;
+    let key = zeroize::Zeroizing::new(
+        std::fs::read_to_string(&node.tls_key)
+            .with_context(|| format!("reading {}", node.tls_key.display()))?,
+    );
+    let tls = crate::tls::server_config(&cert, &key)?;
+    let dir = node.data_dir.clone();
+    let parties = cluster.parties();
+    let identity = crate::store::StoreIdentity {
+        consortium: cluster.name.clone(),
+        parties,
+        party: node.party,
+    };
+    let store = tokio::task::spawn_blocking(move || {
+        if dir.join("meta").exists() {
+            Store::open(&dir)
+        } else {
+            Store::create(&dir, identity)
+        }
+    })
+    .await??;
+    let id = store.identity();
+    if id.party != node.party || id.parties != parties || id.consortium != cluster.name {
+        anyhow::bail!(
+            "the store in {} belongs to party {} of {} in consortium {:?}, not to this node",
+            node.data_dir.display(),
+            id.party,
+            id.parties,
+            id.consortium
+        );
+    }
+    let state = Arc::new(NodeState::new(
+        Arc::new(store),
+        cluster,
+        node.party,
+        node.node_token.clone(),
+    )?);
+    Ok(spawn(listener, tls, state)?)
+}

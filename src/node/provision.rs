@@ -1,0 +1,153 @@
+//! Creates everything a consortium on this machine needs: a CA, node certificates, tokens
+//! (stored hashed in the consortium file, in clear only in owner-readable files), the
+//! consortium file and one node file per party.
+
+use super::config::{ClusterConfig, EngineEntry, NodeConfig, PartyEntry};
+use crate::auth::Token;
+use crate::material::PoolSpec;
+use crate::tls::Ca;
+use anyhow::{Context, Result};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// What to create.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub name: String,
+    pub leader: u8,
+    /// Where each party's node will listen; its URL is `https://<addr>`.
+    pub addrs: Vec<SocketAddr>,
+    pub pools: Vec<PoolSpec>,
+    pub batch_size: u64,
+    pub reservation_ttl_seconds: u64,
+    pub sweep_interval_ms: u64,
+}
+
+/// An engine's credentials, as handed to its operator.
+#[derive(Clone, Debug)]
+pub struct EngineCredentials {
+    pub name: String,
+    pub party: u8,
+    pub url: String,
+    pub token: Token,
+    pub token_file: PathBuf,
+}
+
+/// The files created.
+#[derive(Clone, Debug)]
+pub struct Provisioned {
+    pub consortium: PathBuf,
+    pub ca: PathBuf,
+    pub nodes: Vec<PathBuf>,
+    pub engines: Vec<EngineCredentials>,
+    pub dealer_token: Token,
+    pub dealer_token_file: PathBuf,
+}
+
+/// Writes a secret file readable by its owner only.
+fn write_secret(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Creates the consortium under `dir`: `consortium.toml`, `ca.pem`, `dealer.token`,
+/// `engines/<name>.token`, and `party-<i>/{node.toml,cert.pem,key.pem}` (stores go in
+/// `party-<i>/store`). One engine per party, granted every pool.
+///
+/// # Errors
+/// IO or certificate failures.
+pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
+    std::fs::create_dir_all(dir.join("engines"))?;
+    let ca = Ca::generate(&plan.name)?;
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, ca.cert_pem())?;
+    let dealer_token = Token::generate("ld");
+    let dealer_token_file = dir.join("dealer.token");
+    write_secret(&dealer_token_file, dealer_token.expose())?;
+    let mut parties = Vec::new();
+    let mut nodes = Vec::new();
+    let mut engines = Vec::new();
+    let mut engine_entries = Vec::new();
+    for (i, addr) in plan.addrs.iter().enumerate() {
+        let party = i as u8;
+        let pdir = dir.join(format!("party-{i}"));
+        std::fs::create_dir_all(&pdir)?;
+        let host = addr.ip().to_string();
+        let issued = ca.issue(&format!("larder party {i}"), &[&host, "localhost"])?;
+        std::fs::write(pdir.join("cert.pem"), &issued.cert_pem)?;
+        write_secret(&pdir.join("key.pem"), &issued.key_pem)?;
+        let node_token = Token::generate("ln");
+        let url = format!("https://{addr}");
+        parties.push(PartyEntry {
+            id: party,
+            name: format!("site-{}", (b'a' + party) as char),
+            url: url.clone(),
+            certificate: PathBuf::from(format!("party-{i}/cert.pem")),
+            node_token_sha256: node_token.hash(),
+        });
+        let node = NodeConfig {
+            party,
+            consortium: PathBuf::from("../consortium.toml"),
+            data_dir: PathBuf::from("store"),
+            listen: *addr,
+            tls_certificate: PathBuf::from("cert.pem"),
+            tls_key: PathBuf::from("key.pem"),
+            node_token,
+        };
+        let node_path = pdir.join("node.toml");
+        write_secret(&node_path, &toml::to_string_pretty(&node)?)?;
+        nodes.push(node_path);
+        let name = format!("engine-{i}");
+        let token = Token::generate("le");
+        let token_file = dir.join("engines").join(format!("{name}.token"));
+        write_secret(&token_file, token.expose())?;
+        engine_entries.push(EngineEntry {
+            name: name.clone(),
+            party,
+            token_sha256: token.hash(),
+            pools: plan.pools.clone(),
+        });
+        engines.push(EngineCredentials {
+            name,
+            party,
+            url,
+            token,
+            token_file,
+        });
+    }
+    let cluster = ClusterConfig {
+        name: plan.name.clone(),
+        leader: plan.leader,
+        batch_size: plan.batch_size,
+        reservation_ttl_seconds: plan.reservation_ttl_seconds,
+        staging_deadline_seconds: 600,
+        sweep_interval_ms: plan.sweep_interval_ms,
+        max_checkout_items: 1 << 30,
+        ca_certificate: PathBuf::from("ca.pem"),
+        parties,
+        pools: plan.pools.clone(),
+        engines: engine_entries,
+        dealer_token_sha256: dealer_token.hash(),
+    };
+    cluster.validate()?;
+    let consortium = dir.join("consortium.toml");
+    std::fs::write(&consortium, toml::to_string_pretty(&cluster)?)?;
+    Ok(Provisioned {
+        consortium,
+        ca: ca_path,
+        nodes,
+        engines,
+        dealer_token,
+        dealer_token_file,
+    })
+}

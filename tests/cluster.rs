@@ -1,0 +1,504 @@
+//! A real consortium: three party nodes on port 0 with TLS, the dealer over HTTPS, engines
+//! checking out and downloading, shares reconstructed across parties.
+
+use larder::client::{DealerClient, EngineClient};
+use larder::consortium::verify;
+use larder::generate::Dealer;
+use larder::material::{PoolSpec, ShareReader};
+use larder::node::config::{ClusterConfig, NodeConfig};
+use larder::node::provision::{provision, Plan, Provisioned};
+use larder::node::RunningNode;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    prov: Provisioned,
+    cluster: ClusterConfig,
+    addrs: Vec<SocketAddr>,
+    nodes: Vec<Option<RunningNode>>,
+    ca: String,
+}
+
+const POOLS: &[&str] = &[
+    "triple-z64",
+    "triple-p128",
+    "square-p61",
+    "bit-z64",
+    "inverse-p128",
+    "input-mask-p61-o1",
+    "double-p128-t1",
+];
+
+fn pools() -> Vec<PoolSpec> {
+    POOLS.iter().map(|p| p.parse().unwrap()).collect()
+}
+
+async fn spawn_cluster(ttl: u64) -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    let plan = Plan {
+        name: "test".into(),
+        leader: 0,
+        addrs: addrs.clone(),
+        pools: pools(),
+        batch_size: 5000,
+        reservation_ttl_seconds: ttl,
+        sweep_interval_ms: 200,
+    };
+    let prov = provision(dir.path(), &plan).unwrap();
+    let cluster = ClusterConfig::load(&prov.consortium).unwrap();
+    let mut nodes = Vec::new();
+    for (path, l) in prov.nodes.iter().zip(listeners) {
+        let node = NodeConfig::load(path).unwrap();
+        nodes.push(Some(
+            larder::node::start_with(&node, cluster.clone(), l)
+                .await
+                .unwrap(),
+        ));
+    }
+    let ca = std::fs::read_to_string(&prov.ca).unwrap();
+    Cluster {
+        dir,
+        prov,
+        cluster,
+        addrs,
+        nodes,
+        ca,
+    }
+}
+
+impl Cluster {
+    fn engine(&self, party: u8) -> EngineClient {
+        let e = &self.prov.engines[party as usize];
+        EngineClient::new(&e.url, &self.ca, e.token.clone()).unwrap()
+    }
+
+    /// An engine of party `as_party` talking to party `node`'s node.
+    fn engine_at(&self, as_party: u8, node: u8) -> EngineClient {
+        let e = &self.prov.engines[as_party as usize];
+        EngineClient::new(
+            &self.prov.engines[node as usize].url,
+            &self.ca,
+            e.token.clone(),
+        )
+        .unwrap()
+    }
+
+    async fn deal(&self, pool: &str, count: u64) {
+        let d = DealerClient::new(self.cluster.clone(), self.prov.dealer_token.clone()).unwrap();
+        // A fresh reproducible dealer per deal (batch ids come from its stream).
+        static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
+        let seed = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        d.deal(
+            Dealer::from_seed([seed; 32]),
+            pool.parse().unwrap(),
+            count,
+            |_| {},
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn stop(&mut self, party: usize) {
+        self.nodes[party].take().unwrap().stop().await;
+    }
+
+    async fn restart(&mut self, party: usize) {
+        let node = NodeConfig::load(&self.prov.nodes[party]).unwrap();
+        let l = TcpListener::bind(self.addrs[party]).await.unwrap();
+        self.nodes[party] = Some(
+            larder::node::start_with(&node, self.cluster.clone(), l)
+                .await
+                .unwrap(),
+        );
+    }
+
+    /// Downloads a checkout at every party and reconstructs it; returns its items.
+    async fn download_and_verify(&self, id: &str) -> Vec<(String, u64)> {
+        let mut files = Vec::new();
+        let mut items = Vec::new();
+        for p in 0..3u8 {
+            let bytes = self.engine(p).download(id).await.unwrap();
+            if p == 0 {
+                let r = ShareReader::new(&bytes[..]).unwrap();
+                for range in &r.header.ranges {
+                    items.extend(
+                        (range.first..range.first + range.count)
+                            .map(|i| (range.batch.to_string(), i)),
+                    );
+                }
+            }
+            let path = self.dir.path().join(format!("{id}-{p}.shares"));
+            std::fs::write(&path, &bytes).unwrap();
+            files.push(path);
+        }
+        verify(&files).unwrap_or_else(|e| panic!("checkout {id}: {e}"));
+        items
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkouts_of_every_kind_reconstruct_across_parties() {
+    let c = spawn_cluster(600).await;
+    for pool in POOLS {
+        c.deal(pool, 7000).await;
+        // Each party's engine asks for the same checkout; the first allocates.
+        let id = format!("job-{pool}");
+        let engines: Vec<EngineClient> = (0..3).map(|p| c.engine(p)).collect();
+        let views: Vec<_> = futures_util::future::join_all(
+            engines
+                .iter()
+                .map(|e| e.checkout(&id, pool.parse().unwrap(), 6000)),
+        )
+        .await;
+        let ranges = &views[0].as_ref().unwrap().ranges;
+        for v in &views {
+            assert_eq!(
+                &v.as_ref().unwrap().ranges,
+                ranges,
+                "{pool}: every party sees the same items"
+            );
+        }
+        assert_eq!(c.download_and_verify(&id).await.len(), 6000);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_checkouts_with_overlapping_ids_never_hand_out_an_item_twice() {
+    let c = spawn_cluster(600).await;
+    c.deal("triple-z64", 40_000).await;
+    let pool: PoolSpec = "triple-z64".parse().unwrap();
+    // 50 checkouts, each requested at all three parties at once, in random order.
+    let mut calls = Vec::new();
+    for k in 0..50 {
+        for p in 0..3u8 {
+            let e = c.engine(p);
+            calls.push(tokio::spawn(async move {
+                (k, e.checkout(&format!("c{k}"), pool, 300 + k).await)
+            }));
+        }
+    }
+    let mut seen: std::collections::HashMap<u64, Vec<_>> = std::collections::HashMap::new();
+    for call in calls {
+        let (k, r) = call.await.unwrap();
+        seen.entry(k).or_default().push(r.unwrap().ranges);
+    }
+    for (k, rs) in &seen {
+        assert!(
+            rs.iter().all(|r| r == &rs[0]),
+            "checkout c{k} got different ranges at different parties"
+        );
+    }
+    let mut all = HashSet::new();
+    for k in 0..50u64 {
+        for item in c.download_and_verify(&format!("c{k}")).await {
+            assert!(all.insert(item), "an item was handed out twice");
+        }
+    }
+    assert_eq!(all.len() as u64, (0..50).map(|k| 300 + k).sum::<u64>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_are_idempotent_and_reuse_of_an_id_is_a_conflict() {
+    let c = spawn_cluster(600).await;
+    c.deal("triple-z64", 5000).await;
+    let pool: PoolSpec = "triple-z64".parse().unwrap();
+    let a = c.engine(1).checkout("r", pool, 100).await.unwrap();
+    let b = c.engine(1).checkout("r", pool, 100).await.unwrap();
+    assert_eq!(a.ranges, b.ranges);
+    let err = c.engine(2).checkout("r", pool, 101).await.unwrap_err();
+    assert_eq!(
+        (err.status(), err.code()),
+        (Some(409), Some("checkout-conflict"))
+    );
+    c.download_and_verify("r").await;
+    let again = c.engine(0).download("r").await.unwrap_err();
+    assert_eq!(
+        (again.status(), again.code()),
+        (Some(410), Some("already-consumed"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_returns_undownloaded_items_and_burns_downloaded_ones() {
+    let c = spawn_cluster(1).await;
+    c.deal("triple-z64", 1000).await;
+    let pool: PoolSpec = "triple-z64".parse().unwrap();
+    c.engine(0).checkout("idle", pool, 300).await.unwrap();
+    c.engine(0).checkout("half", pool, 600).await.unwrap();
+    c.engine(2).download("half").await.unwrap();
+    // Downloaded at the leader only: the followers must burn it too.
+    c.engine(0)
+        .checkout("leader-only", pool, 100)
+        .await
+        .unwrap();
+    c.engine(0).download("leader-only").await.unwrap();
+    let stock_at = |p: u8| {
+        let e = c.engine(p);
+        async move { e.stock().await.unwrap().pools[&pool].clone() }
+    };
+    // Only the idle reservation goes back to stock, at every party.
+    let mut last = Vec::new();
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        last = Vec::new();
+        for p in 0..3 {
+            let s = stock_at(p).await;
+            last.push((s.available, s.reserved, s.consumed));
+        }
+        if last.iter().all(|&(a, r, _)| (a, r) == (300, 0)) {
+            break;
+        }
+    }
+    assert_eq!(
+        last,
+        vec![(300, 0, 700); 3],
+        "(available, reserved, consumed) at each party"
+    );
+    let late = c.engine(1).download("half").await.unwrap_err();
+    assert_eq!(
+        late.status(),
+        Some(410),
+        "an expired reservation is not served"
+    );
+    let idle = c.engine(1).download("idle").await.unwrap_err();
+    assert_eq!(idle.status(), Some(410));
+    // The released items are handed out again, and reconstruct.
+    c.engine(0).checkout("later", pool, 300).await.unwrap();
+    assert_eq!(c.download_and_verify("later").await.len(), 300);
+}
+
+async fn raw(
+    c: &Cluster,
+    method: reqwest::Method,
+    party: usize,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, Vec<u8>)>,
+) -> (u16, serde_json::Value, String) {
+    let http = larder::tls::client(&c.ca, std::time::Duration::from_secs(30)).unwrap();
+    let mut req = http.request(method, format!("https://{}{path}", c.addrs[party]));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some((ct, b)) = body {
+        req = req.header("content-type", ct).body(b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let json = resp.json().await.unwrap_or(serde_json::Value::Null);
+    (status, json, ct)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_wrong_party_and_wrong_pool_credentials_are_refused() {
+    let c = spawn_cluster(600).await;
+    let body = || {
+        Some((
+            "application/json",
+            br#"{"id":"x","pool":"triple-z64","count":1}"#.to_vec(),
+        ))
+    };
+    let (s, j, ct) = raw(&c, reqwest::Method::POST, 0, "/v1/checkouts", None, body()).await;
+    assert_eq!(
+        (s, j["code"].as_str(), ct.as_str()),
+        (401, Some("unauthenticated"), "application/problem+json")
+    );
+    let (s, ..) = raw(
+        &c,
+        reqwest::Method::POST,
+        0,
+        "/v1/checkouts",
+        Some("le_0000"),
+        body(),
+    )
+    .await;
+    assert_eq!(s, 401);
+    let other = c.prov.engines[1].token.expose().to_string();
+    let (s, j, _) = raw(
+        &c,
+        reqwest::Method::POST,
+        0,
+        "/v1/checkouts",
+        Some(&other),
+        body(),
+    )
+    .await;
+    assert_eq!((s, j["code"].as_str()), (403, Some("wrong-party")));
+    let own = c.prov.engines[0].token.expose().to_string();
+    let (s, j, _) = raw(
+        &c,
+        reqwest::Method::PUT,
+        1,
+        "/v1/internal/reservations/x",
+        Some(c.prov.engines[1].token.expose()),
+        body(),
+    )
+    .await;
+    assert_eq!(
+        (s, j["code"].as_str()),
+        (403, Some("nodes-only")),
+        "an engine cannot call a node-to-node endpoint"
+    );
+    let (s, j, _) = raw(
+        &c,
+        reqwest::Method::PUT,
+        0,
+        "/v1/internal/batches/00000000000000000000000000000000",
+        Some(&own),
+        Some(("application/octet-stream", vec![1, 2, 3])),
+    )
+    .await;
+    assert_eq!((s, j["code"].as_str()), (403, Some("dealer-only")));
+    let err = c.engine_at(1, 0).stock().await.unwrap_err();
+    assert_eq!((err.status(), err.code()), (Some(403), Some("wrong-party")));
+    let err = c
+        .engine(0)
+        .checkout("np", "triple-z128".parse().unwrap(), 1)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.status(), err.code()),
+        (Some(404), Some("unknown-pool"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors_and_change_nothing() {
+    let c = spawn_cluster(600).await;
+    c.deal("triple-z64", 1000).await;
+    let tok = c.prov.engines[0].token.expose().to_string();
+    let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        (
+            "unknown pool",
+            "application/json",
+            br#"{"id":"a","pool":"triple-z128","count":1}"#.to_vec(),
+            404,
+            "unknown-pool",
+        ),
+        (
+            "zero count",
+            "application/json",
+            br#"{"id":"a","pool":"triple-z64","count":0}"#.to_vec(),
+            400,
+            "bad-request",
+        ),
+        (
+            "absurd count",
+            "application/json",
+            br#"{"id":"a","pool":"triple-z64","count":18446744073709551615}"#.to_vec(),
+            400,
+            "bad-request",
+        ),
+        (
+            "malformed JSON",
+            "application/json",
+            b"{\"id\":".to_vec(),
+            400,
+            "bad-request",
+        ),
+        (
+            "unknown field",
+            "application/json",
+            br#"{"id":"a","pool":"triple-z64","count":1,"x":1}"#.to_vec(),
+            400,
+            "bad-request",
+        ),
+        (
+            "bad pool id",
+            "application/json",
+            br#"{"id":"a","pool":"cake","count":1}"#.to_vec(),
+            400,
+            "bad-request",
+        ),
+        (
+            "empty id",
+            "application/json",
+            br#"{"id":"","pool":"triple-z64","count":1}"#.to_vec(),
+            400,
+            "bad-request",
+        ),
+        (
+            "wrong media type",
+            "text/plain",
+            br#"{"id":"a","pool":"triple-z64","count":1}"#.to_vec(),
+            415,
+            "unsupported-media-type",
+        ),
+        // Just over the 64 KiB limit, so the client finishes sending before the node answers.
+        (
+            "oversized body",
+            "application/json",
+            vec![b' '; 80_000],
+            413,
+            "body-too-large",
+        ),
+    ];
+    for (what, ct, body, status, code) in cases {
+        let (s, j, rct) = raw(
+            &c,
+            reqwest::Method::POST,
+            0,
+            "/v1/checkouts",
+            Some(&tok),
+            Some((ct, body)),
+        )
+        .await;
+        assert_eq!((s, j["code"].as_str()), (status, Some(code)), "{what}: {j}");
+        assert_eq!(rct, "application/problem+json", "{what}");
+        assert!(
+            !j["detail"].as_str().unwrap_or("").is_empty(),
+            "{what}: a detail says what was wrong"
+        );
+    }
+    let (s, j, _) = raw(&c, reqwest::Method::GET, 0, "/v1/nothing", Some(&tok), None).await;
+    assert_eq!((s, j["code"].as_str()), (404, Some("not-found")));
+    let s = c.engine(0).stock().await.unwrap();
+    assert_eq!(
+        s.pools[&"triple-z64".parse().unwrap()].available,
+        1000,
+        "nothing was reserved"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_is_down_fails_the_checkout_cleanly_and_nothing_is_served_twice_after_it_returns(
+) {
+    let mut c = spawn_cluster(600).await;
+    c.deal("triple-z64", 3000).await;
+    let pool: PoolSpec = "triple-z64".parse().unwrap();
+    c.stop(2).await;
+    let err = c.engine(0).checkout("during", pool, 500).await.unwrap_err();
+    assert_eq!(
+        (err.status(), err.code()),
+        (Some(503), Some("party-unavailable")),
+        "{err}"
+    );
+    // The leader's reservation is unconfirmed, so no party serves it.
+    let early = c.engine(1).download("during").await.unwrap_err();
+    assert!(matches!(early.status(), Some(404) | Some(409)), "{early}");
+    c.restart(2).await;
+    let view = c.engine(2).checkout("during", pool, 500).await.unwrap();
+    assert!(view.confirmed);
+    let first = c.download_and_verify("during").await;
+    c.engine(1).checkout("after", pool, 2500).await.unwrap();
+    let second = c.download_and_verify("after").await;
+    let all: HashSet<_> = first.iter().chain(&second).collect();
+    assert_eq!(all.len(), 3000, "no item twice");
+    let under = c.engine(0).checkout("more", pool, 1).await.unwrap_err();
+    assert_eq!(
+        (under.status(), under.code()),
+        (Some(503), Some("underrun"))
+    );
+}
