@@ -542,18 +542,18 @@ fn check_block<R: Ring>(r: &R, pool: &PoolSpec, blocks: &[Vec<u8>], offset: u64)
     Ok(items as u64)
 }
 
-/// Prints stock per pool and party as a table.
+/// Prints stock per pool and party as a table; `stock` holds (party, its stock) pairs.
 pub fn write_stock_table<W: Write>(
     mut w: W,
-    stock: &[BTreeMap<PoolSpec, PoolStock>],
+    stock: &[(u8, &BTreeMap<PoolSpec, PoolStock>)],
 ) -> std::io::Result<()> {
     writeln!(
         w,
         "{:<24} {:>6} {:>14} {:>12} {:>12} {:>14}",
         "pool", "party", "available", "staged", "reserved", "consumed"
     )?;
-    for (p, s) in stock.iter().enumerate() {
-        for (pool, st) in s {
+    for (p, s) in stock {
+        for (pool, st) in *s {
             writeln!(
                 w,
                 "{:<24} {:>6} {:>14} {:>12} {:>12} {:>14}",

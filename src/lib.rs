@@ -28,6 +28,7 @@ pub mod auth;
 pub mod bench;
 pub mod client;
 pub mod consortium;
+pub mod demo;
 pub mod generate;
 pub mod material;
 pub mod math;

@@ -1,14 +1,17 @@
 //! The `larder` command: create party stores, deal, show stock, take, verify, bench, demo.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use larder::auth::Token;
 use larder::bench;
+use larder::client::{DealerClient, EngineClient};
 use larder::consortium::{
     default_pools, verify, write_stock_table, ConsortiumConfig, LocalConsortium,
 };
 use larder::generate::Dealer;
 use larder::material::PoolSpec;
+use larder::node::config::{ClusterConfig, NodeConfig};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -95,14 +98,68 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run a complete consortium on this machine: three party stores, the dealer fills every
-    /// default pool, then each pool is checked out and verified.
+    /// Run a complete consortium on this machine: three party nodes with TLS on loopback, the
+    /// dealer fills every default pool, a sample checkout is verified, then it serves engines
+    /// until Ctrl-C.
     Demo {
-        /// Where to keep the consortium (default: a fresh directory under ./larder-demo).
+        /// Where to keep the consortium's files (replaced if an earlier demo made it).
         #[arg(long, default_value = "larder-demo")]
         dir: PathBuf,
-        #[arg(long, default_value_t = 100_000)]
+        /// Items dealt into each default pool.
+        #[arg(long, default_value_t = 200_000)]
         items: u64,
+        /// Exit after the sample checkout instead of serving.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Run one party's node from its node file.
+    Serve {
+        #[arg(long)]
+        node: PathBuf,
+    },
+    /// Run the dealer against a running consortium: stage each party's share at its node,
+    /// commit at the leader.
+    Dealer {
+        #[arg(long)]
+        consortium: PathBuf,
+        #[arg(long)]
+        token_file: PathBuf,
+        #[arg(long)]
+        pool: PoolSpec,
+        #[arg(long)]
+        count: u64,
+    },
+    /// As an engine: check out items at your party's node and download your shares.
+    Checkout {
+        /// Your party's node, https://host:port.
+        #[arg(long)]
+        url: String,
+        /// The consortium CA certificate (PEM).
+        #[arg(long)]
+        ca: PathBuf,
+        #[arg(long)]
+        token_file: PathBuf,
+        #[arg(long)]
+        pool: PoolSpec,
+        #[arg(long)]
+        count: u64,
+        /// Checkout id: the same at every party's engine.
+        #[arg(long)]
+        id: String,
+        /// Where to write this party's share stream.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Which parties are up, who leads, and stock at your node.
+    Status {
+        #[arg(long)]
+        consortium: PathBuf,
+        /// An engine token file, to show stock at that engine's node.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Which party's node to ask for stock (default: the engine's).
+        #[arg(long)]
+        party: Option<u8>,
     },
 }
 
@@ -151,7 +208,13 @@ fn main() -> Result<()> {
         }
         Command::Stock { dir } => {
             let c = LocalConsortium::open(&dir)?;
-            write_stock_table(std::io::stdout().lock(), &c.stock()?)?;
+            let stock = c.stock()?;
+            let rows: Vec<_> = stock
+                .iter()
+                .enumerate()
+                .map(|(p, s)| (p as u8, s))
+                .collect();
+            write_stock_table(std::io::stdout().lock(), &rows)?;
         }
         Command::Take {
             dir,
@@ -202,7 +265,38 @@ fn main() -> Result<()> {
                 print!("{}", bench::table(&figures));
             }
         }
-        Command::Demo { dir, items } => demo(&dir, items)?,
+        Command::Demo { dir, items, once } => {
+            init_logging("warn");
+            runtime()?.block_on(larder::demo::run(larder::demo::Options {
+                dir,
+                items,
+                once,
+            }))?
+        }
+        Command::Serve { node } => {
+            init_logging("info");
+            runtime()?.block_on(serve(&node))?
+        }
+        Command::Dealer {
+            consortium,
+            token_file,
+            pool,
+            count,
+        } => runtime()?.block_on(dealer(&consortium, &token_file, pool, count))?,
+        Command::Checkout {
+            url,
+            ca,
+            token_file,
+            pool,
+            count,
+            id,
+            out,
+        } => runtime()?.block_on(checkout(&url, &ca, &token_file, pool, count, &id, &out))?,
+        Command::Status {
+            consortium,
+            token_file,
+            party,
+        } => runtime()?.block_on(status(&consortium, token_file.as_deref(), party))?,
     }
     Ok(())
 }
@@ -223,61 +317,119 @@ fn deal(c: &LocalConsortium, pool: PoolSpec, count: u64) -> Result<()> {
     Ok(())
 }
 
-/// The consortium name `demo` uses, so a later demo knows it may replace the directory.
-const DEMO_NAME: &str = "larder-demo";
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
 
-fn demo(dir: &Path, items: u64) -> Result<()> {
-    let cfg = dir.join("consortium.toml");
-    if cfg.exists() {
-        // A previous demo's consortium is replaced; anything else is left alone.
-        let text = std::fs::read_to_string(&cfg)?;
-        let old: ConsortiumConfig =
-            toml::from_str(&text).with_context(|| format!("reading {}", cfg.display()))?;
-        if old.name != DEMO_NAME {
-            bail!(
-                "{} holds consortium {:?}, not a demo; pass another --dir",
-                dir.display(),
-                old.name
-            );
-        }
-        std::fs::remove_dir_all(dir)
-            .with_context(|| format!("removing the previous demo in {}", dir.display()))?;
-    }
-    let parties = 3;
-    let pools = default_pools(parties);
-    let c = LocalConsortium::init(
-        dir,
-        ConsortiumConfig {
-            name: DEMO_NAME.into(),
-            parties,
-            leader: 0,
-            batch_size: 1 << 16,
-            pools: pools.clone(),
-        },
-    )?;
-    println!(
-        "consortium of {parties} parties in {} (one store per party)",
-        dir.display()
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn read_token(path: &Path) -> Result<Token> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the token file {}", path.display()))?;
+    Ok(Token::new(text.trim()))
+}
+
+async fn serve(node: &Path) -> Result<()> {
+    let cfg = NodeConfig::load(node)?;
+    let running = larder::node::start(&cfg).await?;
+    tracing::info!(party = cfg.party, addr = %running.addr, "node serving");
+    larder::node::shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
+}
+
+async fn dealer(consortium: &Path, token_file: &Path, pool: PoolSpec, count: u64) -> Result<()> {
+    let cluster = ClusterConfig::load(consortium)?;
+    let d = DealerClient::new(cluster, read_token(token_file)?)?;
+    let bar = larder::demo::progress_bar(count, format!("dealing {pool}"));
+    d.deal(Dealer::from_os_rng(), pool, count, |done| {
+        bar.set_position(done)
+    })
+    .await?;
+    bar.finish();
+    Ok(())
+}
+
+async fn checkout(
+    url: &str,
+    ca: &Path,
+    token_file: &Path,
+    pool: PoolSpec,
+    count: u64,
+    id: &str,
+    out: &Path,
+) -> Result<()> {
+    use std::io::Write;
+    let ca = std::fs::read_to_string(ca).with_context(|| format!("reading {}", ca.display()))?;
+    let client = EngineClient::new(url, &ca, read_token(token_file)?)?;
+    let view = client.checkout(id, pool, count).await?;
+    eprintln!(
+        "checkout {:?}: {} items of {} in {} range(s)",
+        view.id,
+        view.count,
+        view.pool,
+        view.ranges.len()
     );
-    for &pool in &pools {
-        deal(&c, pool, items)?;
-    }
-    write_stock_table(std::io::stdout().lock(), &c.stock()?)?;
-    for &pool in &pools {
-        let id = format!("demo-{pool}");
-        let out = dir.join("checkouts").join(&id);
-        let files = c.take(pool, items / 2, &id, &out)?;
-        let r = verify(&files)?;
-        println!(
-            "checkout {id}: {} items at each party, reconstructed and checked ({})",
-            r.items,
-            out.display()
-        );
-    }
-    write_stock_table(std::io::stdout().lock(), &c.stock()?)?;
-    println!(
-        "done; try: larder take --dir {} --pool triple-z64 --count 1000 --id mine --out shares",
-        dir.display()
+    let mut file = std::io::BufWriter::new(
+        std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?,
     );
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(
+            "downloading [{bar:30}] {binary_bytes} ({binary_bytes_per_sec})",
+        )
+        .expect("static template"),
+    );
+    let n = client
+        .download_with(id, |piece| {
+            bar.inc(piece.len() as u64);
+            file.write_all(piece)
+        })
+        .await?;
+    bar.finish();
+    let file = file.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    println!("{} ({} bytes)", out.display(), n);
+    Ok(())
+}
+
+async fn status(consortium: &Path, token_file: Option<&Path>, party: Option<u8>) -> Result<()> {
+    let cluster = ClusterConfig::load(consortium)?;
+    let ca = std::fs::read_to_string(&cluster.ca_certificate)?;
+    let token = token_file
+        .map(read_token)
+        .transpose()?
+        .unwrap_or_else(|| Token::new(""));
+    for p in &cluster.parties {
+        let client = EngineClient::new(&p.url, &ca, token.clone())?;
+        let state = match client.health().await {
+            Ok(h) => format!("up{}", if h.leader { ", leader" } else { "" }),
+            Err(e) => format!("DOWN ({e})"),
+        };
+        println!("party {} {:<10} {:<28} {state}", p.id, p.name, p.url);
+    }
+    if token_file.is_some() {
+        let mine = party.or_else(|| {
+            let hash = token.hash();
+            cluster
+                .engines
+                .iter()
+                .find(|e| e.token_sha256 == hash)
+                .map(|e| e.party)
+        });
+        let p = mine.context("the token belongs to no engine of this consortium; pass --party")?;
+        let client = EngineClient::new(&cluster.parties[p as usize].url, &ca, token)?;
+        let stock = client.stock().await?;
+        write_stock_table(std::io::stdout().lock(), &[(p, &stock.pools)])?;
+    }
     Ok(())
 }

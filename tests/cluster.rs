@@ -502,3 +502,45 @@ async fn a_follower_that_is_down_fails_the_checkout_cleanly_and_nothing_is_serve
         (Some(503), Some("underrun"))
     );
 }
+
+#[test]
+fn the_readme_run_command_starts_a_consortium_and_verifies_a_sample_checkout() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_larder"))
+        .args(["demo", "--once", "--items", "20000", "--dir"])
+        .arg(&demo)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("reconstructed across parties"), "{stdout}");
+    assert!(
+        stdout.contains("--token-file") && stdout.contains("curl --cacert"),
+        "prints what an engine needs"
+    );
+    // Secrets are in owner-only files, never printed.
+    let token = std::fs::read_to_string(demo.join("engines/engine-0.token")).unwrap();
+    assert!(!stdout.contains(token.trim()));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(demo.join("party-0/key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "private keys are readable by their owner only"
+    );
+    // Running it again replaces the previous demo.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_larder"))
+        .args(["demo", "--once", "--items", "1000", "--dir"])
+        .arg(&demo)
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+}

@@ -166,6 +166,22 @@ impl NodeState {
     }
 }
 
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
 /// A running node: its address and a handle to stop it.
 pub struct RunningNode {
     pub addr: SocketAddr,
@@ -198,7 +214,12 @@ pub fn spawn(
     let sweeper_state = state.clone();
     let task = tokio::spawn(async move {
         let sweeper = tokio::spawn(cluster::sweep_forever(sweeper_state));
-        let mut conns = tokio::task::JoinSet::new();
+        // Tracks connections so shutdown can close idle keep-alive ones at once and give
+        // requests in flight a moment to finish.
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let builder =
+            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+        let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel();
         loop {
             tokio::select! {
                 _ = &mut rx => break,
@@ -206,26 +227,31 @@ pub fn spawn(
                     let Ok((tcp, _peer)) = accepted else { continue };
                     let _ = tcp.set_nodelay(true);
                     let acceptor = acceptor.clone();
-                    let app = app.clone();
-                    conns.spawn(async move {
-                        let Ok(tls) = acceptor.accept(tcp).await else { return };
-                        let io = hyper_util::rt::TokioIo::new(tls);
-                        let svc = hyper_util::service::TowerToHyperService::new(app);
-                        let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                            .serve_connection(io, svc)
-                            .await;
+                    let conn_tx = conn_tx.clone();
+                    // The TLS handshake runs on its own task so a slow client cannot stall accept.
+                    tokio::spawn(async move {
+                        if let Ok(tls) = acceptor.accept(tcp).await {
+                            let _ = conn_tx.send(tls);
+                        }
                     });
                 }
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                Some(tls) = conn_rx.recv() => {
+                    let io = hyper_util::rt::TokioIo::new(tls);
+                    let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+                    let conn = graceful.watch(builder.serve_connection(io, svc).into_owned());
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                }
             }
         }
         sweeper.abort();
-        let drain = async { while conns.join_next().await.is_some() {} };
-        if tokio::time::timeout(std::time::Duration::from_secs(5), drain)
+        drop(listener);
+        if tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown())
             .await
             .is_err()
         {
-            conns.abort_all();
+            tracing::warn!("requests still running after 5 s; stopping anyway");
         }
     });
     Ok(RunningNode {
