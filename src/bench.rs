@@ -6,7 +6,7 @@ use crate::generate::Dealer;
 use crate::material::PoolSpec;
 use serde::Serialize;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One measured figure; printed as one JSON line with `--json`.
 #[derive(Clone, Debug, Serialize)]
@@ -133,6 +133,255 @@ pub fn table(figures: &[Figure]) -> String {
     }
     if let Some(f) = figures.first() {
         s += &format!("larder {} on {} cores, {} rayon threads; stores synced to disk before each batch is counted\n", f.version, f.cores, f.threads);
+    }
+    s
+}
+
+/// One measured figure of the checkout benches; printed as one JSON line with `--json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckoutFigure {
+    /// `checkout-download` or `checkout-latency`.
+    pub bench: &'static str,
+    pub kind: String,
+    pub domain: String,
+    pub parties: u8,
+    /// Items per checkout.
+    pub items: u64,
+    pub seconds: f64,
+    pub items_per_second: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_per_second: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p50_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_seconds: Option<f64>,
+    /// Concurrent engines (latency bench).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
+    /// Checkouts measured (latency bench).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<u64>,
+    /// Peak resident memory of the serving node's process during the figure.
+    pub node_peak_rss_bytes: u64,
+    pub tls: bool,
+    pub cores: usize,
+    pub version: &'static str,
+}
+
+/// What the checkout bench measures.
+#[derive(Clone, Debug)]
+pub struct CheckoutBench {
+    pub dir: std::path::PathBuf,
+    /// Items of the download-throughput checkout (triples over Z_2^64).
+    pub download_items: u64,
+    /// Items of a second, large download whose node memory is reported (0 to skip).
+    pub big_items: u64,
+    /// Checkouts in the latency figure, and engines running them at once.
+    pub jobs: u64,
+    pub concurrency: usize,
+}
+
+fn proc_peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs three party nodes as separate `larder serve` processes on loopback with TLS, deals
+/// triples, and measures download throughput from one node, checkout round trips under
+/// concurrent engines, and the node's memory while it streams a large checkout.
+///
+/// # Errors
+/// Anything that stops the consortium from running.
+pub async fn checkout(b: &CheckoutBench) -> anyhow::Result<Vec<CheckoutFigure>> {
+    use crate::client::{DealerClient, EngineClient};
+    use crate::node::config::ClusterConfig;
+    use crate::node::provision::{provision, Plan};
+    let root = b.dir.join("checkout");
+    if root.exists() {
+        std::fs::remove_dir_all(&root)?;
+    }
+    std::fs::create_dir_all(&root)?;
+    let mut addrs = Vec::new();
+    for _ in 0..3 {
+        // Reserve free ports; the node processes bind them again right away.
+        addrs.push(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?);
+    }
+    let pool: PoolSpec = "triple-z64".parse()?;
+    let plan = Plan {
+        name: "bench".into(),
+        leader: 0,
+        addrs,
+        pools: vec![pool],
+        batch_size: 1 << 20,
+        reservation_ttl_seconds: 3600,
+        sweep_interval_ms: 1000,
+    };
+    let prov = provision(&root, &plan)?;
+    let exe = std::env::current_exe()?;
+    let children = Children(
+        prov.nodes
+            .iter()
+            .map(|n| {
+                std::process::Command::new(&exe)
+                    .args(["serve", "--node"])
+                    .arg(n)
+                    .env("RUST_LOG", "warn")
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+            })
+            .collect::<std::io::Result<Vec<_>>>()?,
+    );
+    let cluster = ClusterConfig::load(&prov.consortium)?;
+    let ca = std::fs::read_to_string(&prov.ca)?;
+    let engines: Vec<EngineClient> = prov
+        .engines
+        .iter()
+        .map(|e| EngineClient::new(&e.url, &ca, e.token.clone()))
+        .collect::<Result<_, _>>()?;
+    for e in &engines {
+        let mut tries = 0;
+        while e.health().await.is_err() {
+            tries += 1;
+            anyhow::ensure!(tries < 100, "a node did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let dealer = DealerClient::new(cluster, prov.dealer_token.clone())?;
+    let per_task = b.jobs / b.concurrency.max(1) as u64;
+    let stock = b.download_items + per_task * b.concurrency as u64 * 1000 + b.big_items;
+    dealer
+        .deal(Dealer::from_os_rng(), pool, stock, |_| {})
+        .await?;
+    let node0 = children.0[0].id();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut figures = Vec::new();
+
+    let download = |id: String, items: u64| {
+        let e = engines[0].clone();
+        async move {
+            e.checkout(&id, pool, items).await?;
+            let _ = std::fs::write(format!("/proc/{node0}/clear_refs"), "5");
+            let start = Instant::now();
+            let bytes = e.download_with(&id, |_| Ok(())).await?;
+            anyhow::Ok((start.elapsed().as_secs_f64(), bytes))
+        }
+    };
+    let figure = |bench, items: u64, seconds: f64| CheckoutFigure {
+        bench,
+        kind: pool.kind.to_string(),
+        domain: pool.domain.to_string(),
+        parties: 3,
+        items,
+        seconds,
+        items_per_second: items as f64 / seconds,
+        bytes_per_second: None,
+        p50_seconds: None,
+        p99_seconds: None,
+        concurrency: None,
+        jobs: None,
+        node_peak_rss_bytes: proc_peak_rss(node0),
+        tls: true,
+        cores,
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    if b.download_items > 0 {
+        let (seconds, bytes) = download("bench-download".into(), b.download_items).await?;
+        figures.push(CheckoutFigure {
+            bytes_per_second: Some(bytes as f64 / seconds),
+            ..figure("checkout-download", b.download_items, seconds)
+        });
+    }
+    if per_task > 0 {
+        let _ = std::fs::write(format!("/proc/{node0}/clear_refs"), "5");
+        let start = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for t in 0..b.concurrency {
+            let engines = engines.clone();
+            tasks.spawn(async move {
+                let mut lat = Vec::new();
+                for k in 0..per_task {
+                    let id = format!("lat-{t}-{k}");
+                    let t0 = Instant::now();
+                    engines[t % 3].checkout(&id, pool, 1000).await?;
+                    let downloads = futures_util::future::join_all(
+                        engines.iter().map(|e| e.download_with(&id, |_| Ok(()))),
+                    )
+                    .await;
+                    for d in downloads {
+                        d?;
+                    }
+                    lat.push(t0.elapsed().as_secs_f64());
+                }
+                anyhow::Ok(lat)
+            });
+        }
+        let mut all = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            all.extend(r??);
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        all.sort_by(f64::total_cmp);
+        let q = |f: f64| all[((all.len() as f64 * f).ceil() as usize).clamp(1, all.len()) - 1];
+        let jobs = all.len() as u64;
+        figures.push(CheckoutFigure {
+            items_per_second: (jobs * 1000) as f64 / seconds,
+            p50_seconds: Some(q(0.50)),
+            p99_seconds: Some(q(0.99)),
+            concurrency: Some(b.concurrency),
+            jobs: Some(jobs),
+            ..figure("checkout-latency", 1000, seconds)
+        });
+    }
+    if b.big_items > 0 {
+        let (seconds, bytes) = download("bench-big".into(), b.big_items).await?;
+        figures.push(CheckoutFigure {
+            bytes_per_second: Some(bytes as f64 / seconds),
+            ..figure("checkout-download", b.big_items, seconds)
+        });
+    }
+    drop(children);
+    std::fs::remove_dir_all(&root)?;
+    Ok(figures)
+}
+
+/// A readable table of checkout figures.
+pub fn checkout_table(figures: &[CheckoutFigure]) -> String {
+    let mut s = format!(
+        "{:<18} {:>12} {:>9} {:>12} {:>10} {:>10} {:>10} {:>12}\n",
+        "bench", "items", "seconds", "items/s", "MB/s", "p50 ms", "p99 ms", "node RSS"
+    );
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}", v * 1e3));
+    for f in figures {
+        s += &format!(
+            "{:<18} {:>12} {:>9.3} {:>11.2}M {:>10} {:>10} {:>10} {:>9.1}MiB\n",
+            f.bench,
+            f.items,
+            f.seconds,
+            f.items_per_second / 1e6,
+            f.bytes_per_second
+                .map_or("-".to_string(), |b| format!("{:.0}", b / 1e6)),
+            ms(f.p50_seconds),
+            ms(f.p99_seconds),
+            f.node_peak_rss_bytes as f64 / (1 << 20) as f64
+        );
+    }
+    if let Some(f) = figures.first() {
+        s += &format!("larder {} on {} cores; three nodes as separate processes on loopback, TLS; triples over {}\n", f.version, f.cores, f.domain);
     }
     s
 }

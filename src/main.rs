@@ -80,10 +80,23 @@ enum Command {
     /// of all parties: for tests and demos only.
     Verify { files: Vec<PathBuf> },
     /// Measure dealer throughput, bytes stored and peak memory on this machine.
+    /// Measure this machine: `dealer` (generation into durable stores) or `checkout`
+    /// (download throughput, round-trip latency and node memory of a TLS consortium).
     Bench {
-        /// Items per figure.
+        #[arg(value_enum, default_value = "dealer")]
+        what: BenchWhat,
+        /// Items per figure (dealer), or of the download checkout (checkout).
         #[arg(long, default_value_t = 10_000_000)]
         items: u64,
+        /// checkout: items of a large download whose node memory is reported (0 skips it).
+        #[arg(long, default_value_t = 100_000_000)]
+        big_items: u64,
+        /// checkout: 1000-item checkouts in the latency figure.
+        #[arg(long, default_value_t = 2000)]
+        jobs: u64,
+        /// checkout: engines running them at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
         #[arg(long, default_value_t = 3)]
         parties: u8,
         #[arg(long, default_value_t = 1 << 20)]
@@ -239,12 +252,41 @@ fn main() -> Result<()> {
             );
         }
         Command::Bench {
+            what: BenchWhat::Checkout,
+            items,
+            big_items,
+            jobs,
+            concurrency,
+            dir,
+            json,
+            ..
+        } => {
+            let b = bench::CheckoutBench {
+                dir: dir.clone(),
+                download_items: items,
+                big_items,
+                jobs,
+                concurrency,
+            };
+            let figures = runtime()?.block_on(bench::checkout(&b))?;
+            let _ = std::fs::remove_dir(&dir);
+            if json {
+                for f in &figures {
+                    println!("{}", serde_json::to_string(f)?);
+                }
+            } else {
+                print!("{}", bench::checkout_table(&figures));
+            }
+        }
+        Command::Bench {
+            what: BenchWhat::Dealer,
             items,
             parties,
             batch_size,
             pools,
             dir,
             json,
+            ..
         } => {
             let pools = if pools.is_empty() {
                 vec!["triple-z64".parse()?, "triple-p128".parse()?]
@@ -315,6 +357,12 @@ fn deal(c: &LocalConsortium, pool: PoolSpec, count: u64) -> Result<()> {
     bar.finish();
     println!("dealt {} items of {pool} in {} batches", r.items, r.batches);
     Ok(())
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum BenchWhat {
+    Dealer,
+    Checkout,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -521,3 +521,33 @@ fn a_follower_releases_a_stale_unconfirmed_reservation_when_the_leader_reallocat
         ReservationState::Reserved
     );
 }
+
+#[test]
+fn a_chunk_shared_with_a_checkout_still_streaming_is_not_erased_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = ready_store(dir.path(), 1, 2048);
+    // A and B split chunk 0 (items 0..1024) between them; so do B and C for chunk 1.
+    let a = reserve(&s, "a", 1000);
+    let b = reserve(&s, "b", 1000);
+    let c = reserve(&s, "c", 48);
+    let (a, b, c) = (
+        s.consume(&a.checkout, "e").unwrap(),
+        s.consume(&b.checkout, "e").unwrap(),
+        s.consume(&c.checkout, "e").unwrap(),
+    );
+    // A and C finish first and erase what they can: nothing B still needs.
+    s.write_shares(&a, Vec::new()).unwrap();
+    s.erase_reservation(&a).unwrap();
+    s.write_shares(&c, Vec::new()).unwrap();
+    s.erase_reservation(&c).unwrap();
+    let out = s.write_shares(&b, Vec::new()).unwrap();
+    let mut r = ShareReader::new(&out[..]).unwrap();
+    while r.next_records(4096).unwrap().is_some() {}
+    s.erase_reservation(&b).unwrap();
+    let batches = s.all_batches().unwrap();
+    assert_eq!(
+        batches[0].state,
+        BatchState::Exhausted,
+        "once B is done everything is erased"
+    );
+}

@@ -323,6 +323,8 @@ async fn download(
             tracing::warn!(checkout = %res.checkout, error = %e, "share stream aborted; the items stay consumed here");
             let _ = tx.blocking_send(Err(io::Error::other("share stream aborted")));
         }
+        // End the response before erasing: the engine need not wait for it.
+        drop(tx);
         if let Err(e) = store.erase_reservation(&res) {
             tracing::warn!(checkout = %res.checkout, error = %e, "erasing consumed chunks failed; retried on restart");
         }

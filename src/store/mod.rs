@@ -344,6 +344,22 @@ fn open_db(path: &Path) -> Result<sled::Db> {
     }
 }
 
+/// Group-commit state for [`Store::flush`].
+#[derive(Default)]
+struct GroupCommit {
+    state: Mutex<CommitState>,
+    done: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct CommitState {
+    /// Flushes started so far.
+    started: u64,
+    /// The latest flush that completed successfully (flushes complete in order).
+    finished: u64,
+    running: bool,
+}
+
 /// One party's store.
 pub struct Store {
     dir: PathBuf,
@@ -358,6 +374,13 @@ pub struct Store {
     /// transactions cannot do). Held only for in-memory work; flushes happen outside it, so
     /// concurrent callers share one fsync.
     lock: Mutex<()>,
+    /// Item ranges consumed here whose shares are still being streamed out: their chunks are
+    /// not erased until the stream ends ([`Store::erase_reservation`]). In memory only: after
+    /// a restart nothing is streaming.
+    streaming: Mutex<Vec<ShareRange>>,
+    /// Serialises erasures among themselves (see `erase_consumed`).
+    erase_lock: Mutex<()>,
+    commit: GroupCommit,
 }
 
 impl std::fmt::Debug for Store {
@@ -414,6 +437,9 @@ impl Store {
             db,
             identity,
             lock: Mutex::new(()),
+            streaming: Mutex::new(Vec::new()),
+            erase_lock: Mutex::new(()),
+            commit: GroupCommit::default(),
         };
         fs::create_dir_all(&store.data).map_err(io_err("create", &store.data))?;
         store.recover()?;
@@ -436,9 +462,34 @@ impl Store {
         self.lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Makes every change made before the call durable. Concurrent callers share fsyncs
+    /// (group commit): while one flush runs, later callers wait and one of them runs the next
+    /// flush for all of them.
     fn flush(&self) -> Result<()> {
-        self.db.flush()?;
-        Ok(())
+        let mut g = self.commit.state.lock().unwrap_or_else(|p| p.into_inner());
+        // A flush that starts from now on covers this caller's changes.
+        let target = g.started + 1;
+        loop {
+            if g.finished >= target {
+                return Ok(());
+            }
+            if !g.running {
+                g.running = true;
+                g.started += 1;
+                let mine = g.started;
+                drop(g);
+                let r = self.db.flush();
+                g = self.commit.state.lock().unwrap_or_else(|p| p.into_inner());
+                g.running = false;
+                if r.is_ok() {
+                    g.finished = mine;
+                }
+                self.commit.done.notify_all();
+                r?;
+                continue;
+            }
+            g = self.commit.done.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
     }
 
     fn sync_dir(&self) -> Result<()> {
@@ -1044,6 +1095,14 @@ impl Store {
             }
             res.state = to;
             if to == ReservationState::Consumed {
+                // Registered under the same lock as the consumed state, so no erasure can
+                // slip in between.
+                self.streaming
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(res.ranges.iter().copied());
+            }
+            if to == ReservationState::Consumed {
                 res.consumer = by.map(str::to_string);
                 res.consumed_at = Some(now_unix());
             }
@@ -1230,9 +1289,36 @@ impl Store {
             }
         }
         let res = self.consume(checkout, consumer)?;
-        let out = self.write_shares(&res, out)?;
+        let out = self.write_shares(&res, out);
+        // Erase whether or not the stream succeeded: the items are consumed either way.
         self.erase_reservation(&res)?;
-        Ok(out)
+        out
+    }
+
+    /// Records that a consumed reservation's shares have been streamed out (or the stream
+    /// failed), so its chunks may be erased; [`Store::erase_due`] or
+    /// [`Store::erase_reservation`] then erases them.
+    pub fn end_stream(&self, res: &Reservation) {
+        let mut streaming = self.streaming.lock().unwrap_or_else(|p| p.into_inner());
+        for r in &res.ranges {
+            if let Some(i) = streaming.iter().position(|s| s == r) {
+                streaming.swap_remove(i);
+            }
+        }
+    }
+
+    /// Erases every consumed chunk no stream still needs, in every batch. A node runs this
+    /// from its periodic sweep, so erasure costs no fsync on the download path.
+    ///
+    /// # Errors
+    /// IO or sled errors.
+    pub fn erase_due(&self) -> Result<()> {
+        for meta in self.all_batches()? {
+            if meta.state != BatchState::Exhausted && !meta.consumed.is_empty() {
+                self.erase_consumed(&meta.id)?;
+            }
+        }
+        Ok(())
     }
 
     /// Overwrites the data of a consumed reservation's fully consumed chunks.
@@ -1240,6 +1326,7 @@ impl Store {
     /// # Errors
     /// IO or sled errors.
     pub fn erase_reservation(&self, res: &Reservation) -> Result<()> {
+        self.end_stream(res);
         let mut ids: Vec<BatchId> = res.ranges.iter().map(|r| r.batch).collect();
         ids.dedup();
         for id in ids {
@@ -1251,33 +1338,43 @@ impl Store {
     /// Erases every fully consumed, not yet erased chunk of a batch (seed and values
     /// overwritten with zeros, then synced), and deletes the file once every item is consumed.
     fn erase_consumed(&self, id: &BatchId) -> Result<()> {
-        let _g = self.locked();
-        let Some(mut meta) = self.batch_meta(id)? else {
-            return Ok(());
+        // Erasures run one at a time (so only one deletes a file), but their file IO happens
+        // outside the metadata lock, so checkouts are not held up by it.
+        let _one = self.erase_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (due, all, pool) = {
+            let _g = self.locked();
+            let streaming = self
+                .streaming
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let Some(meta) = self.batch_meta(id)? else {
+                return Ok(());
+            };
+            if meta.state == BatchState::Exhausted {
+                return Ok(());
+            }
+            let ci = meta.chunk_items as u64;
+            let busy = |start: u64, end: u64| {
+                streaming
+                    .iter()
+                    .any(|r| r.batch == *id && r.first < end && start < r.first + r.count)
+            };
+            let due: Vec<u64> = (0..meta.items.div_ceil(ci))
+                .filter(|&c| !meta.erased_chunks.contains(c, c + 1))
+                .filter(|&c| {
+                    let (start, end) = (c * ci, ((c + 1) * ci).min(meta.items));
+                    meta.consumed.contains(start, end) && !busy(start, end)
+                })
+                .collect();
+            // Once every item is consumed no new stream can start on this batch.
+            let all = meta.consumed.contains(0, meta.items) && !busy(0, meta.items);
+            (due, all, meta.pool)
         };
-        if meta.state == BatchState::Exhausted {
-            return Ok(());
-        }
-        let path = self.batch_path(id);
-        let ci = meta.chunk_items as u64;
-        let chunks = meta.items.div_ceil(ci);
-        let due: Vec<u64> = (0..chunks)
-            .filter(|&c| !meta.erased_chunks.contains(c, c + 1))
-            .filter(|&c| {
-                meta.consumed
-                    .contains(c * ci, ((c + 1) * ci).min(meta.items))
-            })
-            .collect();
         if due.is_empty() {
             return Ok(());
         }
-        let all = meta.consumed.contains(0, meta.items);
-        if all {
-            meta.state = BatchState::Exhausted;
-            meta.erased_chunks = RangeSet::interval(0, chunks);
-            // Overwrite before unlinking, so the bytes do not linger in freed blocks of a
-            // long-lived file system.
-        }
+        let path = self.batch_path(id);
         let file = fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -1287,31 +1384,39 @@ impl Store {
         file.read_exact_at(&mut hbuf, 0)
             .map_err(io_err("read", &path))?;
         let bh = BatchHeader::decode(&hbuf)?;
+        // Overwritten (and synced) before any unlink, so the bytes do not linger in freed
+        // blocks of a long-lived file system.
         for &c in &due {
             let zeros = vec![0u8; bh.chunk_bytes(c)];
             file.write_all_at(&zeros, bh.chunk_offset(c))
                 .map_err(io_err("erase", &path))?;
-            meta.erased_chunks.insert(c, c + 1);
         }
         file.sync_data().map_err(io_err("sync", &path))?;
         drop(file);
-        let aseq = self.db.generate_id()?;
-        let audit = self.audit_entry(
-            if all { "exhaust" } else { "erase" },
-            meta.pool,
-            None,
-            Some(*id),
-            vec![],
-            None,
-        );
-        unwrap_tx((&self.batches, &self.audit).transaction(|(b, a)| {
-            b.insert(&id.0, to_json(&meta))?;
-            if all {
-                a.insert(&aseq.to_be_bytes(), to_json(&audit))?;
+        {
+            let _g = self.locked();
+            let Some(mut meta) = self.batch_meta(id)? else {
+                return Ok(());
+            };
+            for &c in &due {
+                meta.erased_chunks.insert(c, c + 1);
             }
-            Ok(())
-        }))?;
-        self.db.flush()?;
+            if all {
+                meta.state = BatchState::Exhausted;
+                meta.erased_chunks =
+                    RangeSet::interval(0, meta.items.div_ceil(meta.chunk_items as u64));
+            }
+            let aseq = self.db.generate_id()?;
+            let audit = self.audit_entry("exhaust", pool, None, Some(*id), vec![], None);
+            unwrap_tx((&self.batches, &self.audit).transaction(|(b, a)| {
+                b.insert(&id.0, to_json(&meta))?;
+                if all {
+                    a.insert(&aseq.to_be_bytes(), to_json(&audit))?;
+                }
+                Ok(())
+            }))?;
+        }
+        self.flush()?;
         if all {
             fs::remove_file(&path).map_err(io_err("remove", &path))?;
             self.sync_dir()?;
