@@ -125,6 +125,8 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Print the node API's OpenAPI document (the repo keeps it as openapi.json).
+    Openapi,
     /// Run one party's node from its node file.
     Serve {
         #[arg(long)]
@@ -315,6 +317,7 @@ fn main() -> Result<()> {
                 once,
             }))?
         }
+        Command::Openapi => print!("{}", larder::node::openapi::document_text()),
         Command::Serve { node } => {
             init_logging("info");
             runtime()?.block_on(serve(&node))?

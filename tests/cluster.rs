@@ -375,6 +375,41 @@ async fn missing_wrong_party_and_wrong_pool_credentials_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_may_use_only_the_pools_it_is_granted() {
+    let mut c = spawn_cluster(600).await;
+    c.deal("triple-z64", 1000).await;
+    c.deal("triple-p128", 1000).await;
+    // Restart party 1's node with its engine granted triple-p128 only.
+    c.stop(1).await;
+    c.cluster.engines[1].pools = vec!["triple-p128".parse().unwrap()];
+    c.restart(1).await;
+    let err = c
+        .engine(1)
+        .checkout("g", "triple-z64".parse().unwrap(), 10)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.status(), err.code()),
+        (Some(403), Some("pool-not-granted"))
+    );
+    // Party 0's engine checks out triple-z64; party 1's engine may not download it either.
+    c.engine(0)
+        .checkout("g0", "triple-z64".parse().unwrap(), 10)
+        .await
+        .unwrap();
+    let err = c.engine(1).download("g0").await.unwrap_err();
+    assert_eq!(
+        (err.status(), err.code()),
+        (Some(403), Some("pool-not-granted"))
+    );
+    c.engine(1)
+        .checkout("g1", "triple-p128".parse().unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(c.download_and_verify("g1").await.len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors_and_change_nothing() {
     let c = spawn_cluster(600).await;
     c.deal("triple-z64", 1000).await;
@@ -543,4 +578,50 @@ fn the_readme_run_command_starts_a_consortium_and_verifies_a_sample_checkout() {
         .output()
         .unwrap();
     assert!(again.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_served_openapi_document_matches_the_repo_and_every_documented_route_exists() {
+    let c = spawn_cluster(600).await;
+    let repo =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json")).unwrap();
+    assert!(
+        repo == larder::node::openapi::document_text(),
+        "openapi.json is stale: regenerate it with `larder openapi > openapi.json`"
+    );
+    let http = larder::tls::client(&c.ca, std::time::Duration::from_secs(30)).unwrap();
+    let served = http
+        .get(format!("https://{}/openapi.json", c.addrs[0]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(served, repo);
+    let doc: serde_json::Value = serde_json::from_str(&repo).unwrap();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{batch}", "00000000000000000000000000000000")
+            .replace("{id}", "nothing");
+        for method in ops.as_object().unwrap().keys() {
+            let m: reqwest::Method = method.to_uppercase().parse().unwrap();
+            let resp = http
+                .request(m, format!("https://{}{concrete}", c.addrs[0]))
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            assert!(
+                status != 405 && body["code"] != "not-found",
+                "{method} {path} is documented but not routed ({status} {body})"
+            );
+            let documented = ops[method]["responses"].as_object().unwrap();
+            assert!(
+                documented.contains_key(&status.to_string()),
+                "{method} {path} answered {status}, which is not documented"
+            );
+        }
+    }
 }

@@ -29,6 +29,15 @@ type St = State<Arc<NodeState>>;
 pub fn router(state: Arc<NodeState>) -> Router {
     Router::new()
         .route("/v1/health", get(health))
+        .route(
+            "/openapi.json",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    super::openapi::document_text(),
+                )
+            }),
+        )
         .route("/v1/stock", get(stock))
         .route("/v1/checkouts", post(create_checkout))
         .route("/v1/checkouts/{id}", get(get_checkout))

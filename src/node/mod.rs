@@ -12,6 +12,7 @@ pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod openapi;
 pub mod provision;
 
 use crate::auth::Token;

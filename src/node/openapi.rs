@@ -1,0 +1,139 @@
+//! The OpenAPI 3.1 document of the node API, served at `/openapi.json` and kept in the repo as
+//! `openapi.json` (a test fails when they differ, and when a documented route is missing from
+//! the router).
+
+use serde_json::{json, Value};
+
+fn problem_responses(codes: &[(&str, &str)]) -> Value {
+    let mut m = serde_json::Map::new();
+    for (status, what) in codes {
+        m.insert(
+            (*status).to_string(),
+            json!({"description": what, "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}),
+        );
+    }
+    Value::Object(m)
+}
+
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
+}
+
+fn id_param(name: &str, what: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "description": what, "schema": {"type": "string"}})
+}
+
+/// The document.
+pub fn document() -> Value {
+    let auth_errors = [
+        ("401", "missing or unknown token"),
+        ("403", "wrong party, pool not granted, or wrong role"),
+    ];
+    let engine_sec = json!([{"engineToken": []}]);
+    let node_sec = json!([{"nodeToken": []}]);
+    let dealer_sec = json!([{"dealerToken": []}]);
+    let ok_json = |schema: &str, what: &str| json!({"200": {"description": what, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}}});
+    let no_content = |what: &str| json!({"204": {"description": what}});
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Larder party node",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Offline-phase material for MPC engines: each party's engine checks out items under an id shared by all parties and downloads its own shares once. Errors are application/problem+json with a stable `code`."
+        },
+        "paths": {
+            "/v1/health": {"get": {"summary": "Who this node is", "operationId": "health", "security": [], "responses": ok_json("Health", "this node")}},
+            "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi", "security": [], "responses": {"200": {"description": "OpenAPI document", "content": {"application/json": {}}}}}},
+            "/v1/stock": {"get": {"summary": "Stock per pool at this party", "operationId": "stock", "security": [{"engineToken": []}, {"nodeToken": []}, {"dealerToken": []}],
+                "responses": merge(ok_json("Stock", "stock"), problem_responses(&auth_errors))}},
+            "/v1/checkouts": {"post": {
+                "summary": "Reserve items under a checkout id (the same at every party)", "operationId": "createCheckout", "security": engine_sec,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CheckoutRequest"}}}},
+                "responses": merge(ok_json("Checkout", "the reservation, identical at every party"), problem_responses(&[
+                    ("400", "bad input"), ("401", "missing or unknown token"), ("403", "wrong party or pool not granted"), ("404", "unknown pool"),
+                    ("409", "the id is used with other parameters"), ("413", "body too large"), ("415", "not application/json"),
+                    ("503", "underrun (with `available` and Retry-After) or a party unreachable")]))}},
+            "/v1/checkouts/{id}": {"get": {
+                "summary": "A checkout as this party sees it", "operationId": "getCheckout", "security": engine_sec, "parameters": [id_param("id", "checkout id")],
+                "responses": merge(ok_json("Checkout", "the reservation"), problem_responses(&[("401", "missing or unknown token"), ("403", "wrong party or pool not granted"), ("404", "unknown checkout")]))}},
+            "/v1/checkouts/{id}/shares": {"get": {
+                "summary": "Download this party's shares, once", "operationId": "downloadShares", "security": engine_sec, "parameters": [id_param("id", "checkout id")],
+                "responses": merge(json!({"200": {"description": "the share stream (versioned header, records, CRC-32 trailer; see src/material/shares.rs)", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}),
+                    problem_responses(&[("401", "missing or unknown token"), ("403", "wrong party or pool not granted"), ("404", "unknown checkout"), ("409", "not confirmed yet"), ("410", "already downloaded, or expired")]))}},
+            "/v1/internal/batches/{batch}": {
+                "put": {"summary": "Stage this party's share of a batch (dealer)", "operationId": "stageBatch", "security": dealer_sec, "parameters": [id_param("batch", "batch id, 32 hex digits")],
+                    "requestBody": {"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                    "responses": merge(json!({"201": {"description": "staged durably", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchState"}}}}}), problem_responses(&[("400", "invalid batch file"), ("401", "missing or unknown token"), ("403", "not the dealer"), ("409", "another batch under this id"), ("413", "too large")]))},
+                "get": {"summary": "A batch's state here", "operationId": "batchState", "security": node_sec, "parameters": [id_param("batch", "batch id")],
+                    "responses": merge(ok_json("BatchState", "state"), problem_responses(&[("401", "missing or unknown token"), ("403", "not a node"), ("404", "unknown batch")]))},
+                "delete": {"summary": "Abort a staged batch", "operationId": "abortBatch", "security": dealer_sec, "parameters": [id_param("batch", "batch id")],
+                    "responses": merge(no_content("aborted"), problem_responses(&[("401", "missing or unknown token"), ("403", "not the dealer or leader"), ("409", "already available")]))}},
+            "/v1/internal/batches/{batch}/commit": {"post": {"summary": "Commit a batch staged everywhere (dealer, at the leader)", "operationId": "commitBatch", "security": dealer_sec, "parameters": [id_param("batch", "batch id")],
+                "responses": merge(ok_json("BatchState", "available"), problem_responses(&[("401", "missing or unknown token"), ("403", "not the dealer"), ("409", "not staged everywhere"), ("421", "not the leader"), ("503", "a party unreachable")]))}},
+            "/v1/internal/batches/{batch}/activate": {"post": {"summary": "Make a committed batch available (leader to follower)", "operationId": "activateBatch", "security": node_sec, "parameters": [id_param("batch", "batch id")],
+                "responses": merge(no_content("available"), problem_responses(&[("401", "missing or unknown token"), ("403", "not the leader"), ("404", "unknown batch")]))}},
+            "/v1/internal/checkouts": {"post": {"summary": "A follower forwards a checkout to the leader", "operationId": "leaderCheckout", "security": node_sec,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CheckoutRequest"}}}},
+                "responses": merge(ok_json("Reservation", "the confirmed reservation"), problem_responses(&[("400", "bad input"), ("401", "missing or unknown token"), ("403", "not a node"), ("409", "conflict"), ("421", "not the leader"), ("503", "underrun or a party unreachable")]))}},
+            "/v1/internal/reservations/{id}": {
+                "put": {"summary": "Hold the leader's reservation (leader to follower)", "operationId": "applyReservation", "security": node_sec, "parameters": [id_param("id", "checkout id")],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Reservation"}}}},
+                    "responses": merge(no_content("held durably"), problem_responses(&[("400", "bad input"), ("401", "missing or unknown token"), ("403", "not the leader"), ("409", "items not free here")]))},
+                "get": {"summary": "A reservation's state here", "operationId": "reservationState", "security": node_sec, "parameters": [id_param("id", "checkout id")],
+                    "responses": merge(ok_json("Reservation", "the reservation"), problem_responses(&[("401", "missing or unknown token"), ("403", "not a node"), ("404", "unknown checkout")]))}},
+            "/v1/internal/reservations/{id}/confirm": {"post": {"summary": "Every party holds it (leader to follower)", "operationId": "confirmReservation", "security": node_sec, "parameters": [id_param("id", "checkout id")],
+                "responses": merge(no_content("confirmed"), problem_responses(&[("401", "missing or unknown token"), ("403", "not the leader"), ("404", "unknown checkout"), ("410", "released")]))}},
+            "/v1/internal/reservations/{id}/expire": {"post": {"summary": "Release unless downloaded here (leader to follower)", "operationId": "expireReservation", "security": node_sec, "parameters": [id_param("id", "checkout id")],
+                "responses": merge(json!({"200": {"description": "what this party did", "content": {"application/json": {"schema": {"type": "string", "enum": ["released", "consumed", "burned", "unknown"]}}}}}), problem_responses(&[("401", "missing or unknown token"), ("403", "not the leader")]))}},
+            "/v1/internal/reservations/{id}/burn": {"post": {"summary": "Consume without serving (leader to follower)", "operationId": "burnReservation", "security": node_sec, "parameters": [id_param("id", "checkout id")],
+                "responses": merge(no_content("burned"), problem_responses(&[("401", "missing or unknown token"), ("403", "not the leader")]))}}
+        },
+        "components": {
+            "securitySchemes": {
+                "engineToken": {"type": "http", "scheme": "bearer", "description": "an engine's token: one party, a set of pools"},
+                "nodeToken": {"type": "http", "scheme": "bearer", "description": "another party node's token"},
+                "dealerToken": {"type": "http", "scheme": "bearer", "description": "the dealer's token"}
+            },
+            "schemas": {
+                "Pool": {"type": "string", "description": "kind-domain[-tT][-oO], e.g. triple-z64, double-p128-t1, input-mask-p61-o0", "examples": ["triple-z64"]},
+                "CheckoutRequest": {"type": "object", "additionalProperties": false, "required": ["id", "pool", "count"], "properties": {
+                    "id": {"type": "string", "minLength": 1, "maxLength": 256, "description": "chosen by the engines; the same at every party"},
+                    "pool": {"$ref": "#/components/schemas/Pool"},
+                    "count": {"type": "integer", "minimum": 1, "format": "uint64"}}},
+                "Range": {"type": "object", "required": ["batch", "first", "count"], "properties": {
+                    "batch": {"type": "string", "pattern": "^[0-9a-f]{32}$"}, "first": {"type": "integer", "minimum": 0}, "count": {"type": "integer", "minimum": 1}}},
+                "ReservationState": {"type": "string", "enum": ["reserved", "consumed", "released", "burned"]},
+                "Checkout": {"type": "object", "required": ["id", "pool", "count", "ranges", "state", "confirmed", "reserved_at", "expires_at", "party"], "properties": {
+                    "id": {"type": "string"}, "pool": {"$ref": "#/components/schemas/Pool"}, "count": {"type": "integer"},
+                    "ranges": {"type": "array", "items": {"$ref": "#/components/schemas/Range"}},
+                    "state": {"$ref": "#/components/schemas/ReservationState"}, "confirmed": {"type": "boolean"},
+                    "reserved_at": {"type": "integer", "description": "Unix seconds"}, "expires_at": {"type": "integer", "description": "Unix seconds"}, "party": {"type": "integer"}}},
+                "Reservation": {"type": "object", "required": ["checkout", "pool", "count", "ranges", "state", "reserved_at"], "properties": {
+                    "checkout": {"type": "string"}, "pool": {"$ref": "#/components/schemas/Pool"}, "count": {"type": "integer"},
+                    "ranges": {"type": "array", "items": {"$ref": "#/components/schemas/Range"}}, "state": {"$ref": "#/components/schemas/ReservationState"},
+                    "reserved_at": {"type": "integer"}, "consumer": {"type": ["string", "null"]}, "consumed_at": {"type": ["integer", "null"]},
+                    "confirmed": {"type": "boolean"}, "settled": {"type": "boolean"}}},
+                "PoolStock": {"type": "object", "properties": {"available": {"type": "integer"}, "staged": {"type": "integer"}, "reserved": {"type": "integer"}, "consumed": {"type": "integer"}, "batches": {"type": "integer"}}},
+                "Stock": {"type": "object", "required": ["party", "pools"], "properties": {"party": {"type": "integer"}, "pools": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/PoolStock"}}}},
+                "Health": {"type": "object", "required": ["consortium", "party", "name", "leader", "version"], "properties": {
+                    "consortium": {"type": "string"}, "party": {"type": "integer"}, "name": {"type": "string"}, "leader": {"type": "boolean"}, "version": {"type": "string"}}},
+                "BatchState": {"type": "object", "required": ["batch", "state"], "properties": {"batch": {"type": "string"}, "state": {"type": "string", "enum": ["staged", "available", "exhausted"]}}},
+                "Problem": {"type": "object", "required": ["type", "title", "status", "detail", "code"], "properties": {
+                    "type": {"type": "string", "description": "urn:larder:problem:<code>"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                    "detail": {"type": "string", "description": "what was wrong, in words"},
+                    "code": {"type": "string", "description": "stable machine-readable code", "examples": ["underrun", "checkout-conflict", "already-consumed", "unknown-pool"]},
+                    "available": {"type": "integer", "description": "for underrun: items available"}}}
+            }
+        }
+    })
+}
+
+/// The document as served and as kept in the repo: pretty JSON with a final newline.
+pub fn document_text() -> String {
+    let mut s = serde_json::to_string_pretty(&document()).expect("a JSON value serializes");
+    s.push('\n');
+    s
+}
