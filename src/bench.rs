@@ -306,6 +306,13 @@ pub async fn checkout(b: &CheckoutBench) -> anyhow::Result<Vec<CheckoutFigure>> 
             ..figure("checkout-download", b.download_items, seconds)
         });
     }
+    if b.big_items > 0 {
+        let (seconds, bytes) = download("bench-big".into(), b.big_items).await?;
+        figures.push(CheckoutFigure {
+            bytes_per_second: Some(bytes as f64 / seconds),
+            ..figure("checkout-download", b.big_items, seconds)
+        });
+    }
     if per_task > 0 {
         let _ = std::fs::write(format!("/proc/{node0}/clear_refs"), "5");
         let start = Instant::now();
@@ -345,13 +352,6 @@ pub async fn checkout(b: &CheckoutBench) -> anyhow::Result<Vec<CheckoutFigure>> 
             concurrency: Some(b.concurrency),
             jobs: Some(jobs),
             ..figure("checkout-latency", 1000, seconds)
-        });
-    }
-    if b.big_items > 0 {
-        let (seconds, bytes) = download("bench-big".into(), b.big_items).await?;
-        figures.push(CheckoutFigure {
-            bytes_per_second: Some(bytes as f64 / seconds),
-            ..figure("checkout-download", b.big_items, seconds)
         });
     }
     drop(children);

@@ -321,7 +321,7 @@ async fn download(
         ranges: res.ranges.clone(),
     };
     let len = header.encode().len() as u64 + header.items() * header.record_bytes() as u64 + 4;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(4);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(16);
     let store = st.store.clone();
     tokio::task::spawn_blocking(move || {
         let w = ChannelWriter {

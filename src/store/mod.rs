@@ -25,6 +25,7 @@ use crate::material::{
     BatchHeader, BatchId, FormatError, PoolSpec, ShareHeader, ShareRange, ShareWriter,
 };
 use crate::with_ring;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
@@ -1197,8 +1198,10 @@ impl Store {
             source: e,
         };
         let mut w = ShareWriter::new(out, &header).map_err(wio)?;
-        let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(1 << 20));
-        let mut chunk = zeroize::Zeroizing::new(Vec::new());
+        // Chunks are read a group at a time (one read) and expanded in parallel, then written
+        // in order; memory stays at a group's worth whatever the checkout's size.
+        const GROUP: u64 = 64;
+        let mut raw = zeroize::Zeroizing::new(Vec::new());
         for r in &res.ranges {
             let path = self.batch_path(&r.batch);
             let file = File::open(&path).map_err(io_err("open", &path))?;
@@ -1206,25 +1209,36 @@ impl Store {
             let layout = bh.layout();
             let ci = bh.chunk_items as u64;
             let ring = bh.pool.domain.ring();
-            let (mut item, end) = (r.first, r.first + r.count);
-            while item < end {
-                let c = item / ci;
-                let chunk_start = c * ci;
-                let skip = item - chunk_start;
-                let take = (end - item).min(bh.chunk_len(c) - skip);
-                chunk.resize(bh.chunk_bytes(c), 0);
-                file.read_exact_at(&mut chunk, bh.chunk_offset(c))
+            let end = r.first + r.count;
+            let (first_chunk, last_chunk) = (r.first / ci, (end - 1) / ci);
+            let mut group = first_chunk;
+            while group <= last_chunk {
+                let g_end = (group + GROUP).min(last_chunk + 1);
+                let off = bh.chunk_offset(group);
+                let len =
+                    (bh.chunk_offset(g_end - 1) + bh.chunk_bytes(g_end - 1) as u64 - off) as usize;
+                raw.resize(len, 0);
+                file.read_exact_at(&mut raw, off)
                     .map_err(io_err("read", &path))?;
-                let (seed, explicit) = bh.decode_chunk(c, &chunk)?;
-                with_ring!(ring, rg => expand_chunk(rg, &layout, &seed, explicit, bh.chunk_len(c) as usize, skip as usize..(skip + take) as usize, &mut buf))?;
-                if buf.len() >= 1 << 20 {
-                    w.write_records(&buf).map_err(wio)?;
-                    buf.clear();
+                let expanded: Vec<Result<zeroize::Zeroizing<Vec<u8>>>> = (group..g_end)
+                    .into_par_iter()
+                    .map(|c| {
+                        let at = (bh.chunk_offset(c) - off) as usize;
+                        let (seed, explicit) = bh.decode_chunk(c, &raw[at..at + bh.chunk_bytes(c)])?;
+                        let start = c * ci;
+                        let skip = r.first.max(start) - start;
+                        let stop = end.min(start + bh.chunk_len(c)) - start;
+                        let mut out = zeroize::Zeroizing::new(Vec::new());
+                        with_ring!(ring, rg => expand_chunk(rg, &layout, &seed, explicit, bh.chunk_len(c) as usize, skip as usize..stop as usize, &mut out))?;
+                        Ok(out)
+                    })
+                    .collect();
+                for records in expanded {
+                    w.write_records(&records?).map_err(wio)?;
                 }
-                item += take;
+                group = g_end;
             }
         }
-        w.write_records(&buf).map_err(wio)?;
         w.finish().map_err(wio)
     }
 
