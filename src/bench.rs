@@ -38,7 +38,12 @@ pub fn reset_peak_rss() -> bool {
 
 /// Peak resident memory of this process since start or the last reset (VmHWM), in bytes.
 pub fn peak_rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    vm_hwm("/proc/self/status")
+}
+
+/// VmHWM from a `/proc/<pid>/status` file, in bytes (0 where unavailable).
+fn vm_hwm(status_path: &str) -> u64 {
+    let status = std::fs::read_to_string(status_path).unwrap_or_default();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -182,12 +187,7 @@ pub struct CheckoutBench {
 }
 
 fn proc_peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+    vm_hwm(&format!("/proc/{pid}/status"))
 }
 
 struct Children(Vec<std::process::Child>);

@@ -108,6 +108,18 @@ impl EngineClient {
         format!("{}{path}", self.base)
     }
 
+    /// Sends a request carrying this engine's token and parses a JSON answer.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let r = check(url, req.bearer_auth(self.token.expose()).send().await).await?;
+        r.json()
+            .await
+            .map_err(|e| ClientError::Other(e.to_string()))
+    }
+
     /// # Errors
     /// Transport or API errors.
     pub async fn health(&self) -> Result<HealthView, ClientError> {
@@ -122,18 +134,7 @@ impl EngineClient {
     /// Transport or API errors.
     pub async fn stock(&self) -> Result<StockView, ClientError> {
         let url = self.url("/v1/stock");
-        let r = check(
-            &url,
-            self.http
-                .get(&url)
-                .bearer_auth(self.token.expose())
-                .send()
-                .await,
-        )
-        .await?;
-        r.json()
-            .await
-            .map_err(|e| ClientError::Other(e.to_string()))
+        self.call(&url, self.http.get(&url)).await
     }
 
     /// Reserves `count` items of `pool` under `id` (the same id at every party's engine).
@@ -152,19 +153,7 @@ impl EngineClient {
             pool,
             count,
         };
-        let r = check(
-            &url,
-            self.http
-                .post(&url)
-                .bearer_auth(self.token.expose())
-                .json(&body)
-                .send()
-                .await,
-        )
-        .await?;
-        r.json()
-            .await
-            .map_err(|e| ClientError::Other(e.to_string()))
+        self.call(&url, self.http.post(&url).json(&body)).await
     }
 
     /// Downloads this party's shares of a checkout (once), passing each piece to `sink`.

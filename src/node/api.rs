@@ -130,6 +130,17 @@ fn require_node(caller: &Caller, from: Option<u8>) -> Result<(), ApiError> {
     }
 }
 
+fn require_dealer(caller: &Caller, what: &str) -> Result<(), ApiError> {
+    if *caller == Caller::Dealer {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "dealer-only",
+            format!("only the dealer {what}"),
+        ))
+    }
+}
+
 fn batch_id(s: &str) -> Result<BatchId, ApiError> {
     s.parse().map_err(|e: String| ApiError::bad_request(e))
 }
@@ -352,12 +363,7 @@ async fn stage(
     Path(batch): Path<String>,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    if st.authenticate(&headers)? != Caller::Dealer {
-        return Err(ApiError::forbidden(
-            "dealer-only",
-            "only the dealer stages batches",
-        ));
-    }
+    require_dealer(&st.authenticate(&headers)?, "stages batches")?;
     let id = batch_id(&batch)?;
     let bytes = zeroize::Zeroizing::new(read_body(body, STAGE_LIMIT).await?.to_vec());
     let header = BatchHeader::decode(&bytes)
@@ -424,12 +430,7 @@ async fn commit(
     headers: HeaderMap,
     Path(batch): Path<String>,
 ) -> Result<Json<BatchStateView>, ApiError> {
-    if st.authenticate(&headers)? != Caller::Dealer {
-        return Err(ApiError::forbidden(
-            "dealer-only",
-            "only the dealer commits batches",
-        ));
-    }
+    require_dealer(&st.authenticate(&headers)?, "commits batches")?;
     if !st.is_leader() {
         return Err(ApiError::new(
             StatusCode::MISDIRECTED_REQUEST,
