@@ -312,28 +312,47 @@ impl DealerClient {
                     .await,
                 )
             };
-            match commit {
-                Some(Ok(_)) => {}
-                other => {
-                    for (p, s) in staged.iter().enumerate() {
-                        if s.is_ok() {
-                            let url = self.url(p as u8, &format!("/v1/internal/batches/{batch}"));
-                            let _ = self
-                                .http
-                                .delete(&url)
-                                .bearer_auth(self.token.expose())
-                                .send()
-                                .await;
+            if !matches!(commit, Some(Ok(_))) {
+                // Unclear or failed: the leader decides. Abort its copy first; if it refuses
+                // because it made the batch available (a commit whose answer was lost), the
+                // batch is committed after all. Only then drop the followers' copies.
+                let leader_url = self.url(
+                    self.cluster.leader,
+                    &format!("/v1/internal/batches/{batch}"),
+                );
+                let leader_abort = check(
+                    &leader_url,
+                    self.http
+                        .delete(&leader_url)
+                        .bearer_auth(self.token.expose())
+                        .send()
+                        .await,
+                )
+                .await;
+                match leader_abort {
+                    Err(e) if e.code() == Some("illegal-transition") => {}
+                    Err(e) => return Err(e),
+                    Ok(_) => {
+                        for (p, s) in staged.iter().enumerate() {
+                            if s.is_ok() && p as u8 != self.cluster.leader {
+                                let url =
+                                    self.url(p as u8, &format!("/v1/internal/batches/{batch}"));
+                                let _ = self
+                                    .http
+                                    .delete(&url)
+                                    .bearer_auth(self.token.expose())
+                                    .send()
+                                    .await;
+                            }
                         }
+                        return Err(match commit {
+                            Some(Err(e)) => e,
+                            _ => staged
+                                .into_iter()
+                                .find_map(Result::err)
+                                .expect("a staging failed"),
+                        });
                     }
-                    let err = match other {
-                        Some(Err(e)) => e,
-                        _ => staged
-                            .into_iter()
-                            .find_map(Result::err)
-                            .expect("a staging failed"),
-                    };
-                    return Err(err);
                 }
             }
             done += items;

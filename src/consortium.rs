@@ -353,12 +353,31 @@ impl LocalConsortium {
             let path = out_dir.join(format!("party-{p}.shares"));
             let ioe =
                 |e: std::io::Error| ConsortiumError::Io(format!("write {}: {e}", path.display()));
-            let file = File::create(&path).map_err(ioe)?;
-            let w = store
-                .take(checkout, "cli", BufWriter::with_capacity(1 << 20, file))
-                .map_err(party_err(p as u8))?;
+            // Written under a fresh name and renamed once complete: a retried take never
+            // truncates shares an earlier run already handed out.
+            let tmp = out_dir.join(format!(
+                ".party-{p}.shares.{:016x}.tmp",
+                rand::random::<u64>()
+            ));
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(ioe)?;
+            let taken = store.take(checkout, "cli", BufWriter::with_capacity(1 << 20, file));
+            let w = match taken {
+                Ok(w) => w,
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(party_err(p as u8)(e));
+                }
+            };
             let file = w.into_inner().map_err(|e| ioe(e.into_error()))?;
             file.sync_all().map_err(ioe)?;
+            fs::rename(&tmp, &path).map_err(ioe)?;
+            File::open(out_dir)
+                .and_then(|d| d.sync_all())
+                .map_err(ioe)?;
             paths.push(path);
         }
         Ok(paths)

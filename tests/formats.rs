@@ -146,3 +146,22 @@ proptest! {
         let _ = read_all(&with_magic);
     }
 }
+
+#[test]
+fn a_header_claiming_huge_chunks_is_refused() {
+    // A small seeded-only file could otherwise claim 2^32 items per chunk and make expansion
+    // allocate gigabytes.
+    let mut f = batch_file()[..66].to_vec();
+    f[57..61].copy_from_slice(&u32::MAX.to_le_bytes());
+    let crc = {
+        let mut h = crc32fast::Hasher::new();
+        h.update(&f[..62]);
+        h.finalize()
+    };
+    f[62..66].copy_from_slice(&crc.to_le_bytes());
+    let err = BatchHeader::decode(&f).unwrap_err();
+    assert!(
+        err.to_string().contains("chunks must hold 1024 items"),
+        "{err}"
+    );
+}

@@ -112,3 +112,21 @@ fn crc32(b: &[u8]) -> u32 {
     h.update(b);
     h.finalize()
 }
+
+#[test]
+fn retrying_a_take_never_truncates_shares_already_handed_out() {
+    let spec = pool("triple-z64");
+    let dir = tempfile::tempdir().unwrap();
+    let c = consortium(dir.path(), 3, 1000, &[spec]);
+    deal(&c, spec, 1000, 5);
+    let out = dir.path().join("o");
+    let files = c.take(spec, 100, "t", &out).unwrap();
+    let before: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    assert!(
+        c.take(spec, 100, "t", &out).is_err(),
+        "a second take of the same checkout is refused"
+    );
+    let after: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    assert_eq!(before, after);
+    assert_eq!(verify(&files).unwrap().items, 100);
+}

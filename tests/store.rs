@@ -551,3 +551,24 @@ fn a_chunk_shared_with_a_checkout_still_streaming_is_not_erased_under_it() {
         "once B is done everything is erased"
     );
 }
+
+#[test]
+fn a_follower_does_not_hold_again_a_reservation_it_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, _) = ready_store(&dir.path().join("l"), 1, 100);
+    let follower = new_store(&dir.path().join("f"));
+    let mut d = Dealer::from_seed([8; 32]);
+    follower.stage(&batch(&mut d, 100).1).unwrap();
+    let res = leader.allocate("x", pool(), 10).unwrap();
+    follower.apply(&res).unwrap();
+    follower.release("x").unwrap();
+    assert!(
+        matches!(follower.apply(&res), Err(StoreError::NotReserved { .. })),
+        "the leader must not count this party as holding it"
+    );
+    let mut zero = res.clone();
+    zero.checkout = "z".into();
+    zero.ranges[0].count = 0;
+    zero.count = 0;
+    assert!(follower.apply(&zero).is_err(), "empty ranges are refused");
+}

@@ -70,6 +70,11 @@ impl Generator for Dealer {
     fn generate(&mut self, plan: &BatchPlan) -> Result<Vec<PartyBatch>, GenerateError> {
         plan.pool.validate(plan.parties)?;
         let n = plan.parties as usize;
+        if plan.pool.kind == Kind::InputMask && plan.pool.owner == Some(plan.correction) {
+            return Err(GenerateError::Plan(
+                "an input mask's owner cannot be its correction party".into(),
+            ));
+        }
         if plan.items == 0 || plan.correction >= plan.parties {
             return Err(GenerateError::Plan(
                 "items must be positive and the correction party a member".into(),
@@ -337,6 +342,14 @@ impl<'a, R: Ring> Kernel<'a, R> {
 struct Seeded<R: Ring> {
     data: Vec<R::Elem>,
     per: usize,
+}
+
+impl<R: Ring> Drop for Seeded<R> {
+    /// Overwrites the parties' seeded values (secret shares) before the memory is freed.
+    fn drop(&mut self) {
+        self.data.iter_mut().for_each(|e| *e = R::Elem::default());
+        std::hint::black_box(&self.data);
+    }
 }
 
 impl<R: Ring> Seeded<R> {

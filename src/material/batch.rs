@@ -260,8 +260,15 @@ impl BatchHeader {
         if self.party >= self.parties || self.correction >= self.parties {
             return Err(invalid("batch header", "party number out of range"));
         }
-        if self.items == 0 || self.chunk_items == 0 || self.items > 1 << 40 {
-            return Err(invalid("batch header", "item or chunk count out of range"));
+        if self.items == 0 || self.items > 1 << 40 {
+            return Err(invalid("batch header", "item count out of range"));
+        }
+        // Fixed, so a small file cannot claim chunks too large to expand.
+        if self.chunk_items != CHUNK_ITEMS {
+            return Err(invalid(
+                "batch header",
+                format!("chunks must hold {CHUNK_ITEMS} items"),
+            ));
         }
         if self.pool.kind == Kind::InputMask && self.pool.owner == Some(self.correction) {
             return Err(invalid(
@@ -393,6 +400,7 @@ pub fn expand_chunk<R: Ring>(
     }
     buf.zeroize();
     drawn.iter_mut().for_each(|e| *e = ring.zero());
+    std::hint::black_box(&drawn);
     Ok(())
 }
 

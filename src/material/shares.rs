@@ -22,7 +22,8 @@ const MAGIC: &[u8; 8] = b"LARDERSH";
 pub const SHARE_FORMAT_VERSION: u16 = 1;
 /// Longest checkout id accepted, in bytes.
 pub const MAX_CHECKOUT_ID: usize = 256;
-const MAX_RANGES: u32 = 1 << 24;
+/// Most ranges in one stream (bounds what a header can make a reader allocate: 2 MiB).
+const MAX_RANGES: u32 = 1 << 16;
 
 /// A run of consecutive items of one batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -261,7 +262,14 @@ impl<R: Read> ShareReader<R> {
     /// [`FormatError`] as [`ShareHeader::read_from`].
     pub fn new(mut inner: R) -> Result<Self, FormatError> {
         let header = ShareHeader::read_from(&mut inner)?;
-        let remaining = header.items() * header.record_bytes() as u64;
+        let remaining = header
+            .items()
+            .checked_mul(header.record_bytes() as u64)
+            .filter(|&n| n < u64::MAX)
+            .ok_or(FormatError::Invalid {
+                what: "share header",
+                why: "item count too large".into(),
+            })?;
         Ok(ShareReader {
             inner,
             header,

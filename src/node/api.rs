@@ -415,8 +415,11 @@ async fn abort_batch(
     headers: HeaderMap,
     Path(batch): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    // The dealer may abort anywhere; at the leader, a follower may ask it to abort (the
+    // leader's copy is the one that decides); at a follower, only the leader may.
     match st.authenticate(&headers)? {
         Caller::Dealer => {}
+        c if st.is_leader() => require_node(&c, None)?,
         c => require_node(&c, Some(st.cluster.leader))?,
     }
     let id = batch_id(&batch)?;

@@ -310,6 +310,8 @@ pub async fn sweep_forever(st: Arc<NodeState>) {
 /// The first failure; the rest is retried next sweep.
 pub async fn sweep_once(st: &Arc<NodeState>) -> Result<(), ApiError> {
     let now = now_unix();
+    let store = st.store.clone();
+    blocking(move || store.erase_due()).await?;
     if st.is_leader() {
         let store = st.store.clone();
         let due: Vec<Reservation> = blocking(move || store.reservations())
@@ -325,7 +327,10 @@ pub async fn sweep_once(st: &Arc<NodeState>) -> Result<(), ApiError> {
             })
             .collect();
         for r in &due {
-            expire_one(st, r).await?;
+            // One reservation that cannot be expired yet must not hold up the others.
+            if let Err(e) = expire_one(st, r).await {
+                tracing::debug!(checkout = %r.checkout, error = %e.detail, "expiry postponed");
+            }
         }
     }
     let store = st.store.clone();
@@ -339,35 +344,39 @@ pub async fn sweep_once(st: &Arc<NodeState>) -> Result<(), ApiError> {
         .map(|m| m.id)
         .collect();
     for id in stale {
-        let committed = if st.is_leader() {
-            false
-        } else {
-            match call::<BatchStateView>(
-                st,
-                st.cluster.leader,
-                Method::GET,
-                &format!("/v1/internal/batches/{id}"),
-                None::<&()>,
-            )
-            .await
-            {
-                Ok(Some(v)) => v.state != BatchState::Staged,
-                Ok(None) => false,
-                Err(e) if e.code == "unknown-batch" => false,
-                Err(e) => return Err(e),
-            }
-        };
-        let store = st.store.clone();
-        blocking(move || {
-            if committed {
-                store.activate(&id)
-            } else {
-                store.abort(&id)
-            }
-        })
-        .await?;
+        if let Err(e) = drop_stale_batch(st, id).await {
+            tracing::debug!(batch = %id, error = %e.detail, "stale batch kept for now");
+        }
     }
     Ok(())
+}
+
+/// A batch staged here long ago and never made available. The leader decides: a follower asks
+/// the leader to abort its copy first (refused if the leader has made it available, in which
+/// case the follower activates its own), so a follower never drops a batch the leader may
+/// still commit.
+async fn drop_stale_batch(st: &Arc<NodeState>, id: BatchId) -> Result<(), ApiError> {
+    let committed = if st.is_leader() {
+        false
+    } else {
+        let path = format!("/v1/internal/batches/{id}");
+        match call::<serde_json::Value>(st, st.cluster.leader, Method::DELETE, &path, None::<&()>)
+            .await
+        {
+            Ok(_) => false,
+            Err(e) if e.code == "illegal-transition" => true,
+            Err(e) => return Err(e),
+        }
+    };
+    let store = st.store.clone();
+    blocking(move || {
+        if committed {
+            store.activate(&id)
+        } else {
+            store.abort(&id)
+        }
+    })
+    .await
 }
 
 /// Percent-encodes a checkout id for a URL path segment.

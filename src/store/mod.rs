@@ -19,7 +19,7 @@ pub mod schema;
 
 pub use ranges::RangeSet;
 
-use crate::material::batch::{expand_chunk, HEADER_BYTES};
+use crate::material::batch::{expand_chunk, CHUNK_ITEMS, HEADER_BYTES};
 use crate::material::shares::MAX_CHECKOUT_ID;
 use crate::material::{
     BatchHeader, BatchId, FormatError, PoolSpec, ShareHeader, ShareRange, ShareWriter,
@@ -381,6 +381,8 @@ pub struct Store {
     streaming: Mutex<Vec<ShareRange>>,
     /// Serialises erasures among themselves (see `erase_consumed`).
     erase_lock: Mutex<()>,
+    /// Serialises the commit step of staging (see [`Store::stage`]).
+    stage_lock: Mutex<()>,
     commit: GroupCommit,
 }
 
@@ -440,6 +442,7 @@ impl Store {
             lock: Mutex::new(()),
             streaming: Mutex::new(Vec::new()),
             erase_lock: Mutex::new(()),
+            stage_lock: Mutex::new(()),
             commit: GroupCommit::default(),
         };
         fs::create_dir_all(&store.data).map_err(io_err("create", &store.data))?;
@@ -577,15 +580,29 @@ impl Store {
                 want_parties: me.parties,
             });
         }
-        if let Some(meta) = self.batch_meta(&header.batch)? {
-            if meta.pool == header.pool && meta.items == header.items {
-                return Ok(header);
+        let known = |s: &Store| -> Result<Option<BatchHeader>> {
+            match s.batch_meta(&header.batch)? {
+                Some(meta) if meta.pool == header.pool && meta.items == header.items => {
+                    Ok(Some(header.clone()))
+                }
+                Some(_) => Err(StoreError::BatchMismatch(header.batch)),
+                None => Ok(None),
             }
-            return Err(StoreError::BatchMismatch(header.batch));
+        };
+        if let Some(h) = known(self)? {
+            return Ok(h);
         }
         let path = self.batch_path(&header.batch);
-        let tmp = path.with_extension("tmp");
+        // A temporary name of its own, so two stagings of one batch never write one file.
+        let tmp = path.with_extension(format!("{:016x}.tmp", rand::random::<u64>()));
         write_durably(&tmp, bytes).map_err(io_err("write", &tmp))?;
+        // From the check to the commit, one staging at a time: a late rename must never
+        // replace a file that is already committed (or already erased).
+        let _one = self.stage_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = known(self)? {
+            let _ = fs::remove_file(&tmp);
+            return Ok(h);
+        }
         fs::rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
         self.sync_dir()?;
         let meta = BatchMeta {
@@ -842,7 +859,15 @@ impl Store {
     /// [`StoreError::RangeUnavailable`] if an item is not free here.
     pub fn apply(&self, reservation: &Reservation) -> Result<()> {
         Self::check_request(&reservation.checkout, reservation.count)?;
-        if reservation.ranges.iter().map(|r| r.count).sum::<u64>() != reservation.count {
+        let total = reservation.ranges.iter().try_fold(0u64, |acc, r| {
+            if r.count == 0 {
+                None
+            } else {
+                acc.checked_add(r.count)
+                    .filter(|_| r.first.checked_add(r.count).is_some())
+            }
+        });
+        if total != Some(reservation.count) {
             return Err(StoreError::Corrupt(
                 "reservation ranges do not add up to its count".into(),
             ));
@@ -852,10 +877,18 @@ impl Store {
             if let Some(v) = self.reservations.get(&reservation.checkout)? {
                 let existing: Reservation = from_json("reservation", &v)?;
                 drop(_g);
-                if existing.same_allocation(reservation) {
-                    return self.flush();
+                if !existing.same_allocation(reservation) {
+                    return Err(StoreError::Conflict(reservation.checkout.clone()));
                 }
-                return Err(StoreError::Conflict(reservation.checkout.clone()));
+                // Released here (expiry): the leader must not count this party as holding it.
+                if existing.state == ReservationState::Released {
+                    return Err(StoreError::NotReserved {
+                        checkout: existing.checkout,
+                        state: existing.state,
+                        to: "held again",
+                    });
+                }
+                return self.flush();
             }
             let mut metas = self.batch_metas(&reservation.ranges)?;
             // Items the leader hands out again can be held here only by a reservation the
@@ -1096,14 +1129,6 @@ impl Store {
             }
             res.state = to;
             if to == ReservationState::Consumed {
-                // Registered under the same lock as the consumed state, so no erasure can
-                // slip in between.
-                self.streaming
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend(res.ranges.iter().copied());
-            }
-            if to == ReservationState::Consumed {
                 res.consumer = by.map(str::to_string);
                 res.consumed_at = Some(now_unix());
             }
@@ -1139,9 +1164,21 @@ impl Store {
                     },
                 ),
             )?;
+            if to == ReservationState::Consumed {
+                // Registered under the lock, right after the consumed state committed, so no
+                // erasure can slip in between.
+                self.streaming
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(res.ranges.iter().copied());
+            }
             res
         };
-        self.flush()?;
+        if let Err(e) = self.flush() {
+            // No stream will start; let the chunks be erased.
+            self.end_stream(&res);
+            return Err(e);
+        }
         Ok(res)
     }
 
@@ -1201,7 +1238,13 @@ impl Store {
         // Chunks are read a group at a time (one read) and expanded in parallel, then written
         // in order; memory stays at a group's worth whatever the checkout's size.
         const GROUP: u64 = 64;
-        let mut raw = zeroize::Zeroizing::new(Vec::new());
+        // Sized once for the largest group, so it never reallocates (and leaves no unzeroized
+        // copy behind).
+        let max_group = GROUP as usize
+            * (crate::material::batch::SEED_BYTES
+                + 4
+                + CHUNK_ITEMS as usize * 2 * res.pool.domain.elem_bytes());
+        let mut raw = zeroize::Zeroizing::new(Vec::with_capacity(max_group));
         for r in &res.ranges {
             let path = self.batch_path(&r.batch);
             let file = File::open(&path).map_err(io_err("open", &path))?;
