@@ -182,13 +182,7 @@ async fn create_checkout(
 ) -> Result<Json<CheckoutView>, ApiError> {
     let (_, pools) = engine(st.authenticate(&headers)?)?;
     let req: CheckoutRequest = read_json(&headers, body).await?;
-    if !st.cluster.pools.contains(&req.pool) {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown-pool",
-            format!("pool {} is not kept by this consortium", req.pool),
-        ));
-    }
+    known_pool(&st, req.pool)?;
     if !pools.contains(&req.pool) {
         return Err(ApiError::forbidden(
             "pool-not-granted",
@@ -208,6 +202,30 @@ async fn create_checkout(
     )))
 }
 
+fn known_pool(st: &NodeState, pool: crate::material::PoolSpec) -> Result<(), ApiError> {
+    if st.cluster.pools.contains(&pool) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown-pool",
+            format!("pool {pool} is not kept by this consortium"),
+        ))
+    }
+}
+
+fn require_leader(st: &NodeState, why: &str) -> Result<(), ApiError> {
+    if st.is_leader() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "not-leader",
+            why.to_string(),
+        ))
+    }
+}
+
 fn check_count(st: &NodeState, count: u64) -> Result<(), ApiError> {
     if count == 0 || count > st.cluster.max_checkout_items {
         return Err(ApiError::bad_request(format!(
@@ -224,21 +242,9 @@ async fn leader_checkout(
     body: Body,
 ) -> Result<Json<Reservation>, ApiError> {
     require_node(&st.authenticate(&headers)?, None)?;
-    if !st.is_leader() {
-        return Err(ApiError::new(
-            StatusCode::MISDIRECTED_REQUEST,
-            "not-leader",
-            "this node is not the leader",
-        ));
-    }
+    require_leader(&st, "this node is not the leader")?;
     let req: CheckoutRequest = read_json(&headers, body).await?;
-    if !st.cluster.pools.contains(&req.pool) {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown-pool",
-            format!("pool {} is not kept by this consortium", req.pool),
-        ));
-    }
+    known_pool(&st, req.pool)?;
     check_count(&st, req.count)?;
     Ok(Json(cluster::checkout_at_leader(&st, req).await?))
 }
@@ -434,13 +440,7 @@ async fn commit(
     Path(batch): Path<String>,
 ) -> Result<Json<BatchStateView>, ApiError> {
     require_dealer(&st.authenticate(&headers)?, "commits batches")?;
-    if !st.is_leader() {
-        return Err(ApiError::new(
-            StatusCode::MISDIRECTED_REQUEST,
-            "not-leader",
-            "batches are committed at the leader",
-        ));
-    }
+    require_leader(&st, "batches are committed at the leader")?;
     let id = batch_id(&batch)?;
     cluster::commit_batch(&st, id).await?;
     Ok(Json(BatchStateView {
