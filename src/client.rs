@@ -156,16 +156,18 @@ impl EngineClient {
         self.call(&url, self.http.post(&url).json(&body)).await
     }
 
-    /// Downloads this party's shares of a checkout (once), passing each piece to `sink`.
-    /// Returns the number of bytes.
+    /// Starts downloading this party's shares of a checkout (once): the share stream as it
+    /// arrives, for callers that read it as a stream (such as [`EngineClient::download_reader`]).
     ///
     /// # Errors
-    /// Transport or API errors (`already-consumed` on a second download), or `sink`'s error.
-    pub async fn download_with(
+    /// Transport or API errors (`already-consumed` on a second download).
+    pub async fn download_stream(
         &self,
         id: &str,
-        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
-    ) -> Result<u64, ClientError> {
+    ) -> Result<
+        impl futures_util::Stream<Item = Result<bytes::Bytes, ClientError>> + Send + 'static,
+        ClientError,
+    > {
         let url = self.url(&format!(
             "/v1/checkouts/{}/shares",
             crate::node::cluster::urlencode(id)
@@ -179,13 +181,46 @@ impl EngineClient {
                 .await,
         )
         .await?;
-        let mut stream = r.bytes_stream();
-        let mut n = 0u64;
-        while let Some(piece) = stream.next().await {
-            let piece = piece.map_err(|source| ClientError::Transport {
+        Ok(r.bytes_stream().map(move |piece| {
+            piece.map_err(|source| ClientError::Transport {
                 url: url.clone(),
                 source,
-            })?;
+            })
+        }))
+    }
+
+    /// The share stream as a blocking [`std::io::Read`], for code that parses it synchronously
+    /// (call it from a blocking thread, such as `tokio::task::spawn_blocking`).
+    ///
+    /// # Errors
+    /// As [`EngineClient::download_stream`].
+    pub async fn download_reader(
+        &self,
+        id: &str,
+    ) -> Result<impl std::io::Read + Send + 'static, ClientError> {
+        let stream = self
+            .download_stream(id)
+            .await?
+            .map(|r| r.map_err(std::io::Error::other));
+        Ok(tokio_util::io::SyncIoBridge::new(
+            tokio_util::io::StreamReader::new(Box::pin(stream)),
+        ))
+    }
+
+    /// Downloads this party's shares of a checkout (once), passing each piece to `sink`.
+    /// Returns the number of bytes.
+    ///
+    /// # Errors
+    /// Transport or API errors (`already-consumed` on a second download), or `sink`'s error.
+    pub async fn download_with(
+        &self,
+        id: &str,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> Result<u64, ClientError> {
+        let mut stream = std::pin::pin!(self.download_stream(id).await?);
+        let mut n = 0u64;
+        while let Some(piece) = stream.next().await {
+            let piece = piece?;
             sink(&piece).map_err(|e| ClientError::Other(format!("writing the shares: {e}")))?;
             n += piece.len() as u64;
         }

@@ -12,6 +12,7 @@
 //! - [`store`]: one party's store: sled metadata, bulk batch files, the lifecycle
 //!   staged -> available -> reserved -> consumed, audit log, migrations.
 //! - [`consortium`]: a consortium whose party stores sit on this machine; deal, take, verify.
+//! - [`interop`]: material in the files existing engines read (MP-SPDZ).
 //! - [`bench`]: the `larder bench` figures.
 //!
 //! Dependencies point one way: math <- sharing <- material <- generate; material <- store <-
@@ -30,6 +31,7 @@ pub mod client;
 pub mod consortium;
 pub mod demo;
 pub mod generate;
+pub mod interop;
 pub mod material;
 pub mod math;
 pub mod node;

@@ -1,6 +1,6 @@
 //! The `larder` command: create party stores, deal, show stock, take, verify, bench, demo.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use larder::auth::Token;
@@ -10,6 +10,7 @@ use larder::consortium::{
     default_pools, verify, write_stock_table, ConsortiumConfig, LocalConsortium,
 };
 use larder::generate::Dealer;
+use larder::interop::mp_spdz;
 use larder::material::PoolSpec;
 use larder::node::config::{ClusterConfig, NodeConfig};
 use std::path::{Path, PathBuf};
@@ -161,9 +162,31 @@ enum Command {
         /// Checkout id: the same at every party's engine.
         #[arg(long)]
         id: String,
-        /// Where to write this party's share stream.
+        /// Where to write: the share stream's file (`larder` format), or MP-SPDZ's
+        /// `Player-Data` directory (`mp-spdz`).
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        export: ExportArgs,
+    },
+    /// Convert a downloaded share stream into an engine's files (MP-SPDZ).
+    Export {
+        /// A share stream written by `larder checkout` or `larder take`.
+        #[arg(long)]
+        input: PathBuf,
+        /// MP-SPDZ's `Player-Data` directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Write the per-thread file of this thread (`-f` mode) instead of the one file.
+        #[arg(long)]
+        thread: Option<u32>,
+        /// Write into a named pipe (created if missing) once the engine opens it; needs
+        /// --thread.
+        #[arg(long, requires = "thread")]
+        pipe: bool,
+        /// Prime fields: canonical elements instead of Montgomery form.
+        #[arg(long)]
+        canonical: bool,
     },
     /// Which parties are up, who leads, and stock at your node.
     Status {
@@ -336,7 +359,47 @@ fn main() -> Result<()> {
             count,
             id,
             out,
-        } => runtime()?.block_on(checkout(&url, &ca, &token_file, pool, count, &id, &out))?,
+            export,
+        } => {
+            let ca = std::fs::read_to_string(&ca)
+                .with_context(|| format!("reading {}", ca.display()))?;
+            let client = EngineClient::new(&url, &ca, read_token(&token_file)?)?;
+            if export.format == Format::Larder {
+                if export.engine_threads.is_some() || export.pipes || export.canonical {
+                    bail!("--engine-threads, --pipes and --canonical apply to --format mp-spdz");
+                }
+                runtime()?.block_on(checkout(&client, pool, count, &id, &out))?
+            } else {
+                let plan = mp_spdz::CheckoutPlan {
+                    id,
+                    pool,
+                    count,
+                    player_data: out,
+                    threads: export.engine_threads,
+                    pipes: export.pipes,
+                    montgomery: !export.canonical,
+                };
+                runtime()?.block_on(checkout_mp_spdz(&client, &plan))?
+            }
+        }
+        Command::Export {
+            input,
+            out,
+            thread,
+            pipe,
+            canonical,
+        } => {
+            let file = std::fs::File::open(&input)
+                .with_context(|| format!("opening {}", input.display()))?;
+            let shares = larder::material::ShareReader::new(std::io::BufReader::new(file))
+                .with_context(|| format!("reading {}", input.display()))?;
+            let done = if pipe {
+                mp_spdz::export_pipe(shares, &out, thread.expect("clap requires it"), !canonical)?
+            } else {
+                mp_spdz::export_file(shares, &out, thread, !canonical)?
+            };
+            report_export(&done);
+        }
         Command::Status {
             consortium,
             token_file,
@@ -360,6 +423,32 @@ fn deal(c: &LocalConsortium, pool: PoolSpec, count: u64) -> Result<()> {
     bar.finish();
     println!("dealt {} items of {pool} in {} batches", r.items, r.batches);
     Ok(())
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// Larder's share stream (header, records, checksum), one file.
+    #[default]
+    Larder,
+    /// MP-SPDZ preprocessing files for semi, hemi (prime fields) and semi2k (Z_2^64).
+    MpSpdz,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+struct ExportArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+    /// mp-spdz: per-thread files for MP-SPDZ's `-f` mode; thread t checks out `<id>.T<t>`.
+    #[arg(long)]
+    engine_threads: Option<u32>,
+    /// mp-spdz: named pipes instead of files; each thread's items are checked out when the
+    /// engine opens its pipe.
+    #[arg(long)]
+    pipes: bool,
+    /// mp-spdz, prime fields: canonical elements instead of Montgomery form.
+    #[arg(long)]
+    canonical: bool,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -411,18 +500,36 @@ async fn dealer(consortium: &Path, token_file: &Path, pool: PoolSpec, count: u64
     Ok(())
 }
 
+async fn checkout_mp_spdz(client: &EngineClient, plan: &mp_spdz::CheckoutPlan) -> Result<()> {
+    if plan.pipes {
+        eprintln!(
+            "waiting for the engine to open its pipes under {} (Ctrl-C to stop)",
+            plan.player_data.display()
+        );
+    }
+    mp_spdz::checkout(client, plan, report_export).await?;
+    Ok(())
+}
+
+fn report_export(done: &mp_spdz::Exported) {
+    println!("{} ({} items)", done.path.display(), done.items);
+    let usable = done.items / mp_spdz::READ_BLOCK * mp_spdz::READ_BLOCK;
+    if usable != done.items {
+        eprintln!(
+            "note: MP-SPDZ reads {} items at a time, so a program can use {usable} of these",
+            mp_spdz::READ_BLOCK
+        );
+    }
+}
+
 async fn checkout(
-    url: &str,
-    ca: &Path,
-    token_file: &Path,
+    client: &EngineClient,
     pool: PoolSpec,
     count: u64,
     id: &str,
     out: &Path,
 ) -> Result<()> {
     use std::io::Write;
-    let ca = std::fs::read_to_string(ca).with_context(|| format!("reading {}", ca.display()))?;
-    let client = EngineClient::new(url, &ca, read_token(token_file)?)?;
     let view = client.checkout(id, pool, count).await?;
     eprintln!(
         "checkout {:?}: {} items of {} in {} range(s)",

@@ -63,6 +63,8 @@ pub struct StockView {
 pub struct HealthView {
     pub consortium: String,
     pub party: u8,
+    /// Parties in the consortium.
+    pub parties: u8,
     pub name: String,
     pub leader: bool,
     pub version: String,

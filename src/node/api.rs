@@ -149,6 +149,7 @@ async fn health(State(st): St) -> Json<HealthView> {
     Json(HealthView {
         consortium: st.cluster.name.clone(),
         party: st.me,
+        parties: st.cluster.parties.len() as u8,
         name: st.cluster.parties[st.me as usize].name.clone(),
         leader: st.is_leader(),
         version: env!("CARGO_PKG_VERSION").to_string(),

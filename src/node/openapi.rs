@@ -118,8 +118,8 @@ pub fn document() -> Value {
                     "confirmed": {"type": "boolean"}, "settled": {"type": "boolean"}}},
                 "PoolStock": {"type": "object", "properties": {"available": {"type": "integer"}, "staged": {"type": "integer"}, "reserved": {"type": "integer"}, "consumed": {"type": "integer"}, "batches": {"type": "integer"}}},
                 "Stock": {"type": "object", "required": ["party", "pools"], "properties": {"party": {"type": "integer"}, "pools": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/PoolStock"}}}},
-                "Health": {"type": "object", "required": ["consortium", "party", "name", "leader", "version"], "properties": {
-                    "consortium": {"type": "string"}, "party": {"type": "integer"}, "name": {"type": "string"}, "leader": {"type": "boolean"}, "version": {"type": "string"}}},
+                "Health": {"type": "object", "required": ["consortium", "party", "parties", "name", "leader", "version"], "properties": {
+                    "consortium": {"type": "string"}, "party": {"type": "integer"}, "parties": {"type": "integer", "description": "parties in the consortium"}, "name": {"type": "string"}, "leader": {"type": "boolean"}, "version": {"type": "string"}}},
                 "BatchState": {"type": "object", "required": ["batch", "state"], "properties": {"batch": {"type": "string"}, "state": {"type": "string", "enum": ["staged", "available", "exhausted"]}}},
                 "Problem": {"type": "object", "required": ["type", "title", "status", "detail", "code"], "properties": {
                     "type": {"type": "string", "description": "urn:larder:problem:<code>"}, "title": {"type": "string"}, "status": {"type": "integer"},

@@ -30,3 +30,4 @@ pub fn deal(c: &LocalConsortium, pool: PoolSpec, count: u64, seed: u8) {
 pub fn pool(id: &str) -> PoolSpec {
     id.parse().unwrap()
 }
+pub mod net;

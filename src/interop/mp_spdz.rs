@@ -1,0 +1,602 @@
+//! MP-SPDZ preprocessing files for its semi-honest additive protocols.
+//!
+//! The facts this follows are in `docs/engines/mp-spdz.md` (read from MP-SPDZ's source and
+//! confirmed by its `semi-party.x` and `semi2k-party.x` reading independently written files):
+//!
+//! ```text
+//! Player-Data/<n>-<Dp|DR>-<bits>/<Type>-<Dp|DR>-P<party>[-T<thread>]
+//! u64 LE header length L | L header bytes | records, no framing
+//!   prime field header: "gfp" 0x00 | u32 LE byte length of p | p big-endian | i32 LE Montgomery
+//!   Z_2^64 header:      "Z2^64" | i32 LE 64
+//! element: ceil(bits(p)/64) LE 64-bit limbs of x * 2^(64 limbs) mod p (Montgomery) or of x;
+//!          8 LE bytes in Z_2^64
+//! Params-Data (prime fields): "<p in decimal>\n<montgomery 0|1>\n"
+//! ```
+//!
+//! A Larder record (triple a, b, c; square a, a^2; inverse a, 1/a; bit b) is already in
+//! MP-SPDZ's order and width, so a record converts in place: canonical output copies it, and
+//! Montgomery output multiplies each element by 2^(64 limbs) mod p.
+//!
+//! Refused, with the reason: kinds MP-SPDZ has no file for in these protocols (input masks:
+//! inputs are shared with pairwise keys; Shamir doubles: not additive), Z_2^128 (the release
+//! `semi2k-party.x` is built for Z_2^64), and primes of more than 128 bits (none exist here).
+
+use crate::material::{FormatError, Kind, PoolSpec, ShareHeader, ShareReader};
+use crate::math::{Domain, Ring};
+use crate::with_ring;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Why material could not be written for MP-SPDZ.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("MP-SPDZ cannot read {what}: {why}")]
+    Unsupported { what: String, why: &'static str },
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{}", .0)]
+    Conflict(String),
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ExportError + '_ {
+    move |source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// How one party's share of one pool is laid out for MP-SPDZ.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub kind: Kind,
+    pub domain: Domain,
+    pub parties: u8,
+    pub party: u8,
+    /// Prime fields only: elements in Montgomery form (MP-SPDZ's default) or canonical.
+    pub montgomery: bool,
+}
+
+impl Layout {
+    /// The layout of `pool` at `party` of `parties`, or why MP-SPDZ cannot read it.
+    ///
+    /// # Errors
+    /// [`ExportError::Unsupported`] for pools these MP-SPDZ protocols have no file for.
+    pub fn new(
+        pool: PoolSpec,
+        parties: u8,
+        party: u8,
+        montgomery: bool,
+    ) -> Result<Self, ExportError> {
+        let refuse = |why| {
+            Err(ExportError::Unsupported {
+                what: format!("{pool}"),
+                why,
+            })
+        };
+        match pool.kind {
+            Kind::Triple | Kind::Square | Kind::Bit | Kind::Inverse => {}
+            Kind::InputMask => {
+                return refuse(
+                    "its semi-honest additive protocols share inputs with pairwise keys and \
+                     read no input-mask file",
+                )
+            }
+            Kind::Double => {
+                return refuse(
+                    "Shamir double sharings are not additive shares; semi, hemi and semi2k \
+                     read additive material only",
+                )
+            }
+        }
+        if pool.threshold.is_some() {
+            return refuse("threshold (Shamir) pools are not additive shares");
+        }
+        match pool.domain {
+            Domain::Z64 | Domain::Fp(_) => {}
+            Domain::Z128 => {
+                return refuse(
+                    "semi2k-party.x reads Z_2^64; other ring sizes need an MP-SPDZ built with \
+                     another RING_SIZE, whose files this exporter does not write",
+                )
+            }
+        }
+        if parties < 2 || party >= parties {
+            return Err(ExportError::Conflict(format!(
+                "party {party} of {parties} is not a party of an MP-SPDZ computation"
+            )));
+        }
+        Ok(Layout {
+            kind: pool.kind,
+            domain: pool.domain,
+            parties,
+            party,
+            montgomery: montgomery && pool.domain.is_field(),
+        })
+    }
+
+    /// The layout of a Larder share stream.
+    ///
+    /// # Errors
+    /// As [`Layout::new`].
+    pub fn of_stream(header: &ShareHeader, montgomery: bool) -> Result<Self, ExportError> {
+        Layout::new(header.pool, header.parties, header.party, montgomery)
+    }
+
+    fn short(&self) -> &'static str {
+        if self.domain.is_field() {
+            "Dp"
+        } else {
+            "DR"
+        }
+    }
+
+    /// Bit length of p, or k for Z_2^k.
+    pub fn bits(&self) -> u32 {
+        match self.domain {
+            Domain::Fp(p) => 128 - p.leading_zeros(),
+            _ => 64,
+        }
+    }
+
+    fn limbs(&self) -> usize {
+        self.bits().div_ceil(64) as usize
+    }
+
+    /// Bytes of one element in the file.
+    pub fn element_bytes(&self) -> usize {
+        self.limbs() * 8
+    }
+
+    /// MP-SPDZ's name for this kind of material.
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Triple => "Triples",
+            Kind::Square => "Squares",
+            Kind::Bit => "Bits",
+            Kind::Inverse => "Inverses",
+            Kind::InputMask | Kind::Double => unreachable!("refused in Layout::new"),
+        }
+    }
+
+    /// The directory under `Player-Data`, such as `3-Dp-128`.
+    pub fn dir_name(&self) -> String {
+        format!("{}-{}-{}", self.parties, self.short(), self.bits())
+    }
+
+    /// The file name, such as `Triples-Dp-P0`, or `Triples-Dp-P0-T2` for thread 2 (`-f` mode).
+    pub fn file_name(&self, thread: Option<u32>) -> String {
+        let base = format!("{}-{}-P{}", self.type_name(), self.short(), self.party);
+        match thread {
+            Some(t) => format!("{base}-T{t}"),
+            None => base,
+        }
+    }
+
+    /// The file header: its length as u64 LE, then the bytes MP-SPDZ compares with its own.
+    pub fn header(&self) -> Vec<u8> {
+        let mut body = Vec::new();
+        match self.domain {
+            Domain::Fp(p) => {
+                let be = p.to_be_bytes();
+                let skip = be.iter().take_while(|&&b| b == 0).count();
+                body.extend_from_slice(b"gfp");
+                body.push(0); // sign
+                body.extend_from_slice(&((be.len() - skip) as u32).to_le_bytes());
+                body.extend_from_slice(&be[skip..]);
+                body.extend_from_slice(&i32::from(self.montgomery).to_le_bytes());
+            }
+            _ => {
+                body.extend_from_slice(b"Z2^64");
+                body.extend_from_slice(&64i32.to_le_bytes());
+            }
+        }
+        let mut out = (body.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// The `Params-Data` file of a prime-field directory.
+    pub fn params_data(&self) -> Option<String> {
+        self.domain
+            .modulus()
+            .map(|p| format!("{p}\n{}\n", u8::from(self.montgomery)))
+    }
+
+    /// Rewrites Larder records (canonical little-endian elements) into MP-SPDZ's elements, in
+    /// place.
+    ///
+    /// # Errors
+    /// An element that is not canonical (the stream is corrupt).
+    pub fn convert_in_place(&self, records: &mut [u8]) -> Result<(), FormatError> {
+        if !self.montgomery {
+            return Ok(());
+        }
+        let p = self
+            .domain
+            .modulus()
+            .expect("Montgomery only for prime fields");
+        // R = 2^(64 limbs) mod p.
+        let r_mod_p = match self.limbs() {
+            1 => (1u128 << 64) % p,
+            _ => (u128::MAX % p + 1) % p,
+        };
+        let eb = self.element_bytes();
+        let bad = || FormatError::Invalid {
+            what: "share records",
+            why: "an element is not below the modulus".into(),
+        };
+        with_ring!(self.domain.ring(), r => {
+            debug_assert_eq!(r.elem_bytes(), eb);
+            let factor = r.reduce(r_mod_p);
+            for e in records.chunks_exact_mut(eb) {
+                let x = r.decode(e).ok_or_else(bad)?;
+                r.encode(r.mul(x, factor), e);
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Items converted per step (bounds memory whatever the checkout's size).
+const STEP_ITEMS: usize = 1 << 14;
+
+/// Writes `shares` to `out` in MP-SPDZ's format: header, then every record. Returns the items
+/// written. The stream's trailer is checked after the last record.
+///
+/// # Errors
+/// A corrupt or truncated stream, or IO errors writing `out`.
+pub fn write<R: Read, W: Write>(
+    shares: &mut ShareReader<R>,
+    layout: &Layout,
+    out: &mut W,
+) -> Result<u64, ExportError> {
+    let io = |source| ExportError::Io {
+        path: PathBuf::from("<output>"),
+        source,
+    };
+    out.write_all(&layout.header()).map_err(io)?;
+    let mut items = 0u64;
+    let rb = shares.header.record_bytes();
+    while let Some(mut records) = shares.next_records(STEP_ITEMS)? {
+        layout.convert_in_place(&mut records)?;
+        out.write_all(&records).map_err(io)?;
+        items += (records.len() / rb) as u64;
+        zeroize::Zeroize::zeroize(&mut records);
+    }
+    out.flush().map_err(io)?;
+    Ok(items)
+}
+
+/// Names the file an IO error of [`write`] happened on.
+fn at(path: &Path, e: ExportError) -> ExportError {
+    match e {
+        ExportError::Io { source, .. } => io_at(path)(source),
+        e => e,
+    }
+}
+
+/// Creates `<player_data>/<n>-<short>-<bits>/` and, for prime fields, its `Params-Data`; an
+/// existing `Params-Data` must say the same (files of one directory share one prime).
+///
+/// # Errors
+/// IO errors, or a directory already prepared for another prime or encoding.
+pub fn prepare_dir(player_data: &Path, layout: &Layout) -> Result<PathBuf, ExportError> {
+    let dir = player_data.join(layout.dir_name());
+    fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+    if let Some(params) = layout.params_data() {
+        let path = dir.join("Params-Data");
+        match fs::read_to_string(&path) {
+            Ok(existing) if existing == params => {}
+            Ok(existing) => {
+                return Err(ExportError::Conflict(format!(
+                    "{} already says {:?}, not {:?}: files for another prime or encoding are \
+                     there; use another Player-Data directory",
+                    path.display(),
+                    existing,
+                    params
+                )))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                write_replacing(&path, |f| f.write_all(params.as_bytes()))?;
+            }
+            Err(e) => return Err(io_at(&path)(e)),
+        }
+    }
+    Ok(dir)
+}
+
+/// Writes `path` whole under a temporary name, syncs and renames it into place, so a reader
+/// never sees half a file.
+fn write_replacing(
+    path: &Path,
+    fill: impl FnOnce(&mut io::BufWriter<File>) -> io::Result<()>,
+) -> Result<(), ExportError> {
+    let tmp = path.with_file_name(format!(
+        ".{}.{:016x}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        rand::random::<u64>()
+    ));
+    let result = (|| {
+        let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut w = io::BufWriter::with_capacity(1 << 20, file);
+        fill(&mut w)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_at(path)(e)
+    })
+}
+
+/// What one export wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exported {
+    pub path: PathBuf,
+    pub items: u64,
+}
+
+/// Writes a whole share stream as a regular MP-SPDZ file under `player_data` (for thread
+/// `thread` in `-f` mode, or the one file of `-F` mode), replacing an older file only once the
+/// new one is complete and its stream checked.
+///
+/// # Errors
+/// As [`Layout::of_stream`], [`prepare_dir`] and [`write`].
+pub fn export_file<R: Read>(
+    mut shares: ShareReader<R>,
+    player_data: &Path,
+    thread: Option<u32>,
+    montgomery: bool,
+) -> Result<Exported, ExportError> {
+    let layout = Layout::of_stream(&shares.header, montgomery)?;
+    let path = prepare_dir(player_data, &layout)?.join(layout.file_name(thread));
+    let mut items = 0;
+    let mut failure = None;
+    write_replacing(&path, |w| match write(&mut shares, &layout, w) {
+        Ok(n) => {
+            items = n;
+            Ok(())
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            failure = Some(e);
+            Err(io::Error::other(msg))
+        }
+    })
+    .map_err(|e| failure.unwrap_or(e))?;
+    Ok(Exported { path, items })
+}
+
+/// Streams a share stream into thread `thread`'s named pipe under `player_data` (created if
+/// missing), once the engine opens it.
+///
+/// # Errors
+/// As [`Layout::of_stream`], [`prepare_dir`], [`make_pipe`] and [`write`].
+pub fn export_pipe<R: Read>(
+    mut shares: ShareReader<R>,
+    player_data: &Path,
+    thread: u32,
+    montgomery: bool,
+) -> Result<Exported, ExportError> {
+    let layout = Layout::of_stream(&shares.header, montgomery)?;
+    let path = prepare_dir(player_data, &layout)?.join(layout.file_name(Some(thread)));
+    make_pipe(&path)?;
+    let mut w = io::BufWriter::with_capacity(1 << 20, open_pipe(&path)?);
+    let items = write(&mut shares, &layout, &mut w).map_err(|e| at(&path, e))?;
+    Ok(Exported { path, items })
+}
+
+/// Creates a named pipe at `path` (an existing pipe is reused; any other file is refused).
+///
+/// # Errors
+/// IO errors, or something other than a pipe at `path`.
+pub fn make_pipe(path: &Path) -> Result<(), ExportError> {
+    use std::os::unix::fs::FileTypeExt;
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_fifo() => Ok(()),
+        Ok(_) => Err(ExportError::Conflict(format!(
+            "{} exists and is not a named pipe; remove it to stream into a pipe there",
+            path.display()
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                .map_err(|e| io_at(path)(io::Error::from(e)))
+        }
+        Err(e) => Err(io_at(path)(e)),
+    }
+}
+
+/// Opens a named pipe for writing; blocks until a reader (the engine's thread) opens it.
+///
+/// # Errors
+/// IO errors.
+pub fn open_pipe(path: &Path) -> Result<File, ExportError> {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_at(path))
+}
+
+/// MP-SPDZ reads preprocessing in blocks of this many items.
+pub const READ_BLOCK: u64 = 101;
+
+/// A checkout written for MP-SPDZ (`larder checkout --format mp-spdz`).
+#[derive(Clone, Debug)]
+pub struct CheckoutPlan {
+    pub id: String,
+    pub pool: PoolSpec,
+    pub count: u64,
+    /// MP-SPDZ's `Player-Data` directory.
+    pub player_data: PathBuf,
+    /// Per-thread files (`-f` mode): thread `t` gets its own checkout `<id>.T<t>` of an even
+    /// share of `count`. `None`: one file under `id` (`-F` mode).
+    pub threads: Option<u32>,
+    /// Named pipes instead of files (needs per-thread files; one thread if `threads` is
+    /// `None`). A thread's items are checked out only once the engine opens its pipe.
+    pub pipes: bool,
+    pub montgomery: bool,
+}
+
+impl CheckoutPlan {
+    /// Checkout id, thread and item count of every file.
+    pub fn parts(&self) -> Result<Vec<(String, Option<u32>, u64)>, ExportError> {
+        let threads = match (self.threads, self.pipes) {
+            (None, false) => return Ok(vec![(self.id.clone(), None, self.count)]),
+            (None, true) => 1,
+            (Some(t), _) => t,
+        };
+        if threads == 0 || self.count < threads as u64 {
+            return Err(ExportError::Conflict(format!(
+                "{} items cannot be split over {threads} threads",
+                self.count
+            )));
+        }
+        let (each, extra) = (self.count / threads as u64, self.count % threads as u64);
+        Ok((0..threads)
+            .map(|t| {
+                let n = each + u64::from((t as u64) < extra);
+                (format!("{}.T{t}", self.id), Some(t), n)
+            })
+            .collect())
+    }
+}
+
+/// Checks out `plan` at this engine's node and writes it for MP-SPDZ: every part concurrently,
+/// each into its file (replaced once complete) or its pipe (opened first, so nothing is
+/// reserved for a thread that never reads). `on_done` hears of each part as it completes.
+///
+/// # Errors
+/// What MP-SPDZ cannot read is refused before anything is reserved; then API, stream and IO
+/// errors.
+pub async fn checkout(
+    client: &crate::client::EngineClient,
+    plan: &CheckoutPlan,
+    on_done: impl Fn(&Exported) + Sync,
+) -> Result<Vec<Exported>, ExportError> {
+    let health = client.health().await?;
+    let layout = Layout::new(plan.pool, health.parties, health.party, plan.montgomery)?;
+    let dir = prepare_dir(&plan.player_data, &layout)?;
+    let parts = plan.parts()?;
+    let one = |(id, thread, count): (String, Option<u32>, u64)| {
+        let (layout, dir, on_done) = (&layout, &dir, &on_done);
+        async move {
+            let path = dir.join(layout.file_name(thread));
+            let pipe = if plan.pipes {
+                make_pipe(&path)?;
+                let p = path.clone();
+                Some(blocking(move || open_pipe(&p)).await?)
+            } else {
+                None
+            };
+            client.checkout(&id, plan.pool, count).await?;
+            let reader = client.download_reader(&id).await?;
+            let (layout, player_data) = (layout.clone(), plan.player_data.clone());
+            let done = blocking(move || {
+                let shares = ShareReader::new(reader)?;
+                if Layout::of_stream(&shares.header, layout.montgomery)? != layout {
+                    return Err(ExportError::Conflict(format!(
+                        "checkout {id:?} holds {} at party {}, not what was asked",
+                        shares.header.pool, shares.header.party
+                    )));
+                }
+                match pipe {
+                    Some(file) => {
+                        let mut shares = shares;
+                        let mut w = io::BufWriter::with_capacity(1 << 20, file);
+                        let items =
+                            write(&mut shares, &layout, &mut w).map_err(|e| at(&path, e))?;
+                        Ok(Exported { path, items })
+                    }
+                    None => export_file(shares, &player_data, thread, layout.montgomery),
+                }
+            })
+            .await?;
+            on_done(&done);
+            Ok::<_, ExportError>(done)
+        }
+    };
+    futures_util::future::join_all(parts.into_iter().map(one))
+        .await
+        .into_iter()
+        .collect()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ExportError> + Send + 'static,
+) -> Result<T, ExportError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ExportError::Conflict(format!("export task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::math::P128;
+
+    #[test]
+    fn headers_match_the_format_documents_examples() {
+        let l = Layout::new("triple-p128".parse().unwrap(), 3, 0, true).unwrap();
+        assert_eq!(
+            hex::encode(l.header()),
+            "1c00000000000000676670001000000080000000000000000000000000\
+             1b800101000000"
+        );
+        let p63 = (1u128 << 63) + 327_681;
+        let l = Layout::new(
+            PoolSpec::new(Kind::Triple, Domain::prime(p63).unwrap()),
+            2,
+            1,
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            hex::encode(l.header()),
+            "140000000000000067667000080000008000000000050001\
+             01000000"
+        );
+        let l = Layout::new("triple-z64".parse().unwrap(), 2, 1, true).unwrap();
+        assert_eq!(
+            hex::encode(l.header()),
+            "09000000000000005a325e363440000000"
+        );
+        assert_eq!(l.dir_name(), "2-DR-64");
+        assert_eq!(l.file_name(Some(3)), "Triples-DR-P1-T3");
+        assert!(l.params_data().is_none(), "Z_2^64 has no Params-Data");
+    }
+
+    #[test]
+    fn montgomery_multiplies_by_r() {
+        let l = Layout::new("square-p128".parse().unwrap(), 2, 0, true).unwrap();
+        let mut rec = [0u8; 32];
+        rec[0] = 1; // a = 1, a^2 = 0 (not a square pair, only the element map is tested)
+        l.convert_in_place(&mut rec).unwrap();
+        let r = u128::from_le_bytes(rec[..16].try_into().unwrap());
+        assert_eq!(r, (u128::MAX % P128 + 1) % P128, "1 maps to 2^128 mod p");
+        assert_eq!(&rec[16..], &[0u8; 16], "0 stays 0");
+        let mut bad = [0xffu8; 32];
+        assert!(
+            l.convert_in_place(&mut bad).is_err(),
+            "a non-canonical element"
+        );
+    }
+
+    #[test]
+    fn what_mp_spdz_cannot_read_is_refused_with_a_reason() {
+        for pool in ["input-mask-p61-o1", "double-p128-t1", "triple-z128"] {
+            let e = Layout::new(pool.parse().unwrap(), 3, 0, true).unwrap_err();
+            assert!(matches!(e, ExportError::Unsupported { .. }), "{pool}: {e}");
+            assert!(e.to_string().contains(pool), "{e}");
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! A real consortium for integration tests: three party nodes on port 0 with TLS, the dealer
+//! over HTTPS.
+
+use larder::client::{DealerClient, EngineClient};
+use larder::consortium::verify;
+use larder::generate::Dealer;
+use larder::material::{PoolSpec, ShareReader};
+use larder::node::config::{ClusterConfig, NodeConfig};
+use larder::node::provision::{provision, Plan, Provisioned};
+use larder::node::RunningNode;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub prov: Provisioned,
+    pub cluster: ClusterConfig,
+    pub addrs: Vec<SocketAddr>,
+    pub nodes: Vec<Option<RunningNode>>,
+    pub ca: String,
+}
+
+pub const POOLS: &[&str] = &[
+    "triple-z64",
+    "triple-p128",
+    "square-p61",
+    "bit-z64",
+    "inverse-p128",
+    "input-mask-p61-o1",
+    "double-p128-t1",
+];
+
+pub fn pools() -> Vec<PoolSpec> {
+    POOLS.iter().map(|p| p.parse().unwrap()).collect()
+}
+
+pub async fn spawn_cluster(ttl: u64) -> Cluster {
+    spawn_cluster_with(ttl, &pools()).await
+}
+
+/// Three TLS nodes on port 0 keeping stock of `pools`.
+pub async fn spawn_cluster_with(ttl: u64, pools: &[PoolSpec]) -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
+    let plan = Plan {
+        name: "test".into(),
+        leader: 0,
+        addrs: addrs.clone(),
+        pools: pools.to_vec(),
+        batch_size: 5000,
+        reservation_ttl_seconds: ttl,
+        sweep_interval_ms: 200,
+    };
+    let prov = provision(dir.path(), &plan).unwrap();
+    let cluster = ClusterConfig::load(&prov.consortium).unwrap();
+    let mut nodes = Vec::new();
+    for (path, l) in prov.nodes.iter().zip(listeners) {
+        let node = NodeConfig::load(path).unwrap();
+        nodes.push(Some(
+            larder::node::start_with(&node, cluster.clone(), l)
+                .await
+                .unwrap(),
+        ));
+    }
+    let ca = std::fs::read_to_string(&prov.ca).unwrap();
+    Cluster {
+        dir,
+        prov,
+        cluster,
+        addrs,
+        nodes,
+        ca,
+    }
+}
+
+impl Cluster {
+    pub fn engine(&self, party: u8) -> EngineClient {
+        let e = &self.prov.engines[party as usize];
+        EngineClient::new(&e.url, &self.ca, e.token.clone()).unwrap()
+    }
+
+    /// An engine of party `as_party` talking to party `node`'s node.
+    pub fn engine_at(&self, as_party: u8, node: u8) -> EngineClient {
+        let e = &self.prov.engines[as_party as usize];
+        EngineClient::new(
+            &self.prov.engines[node as usize].url,
+            &self.ca,
+            e.token.clone(),
+        )
+        .unwrap()
+    }
+
+    pub async fn deal(&self, pool: &str, count: u64) {
+        let d = DealerClient::new(self.cluster.clone(), self.prov.dealer_token.clone()).unwrap();
+        // A fresh reproducible dealer per deal (batch ids come from its stream).
+        static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
+        let seed = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        d.deal(
+            Dealer::from_seed([seed; 32]),
+            pool.parse().unwrap(),
+            count,
+            |_| {},
+        )
+        .await
+        .unwrap();
+    }
+
+    pub async fn stop(&mut self, party: usize) {
+        self.nodes[party].take().unwrap().stop().await;
+    }
+
+    pub async fn restart(&mut self, party: usize) {
+        let node = NodeConfig::load(&self.prov.nodes[party]).unwrap();
+        let l = TcpListener::bind(self.addrs[party]).await.unwrap();
+        self.nodes[party] = Some(
+            larder::node::start_with(&node, self.cluster.clone(), l)
+                .await
+                .unwrap(),
+        );
+    }
+
+    /// Downloads a checkout at every party and reconstructs it; returns its items.
+    pub async fn download_and_verify(&self, id: &str) -> Vec<(String, u64)> {
+        let mut files = Vec::new();
+        let mut items = Vec::new();
+        for p in 0..3u8 {
+            let bytes = self.engine(p).download(id).await.unwrap();
+            if p == 0 {
+                let r = ShareReader::new(&bytes[..]).unwrap();
+                for range in &r.header.ranges {
+                    items.extend(
+                        (range.first..range.first + range.count)
+                            .map(|i| (range.batch.to_string(), i)),
+                    );
+                }
+            }
+            let path = self.dir.path().join(format!("{id}-{p}.shares"));
+            std::fs::write(&path, &bytes).unwrap();
+            files.push(path);
+        }
+        verify(&files).unwrap_or_else(|e| panic!("checkout {id}: {e}"));
+        items
+    }
+}

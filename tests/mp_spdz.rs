@@ -1,0 +1,442 @@
+//! MP-SPDZ export, read back by an independent reader written here from the format document
+//! (`docs/engines/mp-spdz.md`), never through the exporter's code: headers byte by byte, limbs,
+//! Montgomery form undone with big integers, and every item reconstructed across parties.
+
+mod common;
+
+use common::{consortium, deal, pool};
+use num_bigint::BigUint;
+use num_traits::{One, Zero};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// What a file should hold, in the document's words.
+#[derive(Clone, Copy, Debug)]
+enum Field {
+    Prime { p: u128, montgomery: bool },
+    Z64,
+}
+
+impl Field {
+    fn modulus(self) -> BigUint {
+        match self {
+            Field::Prime { p, .. } => BigUint::from(p),
+            Field::Z64 => BigUint::one() << 64,
+        }
+    }
+    fn bits(self) -> u64 {
+        match self {
+            Field::Prime { p, .. } => BigUint::from(p).bits(),
+            Field::Z64 => 64,
+        }
+    }
+    /// `<n>-<Dp|DR>-<bits>`.
+    fn dir(self, parties: u8) -> String {
+        let short = match self {
+            Field::Prime { .. } => "Dp",
+            Field::Z64 => "DR",
+        };
+        format!("{parties}-{short}-{}", self.bits())
+    }
+    fn short(self) -> &'static str {
+        match self {
+            Field::Prime { .. } => "Dp",
+            Field::Z64 => "DR",
+        }
+    }
+    /// The header as the document spells it: u64 LE length, then `gfp`, sign byte 0, u32 LE
+    /// byte length of p, p big-endian, i32 LE Montgomery flag; or `Z2^64` and i32 LE 64.
+    fn documented_header(self) -> Vec<u8> {
+        let mut body = Vec::new();
+        match self {
+            Field::Prime { p, montgomery } => {
+                let be = BigUint::from(p).to_bytes_be();
+                body.extend_from_slice(b"gfp");
+                body.push(0);
+                body.extend_from_slice(&(be.len() as u32).to_le_bytes());
+                body.extend_from_slice(&be);
+                body.extend_from_slice(&(montgomery as i32).to_le_bytes());
+            }
+            Field::Z64 => {
+                body.extend_from_slice(b"Z2^64");
+                body.extend_from_slice(&64i32.to_le_bytes());
+            }
+        }
+        let mut h = (body.len() as u64).to_le_bytes().to_vec();
+        h.extend(body);
+        h
+    }
+}
+
+/// Parses one exported file: checks the header byte for byte and returns every element as a
+/// canonical integer.
+fn read_file(bytes: &[u8], field: Field) -> Vec<BigUint> {
+    let header = field.documented_header();
+    assert!(bytes.len() >= header.len(), "file shorter than its header");
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    assert_eq!(len + 8, header.len(), "header length");
+    assert_eq!(&bytes[..header.len()], &header[..], "header bytes");
+    let limbs = field.bits().div_ceil(64) as usize;
+    let body = &bytes[header.len()..];
+    assert_eq!(body.len() % (limbs * 8), 0, "whole elements");
+    let m = field.modulus();
+    body.chunks(limbs * 8)
+        .map(|e| {
+            // Little-endian 64-bit limbs, least significant first: little-endian bytes overall.
+            let v = BigUint::from_bytes_le(e);
+            match field {
+                Field::Prime { montgomery, .. } => {
+                    assert!(v < m, "element not fully reduced");
+                    if montgomery {
+                        let r = BigUint::one() << (64 * limbs);
+                        let r_inv = r.modpow(&(&m - 2u32), &m);
+                        v * r_inv % &m
+                    } else {
+                        v
+                    }
+                }
+                Field::Z64 => v,
+            }
+        })
+        .collect()
+}
+
+/// Sums each element across parties.
+fn open(shares: &[Vec<BigUint>], m: &BigUint) -> Vec<BigUint> {
+    let mut sum = vec![BigUint::zero(); shares[0].len()];
+    for s in shares {
+        assert_eq!(
+            s.len(),
+            sum.len(),
+            "parties hold the same number of elements"
+        );
+        for (acc, x) in sum.iter_mut().zip(s) {
+            *acc = (&*acc + x) % m;
+        }
+    }
+    sum
+}
+
+/// Checks every opened item against its kind's relation; returns the number of items.
+fn check_relation(kind: &str, opened: &[BigUint], m: &BigUint) -> usize {
+    let rec = match kind {
+        "triple" => 3,
+        "square" | "inverse" => 2,
+        "bit" => 1,
+        _ => unreachable!(),
+    };
+    assert_eq!(opened.len() % rec, 0);
+    let items: Vec<&[BigUint]> = opened.chunks(rec).collect();
+    for (i, it) in items.iter().enumerate() {
+        match kind {
+            "triple" => assert_eq!(&it[0] * &it[1] % m, it[2], "item {i}: c = ab"),
+            "square" => assert_eq!(&it[0] * &it[0] % m, it[1], "item {i}: s = a^2"),
+            "inverse" => assert!((&it[0] * &it[1] % m).is_one(), "item {i}: a * 1/a = 1"),
+            "bit" => assert!(it[0] <= BigUint::one(), "item {i}: a bit"),
+            _ => unreachable!(),
+        }
+    }
+    // Not a constant: the first elements of the items take many values.
+    let distinct: std::collections::HashSet<_> = items.iter().map(|it| &it[0]).collect();
+    let want = if kind == "bit" { 2 } else { items.len() / 2 };
+    assert!(distinct.len() >= want, "{kind}: too few distinct values");
+    items.len()
+}
+
+fn larder() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_larder"));
+    c.env("RUST_BACKTRACE", "0");
+    c
+}
+
+fn run_ok(c: &mut Command) -> String {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{c:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Deals and takes `items` of `pool_id` at every party, exports each party's stream with the
+/// `larder export` command, and reads the files back independently.
+fn export_round_trip(parties: u8, pool_id: &str, field: Field, items: u64) {
+    let spec = pool(pool_id);
+    let dir = tempfile::tempdir().unwrap();
+    let c = consortium(dir.path(), parties, 1000, &[spec]);
+    deal(&c, spec, items + 500, 3);
+    c.take(spec, 400, "warm-up", &dir.path().join("w")).unwrap();
+    let streams = c.take(spec, items, "job", &dir.path().join("out")).unwrap();
+    let player_data = dir.path().join("Player-Data");
+    let montgomery = matches!(
+        field,
+        Field::Prime {
+            montgomery: true,
+            ..
+        }
+    );
+    let mut shares = Vec::new();
+    for (p, stream) in streams.iter().enumerate() {
+        let mut cmd = larder();
+        cmd.arg("export")
+            .arg("--input")
+            .arg(stream)
+            .arg("--out")
+            .arg(&player_data);
+        if !montgomery {
+            cmd.arg("--canonical");
+        }
+        run_ok(&mut cmd);
+        let type_name = match spec.kind.name() {
+            "triple" => "Triples",
+            "square" => "Squares",
+            "bit" => "Bits",
+            "inverse" => "Inverses",
+            k => panic!("{k}"),
+        };
+        let path = player_data
+            .join(field.dir(parties))
+            .join(format!("{type_name}-{}-P{p}", field.short()));
+        shares.push(read_file(&std::fs::read(&path).unwrap(), field));
+    }
+    if let Field::Prime { p, montgomery } = field {
+        let params =
+            std::fs::read_to_string(player_data.join(field.dir(parties)).join("Params-Data"))
+                .unwrap();
+        assert_eq!(params, format!("{p}\n{}\n", montgomery as u8));
+    }
+    let m = field.modulus();
+    let opened = open(&shares, &m);
+    assert_eq!(
+        check_relation(spec.kind.name(), &opened, &m),
+        items as usize,
+        "{pool_id}"
+    );
+}
+
+const P128: u128 = (1 << 127) + 1_802_241;
+const P63: u128 = (1 << 63) + 327_681;
+const P61: u128 = (1 << 61) - 1;
+
+fn prime(p: u128, montgomery: bool) -> Field {
+    Field::Prime { p, montgomery }
+}
+
+macro_rules! exports {
+    ($($name:ident => ($parties:expr, $pool:expr, $field:expr)),* $(,)?) => {$(
+        #[test]
+        fn $name() { export_round_trip($parties, $pool, $field, 1212); }
+    )*};
+}
+
+exports! {
+    triples_p128_montgomery_3_parties => (3, "triple-p128", prime(P128, true)),
+    triples_p128_canonical_2_parties => (2, "triple-p128", prime(P128, false)),
+    triples_64_bit_prime_montgomery_2_parties => (2, "triple-fp:9223372036855103489", prime(P63, true)),
+    triples_64_bit_prime_canonical_3_parties => (3, "triple-fp:9223372036855103489", prime(P63, false)),
+    triples_p61_montgomery_3_parties => (3, "triple-p61", prime(P61, true)),
+    triples_z64_2_parties => (2, "triple-z64", Field::Z64),
+    triples_z64_3_parties => (3, "triple-z64", Field::Z64),
+    squares_p128_montgomery => (3, "square-p128", prime(P128, true)),
+    squares_z64 => (2, "square-z64", Field::Z64),
+    bits_p61_canonical => (3, "bit-p61", prime(P61, false)),
+    bits_z64 => (3, "bit-z64", Field::Z64),
+    inverses_p128_montgomery => (2, "inverse-p128", prime(P128, true)),
+    inverses_64_bit_prime_montgomery => (3, "inverse-fp:9223372036855103489", prime(P63, true)),
+}
+
+#[test]
+fn the_64_bit_prime_of_the_format_document_is_the_one_tested() {
+    assert_eq!(P63, 9_223_372_036_855_103_489);
+}
+
+/// Opens a named pipe for reading once a writer has created it, and reads it to the end.
+fn read_pipe_when_ready(path: PathBuf) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        use std::os::unix::fs::FileTypeExt;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Ok(m) = std::fs::metadata(&path) {
+                assert!(m.file_type().is_fifo(), "{} is not a pipe", path.display());
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no pipe at {}",
+                path.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::fs::read(&path).unwrap()
+    })
+}
+
+#[test]
+fn a_pipe_delivers_the_same_bytes_as_a_file() {
+    let spec = pool("triple-p128");
+    let dir = tempfile::tempdir().unwrap();
+    let c = consortium(dir.path(), 2, 1000, &[spec]);
+    deal(&c, spec, 3000, 5);
+    let streams = c.take(spec, 2525, "job", &dir.path().join("out")).unwrap();
+    let (files, pipes) = (dir.path().join("files"), dir.path().join("pipes"));
+    run_ok(
+        larder()
+            .args(["export", "--thread", "0", "--input"])
+            .arg(&streams[1])
+            .arg("--out")
+            .arg(&files),
+    );
+    let pipe_path = pipes.join("2-Dp-128").join("Triples-Dp-P1-T0");
+    let reader = read_pipe_when_ready(pipe_path.clone());
+    run_ok(
+        larder()
+            .args(["export", "--thread", "0", "--pipe", "--input"])
+            .arg(&streams[1])
+            .arg("--out")
+            .arg(&pipes),
+    );
+    let piped = reader.join().unwrap();
+    let filed = std::fs::read(files.join("2-Dp-128").join("Triples-Dp-P1-T0")).unwrap();
+    assert_eq!(piped.len(), filed.len());
+    assert!(piped == filed, "pipe and file differ");
+    assert_eq!(
+        read_file(&piped, prime(P128, true)).len(),
+        2525 * 3,
+        "every element of every item"
+    );
+}
+
+#[test]
+fn what_mp_spdz_cannot_read_is_refused_and_nothing_is_written() {
+    for pool_id in ["input-mask-p61-o1", "double-p128-t1", "triple-z128"] {
+        let spec = pool(pool_id);
+        let dir = tempfile::tempdir().unwrap();
+        let c = consortium(dir.path(), 3, 1000, &[spec]);
+        deal(&c, spec, 500, 1);
+        let streams = c.take(spec, 200, "job", &dir.path().join("out")).unwrap();
+        let pd = dir.path().join("Player-Data");
+        let out = larder()
+            .arg("export")
+            .arg("--input")
+            .arg(&streams[0])
+            .arg("--out")
+            .arg(&pd)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{pool_id} was exported");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("MP-SPDZ cannot read") && err.contains(pool_id),
+            "{pool_id}: {err}"
+        );
+        assert!(!pd.exists(), "{pool_id}: nothing is written");
+    }
+}
+
+#[test]
+fn a_corrupt_stream_leaves_no_file_behind() {
+    let spec = pool("triple-z64");
+    let dir = tempfile::tempdir().unwrap();
+    let c = consortium(dir.path(), 2, 1000, &[spec]);
+    deal(&c, spec, 3000, 2);
+    let streams = c.take(spec, 2000, "job", &dir.path().join("out")).unwrap();
+    let mut bytes = std::fs::read(&streams[0]).unwrap();
+    let n = bytes.len();
+    bytes[n - 100] ^= 1; // a record byte: only the trailer's checksum can tell
+    std::fs::write(&streams[0], &bytes).unwrap();
+    let pd = dir.path().join("Player-Data");
+    let out = larder()
+        .arg("export")
+        .arg("--input")
+        .arg(&streams[0])
+        .arg("--out")
+        .arg(&pd)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("checksum"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left: Vec<_> = std::fs::read_dir(pd.join("2-DR-64")).unwrap().collect();
+    assert!(left.is_empty(), "no file, complete or temporary: {left:?}");
+}
+
+/// Engines of all three parties check out over the network into per-thread named pipes, the
+/// way MP-SPDZ's `-f` mode reads them; the test reads the pipes and reconstructs.
+#[test]
+fn checkouts_stream_into_per_thread_pipes_and_reconstruct() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pools = vec![pool("triple-p128")];
+    let c = rt.block_on(common::net::spawn_cluster_with(600, &pools));
+    rt.block_on(c.deal("triple-p128", 6000));
+    let pd = c.dir.path().join("Player-Data");
+    let field = prime(P128, true);
+    let mut engines = Vec::new();
+    let mut readers = Vec::new();
+    for p in 0..3u8 {
+        let e = &c.prov.engines[p as usize];
+        engines.push(
+            larder()
+                .args([
+                    "checkout",
+                    "--format",
+                    "mp-spdz",
+                    "--engine-threads",
+                    "2",
+                    "--pipes",
+                ])
+                .args([
+                    "--pool",
+                    "triple-p128",
+                    "--count",
+                    "4040",
+                    "--id",
+                    "mpc-run",
+                ])
+                .arg("--url")
+                .arg(&e.url)
+                .arg("--ca")
+                .arg(&c.prov.ca)
+                .arg("--token-file")
+                .arg(&e.token_file)
+                .arg("--out")
+                .arg(&pd)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        for t in 0..2 {
+            readers.push(read_pipe_when_ready(
+                pd.join(field.dir(3)).join(format!("Triples-Dp-P{p}-T{t}")),
+            ));
+        }
+    }
+    let bytes: Vec<_> = readers.into_iter().map(|r| r.join()).collect();
+    for e in engines {
+        let out = e.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let bytes: Vec<Vec<u8>> = bytes.into_iter().map(|b| b.unwrap()).collect();
+    let m = field.modulus();
+    let mut total = 0;
+    for t in 0..2 {
+        let shares: Vec<Vec<BigUint>> = (0..3)
+            .map(|p| read_file(&bytes[p * 2 + t], field))
+            .collect();
+        total += check_relation("triple", &open(&shares, &m), &m);
+    }
+    assert_eq!(total, 4040, "both threads' items");
+    rt.block_on(async move { drop(c) });
+}
