@@ -1,0 +1,223 @@
+"""The Python client against a real local consortium (three TLS nodes and a dealer).
+
+Run by Larder's test suite (`cargo test --release`, test `python_client`), which starts the
+consortium, fills the pools and passes its description in ``LARDER_TEST_CONSORTIUM`` (a JSON
+file: ``ca``, and per party ``url`` and ``token_file``). Without it these tests fail: they
+are never skipped.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import unittest
+import uuid
+from typing import Any, Dict, List
+
+import numpy as np
+
+from larder_client import (
+    Client,
+    FormatError,
+    LarderConnectionError,
+    LarderError,
+    read_shares,
+    reconstruct,
+)
+
+
+def consortium() -> Dict[str, Any]:
+    path = os.environ.get("LARDER_TEST_CONSORTIUM")
+    if not path:
+        raise RuntimeError(
+            "LARDER_TEST_CONSORTIUM is not set: run these tests through `cargo test --release "
+            "--test python_client`, which starts a consortium for them"
+        )
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def clients() -> List[Client]:
+    c = consortium()
+    return [Client(p["url"], ca_file=c["ca"], token_file=p["token_file"]) for p in c["parties"]]
+
+
+def fresh(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+class CheckoutAcrossParties(unittest.TestCase):
+    def setUp(self) -> None:
+        self.nodes = clients()
+
+    def take(self, pool: str, count: int):
+        cid = fresh(pool)
+        views = [n.checkout(cid, pool, count) for n in reversed(self.nodes)]
+        for v in views:
+            self.assertEqual(v.ranges, views[0].ranges, "every party sees the same items")
+            self.assertEqual(v.count, count)
+        return cid, [n.download(cid) for n in self.nodes]
+
+    def test_z64_triples_reconstruct(self) -> None:
+        cid, shares = self.take("triple-z64", 5000)
+        for p, s in enumerate(shares):
+            self.assertEqual(s.header.party, p)
+            self.assertEqual(s.header.checkout, cid)
+            self.assertEqual(s.header.items, 5000)
+            self.assertEqual(s.values.dtype, np.uint64)
+            self.assertEqual(s.values.shape, (5000, 3))
+        opened = reconstruct(shares)
+        a, b, c = opened[:, 0], opened[:, 1], opened[:, 2]
+        np.testing.assert_array_equal(a * b, c)  # uint64 arithmetic wraps modulo 2^64
+        self.assertGreater(len(np.unique(a)), 4900, "a is random")
+        # Any one party's shares alone do not satisfy the relation.
+        s0 = shares[0]
+        self.assertFalse(np.array_equal(s0.column("a") * s0.column("b"), s0.column("c")))
+
+    def test_p128_triples_reconstruct_with_python_integers(self) -> None:
+        _, shares = self.take("triple-p128", 1500)
+        p = shares[0].header.modulus
+        self.assertEqual(p, 2**127 + 1802241)
+        opened = reconstruct(shares)
+        for a, b, c in opened:
+            self.assertEqual(a * b % p, c)
+            self.assertLess(max(a, b, c), p)
+
+    def test_input_mask_owner_knows_the_mask(self) -> None:
+        _, shares = self.take("input-mask-p61-o1", 800)
+        owner = shares[1]
+        self.assertEqual(owner.header.columns, ("r", "r_clear"))
+        self.assertEqual(shares[0].header.columns, ("r",))
+        opened = reconstruct(shares)
+        self.assertEqual(list(opened[:, 0]), [int(x) for x in owner.column("r_clear")])
+
+    def test_bits_are_bits(self) -> None:
+        _, shares = self.take("bit-z64", 2000)
+        bits = reconstruct(shares)[:, 0]
+        self.assertTrue(set(np.unique(bits)) <= {0, 1})
+        self.assertTrue(300 < int(bits.sum()) < 1700, "bits are not constant")
+
+    def test_a_second_download_is_refused(self) -> None:
+        cid, _ = self.take("triple-z64", 10)
+        with self.assertRaises(LarderError) as e:
+            self.nodes[0].download(cid)
+        self.assertEqual((e.exception.status, e.exception.code), (410, "already-consumed"))
+
+    def test_reusing_an_id_for_another_request_is_a_conflict(self) -> None:
+        cid = fresh("conflict")
+        self.nodes[0].checkout(cid, "triple-z64", 10)
+        with self.assertRaises(LarderError) as e:
+            self.nodes[1].checkout(cid, "triple-z64", 11)
+        self.assertEqual((e.exception.status, e.exception.code), (409, "checkout-conflict"))
+
+    def test_underrun_says_how_many_are_available(self) -> None:
+        with self.assertRaises(LarderError) as e:
+            self.nodes[0].checkout(fresh("big"), "triple-z64", 10**9)
+        err = e.exception
+        self.assertEqual((err.status, err.code), (503, "underrun"))
+        self.assertIsInstance(err.available, int)
+        self.assertLess(err.available, 10**9)
+        self.assertIsNotNone(err.retry_after)
+
+    def test_unknown_pool_and_bad_count_are_clear_errors(self) -> None:
+        with self.assertRaises(LarderError) as e:
+            self.nodes[0].checkout(fresh("x"), "triple-z32", 10)
+        self.assertEqual(e.exception.status // 100, 4)
+        self.assertIn("z32", e.exception.detail)
+        with self.assertRaises(LarderError) as e:
+            self.nodes[0].checkout(fresh("x"), "triple-z64", 0)
+        self.assertEqual(e.exception.status, 400)
+
+    def test_wrong_credentials_are_refused(self) -> None:
+        c = consortium()
+        p0 = c["parties"][0]
+        wrong = Client(p0["url"], ca_file=c["ca"], token="not-a-token")
+        with self.assertRaises(LarderError) as e:
+            wrong.checkout(fresh("x"), "triple-z64", 1)
+        self.assertEqual((e.exception.status, e.exception.code), (401, "unauthenticated"))
+        # Party 1's engine at party 0's node.
+        other = Client(p0["url"], ca_file=c["ca"], token_file=c["parties"][1]["token_file"])
+        with self.assertRaises(LarderError) as e:
+            other.checkout(fresh("x"), "triple-z64", 1)
+        self.assertEqual(e.exception.status, 403)
+
+    def test_the_token_never_shows(self) -> None:
+        c = consortium()
+        with open(c["parties"][0]["token_file"], encoding="utf-8") as f:
+            token = f.read().strip()
+        node = self.nodes[0]
+        self.assertNotIn(token, repr(node))
+        with self.assertRaises(LarderError) as e:
+            node.download(fresh("missing"))
+        self.assertNotIn(token, str(e.exception))
+        self.assertEqual(e.exception.status, 404)
+        cid, shares = self.take("triple-z64", 5)
+        self.assertNotIn(str(int(shares[0].values[0, 0])), repr(shares[0]), "no share values")
+
+    def test_an_unreachable_node_is_a_connection_error(self) -> None:
+        c = consortium()
+        dead = Client("https://127.0.0.1:1", ca_file=c["ca"], token="t", timeout=5)
+        with self.assertRaises(LarderConnectionError):
+            dead.health()
+
+    def test_health_names_the_party(self) -> None:
+        for p, n in enumerate(self.nodes):
+            h = n.health()
+            self.assertEqual((h["party"], h["parties"]), (p, 3))
+
+
+class StreamsOnDisk(unittest.TestCase):
+    """download_to streams to a file; read_shares refuses damaged streams."""
+
+    def setUp(self) -> None:
+        self.nodes = clients()
+        self.dir = tempfile.TemporaryDirectory()
+
+    def tearDown(self) -> None:
+        self.dir.cleanup()
+
+    def download_all(self, pool: str, count: int) -> List[str]:
+        cid = fresh("disk")
+        for n in self.nodes:
+            n.checkout(cid, pool, count)
+        paths = []
+        for p, n in enumerate(self.nodes):
+            path = os.path.join(self.dir.name, f"p{p}.shares")
+            header = n.download_to(cid, path)
+            self.assertEqual(header.items, count)
+            paths.append(path)
+        return paths
+
+    def test_files_reconstruct(self) -> None:
+        paths = self.download_all("square-p61", 3000)
+        shares = []
+        for path in paths:
+            with open(path, "rb") as f:
+                shares.append(read_shares(f))
+        opened = reconstruct(shares)
+        p = shares[0].header.modulus
+        self.assertEqual(p, 2**61 - 1)
+        a = opened[:, 0].astype(object)
+        self.assertEqual(list(a * a % p), list(opened[:, 1]))
+
+    def test_damaged_streams_are_refused(self) -> None:
+        path = self.download_all("triple-z64", 2000)[0]
+        with open(path, "rb") as f:
+            data = f.read()
+        for name, bad in [
+            ("truncated", data[:-10]),
+            ("trailing byte", data + b"\0"),
+            ("flipped record byte", data[:-50] + bytes([data[-50] ^ 1]) + data[-49:]),
+            ("flipped header byte", data[:40] + bytes([data[40] ^ 1]) + data[41:]),
+            ("foreign", b"PK\x03\x04" + data[4:]),
+            ("empty", b""),
+        ]:
+            with self.subTest(name):
+                with self.assertRaises(FormatError):
+                    read_shares(io.BytesIO(bad))
+
+
+if __name__ == "__main__":
+    unittest.main()
