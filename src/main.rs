@@ -538,9 +538,17 @@ async fn checkout(
         view.pool,
         view.ranges.len()
     );
-    let mut file = std::io::BufWriter::new(
-        std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?,
-    );
+    let mut file = std::io::BufWriter::new({
+        use std::os::unix::fs::OpenOptionsExt;
+        // Shares are secret: readable by their owner only.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(out)
+            .with_context(|| format!("creating {}", out.display()))?
+    });
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
             "downloading [{bar:30}] {binary_bytes} ({binary_bytes_per_sec})",

@@ -198,6 +198,9 @@ fn export_round_trip(parties: u8, pool_id: &str, field: Field, items: u64) {
         let path = player_data
             .join(field.dir(parties))
             .join(format!("{type_name}-{}-P{p}", field.short()));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "shares are readable by their owner only");
         shares.push(read_file(&std::fs::read(&path).unwrap(), field));
     }
     if let Field::Prime { p, montgomery } = field {

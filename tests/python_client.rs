@@ -94,6 +94,6 @@ fn the_python_client_checks_out_and_reconstructs_across_three_parties() {
         .lines()
         .find_map(|l| l.strip_prefix("Ran ")?.split(' ').next()?.parse().ok())
         .expect("unittest reports how many tests ran");
-    assert!(ran >= 14, "only {ran} Python tests ran:\n{report}");
+    assert!(ran >= 15, "only {ran} Python tests ran:\n{report}");
     rt.block_on(async move { drop(c) });
 }

@@ -26,6 +26,7 @@ use crate::math::{Domain, Ring};
 use crate::with_ring;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Why material could not be written for MP-SPDZ.
@@ -322,7 +323,12 @@ fn write_replacing(
         rand::random::<u64>()
     ));
     let result = (|| {
-        let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        // Shares are secret: readable by their owner only.
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         let mut w = io::BufWriter::with_capacity(1 << 20, file);
         fill(&mut w)?;
         let file = w.into_inner().map_err(|e| e.into_error())?;

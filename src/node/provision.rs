@@ -61,7 +61,7 @@ fn write_secret(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Creates the consortium under `dir`: `consortium.toml`, `ca.pem`, `dealer.token`,
-/// `engines/<name>.token`, and `party-<i>/{node.toml,cert.pem,key.pem}` (stores go in
+/// `engines/<name>.token` and `engines/<name>.url` (its node), and `party-<i>/{node.toml,cert.pem,key.pem}` (stores go in
 /// `party-<i>/store`). One engine per party, granted every pool.
 ///
 /// # Errors
@@ -111,6 +111,11 @@ pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
         let token = Token::generate("le");
         let token_file = dir.join("engines").join(format!("{name}.token"));
         write_secret(&token_file, token.expose())?;
+        // The node's URL beside the token, so scripts need not parse the demo's output.
+        std::fs::write(
+            dir.join("engines").join(format!("{name}.url")),
+            format!("{url}\n"),
+        )?;
         engine_entries.push(EngineEntry {
             name: name.clone(),
             party,
