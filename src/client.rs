@@ -313,7 +313,7 @@ impl DealerClient {
                     let url = self.url(p as u8, &format!("/v1/internal/batches/{batch}"));
                     async move {
                         let body = share.bytes.to_vec();
-                        check(
+                        let r = check(
                             &url,
                             self.http
                                 .put(&url)
@@ -323,7 +323,11 @@ impl DealerClient {
                                 .send()
                                 .await,
                         )
-                        .await
+                        .await;
+                        if r.is_ok() {
+                            crate::failpoint::hit("dealer.staged");
+                        }
+                        r
                     }
                 }))
                 .await;
@@ -331,6 +335,7 @@ impl DealerClient {
             let commit = if failed {
                 None
             } else {
+                crate::failpoint::hit("dealer.before-commit");
                 let url = self.url(
                     self.cluster.leader,
                     &format!("/v1/internal/batches/{batch}/commit"),

@@ -30,6 +30,7 @@ pub mod bench;
 pub mod client;
 pub mod consortium;
 pub mod demo;
+pub mod failpoint;
 pub mod generate;
 pub mod interop;
 pub mod material;

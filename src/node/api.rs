@@ -296,6 +296,7 @@ impl Write for ChannelWriter {
             self.tx
                 .blocking_send(Ok(piece))
                 .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))?;
+            crate::failpoint::hit("download.streaming");
         }
         Ok(())
     }
@@ -331,6 +332,7 @@ async fn download(
         store.consume(&id, &name)
     })
     .await?;
+    crate::failpoint::hit("download.consumed");
     let header = ShareHeader {
         pool: res.pool,
         parties: st.cluster.parties(),
@@ -383,6 +385,7 @@ async fn stage(
     }
     let store = st.store.clone();
     blocking(move || store.stage(&bytes)).await?;
+    crate::failpoint::hit("stage.durable");
     Ok((
         StatusCode::CREATED,
         Json(BatchStateView {
@@ -459,6 +462,7 @@ async fn activate(
     let id = batch_id(&batch)?;
     let store = st.store.clone();
     blocking(move || store.activate(&id)).await?;
+    crate::failpoint::hit("activate.durable");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -475,6 +479,7 @@ async fn apply(
     }
     let store = st.store.clone();
     blocking(move || store.apply(&res)).await?;
+    crate::failpoint::hit("apply.durable");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -501,6 +506,7 @@ async fn confirm(
     require_node(&st.authenticate(&headers)?, Some(st.cluster.leader))?;
     let store = st.store.clone();
     blocking(move || store.confirm(&id)).await?;
+    crate::failpoint::hit("confirm.durable");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -511,9 +517,9 @@ async fn expire(
 ) -> Result<Json<ExpireOutcome>, ApiError> {
     require_node(&st.authenticate(&headers)?, Some(st.cluster.leader))?;
     let store = st.store.clone();
-    Ok(Json(
-        blocking(move || Ok(cluster::expire_locally(&store, &id))).await??,
-    ))
+    let outcome = blocking(move || Ok(cluster::expire_locally(&store, &id))).await??;
+    crate::failpoint::hit("expire.follower");
+    Ok(Json(outcome))
 }
 
 async fn burn(
@@ -528,5 +534,6 @@ async fn burn(
         Err(e) => Err(e),
     })
     .await?;
+    crate::failpoint::hit("expire.follower");
     Ok(StatusCode::NO_CONTENT)
 }

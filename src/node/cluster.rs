@@ -83,6 +83,7 @@ pub async fn checkout_at_leader(
     if res.state != ReservationState::Reserved || res.confirmed {
         return Ok(res);
     }
+    crate::failpoint::hit("checkout.allocated");
     let path = format!("/v1/internal/reservations/{}", urlencode(&res.checkout));
     let results = join_all(followers(st).map(|p| {
         let path = path.clone();
@@ -93,9 +94,11 @@ pub async fn checkout_at_leader(
     for r in results {
         r?;
     }
+    crate::failpoint::hit("checkout.replicated");
     let store = st.store.clone();
     let id = res.checkout.clone();
     let res = blocking(move || store.confirm(&id)).await?;
+    crate::failpoint::hit("checkout.confirmed");
     // Followers learn it now, or from the leader when their engine downloads.
     for p in followers(st) {
         let st = st.clone();
@@ -188,8 +191,10 @@ pub async fn commit_batch(st: &Arc<NodeState>, id: BatchId) -> Result<(), ApiErr
             Err(e) => return Err(e),
         }
     }
+    crate::failpoint::hit("commit.checked");
     let store = st.store.clone();
     blocking(move || store.activate(&id)).await?;
+    crate::failpoint::hit("commit.activated");
     let activate = format!("{path}/activate");
     join_all(followers(st).map(|p| {
         let activate = activate.clone();
@@ -260,6 +265,7 @@ async fn expire_one(st: &Arc<NodeState>, res: &Reservation) -> Result<(), ApiErr
             Some(ReservationState::Consumed | ReservationState::Burned)
         );
     }
+    crate::failpoint::hit("expire.decided");
     if !downloaded {
         let expire = format!("{base}/expire");
         let outcomes = join_all(followers(st).map(|p| {
@@ -277,6 +283,7 @@ async fn expire_one(st: &Arc<NodeState>, res: &Reservation) -> Result<(), ApiErr
             call::<serde_json::Value>(st, p, Method::POST, &burn, None::<&()>).await?;
         }
     }
+    crate::failpoint::hit("expire.settling");
     let store = st.store.clone();
     let id = res.checkout.clone();
     blocking(move || {

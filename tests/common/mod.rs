@@ -31,3 +31,4 @@ pub fn pool(id: &str) -> PoolSpec {
     id.parse().unwrap()
 }
 pub mod net;
+pub mod procs;

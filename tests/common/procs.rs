@@ -1,0 +1,201 @@
+//! A consortium of real processes: three `larder serve` nodes on free loopback ports and
+//! `larder dealer` runs, each logging to a file in the consortium's directory.
+
+use larder::client::EngineClient;
+use larder::material::BatchId;
+use larder::node::provision::{provision, Plan, Provisioned};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const POOL: &str = "triple-z64";
+pub const LEADER: u8 = 0;
+
+/// A process of the consortium.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Target {
+    Node(u8),
+    Dealer,
+}
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub prov: Provisioned,
+    pub nodes: Vec<Option<Child>>,
+    pub dealer: Option<Child>,
+    pub ca: String,
+    pub http: reqwest::Client,
+    pub dealer_token: String,
+    pub log_filter: String,
+}
+
+impl Harness {
+    /// Three `larder serve` processes on free loopback ports; `log_filter` is their RUST_LOG.
+    pub fn new(log_filter: &str) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let addrs = (0..3)
+            .map(|_| {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+            })
+            .collect();
+        let plan = Plan {
+            name: "crash".into(),
+            leader: LEADER,
+            addrs,
+            pools: vec![POOL.parse().unwrap()],
+            batch_size: 2000,
+            reservation_ttl_seconds: 2,
+            sweep_interval_ms: 200,
+        };
+        let prov = provision(dir.path(), &plan).unwrap();
+        let ca = std::fs::read_to_string(&prov.ca).unwrap();
+        let http = larder::tls::client(&ca, Duration::from_secs(10)).unwrap();
+        let dealer_token = prov.dealer_token.expose().to_string();
+        let mut h = Harness {
+            dir,
+            prov,
+            nodes: vec![None, None, None],
+            dealer: None,
+            ca,
+            http,
+            dealer_token,
+            log_filter: log_filter.to_string(),
+        };
+        for p in 0..3 {
+            h.start_node(p, None);
+        }
+        h
+    }
+
+    pub fn log(&self, name: &str) -> Stdio {
+        Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join(format!("{name}.log")))
+                .unwrap(),
+        )
+    }
+
+    pub fn start_node(&mut self, p: u8, crash_at: Option<&str>) {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_larder"));
+        c.args(["serve", "--node"])
+            .arg(&self.prov.nodes[p as usize])
+            .env("RUST_LOG", &self.log_filter)
+            .env("RUST_BACKTRACE", "0")
+            .stdout(Stdio::null())
+            .stderr(self.log(&format!("node-{p}")));
+        if let Some(at) = crash_at {
+            c.env("LARDER_CRASH_AT", at);
+        }
+        self.nodes[p as usize] = Some(c.spawn().unwrap());
+    }
+
+    pub fn start_dealer(&mut self, count: u64, crash_at: Option<&str>) {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_larder"));
+        c.args(["dealer", "--consortium"])
+            .arg(&self.prov.consortium)
+            .arg("--token-file")
+            .arg(&self.prov.dealer_token_file)
+            .args(["--pool", POOL, "--count", &count.to_string()])
+            .env("RUST_LOG", &self.log_filter)
+            .env("RUST_BACKTRACE", "0")
+            .stdout(Stdio::null())
+            .stderr(self.log("dealer"));
+        if let Some(at) = crash_at {
+            c.env("LARDER_CRASH_AT", at);
+        }
+        self.dealer = Some(c.spawn().unwrap());
+    }
+
+    pub fn child(&mut self, t: Target) -> &mut Option<Child> {
+        match t {
+            Target::Node(p) => &mut self.nodes[p as usize],
+            Target::Dealer => &mut self.dealer,
+        }
+    }
+
+    /// How `t` ended, if it has (reaped if so).
+    pub fn ended(&mut self, t: Target) -> Option<std::process::ExitStatus> {
+        let status = self.child(t).as_mut()?.try_wait().unwrap()?;
+        *self.child(t) = None;
+        Some(status)
+    }
+
+    /// Kills `t` with SIGKILL; whether it was still running.
+    pub fn sigkill(&mut self, t: Target) -> bool {
+        match self.child(t).take() {
+            Some(mut c) => {
+                let running = c.try_wait().unwrap().is_none();
+                let _ = c.kill();
+                let _ = c.wait();
+                running
+            }
+            None => false,
+        }
+    }
+
+    /// Fails the test if a node died of anything but the harness's SIGKILL.
+    pub fn assert_nodes_alive(&mut self, except: Option<Target>) {
+        for p in 0..3u8 {
+            if Some(Target::Node(p)) == except {
+                continue;
+            }
+            if let Some(status) = self.ended(Target::Node(p)) {
+                let log = std::fs::read_to_string(self.dir.path().join(format!("node-{p}.log")))
+                    .unwrap_or_default();
+                let tail: String = log.lines().rev().take(30).collect::<Vec<_>>().join("\n");
+                panic!("node {p} died on its own ({status}); its log, newest first:\n{tail}");
+            }
+        }
+    }
+
+    pub fn engines(&self) -> Vec<EngineClient> {
+        self.prov
+            .engines
+            .iter()
+            .map(|e| EngineClient::new(&e.url, &self.ca, e.token.clone()).unwrap())
+            .collect()
+    }
+
+    pub async fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for e in self.engines() {
+            while e.health().await.is_err() {
+                assert!(Instant::now() < deadline, "a node did not come back");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    /// A batch's state at a party, as the node reports it to the dealer.
+    pub async fn batch_state(&self, p: u8, batch: BatchId) -> String {
+        let url = format!(
+            "{}/v1/internal/batches/{batch}",
+            self.prov.engines[p as usize].url
+        );
+        let r = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.dealer_token)
+            .send()
+            .await
+            .unwrap();
+        let v: serde_json::Value = r.json().await.unwrap();
+        v.get("state")
+            .and_then(|s| s.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{v}"))
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        for p in 0..3 {
+            self.sigkill(Target::Node(p));
+        }
+        self.sigkill(Target::Dealer);
+    }
+}
