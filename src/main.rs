@@ -209,6 +209,13 @@ fn main() -> Result<()> {
             .build_global()
             .context("setting up worker threads")?;
     }
+    // Logs go to stderr; RUST_LOG (for example `larder=debug`) sets the level. Nodes log at
+    // info by default, every other command at warn.
+    init_logging(if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    });
     match cli.command {
         Command::Init {
             dir,
@@ -333,7 +340,6 @@ fn main() -> Result<()> {
             }
         }
         Command::Demo { dir, items, once } => {
-            init_logging("warn");
             runtime()?.block_on(larder::demo::run(larder::demo::Options {
                 dir,
                 items,
@@ -341,10 +347,7 @@ fn main() -> Result<()> {
             }))?
         }
         Command::Openapi => print!("{}", larder::node::openapi::document_text()),
-        Command::Serve { node } => {
-            init_logging("info");
-            runtime()?.block_on(serve(&node))?
-        }
+        Command::Serve { node } => runtime()?.block_on(serve(&node))?,
         Command::Dealer {
             consortium,
             token_file,

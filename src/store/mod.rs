@@ -405,6 +405,12 @@ impl Store {
             return Err(StoreError::AlreadyExists(dir.to_path_buf()));
         }
         fs::create_dir_all(dir.join("batches")).map_err(io_err("create", dir))?;
+        // The store holds this party's shares: its owner only.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                .map_err(io_err("restrict", dir))?;
+        }
         let db = open_db(&dir.join("meta"))?;
         db.insert("identity", to_json(&identity))?;
         db.flush()?;
