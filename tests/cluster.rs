@@ -490,3 +490,123 @@ async fn the_served_openapi_document_matches_the_repo_and_every_documented_route
         }
     }
 }
+
+/// Who calls, in the authorization matrix.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Caller {
+    Nobody,
+    Bogus,
+    OwnEngine,
+    OtherPartysEngine,
+    LeaderNode,
+    FollowerNode,
+    Dealer,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_matrix_every_endpoint_every_caller() {
+    use larder::node::config::NodeConfig;
+    let c = spawn_cluster(600).await;
+    let doc: serde_json::Value =
+        serde_json::from_str(&larder::node::openapi::document_text()).unwrap();
+    let node_token = |p: usize| {
+        NodeConfig::load(&c.prov.nodes[p])
+            .unwrap()
+            .node_token
+            .expose()
+            .to_string()
+    };
+    let callers = [
+        Caller::Nobody,
+        Caller::Bogus,
+        Caller::OwnEngine,
+        Caller::OtherPartysEngine,
+        Caller::LeaderNode,
+        Caller::FollowerNode,
+        Caller::Dealer,
+    ];
+    let mut checked = 0;
+    let mut undocumented = Vec::new();
+    // At the leader (party 0) and at a follower (party 1).
+    for target in [0usize, 1] {
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            let concrete = path
+                .replace("{batch}", "0123456789abcdef0123456789abcdef")
+                .replace("{id}", "authz-probe");
+            for (method, op) in ops.as_object().unwrap() {
+                let schemes: Vec<&str> = op["security"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|s| s.as_object().unwrap().keys().map(String::as_str))
+                    .collect();
+                // Leader-to-follower endpoints; aborts at the leader come from any node.
+                let leader_only = op["responses"]["403"]["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("the leader"))
+                    && !(op["operationId"] == "abortBatch" && target == 0);
+                for caller in callers {
+                    let token = match caller {
+                        Caller::Nobody => None,
+                        Caller::Bogus => Some("le_bogus".to_string()),
+                        Caller::OwnEngine => {
+                            Some(c.prov.engines[target].token.expose().to_string())
+                        }
+                        Caller::OtherPartysEngine => {
+                            Some(c.prov.engines[(target + 1) % 3].token.expose().to_string())
+                        }
+                        Caller::LeaderNode => Some(node_token(0)),
+                        // Another follower's node: party 2 (never the target).
+                        Caller::FollowerNode => Some(node_token(2)),
+                        Caller::Dealer => Some(c.prov.dealer_token.expose().to_string()),
+                    };
+                    let m: reqwest::Method = method.to_uppercase().parse().unwrap();
+                    let (status, body, ct) =
+                        raw(&c, m, target, &concrete, token.as_deref(), None).await;
+                    let what =
+                        format!("{caller:?} {method} {path} at party {target}: {status} {body}");
+                    // A node's own token is no credential at itself (it never calls itself).
+                    let own_node = caller == Caller::LeaderNode && target == 0;
+                    let allowed = schemes.is_empty()
+                        || !own_node
+                            && match caller {
+                                Caller::Nobody | Caller::Bogus | Caller::OtherPartysEngine => false,
+                                Caller::OwnEngine => schemes.contains(&"engineToken"),
+                                Caller::LeaderNode => schemes.contains(&"nodeToken"),
+                                Caller::FollowerNode => {
+                                    schemes.contains(&"nodeToken") && !leader_only
+                                }
+                                Caller::Dealer => schemes.contains(&"dealerToken"),
+                            };
+                    if allowed {
+                        assert!(status != 401 && status != 403, "refused: {what}");
+                    } else if schemes.is_empty() {
+                        unreachable!()
+                    } else if own_node || matches!(caller, Caller::Nobody | Caller::Bogus) {
+                        assert_eq!(status, 401, "{what}");
+                        assert_eq!(body["code"], "unauthenticated", "{what}");
+                    } else {
+                        assert_eq!(status, 403, "{what}");
+                    }
+                    if status >= 400 {
+                        assert_eq!(ct, "application/problem+json", "{what}");
+                        assert!(
+                            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+                            "{what}"
+                        );
+                    }
+                    if op["responses"].get(status.to_string()).is_none() {
+                        undocumented.push(what);
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        undocumented.is_empty(),
+        "statuses not in the OpenAPI document:\n{}",
+        undocumented.join("\n")
+    );
+    assert!(checked >= 2 * 16 * 7, "{checked} calls checked");
+}
