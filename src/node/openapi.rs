@@ -23,7 +23,12 @@ fn merge(mut a: Value, b: Value) -> Value {
 }
 
 fn id_param(name: &str, what: &str) -> Value {
-    json!({"name": name, "in": "path", "required": true, "description": what, "schema": {"type": "string"}})
+    let schema = if name == "batch" {
+        json!({"type": "string", "pattern": "^[0-9a-f]{32}$"})
+    } else {
+        json!({"type": "string", "minLength": 1, "maxLength": 256})
+    };
+    json!({"name": name, "in": "path", "required": true, "description": what, "schema": schema})
 }
 
 /// The document.
@@ -68,13 +73,13 @@ pub fn document() -> Value {
                     "requestBody": {"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
                     "responses": merge(json!({"201": {"description": "staged durably", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchState"}}}}}), problem_responses(&[("400", "invalid batch file"), ("401", "missing or unknown token"), ("403", "not the dealer"), ("409", "another batch under this id"), ("413", "too large")]))},
                 "get": {"summary": "A batch's state here (nodes and the dealer)", "operationId": "batchState", "security": [{"nodeToken": []}, {"dealerToken": []}], "parameters": [id_param("batch", "batch id")],
-                    "responses": merge(ok_json("BatchState", "state"), problem_responses(&[("401", "missing or unknown token"), ("403", "not a node or the dealer"), ("404", "unknown batch")]))},
+                    "responses": merge(ok_json("BatchState", "state"), problem_responses(&[("400", "bad batch id"), ("401", "missing or unknown token"), ("403", "not a node or the dealer"), ("404", "unknown batch")]))},
                 "delete": {"summary": "Abort a staged batch (the dealer anywhere; at the leader a follower node; at a follower the leader)", "operationId": "abortBatch", "security": [{"dealerToken": []}, {"nodeToken": []}], "parameters": [id_param("batch", "batch id")],
-                    "responses": merge(no_content("aborted"), problem_responses(&[("401", "missing or unknown token"), ("403", "not the dealer, nor (at a follower) the leader"), ("409", "already available")]))}},
+                    "responses": merge(no_content("aborted"), problem_responses(&[("400", "bad batch id"), ("401", "missing or unknown token"), ("403", "not the dealer, nor (at a follower) the leader"), ("409", "already available")]))}},
             "/v1/internal/batches/{batch}/commit": {"post": {"summary": "Commit a batch staged everywhere (dealer, at the leader)", "operationId": "commitBatch", "security": dealer_sec, "parameters": [id_param("batch", "batch id")],
-                "responses": merge(ok_json("BatchState", "available"), problem_responses(&[("401", "missing or unknown token"), ("403", "not the dealer"), ("404", "unknown batch"), ("409", "not staged everywhere"), ("421", "not the leader"), ("503", "a party unreachable")]))}},
+                "responses": merge(ok_json("BatchState", "available"), problem_responses(&[("400", "bad batch id"), ("401", "missing or unknown token"), ("403", "not the dealer"), ("404", "unknown batch"), ("409", "not staged everywhere"), ("421", "not the leader"), ("503", "a party unreachable")]))}},
             "/v1/internal/batches/{batch}/activate": {"post": {"summary": "Make a committed batch available (leader to follower)", "operationId": "activateBatch", "security": node_sec, "parameters": [id_param("batch", "batch id")],
-                "responses": merge(no_content("available"), problem_responses(&[("401", "missing or unknown token"), ("403", "not the leader"), ("404", "unknown batch")]))}},
+                "responses": merge(no_content("available"), problem_responses(&[("400", "bad batch id"), ("401", "missing or unknown token"), ("403", "not the leader"), ("404", "unknown batch")]))}},
             "/v1/internal/checkouts": {"post": {"summary": "A follower forwards a checkout to the leader", "operationId": "leaderCheckout", "security": node_sec,
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CheckoutRequest"}}}},
                 "responses": merge(ok_json("Reservation", "the confirmed reservation"), problem_responses(&[("400", "bad input"), ("401", "missing or unknown token"), ("403", "not a node"), ("409", "conflict"), ("413", "body too large"), ("415", "not application/json"), ("421", "not the leader"), ("503", "underrun or a party unreachable")]))}},
