@@ -201,6 +201,86 @@ impl Drop for Children {
     }
 }
 
+/// Three party nodes running as separate `larder serve` processes on loopback with TLS,
+/// keeping stock of one pool; the processes are killed when this is dropped.
+pub(crate) struct LocalNodes {
+    children: Children,
+    pub engines: Vec<crate::client::EngineClient>,
+    pub dealer: crate::client::DealerClient,
+}
+
+impl LocalNodes {
+    /// Provisions a consortium under `root` (replacing it) and starts its nodes.
+    pub async fn start(
+        root: &std::path::Path,
+        pool: PoolSpec,
+        batch_size: u64,
+    ) -> anyhow::Result<LocalNodes> {
+        use crate::client::{DealerClient, EngineClient};
+        use crate::node::config::ClusterConfig;
+        use crate::node::provision::{provision, Plan};
+        if root.exists() {
+            std::fs::remove_dir_all(root)?;
+        }
+        std::fs::create_dir_all(root)?;
+        let mut addrs = Vec::new();
+        for _ in 0..3 {
+            // Reserve free ports; the node processes bind them again right away.
+            addrs.push(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?);
+        }
+        let plan = Plan {
+            name: "bench".into(),
+            leader: 0,
+            addrs,
+            pools: vec![pool],
+            batch_size,
+            reservation_ttl_seconds: 3600,
+            sweep_interval_ms: 1000,
+        };
+        let prov = provision(root, &plan)?;
+        let exe = std::env::current_exe()?;
+        let children = Children(
+            prov.nodes
+                .iter()
+                .map(|n| {
+                    std::process::Command::new(&exe)
+                        .args(["serve", "--node"])
+                        .arg(n)
+                        .env("RUST_LOG", "warn")
+                        .stdout(std::process::Stdio::null())
+                        .spawn()
+                })
+                .collect::<std::io::Result<Vec<_>>>()?,
+        );
+        let cluster = ClusterConfig::load(&prov.consortium)?;
+        let ca = std::fs::read_to_string(&prov.ca)?;
+        let engines: Vec<EngineClient> = prov
+            .engines
+            .iter()
+            .map(|e| EngineClient::new(&e.url, &ca, e.token.clone()))
+            .collect::<Result<_, _>>()?;
+        for e in &engines {
+            let mut tries = 0;
+            while e.health().await.is_err() {
+                tries += 1;
+                anyhow::ensure!(tries < 100, "a node did not start");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let dealer = DealerClient::new(cluster, prov.dealer_token.clone())?;
+        Ok(LocalNodes {
+            children,
+            engines,
+            dealer,
+        })
+    }
+
+    /// The process id of party `p`'s node.
+    pub fn pid(&self, p: usize) -> u32 {
+        self.children.0[p].id()
+    }
+}
+
 /// Runs three party nodes as separate `larder serve` processes on loopback with TLS, deals
 /// triples, and measures download throughput from one node, checkout round trips under
 /// concurrent engines, and the node's memory while it streams a large checkout.
@@ -208,66 +288,16 @@ impl Drop for Children {
 /// # Errors
 /// Anything that stops the consortium from running.
 pub async fn checkout(b: &CheckoutBench) -> anyhow::Result<Vec<CheckoutFigure>> {
-    use crate::client::{DealerClient, EngineClient};
-    use crate::node::config::ClusterConfig;
-    use crate::node::provision::{provision, Plan};
     let root = b.dir.join("checkout");
-    if root.exists() {
-        std::fs::remove_dir_all(&root)?;
-    }
-    std::fs::create_dir_all(&root)?;
-    let mut addrs = Vec::new();
-    for _ in 0..3 {
-        // Reserve free ports; the node processes bind them again right away.
-        addrs.push(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?);
-    }
     let pool: PoolSpec = "triple-z64".parse()?;
-    let plan = Plan {
-        name: "bench".into(),
-        leader: 0,
-        addrs,
-        pools: vec![pool],
-        batch_size: 1 << 20,
-        reservation_ttl_seconds: 3600,
-        sweep_interval_ms: 1000,
-    };
-    let prov = provision(&root, &plan)?;
-    let exe = std::env::current_exe()?;
-    let children = Children(
-        prov.nodes
-            .iter()
-            .map(|n| {
-                std::process::Command::new(&exe)
-                    .args(["serve", "--node"])
-                    .arg(n)
-                    .env("RUST_LOG", "warn")
-                    .stdout(std::process::Stdio::null())
-                    .spawn()
-            })
-            .collect::<std::io::Result<Vec<_>>>()?,
-    );
-    let cluster = ClusterConfig::load(&prov.consortium)?;
-    let ca = std::fs::read_to_string(&prov.ca)?;
-    let engines: Vec<EngineClient> = prov
-        .engines
-        .iter()
-        .map(|e| EngineClient::new(&e.url, &ca, e.token.clone()))
-        .collect::<Result<_, _>>()?;
-    for e in &engines {
-        let mut tries = 0;
-        while e.health().await.is_err() {
-            tries += 1;
-            anyhow::ensure!(tries < 100, "a node did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    let dealer = DealerClient::new(cluster, prov.dealer_token.clone())?;
+    let nodes = LocalNodes::start(&root, pool, 1 << 20).await?;
+    let (engines, dealer) = (&nodes.engines, &nodes.dealer);
     let per_task = b.jobs / b.concurrency.max(1) as u64;
     let stock = b.download_items + per_task * b.concurrency as u64 * 1000 + b.big_items;
     dealer
         .deal(Dealer::from_os_rng(), pool, stock, |_| {})
         .await?;
-    let node0 = children.0[0].id();
+    let node0 = nodes.pid(0);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut figures = Vec::new();
 
@@ -354,7 +384,7 @@ pub async fn checkout(b: &CheckoutBench) -> anyhow::Result<Vec<CheckoutFigure>> 
             ..figure("checkout-latency", 1000, seconds)
         });
     }
-    drop(children);
+    drop(nodes);
     std::fs::remove_dir_all(&root)?;
     Ok(figures)
 }

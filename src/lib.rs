@@ -37,6 +37,7 @@ pub mod material;
 pub mod math;
 pub mod node;
 pub mod sharing;
+pub mod soak;
 pub mod store;
 pub mod tls;
 pub mod wire;

@@ -81,8 +81,9 @@ enum Command {
     /// of all parties: for tests and demos only.
     Verify { files: Vec<PathBuf> },
     /// Measure dealer throughput, bytes stored and peak memory on this machine.
-    /// Measure this machine: `dealer` (generation into durable stores) or `checkout`
-    /// (download throughput, round-trip latency and node memory of a TLS consortium).
+    /// Measure this machine: `dealer` (generation into durable stores), `checkout`
+    /// (download throughput, round-trip latency and node memory of a TLS consortium) or
+    /// `soak` (sustained generation and checkouts at every party, reported per interval).
     Bench {
         #[arg(value_enum, default_value = "dealer")]
         what: BenchWhat,
@@ -95,9 +96,15 @@ enum Command {
         /// checkout: 1000-item checkouts in the latency figure.
         #[arg(long, default_value_t = 2000)]
         jobs: u64,
-        /// checkout: engines running them at once.
+        /// checkout, soak: engines running at once.
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+        /// soak: how long to run.
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+        /// soak: seconds per reported interval.
+        #[arg(long, default_value_t = 30)]
+        interval: u64,
         #[arg(long, default_value_t = 3)]
         parties: u8,
         #[arg(long, default_value_t = 1 << 20)]
@@ -311,6 +318,49 @@ fn main() -> Result<()> {
             }
         }
         Command::Bench {
+            what: BenchWhat::Soak,
+            concurrency,
+            seconds,
+            interval,
+            dir,
+            json,
+            ..
+        } => {
+            let b = larder::soak::SoakBench {
+                dir: dir.clone(),
+                seconds,
+                interval,
+                concurrency,
+                items: 1000,
+                verify_every: 50,
+            };
+            if !json {
+                println!(
+                    "soak: {seconds} s, {concurrency} engines, 1000-triple checkouts at all 3 parties (TLS), {} cores",
+                    std::thread::available_parallelism().map_or(1, |n| n.get())
+                );
+                println!("{}", larder::soak::header());
+            }
+            let report = |f: &larder::soak::SoakFigure| {
+                if json {
+                    println!("{}", serde_json::to_string(f).expect("figures serialize"));
+                } else {
+                    println!("{}", larder::soak::line(f));
+                }
+            };
+            let summary = runtime()?.block_on(larder::soak::soak(&b, report))?;
+            let _ = std::fs::remove_dir(&dir);
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                println!("{}\n{}", "-".repeat(88), larder::soak::line(&summary));
+                println!("(last line: the whole run; node RSS is each node's peak)");
+            }
+            if summary.errors > 0 {
+                bail!("the soak saw {} errors", summary.errors);
+            }
+        }
+        Command::Bench {
             what: BenchWhat::Dealer,
             items,
             parties,
@@ -458,6 +508,7 @@ struct ExportArgs {
 enum BenchWhat {
     Dealer,
     Checkout,
+    Soak,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
