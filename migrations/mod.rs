@@ -5,6 +5,7 @@
 //! append it to [`MIGRATIONS`], and add a test that opens a store written by the old version.
 
 mod m0001_initial;
+mod m0002_open_reservations;
 
 /// One schema step: after `up` runs, the store is at `version`.
 pub struct Migration {
@@ -14,8 +15,15 @@ pub struct Migration {
 }
 
 /// Every migration, in order; the last one's version is the schema this build writes.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    up: m0001_initial::up,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        up: m0001_initial::up,
+    },
+    Migration {
+        version: 2,
+        name: "open reservations index",
+        up: m0002_open_reservations::up,
+    },
+];

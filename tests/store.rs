@@ -572,3 +572,33 @@ fn a_follower_does_not_hold_again_a_reservation_it_released() {
     zero.count = 0;
     assert!(follower.apply(&zero).is_err(), "empty ranges are refused");
 }
+
+#[test]
+fn a_schema_1_store_gets_its_open_reservations_indexed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (s, _) = ready_store(dir.path(), 1, 1000);
+        reserve(&s, "open-one", 10);
+        reserve(&s, "settled-one", 10);
+        s.settle("settled-one").unwrap();
+    }
+    // Turn it back into what schema 1 wrote: no index, version 1.
+    {
+        let db = sled::open(dir.path().join("meta")).unwrap();
+        db.drop_tree("open").unwrap();
+        db.insert("schema_version", &1u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
+    let open: Vec<String> = s
+        .open_reservations_until(u64::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.checkout)
+        .collect();
+    assert_eq!(open, vec!["open-one".to_string()]);
+    assert!(
+        s.open_reservations_until(0).unwrap().is_empty(),
+        "nothing was reserved at time 0"
+    );
+}

@@ -321,16 +321,15 @@ pub async fn sweep_once(st: &Arc<NodeState>) -> Result<(), ApiError> {
     blocking(move || store.erase_due()).await?;
     if st.is_leader() {
         let store = st.store.clone();
-        let due: Vec<Reservation> = blocking(move || store.reservations())
+        let cutoff = now.saturating_sub(st.cluster.reservation_ttl_seconds);
+        let due: Vec<Reservation> = blocking(move || store.open_reservations_until(cutoff))
             .await?
             .into_iter()
             .filter(|r| {
-                !r.settled
-                    && matches!(
-                        r.state,
-                        ReservationState::Reserved | ReservationState::Consumed
-                    )
-                    && r.reserved_at + st.cluster.reservation_ttl_seconds <= now
+                matches!(
+                    r.state,
+                    ReservationState::Reserved | ReservationState::Consumed
+                )
             })
             .collect();
         for r in &due {

@@ -324,13 +324,30 @@ fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
     file.sync_data()
 }
 
+/// The `open` index key of a reservation: reservation time, then checkout id.
+fn open_key(res: &Reservation) -> Vec<u8> {
+    let mut key = res.reserved_at.to_be_bytes().to_vec();
+    key.extend_from_slice(res.checkout.as_bytes());
+    key
+}
+
+/// sled's page cache. Its default (1 GiB) let a busy node's memory grow for the whole first
+/// gigabyte of metadata; the hot set (stock index, batches with free items, live reservations)
+/// is far smaller.
+const SLED_CACHE_BYTES: u64 = 32 << 20;
+
 /// Opens sled with no background flusher (every change is flushed explicitly before it is
-/// acknowledged). sled releases its file lock a moment after a `Db` is dropped, so a lock
+/// acknowledged) and a bounded cache. sled releases its file lock a moment after a `Db` is dropped, so a lock
 /// conflict is retried briefly before it is reported as another process using the store.
 fn open_db(path: &Path) -> Result<sled::Db> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
-        match sled::Config::new().path(path).flush_every_ms(None).open() {
+        match sled::Config::new()
+            .path(path)
+            .flush_every_ms(None)
+            .cache_capacity(SLED_CACHE_BYTES)
+            .open()
+        {
             Ok(db) => return Ok(db),
             Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
                 if std::time::Instant::now() > deadline {
@@ -369,6 +386,8 @@ pub struct Store {
     batches: sled::Tree,
     stock: sled::Tree,
     reservations: sled::Tree,
+    /// Reservations allocated here and not yet settled, by reservation time (migration 2).
+    open: sled::Tree,
     audit: sled::Tree,
     identity: StoreIdentity,
     /// Serialises read-modify-write of metadata (allocation scans the stock index, which sled
@@ -442,6 +461,7 @@ impl Store {
             batches: db.open_tree("batches")?,
             stock: db.open_tree("stock")?,
             reservations: db.open_tree("reservations")?,
+            open: db.open_tree("open")?,
             audit: db.open_tree("audit")?,
             db,
             identity,
@@ -836,8 +856,14 @@ impl Store {
             );
             let aseq = self.db.generate_id()?;
             unwrap_tx(
-                (&self.batches, &self.stock, &self.reservations, &self.audit).transaction(
-                    |(b, s, r, a)| {
+                (
+                    &self.batches,
+                    &self.stock,
+                    &self.reservations,
+                    &self.audit,
+                    &self.open,
+                )
+                    .transaction(|(b, s, r, a, o)| {
                         for (key, meta) in &touched {
                             b.insert(&meta.id.0, to_json(meta))?;
                             if meta.free.is_empty() {
@@ -846,9 +872,9 @@ impl Store {
                         }
                         r.insert(checkout.as_bytes(), to_json(&res))?;
                         a.insert(&aseq.to_be_bytes(), to_json(&audit))?;
+                        o.insert(open_key(&res), &[])?;
                         Ok(())
-                    },
-                ),
+                    }),
             )?;
             res
         };
@@ -1058,8 +1084,33 @@ impl Store {
             res.settled = true;
             self.reservations
                 .insert(checkout.as_bytes(), to_json(&res))?;
+            self.open.remove(open_key(&res))?;
         }
         self.flush()
+    }
+
+    /// Reservations allocated here, not settled, reserved at or before `cutoff` (Unix
+    /// seconds): what the leader's expiry sweep must look at. Reads only the index of open
+    /// reservations, however many were ever made.
+    ///
+    /// # Errors
+    /// Sled errors or corrupt metadata.
+    pub fn open_reservations_until(&self, cutoff: u64) -> Result<Vec<Reservation>> {
+        let end = cutoff.saturating_add(1).to_be_bytes();
+        let mut out = Vec::new();
+        for key in self.open.range(..&end[..]).keys() {
+            let key = key?;
+            let id = std::str::from_utf8(&key[8..])
+                .map_err(|_| StoreError::Corrupt("open reservations index".into()))?;
+            match self.reservation(id)? {
+                Some(r) if !r.settled => out.push(r),
+                // Settled or gone: the index entry is stale.
+                _ => {
+                    self.open.remove(&key)?;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Every reservation, in checkout id order.
