@@ -149,6 +149,17 @@ fn larder() -> Command {
     c
 }
 
+/// `larder export --input <stream> --out <player_data>`.
+fn export(stream: &std::path::Path, player_data: &std::path::Path) -> Command {
+    let mut c = larder();
+    c.arg("export")
+        .arg("--input")
+        .arg(stream)
+        .arg("--out")
+        .arg(player_data);
+    c
+}
+
 fn run_ok(c: &mut Command) -> String {
     let out = c.output().unwrap();
     assert!(
@@ -178,12 +189,7 @@ fn export_round_trip(parties: u8, pool_id: &str, field: Field, items: u64) {
     );
     let mut shares = Vec::new();
     for (p, stream) in streams.iter().enumerate() {
-        let mut cmd = larder();
-        cmd.arg("export")
-            .arg("--input")
-            .arg(stream)
-            .arg("--out")
-            .arg(&player_data);
+        let mut cmd = export(stream, &player_data);
         if !montgomery {
             cmd.arg("--canonical");
         }
@@ -319,14 +325,7 @@ fn what_mp_spdz_cannot_read_is_refused_and_nothing_is_written() {
         deal(&c, spec, 500, 1);
         let streams = c.take(spec, 200, "job", &dir.path().join("out")).unwrap();
         let pd = dir.path().join("Player-Data");
-        let out = larder()
-            .arg("export")
-            .arg("--input")
-            .arg(&streams[0])
-            .arg("--out")
-            .arg(&pd)
-            .output()
-            .unwrap();
+        let out = export(&streams[0], &pd).output().unwrap();
         assert!(!out.status.success(), "{pool_id} was exported");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -349,14 +348,7 @@ fn a_corrupt_stream_leaves_no_file_behind() {
     bytes[n - 100] ^= 1; // a record byte: only the trailer's checksum can tell
     std::fs::write(&streams[0], &bytes).unwrap();
     let pd = dir.path().join("Player-Data");
-    let out = larder()
-        .arg("export")
-        .arg("--input")
-        .arg(&streams[0])
-        .arg("--out")
-        .arg(&pd)
-        .output()
-        .unwrap();
+    let out = export(&streams[0], &pd).output().unwrap();
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("checksum"),
