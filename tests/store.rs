@@ -602,3 +602,17 @@ fn a_schema_1_store_gets_its_open_reservations_indexed_on_open() {
         "nothing was reserved at time 0"
     );
 }
+
+#[test]
+fn store_directories_are_their_owners_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    drop(new_store(&path));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o700);
+    // A store made before this rule is restricted when it is opened.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    drop(Store::open(&path).unwrap());
+    assert_eq!(mode(&path), 0o700);
+}

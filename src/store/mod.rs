@@ -324,6 +324,12 @@ fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
     file.sync_data()
 }
 
+/// Makes a store directory its owner's only: it holds this party's shares.
+fn restrict(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err("restrict", dir))
+}
+
 /// The `open` index key of a reservation: reservation time, then checkout id.
 fn open_key(res: &Reservation) -> Vec<u8> {
     let mut key = res.reserved_at.to_be_bytes().to_vec();
@@ -424,12 +430,7 @@ impl Store {
             return Err(StoreError::AlreadyExists(dir.to_path_buf()));
         }
         fs::create_dir_all(dir.join("batches")).map_err(io_err("create", dir))?;
-        // The store holds this party's shares: its owner only.
-        {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-                .map_err(io_err("restrict", dir))?;
-        }
+        restrict(dir)?;
         let db = open_db(&dir.join("meta"))?;
         db.insert("identity", to_json(&identity))?;
         db.flush()?;
@@ -446,6 +447,8 @@ impl Store {
         if !meta.exists() {
             return Err(StoreError::NotAStore(dir.to_path_buf()));
         }
+        // Stores made before directories were restricted get restricted now.
+        restrict(dir)?;
         Store::from_db(dir, open_db(&meta)?)
     }
 
@@ -1100,8 +1103,10 @@ impl Store {
         let mut out = Vec::new();
         for key in self.open.range(..&end[..]).keys() {
             let key = key?;
-            let id = std::str::from_utf8(&key[8..])
-                .map_err(|_| StoreError::Corrupt("open reservations index".into()))?;
+            let id = key
+                .get(8..)
+                .and_then(|id| std::str::from_utf8(id).ok())
+                .ok_or_else(|| StoreError::Corrupt("open reservations index".into()))?;
             match self.reservation(id)? {
                 Some(r) if !r.settled => out.push(r),
                 // Settled or gone: the index entry is stale.
