@@ -77,6 +77,30 @@ pub struct BatchStateView {
     pub state: crate::store::BatchState,
 }
 
+/// `POST /v1/internal/reservations`: the leader's reservations for a follower to hold, many
+/// checkouts at a time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyRequest {
+    pub reservations: Vec<Reservation>,
+}
+
+/// The answer to an [`ApplyRequest`]: one entry per reservation, in order; `problem` is
+/// `None` when it is held durably.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyResult {
+    pub checkout: String,
+    #[serde(default)]
+    pub problem: Option<crate::node::error::Problem>,
+}
+
+/// `POST /v1/internal/confirmations`: checkouts every party holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRequest {
+    pub checkouts: Vec<String>,
+}
+
 /// `POST /v1/internal/reservations/{id}/expire`: what the party did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

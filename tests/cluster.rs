@@ -204,9 +204,9 @@ async fn missing_wrong_party_and_wrong_pool_credentials_are_refused() {
     let own = c.prov.engines[0].token.expose().to_string();
     let (s, j, _) = raw(
         &c,
-        reqwest::Method::PUT,
+        reqwest::Method::POST,
         1,
-        "/v1/internal/reservations/x",
+        "/v1/internal/reservations",
         Some(c.prov.engines[1].token.expose()),
         body(),
     )

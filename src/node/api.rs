@@ -7,7 +7,8 @@ use super::{Caller, NodeState};
 use crate::material::{BatchHeader, BatchId, ShareHeader};
 use crate::store::{Reservation, ReservationState, StoreError};
 use crate::wire::{
-    BatchStateView, CheckoutRequest, CheckoutView, ExpireOutcome, HealthView, StockView,
+    ApplyRequest, ApplyResult, BatchStateView, CheckoutRequest, CheckoutView, ConfirmRequest,
+    ExpireOutcome, HealthView, StockView,
 };
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -49,11 +50,9 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/v1/internal/batches/{batch}/commit", post(commit))
         .route("/v1/internal/batches/{batch}/activate", post(activate))
         .route("/v1/internal/checkouts", post(leader_checkout))
-        .route(
-            "/v1/internal/reservations/{id}",
-            put(apply).get(reservation_state),
-        )
-        .route("/v1/internal/reservations/{id}/confirm", post(confirm))
+        .route("/v1/internal/reservations", post(apply))
+        .route("/v1/internal/reservations/{id}", get(reservation_state))
+        .route("/v1/internal/confirmations", post(confirm))
         .route("/v1/internal/reservations/{id}/expire", post(expire))
         .route("/v1/internal/reservations/{id}/burn", post(burn))
         .fallback(|| async {
@@ -103,6 +102,18 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<T, ApiError> {
+    read_json_limit(headers, body, JSON_LIMIT).await
+}
+
+/// Largest node-to-node JSON body (a group of reservations, or of confirmations).
+pub const INTERNAL_JSON_LIMIT: usize = 4 << 20;
+
+/// As [`read_json`], with a limit of its own.
+async fn read_json_limit<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<T, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -114,7 +125,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(
             "the body must be application/json",
         ));
     }
-    let bytes = read_body(body, JSON_LIMIT).await?;
+    let bytes = read_body(body, limit).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
@@ -302,16 +313,76 @@ impl Write for ChannelWriter {
     }
 }
 
+/// A download's reservation, consumed here, and for a small one its whole share stream.
+pub struct Consumed {
+    res: Reservation,
+    body: Option<Bytes>,
+}
+
+/// Share streams up to this size are made in the same store call that consumes them; larger
+/// ones are streamed piece by piece.
+const INLINE_BODY: u64 = PIECE as u64;
+
+fn share_header(st: &NodeState, res: &Reservation) -> ShareHeader {
+    ShareHeader {
+        pool: res.pool,
+        parties: st.cluster.parties(),
+        party: st.me,
+        checkout: res.checkout.clone(),
+        ranges: res.ranges.clone(),
+    }
+}
+
+fn stream_len(h: &ShareHeader) -> u64 {
+    h.encode().len() as u64 + h.items() * h.record_bytes() as u64 + 4
+}
+
+/// Consumes a group of downloads with one flush, then makes the small ones' share streams.
+async fn consume_group(
+    st: Arc<NodeState>,
+    downloads: Vec<(String, String)>,
+) -> Vec<Result<Consumed, ApiError>> {
+    let n = downloads.len();
+    let store = st.store.clone();
+    let state = st.clone();
+    let results = blocking(move || {
+        let consumed = store.consume_many(&downloads);
+        Ok(consumed
+            .into_iter()
+            .map(|r| {
+                let res = r.map_err(ApiError::from)?;
+                if stream_len(&share_header(&state, &res)) > INLINE_BODY {
+                    return Ok(Consumed { res, body: None });
+                }
+                let body = store.write_shares(&res, Vec::new());
+                store.end_stream(&res);
+                match body {
+                    Ok(body) => Ok(Consumed {
+                        res,
+                        body: Some(Bytes::from(body)),
+                    }),
+                    Err(e) => {
+                        tracing::warn!(checkout = %res.checkout, error = %e, "share stream failed; the items stay consumed here");
+                        Err(ApiError::internal("reading the shares failed; the items are consumed here"))
+                    }
+                }
+            })
+            .collect::<Vec<_>>())
+    })
+    .await;
+    results.unwrap_or_else(|e| (0..n).map(|_| Err(e.clone())).collect())
+}
+
 async fn download(
     State(st): St,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let (name, pools) = engine(st.authenticate(&headers)?)?;
-    let store = st.store.clone();
-    let lookup = id.clone();
-    let res = blocking(move || store.reservation(&lookup))
-        .await?
+    // A read of recent metadata, served from sled's cache: no need to leave this thread.
+    let res = st
+        .store
+        .reservation(&id)?
         .ok_or_else(|| ApiError::from(StoreError::UnknownCheckout(id.clone())))?;
     if !pools.contains(&res.pool) {
         return Err(ApiError::forbidden(
@@ -324,23 +395,24 @@ async fn download(
     }
     // Damaged data is found before the items are marked consumed; then consumed (durably)
     // before the first byte leaves.
-    let store = st.store.clone();
-    let res = blocking(move || {
-        if res.state == ReservationState::Reserved {
-            store.check_ranges(&res)?;
-        }
-        store.consume(&id, &name)
-    })
-    .await?;
+    let Consumed { res, body } = st
+        .consumes
+        .submit(st.clone(), (id, name), |st, group| {
+            consume_group(st.clone(), group)
+        })
+        .await
+        .ok_or_else(|| ApiError::internal("consuming failed"))??;
     crate::failpoint::hit("download.consumed");
-    let header = ShareHeader {
-        pool: res.pool,
-        parties: st.cluster.parties(),
-        party: st.me,
-        checkout: res.checkout.clone(),
-        ranges: res.ranges.clone(),
-    };
-    let len = header.encode().len() as u64 + header.items() * header.record_bytes() as u64 + 4;
+    let len = stream_len(&share_header(&st, &res));
+    let response = Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, len);
+    if let Some(body) = body {
+        crate::failpoint::hit("download.streaming");
+        return response
+            .body(Body::from(body))
+            .map_err(|e| ApiError::internal(e.to_string()));
+    }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(16);
     let store = st.store.clone();
     tokio::task::spawn_blocking(move || {
@@ -352,16 +424,13 @@ async fn download(
             tracing::warn!(checkout = %res.checkout, error = %e, "share stream aborted; the items stay consumed here");
             let _ = tx.blocking_send(Err(io::Error::other("share stream aborted")));
         }
-        // End the response before erasing: the engine need not wait for it.
         drop(tx);
-        if let Err(e) = store.erase_reservation(&res) {
-            tracing::warn!(checkout = %res.checkout, error = %e, "erasing consumed chunks failed; retried on restart");
-        }
+        // The chunks are overwritten by the node's sweep (`Store::erase_due`), many
+        // downloads at a time, so a download costs no erase and no fsync of its own.
+        store.end_stream(&res);
     });
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
-    Response::builder()
-        .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header(header::CONTENT_LENGTH, len)
+    response
         .body(Body::from_stream(stream))
         .map_err(|e| ApiError::internal(e.to_string()))
 }
@@ -469,18 +538,27 @@ async fn activate(
 async fn apply(
     State(st): St,
     headers: HeaderMap,
-    Path(id): Path<String>,
     body: Body,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Json<Vec<ApplyResult>>, ApiError> {
     require_node(&st.authenticate(&headers)?, Some(st.cluster.leader))?;
-    let res: Reservation = read_json(&headers, body).await?;
-    if res.checkout != id {
-        return Err(ApiError::bad_request("the body is another checkout"));
-    }
+    let req: ApplyRequest = read_json_limit(&headers, body, INTERNAL_JSON_LIMIT).await?;
     let store = st.store.clone();
-    blocking(move || store.apply(&res)).await?;
+    let (ids, results) = blocking(move || {
+        let results = store.apply_many(&req.reservations);
+        let ids: Vec<String> = req.reservations.into_iter().map(|r| r.checkout).collect();
+        Ok((ids, results))
+    })
+    .await?;
     crate::failpoint::hit("apply.durable");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(
+        ids.into_iter()
+            .zip(results)
+            .map(|(checkout, r)| ApplyResult {
+                checkout,
+                problem: r.err().map(|e| ApiError::from(e).problem()),
+            })
+            .collect(),
+    ))
 }
 
 async fn reservation_state(
@@ -501,11 +579,24 @@ async fn reservation_state(
 async fn confirm(
     State(st): St,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    body: Body,
 ) -> Result<StatusCode, ApiError> {
     require_node(&st.authenticate(&headers)?, Some(st.cluster.leader))?;
+    let req: ConfirmRequest = read_json_limit(&headers, body, INTERNAL_JSON_LIMIT).await?;
     let store = st.store.clone();
-    blocking(move || store.confirm(&id)).await?;
+    blocking(move || {
+        for id in &req.checkouts {
+            // Unknown here or released: nothing to record (the leader confirms only what
+            // every party held; a later download asks the leader anyway).
+            match store.confirm(id) {
+                Ok(_) | Err(StoreError::UnknownCheckout(_) | StoreError::NotReserved { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    st.confirmations.send_modify(|n| *n = n.wrapping_add(1));
     crate::failpoint::hit("confirm.durable");
     Ok(StatusCode::NO_CONTENT)
 }

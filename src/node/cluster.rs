@@ -14,7 +14,7 @@ use super::error::{ApiError, Problem};
 use super::NodeState;
 use crate::material::BatchId;
 use crate::store::{now_unix, BatchState, Reservation, ReservationState, Store, StoreError};
-use crate::wire::{BatchStateView, CheckoutRequest, ExpireOutcome};
+use crate::wire::{ApplyRequest, ApplyResult, BatchStateView, CheckoutRequest, ConfirmRequest, ExpireOutcome};
 use futures_util::future::join_all;
 use reqwest::Method;
 use std::sync::Arc;
@@ -68,6 +68,9 @@ fn followers(st: &NodeState) -> impl Iterator<Item = u8> + '_ {
 /// The leader's side of a checkout: allocate (or find) the reservation, make sure every
 /// follower holds it, confirm it. Idempotent: a retry after a failure replicates again.
 ///
+/// Concurrent checkouts share the work: allocations are made durable a group per flush, and
+/// each follower receives the reservations of a group in one request (see [`super::combine`]).
+///
 /// # Errors
 /// Store errors (underrun, conflict, ...); 503 if a follower cannot be reached, in which case
 /// the reservation stays unconfirmed (and unservable) until a retry succeeds or it expires.
@@ -75,43 +78,145 @@ pub async fn checkout_at_leader(
     st: &Arc<NodeState>,
     req: CheckoutRequest,
 ) -> Result<Reservation, ApiError> {
-    let lock = st.checkout_lock(&req.id);
-    let _held = lock.lock().await;
-    let store = st.store.clone();
-    let r = req.clone();
-    let res = blocking(move || store.allocate(&r.id, r.pool, r.count)).await?;
+    let res = st
+        .allocations
+        .submit(st.clone(), req, |st, group| allocate_group(st.clone(), group))
+        .await
+        .ok_or_else(|| ApiError::internal("allocation failed"))??;
     if res.state != ReservationState::Reserved || res.confirmed {
         return Ok(res);
     }
     crate::failpoint::hit("checkout.allocated");
-    let path = format!("/v1/internal/reservations/{}", urlencode(&res.checkout));
     let results = join_all(followers(st).map(|p| {
-        let path = path.clone();
-        let res = &res;
-        async move { call::<serde_json::Value>(st, p, Method::PUT, &path, Some(res)).await }
+        st.replicas[p as usize].submit(st.clone(), res.clone(), move |st, group| {
+            apply_at(st.clone(), p, group)
+        })
     }))
     .await;
     for r in results {
-        r?;
+        r.ok_or_else(|| ApiError::internal("replication failed"))??;
     }
     crate::failpoint::hit("checkout.replicated");
-    let store = st.store.clone();
-    let id = res.checkout.clone();
-    let res = blocking(move || store.confirm(&id)).await?;
+    let res = st
+        .confirms
+        .submit(st.clone(), res.checkout.clone(), |st, group| {
+            confirm_group(st.clone(), group)
+        })
+        .await
+        .ok_or_else(|| ApiError::internal("confirmation failed"))??;
     crate::failpoint::hit("checkout.confirmed");
-    // Followers learn it now, or from the leader when their engine downloads.
-    for p in followers(st) {
-        let st = st.clone();
-        let path = format!("{path}/confirm");
-        tokio::spawn(async move {
-            if let Err(e) =
-                call::<serde_json::Value>(&st, p, Method::POST, &path, None::<&()>).await
-            {
-                tracing::debug!(party = p, error = %e.detail, "confirmation not delivered; the follower will ask");
-            }
-        });
-    }
     Ok(res)
+}
+
+/// Confirms a group of replicated checkouts here, then tells the followers (one request
+/// each, not awaited): they learn it now, or from the leader when their engine downloads
+/// first.
+async fn confirm_group(
+    st: Arc<NodeState>,
+    ids: Vec<String>,
+) -> Vec<Result<Reservation, ApiError>> {
+    let store = st.store.clone();
+    let n = ids.len();
+    let lookup = ids.clone();
+    let results = match blocking(move || {
+        Ok(lookup
+            .iter()
+            .map(|id| store.confirm(id))
+            .collect::<Vec<_>>())
+    })
+    .await
+    {
+        Ok(results) => results
+            .into_iter()
+            .map(|r| r.map_err(ApiError::from))
+            .collect(),
+        Err(e) => vec![Err(e); n],
+    };
+    let confirmed: Vec<String> = ids
+        .into_iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(id, _)| id)
+        .collect();
+    if !confirmed.is_empty() {
+        for p in followers(&st) {
+            tokio::spawn(notify_at(st.clone(), p, confirmed.clone()));
+        }
+    }
+    results
+}
+
+/// Allocates a group of checkouts with one flush.
+async fn allocate_group(
+    st: Arc<NodeState>,
+    reqs: Vec<CheckoutRequest>,
+) -> Vec<Result<Reservation, ApiError>> {
+    let store = st.store.clone();
+    let n = reqs.len();
+    let plan: Vec<_> = reqs.into_iter().map(|r| (r.id, r.pool, r.count)).collect();
+    match blocking(move || Ok(store.allocate_many(&plan))).await {
+        Ok(results) => results
+            .into_iter()
+            .map(|r| r.map_err(ApiError::from))
+            .collect(),
+        Err(e) => vec![Err(e); n],
+    }
+}
+
+/// Sends a group of reservations to follower `p`: one request, one flush there.
+async fn apply_at(st: Arc<NodeState>, p: u8, group: Vec<Reservation>) -> Vec<Result<(), ApiError>> {
+    let n = group.len();
+    let ids: Vec<String> = group.iter().map(|r| r.checkout.clone()).collect();
+    let body = ApplyRequest {
+        reservations: group,
+    };
+    let answer = call::<Vec<ApplyResult>>(
+        &st,
+        p,
+        Method::POST,
+        "/v1/internal/reservations",
+        Some(&body),
+    )
+    .await;
+    match answer {
+        Ok(Some(results)) if results.len() == n => results
+            .into_iter()
+            .zip(&ids)
+            .map(|(r, id)| match r.problem {
+                _ if r.checkout != *id => Err(ApiError::unavailable(format!(
+                    "party {p} answered for the wrong checkout"
+                ))),
+                None => Ok(()),
+                Some(mut problem) => {
+                    problem.detail = format!("party {p}: {}", problem.detail);
+                    Err(ApiError::from(problem))
+                }
+            })
+            .collect(),
+        Ok(_) => vec![
+            Err(ApiError::unavailable(format!(
+                "party {p} answered a group of {n} reservations badly"
+            )));
+            n
+        ],
+        Err(e) => vec![Err(e); n],
+    }
+}
+
+/// Tells follower `p` that a group of checkouts is held everywhere (best effort).
+async fn notify_at(st: Arc<NodeState>, p: u8, checkouts: Vec<String>) {
+    let body = ConfirmRequest { checkouts };
+    if let Err(e) = call::<serde_json::Value>(
+        &st,
+        p,
+        Method::POST,
+        "/v1/internal/confirmations",
+        Some(&body),
+    )
+    .await
+    {
+        tracing::debug!(party = p, error = %e.detail, "confirmations not delivered; the follower will ask");
+    }
 }
 
 /// A follower passes an engine's checkout to the leader.
@@ -133,13 +238,33 @@ pub async fn forward_checkout(
     .ok_or_else(|| ApiError::internal("the leader answered without a reservation"))
 }
 
-/// A follower asks the leader whether a reservation is confirmed, and records it if so.
+/// How long a download at a follower waits for the leader's confirmation to arrive before it
+/// asks the leader itself. The leader sends confirmations as it answers the engine, so they
+/// usually arrive first or within a millisecond.
+const CONFIRMATION_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A follower makes sure a reservation is confirmed before serving it: it waits briefly for
+/// the leader's confirmation, then asks the leader, and records it if so.
 ///
 /// # Errors
 /// 409 `not-confirmed` if the leader has not confirmed it (or released it).
 pub async fn learn_confirmation(st: &NodeState, id: &str) -> Result<(), ApiError> {
     if st.is_leader() {
         return Err(StoreError::Unconfirmed(id.to_string()).into());
+    }
+    let deadline = tokio::time::Instant::now() + CONFIRMATION_WAIT;
+    let mut arrivals = st.confirmations.subscribe();
+    loop {
+        let store = st.store.clone();
+        let lookup = id.to_string();
+        let known = blocking(move || store.reservation(&lookup)).await?;
+        if known.is_some_and(|r| r.confirmed || r.state != ReservationState::Reserved) {
+            return Ok(());
+        }
+        match tokio::time::timeout_at(deadline, arrivals.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => break,
+        }
     }
     let path = format!("/v1/internal/reservations/{}", urlencode(id));
     let at_leader = call::<Reservation>(st, st.cluster.leader, Method::GET, &path, None::<&()>)

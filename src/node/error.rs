@@ -23,7 +23,7 @@ pub struct Problem {
 }
 
 /// An error a handler returns.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: std::borrow::Cow<'static, str>,
@@ -125,9 +125,10 @@ impl From<Problem> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = Problem {
+impl ApiError {
+    /// The problem+json body of this error.
+    pub fn problem(&self) -> Problem {
+        Problem {
             kind: format!("urn:larder:problem:{}", self.code),
             title: self
                 .status
@@ -135,10 +136,16 @@ impl IntoResponse for ApiError {
                 .unwrap_or("error")
                 .to_string(),
             status: self.status.as_u16(),
-            detail: self.detail,
+            detail: self.detail.clone(),
             code: self.code.to_string(),
             available: self.available,
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.problem();
         let mut resp = (self.status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,

@@ -6,10 +6,12 @@
 //! - [`error`]: problem+json errors.
 //! - [`api`]: the axum router and handlers.
 //! - [`cluster`]: calls between nodes and the leader's side of the protocol.
+//! - [`combine`]: grouping of concurrent checkouts into one flush and one call per node.
 //! - this module: shared state, authentication, the TLS accept loop, background sweeps.
 
 pub mod api;
 pub mod cluster;
+pub mod combine;
 pub mod config;
 pub mod error;
 pub mod openapi;
@@ -17,13 +19,14 @@ pub mod provision;
 
 use crate::auth::Token;
 use crate::material::PoolSpec;
-use crate::store::Store;
+use crate::store::{Reservation, Store};
+use crate::wire::CheckoutRequest;
+use combine::Combiner;
 use config::{ClusterConfig, NodeConfig};
 use error::ApiError;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
@@ -54,8 +57,18 @@ pub struct NodeState {
     /// HTTPS client trusting only the consortium CA.
     pub http: reqwest::Client,
     credentials: Vec<Credential>,
-    /// Serialises the leader's handling of one checkout id (two engines asking at once).
-    checkout_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// At the leader: checkouts allocated a group at a time, one flush per group.
+    pub(crate) allocations: Arc<Combiner<CheckoutRequest, Result<Reservation, ApiError>>>,
+    /// At the leader, per party: reservations sent to that follower a group per request.
+    pub(crate) replicas: Vec<Arc<Combiner<Reservation, Result<(), ApiError>>>>,
+    /// At the leader: checkouts confirmed a group at a time; each group's confirmations go
+    /// to every follower in one request.
+    pub(crate) confirms: Arc<Combiner<String, Result<Reservation, ApiError>>>,
+    /// Downloads consumed a group at a time, one flush per group (engine name per checkout).
+    pub(crate) consumes: Arc<Combiner<(String, String), Result<api::Consumed, ApiError>>>,
+    /// At a follower: bumped whenever the leader's confirmations arrive, so downloads waiting
+    /// for one look again.
+    pub(crate) confirmations: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for NodeState {
@@ -115,6 +128,7 @@ impl NodeState {
             hash: decode_hash(&cluster.dealer_token_sha256),
             who: Ok(Caller::Dealer),
         });
+        let cluster_parties = cluster.parties.len();
         Ok(NodeState {
             store,
             cluster,
@@ -122,7 +136,11 @@ impl NodeState {
             token,
             http,
             credentials,
-            checkout_locks: Mutex::new(HashMap::new()),
+            allocations: Combiner::new(GROUP),
+            replicas: (0..cluster_parties).map(|_| Combiner::new(GROUP)).collect(),
+            confirms: Combiner::new(GROUP),
+            consumes: Combiner::new(GROUP),
+            confirmations: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -155,17 +173,11 @@ impl NodeState {
         }
     }
 
-    fn checkout_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self
-            .checkout_locks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if locks.len() > 10_000 {
-            locks.retain(|_, l| Arc::strong_count(l) > 1);
-        }
-        locks.entry(id.to_string()).or_default().clone()
-    }
 }
+
+/// Most checkouts allocated, or sent to a follower, in one group. Bounds the size of a
+/// node-to-node request and the time the store's lock is held at once.
+const GROUP: usize = 64;
 
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {

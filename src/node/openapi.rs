@@ -83,14 +83,16 @@ pub fn document() -> Value {
             "/v1/internal/checkouts": {"post": {"summary": "A follower forwards a checkout to the leader", "operationId": "leaderCheckout", "security": node_sec,
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CheckoutRequest"}}}},
                 "responses": merge(ok_json("Reservation", "the confirmed reservation"), problem_responses(&[("400", "bad input"), ("401", "missing or unknown token"), ("403", "not a node"), ("409", "conflict"), ("413", "body too large"), ("415", "not application/json"), ("421", "not the leader"), ("503", "underrun or a party unreachable")]))}},
+            "/v1/internal/reservations": {"post": {"summary": "Hold a group of the leader's reservations durably (leader to follower)", "operationId": "applyReservations", "security": node_sec,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApplyRequest"}}}},
+                "responses": merge(json!({"200": {"description": "one result per reservation, in order; those without a problem are held durably", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/ApplyResult"}}}}}}),
+                    problem_responses(&[("400", "bad input"), ("401", "missing or unknown token"), ("403", "not the leader"), ("413", "body too large"), ("415", "not application/json")]))}},
             "/v1/internal/reservations/{id}": {
-                "put": {"summary": "Hold the leader's reservation (leader to follower)", "operationId": "applyReservation", "security": node_sec, "parameters": [id_param("id", "checkout id")],
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Reservation"}}}},
-                    "responses": merge(no_content("held durably"), problem_responses(&[("400", "bad input"), ("401", "missing or unknown token"), ("403", "not the leader"), ("409", "items not free here"), ("413", "body too large"), ("415", "not application/json")]))},
                 "get": {"summary": "A reservation's state here", "operationId": "reservationState", "security": node_sec, "parameters": [id_param("id", "checkout id")],
                     "responses": merge(ok_json("Reservation", "the reservation"), problem_responses(&[("401", "missing or unknown token"), ("403", "not a node"), ("404", "unknown checkout")]))}},
-            "/v1/internal/reservations/{id}/confirm": {"post": {"summary": "Every party holds it (leader to follower)", "operationId": "confirmReservation", "security": node_sec, "parameters": [id_param("id", "checkout id")],
-                "responses": merge(no_content("confirmed"), problem_responses(&[("401", "missing or unknown token"), ("403", "not the leader"), ("404", "unknown checkout"), ("410", "released")]))}},
+            "/v1/internal/confirmations": {"post": {"summary": "Every party holds these checkouts (leader to follower)", "operationId": "confirmReservations", "security": node_sec,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ConfirmRequest"}}}},
+                "responses": merge(no_content("recorded (checkouts unknown or released here are skipped)"), problem_responses(&[("400", "bad input"), ("401", "missing or unknown token"), ("403", "not the leader"), ("413", "body too large"), ("415", "not application/json")]))}},
             "/v1/internal/reservations/{id}/expire": {"post": {"summary": "Release unless downloaded here (leader to follower)", "operationId": "expireReservation", "security": node_sec, "parameters": [id_param("id", "checkout id")],
                 "responses": merge(json!({"200": {"description": "what this party did", "content": {"application/json": {"schema": {"type": "string", "enum": ["released", "consumed", "burned", "unknown"]}}}}}), problem_responses(&[("401", "missing or unknown token"), ("403", "not the leader")]))}},
             "/v1/internal/reservations/{id}/burn": {"post": {"summary": "Consume without serving (leader to follower)", "operationId": "burnReservation", "security": node_sec, "parameters": [id_param("id", "checkout id")],
@@ -121,6 +123,12 @@ pub fn document() -> Value {
                     "ranges": {"type": "array", "items": {"$ref": "#/components/schemas/Range"}}, "state": {"$ref": "#/components/schemas/ReservationState"},
                     "reserved_at": {"type": "integer"}, "consumer": {"type": ["string", "null"]}, "consumed_at": {"type": ["integer", "null"]},
                     "confirmed": {"type": "boolean"}, "settled": {"type": "boolean"}}},
+                "ApplyRequest": {"type": "object", "additionalProperties": false, "required": ["reservations"], "properties": {
+                    "reservations": {"type": "array", "items": {"$ref": "#/components/schemas/Reservation"}}}},
+                "ApplyResult": {"type": "object", "required": ["checkout"], "properties": {
+                    "checkout": {"type": "string"}, "problem": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Problem"}], "description": "why it is not held; null when held durably"}}},
+                "ConfirmRequest": {"type": "object", "additionalProperties": false, "required": ["checkouts"], "properties": {
+                    "checkouts": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 256}}}},
                 "PoolStock": {"type": "object", "properties": {"available": {"type": "integer"}, "staged": {"type": "integer"}, "reserved": {"type": "integer"}, "consumed": {"type": "integer"}, "batches": {"type": "integer"}}},
                 "Stock": {"type": "object", "required": ["party", "pools"], "properties": {"party": {"type": "integer"}, "pools": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/PoolStock"}}}},
                 "Health": {"type": "object", "required": ["consortium", "party", "parties", "name", "leader", "version"], "properties": {

@@ -792,14 +792,56 @@ impl Store {
     /// [`StoreError::Conflict`] for a used id with other parameters; [`StoreError::Underrun`]
     /// (with the available count) if stock is short.
     pub fn allocate(&self, checkout: &str, pool: PoolSpec, count: u64) -> Result<Reservation> {
+        let res = self.allocate_unflushed(checkout, pool, count)?;
+        self.flush()?;
+        Ok(res)
+    }
+
+    /// [`Store::allocate`] for many requests, made durable by one flush (the leader groups
+    /// concurrent checkouts this way). One result per request, in order; a later request
+    /// sees the allocations of earlier ones, so the same id twice gets the same reservation.
+    pub fn allocate_many(&self, requests: &[(String, PoolSpec, u64)]) -> Vec<Result<Reservation>> {
+        let results: Vec<_> = requests
+            .iter()
+            .map(|(id, pool, count)| self.allocate_unflushed(id, *pool, *count))
+            .collect();
+        self.flush_all(results)
+    }
+
+    /// Flushes once for a group of unflushed changes; if the flush fails, none of them is
+    /// acknowledged.
+    fn flush_all<T>(&self, results: Vec<Result<T>>) -> Vec<Result<T>> {
+        if !results.iter().any(Result::is_ok) {
+            return results;
+        }
+        match self.flush() {
+            Ok(()) => results,
+            Err(e) => {
+                let why = e.to_string();
+                results
+                    .into_iter()
+                    .map(|r| {
+                        r.and_then(|_| {
+                            Err(StoreError::Io {
+                                op: "flush metadata",
+                                path: self.dir.clone(),
+                                source: io::Error::other(why.clone()),
+                            })
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn allocate_unflushed(&self, checkout: &str, pool: PoolSpec, count: u64) -> Result<Reservation> {
         Self::check_request(checkout, count)?;
         let res = {
             let _g = self.locked();
             if let Some(v) = self.reservations.get(checkout)? {
                 let existing: Reservation = from_json("reservation", &v)?;
-                drop(_g);
                 if existing.pool == pool && existing.count == count {
-                    self.flush()?;
+                    // Possibly written by a concurrent call not flushed yet: the caller flushes.
                     return Ok(existing);
                 }
                 return Err(StoreError::Conflict(checkout.to_string()));
@@ -881,7 +923,6 @@ impl Store {
             )?;
             res
         };
-        self.flush()?;
         Ok(res)
     }
 
@@ -893,6 +934,21 @@ impl Store {
     /// [`StoreError::Conflict`] if the id holds a different reservation;
     /// [`StoreError::RangeUnavailable`] if an item is not free here.
     pub fn apply(&self, reservation: &Reservation) -> Result<()> {
+        self.apply_unflushed(reservation)?;
+        self.flush()
+    }
+
+    /// [`Store::apply`] for many reservations, made durable by one flush. One result per
+    /// reservation, in order.
+    pub fn apply_many(&self, reservations: &[Reservation]) -> Vec<Result<()>> {
+        let results: Vec<_> = reservations
+            .iter()
+            .map(|r| self.apply_unflushed(r))
+            .collect();
+        self.flush_all(results)
+    }
+
+    fn apply_unflushed(&self, reservation: &Reservation) -> Result<()> {
         Self::check_request(&reservation.checkout, reservation.count)?;
         let total = reservation.ranges.iter().try_fold(0u64, |acc, r| {
             if r.count == 0 {
@@ -923,7 +979,8 @@ impl Store {
                         to: "held again",
                     });
                 }
-                return self.flush();
+                // Possibly written by a concurrent call not flushed yet: the caller flushes.
+                return Ok(());
             }
             let mut metas = self.batch_metas(&reservation.ranges)?;
             // Items the leader hands out again can be held here only by a reservation the
@@ -1039,11 +1096,17 @@ impl Store {
                 ),
             )?;
         }
-        self.flush()
+        Ok(())
     }
 
     /// Marks a reservation confirmed: every party holds it, so its shares may be handed out.
     /// Confirming again, or a reservation already consumed or burned, is a no-op.
+    ///
+    /// Not flushed on its own: the flag only caches a fact that stays true (every party holds
+    /// the reservation durably; holdings are released only by the leader's expiry, which asks
+    /// every party first). If a crash loses it, the node asks the leader again, and the leader
+    /// re-establishes it by replicating again (idempotent). The next flush of anything (the
+    /// download's consume, for one) makes it durable too.
     ///
     /// # Errors
     /// [`StoreError::UnknownCheckout`]; [`StoreError::NotReserved`] if it was released.
@@ -1070,7 +1133,6 @@ impl Store {
             }
             res
         };
-        self.flush()?;
         Ok(res)
     }
 
@@ -1144,6 +1206,21 @@ impl Store {
     /// Moves a reservation out of `reserved` (to consumed, released or burned) and updates
     /// its batches, atomically and durably.
     fn finish_reservation(
+        &self,
+        checkout: &str,
+        to: ReservationState,
+        by: Option<&str>,
+    ) -> Result<Reservation> {
+        let res = self.finish_unflushed(checkout, to, by)?;
+        if let Err(e) = self.flush() {
+            // No stream will start; let the chunks be erased.
+            self.end_stream(&res);
+            return Err(e);
+        }
+        Ok(res)
+    }
+
+    fn finish_unflushed(
         &self,
         checkout: &str,
         to: ReservationState,
@@ -1236,11 +1313,6 @@ impl Store {
             }
             res
         };
-        if let Err(e) = self.flush() {
-            // No stream will start; let the chunks be erased.
-            self.end_stream(&res);
-            return Err(e);
-        }
         Ok(res)
     }
 
@@ -1251,6 +1323,34 @@ impl Store {
     /// [`StoreError::Gone`] if it was already consumed or burned here.
     pub fn consume(&self, checkout: &str, consumer: &str) -> Result<Reservation> {
         self.finish_reservation(checkout, ReservationState::Consumed, Some(consumer))
+    }
+
+    /// [`Store::consume`] for many downloads, made durable by one flush; each reservation
+    /// still reserved here has its data checked first ([`Store::check_ranges`]), so damaged
+    /// data is refused before anything is consumed. One result per `(checkout, consumer)`,
+    /// in order.
+    pub fn consume_many(&self, downloads: &[(String, String)]) -> Vec<Result<Reservation>> {
+        let results: Vec<_> = downloads
+            .iter()
+            .map(|(id, by)| {
+                if let Some(res) = self.reservation(id)? {
+                    if res.state == ReservationState::Reserved && res.confirmed {
+                        self.check_ranges(&res)?;
+                    }
+                }
+                self.finish_unflushed(id, ReservationState::Consumed, Some(by))
+            })
+            .collect();
+        let consumed: Vec<Reservation> = results.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+        let flushed = self.flush_all(results);
+        if flushed.iter().filter(|r| r.is_ok()).count() < consumed.len() {
+            // The flush failed and nothing was acknowledged, so no stream starts: let the
+            // chunks be erased.
+            for res in &consumed {
+                self.end_stream(res);
+            }
+        }
+        flushed
     }
 
     /// Returns a reservation nobody downloaded to stock.
