@@ -576,11 +576,7 @@ async fn reservation_state(
     ))
 }
 
-async fn confirm(
-    State(st): St,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<StatusCode, ApiError> {
+async fn confirm(State(st): St, headers: HeaderMap, body: Body) -> Result<StatusCode, ApiError> {
     require_node(&st.authenticate(&headers)?, Some(st.cluster.leader))?;
     let req: ConfirmRequest = read_json_limit(&headers, body, INTERNAL_JSON_LIMIT).await?;
     let store = st.store.clone();

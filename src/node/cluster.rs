@@ -14,7 +14,9 @@ use super::error::{ApiError, Problem};
 use super::NodeState;
 use crate::material::BatchId;
 use crate::store::{now_unix, BatchState, Reservation, ReservationState, Store, StoreError};
-use crate::wire::{ApplyRequest, ApplyResult, BatchStateView, CheckoutRequest, ConfirmRequest, ExpireOutcome};
+use crate::wire::{
+    ApplyRequest, ApplyResult, BatchStateView, CheckoutRequest, ConfirmRequest, ExpireOutcome,
+};
 use futures_util::future::join_all;
 use reqwest::Method;
 use std::sync::Arc;
@@ -80,7 +82,9 @@ pub async fn checkout_at_leader(
 ) -> Result<Reservation, ApiError> {
     let res = st
         .allocations
-        .submit(st.clone(), req, |st, group| allocate_group(st.clone(), group))
+        .submit(st.clone(), req, |st, group| {
+            allocate_group(st.clone(), group)
+        })
         .await
         .ok_or_else(|| ApiError::internal("allocation failed"))??;
     if res.state != ReservationState::Reserved || res.confirmed {
@@ -111,10 +115,7 @@ pub async fn checkout_at_leader(
 /// Confirms a group of replicated checkouts here, then tells the followers (one request
 /// each, not awaited): they learn it now, or from the leader when their engine downloads
 /// first.
-async fn confirm_group(
-    st: Arc<NodeState>,
-    ids: Vec<String>,
-) -> Vec<Result<Reservation, ApiError>> {
+async fn confirm_group(st: Arc<NodeState>, ids: Vec<String>) -> Vec<Result<Reservation, ApiError>> {
     let store = st.store.clone();
     let n = ids.len();
     let lookup = ids.clone();

@@ -137,9 +137,15 @@ mod tests {
             r.unwrap();
         }
         let n = groups.load(Ordering::SeqCst);
-        assert!(n < 200, "200 concurrent callers formed {n} groups: nothing was combined");
+        assert!(
+            n < 200,
+            "200 concurrent callers formed {n} groups: nothing was combined"
+        );
         // Idle again: a lone caller is served at once.
-        assert_eq!(c.submit((), 5, |_, v: Vec<u64>| async move { v }).await, Some(5));
+        assert_eq!(
+            c.submit((), 5, |_, v: Vec<u64>| async move { v }).await,
+            Some(5)
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,6 +157,9 @@ mod tests {
             })
             .await;
         assert_eq!(got, None);
-        assert_eq!(c.submit((), 2, |_, v: Vec<u64>| async move { v }).await, Some(2));
+        assert_eq!(
+            c.submit((), 2, |_, v: Vec<u64>| async move { v }).await,
+            Some(2)
+        );
     }
 }

@@ -172,7 +172,6 @@ impl NodeState {
             None => Err(ApiError::unauthorized()),
         }
     }
-
 }
 
 /// Most checkouts allocated, or sent to a follower, in one group. Bounds the size of a

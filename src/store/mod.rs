@@ -16,8 +16,10 @@
 
 mod ranges;
 pub mod schema;
+mod view;
 
 pub use ranges::RangeSet;
+use view::View;
 
 use crate::material::batch::{expand_chunk, CHUNK_ITEMS, HEADER_BYTES};
 use crate::material::shares::MAX_CHECKOUT_ID;
@@ -566,20 +568,6 @@ impl Store {
             .transpose()
     }
 
-    /// Metadata of every batch the ranges touch.
-    fn batch_metas(&self, ranges: &[ShareRange]) -> Result<BTreeMap<BatchId, BatchMeta>> {
-        let mut metas = BTreeMap::new();
-        for r in ranges {
-            if let std::collections::btree_map::Entry::Vacant(slot) = metas.entry(r.batch) {
-                slot.insert(
-                    self.batch_meta(&r.batch)?
-                        .ok_or(StoreError::UnknownBatch(r.batch))?,
-                );
-            }
-        }
-        Ok(metas)
-    }
-
     /// Every batch's metadata.
     ///
     /// # Errors
@@ -646,7 +634,7 @@ impl Store {
             stock_seq: 0,
             staged_at: now_unix(),
         };
-        let audit = self.audit_entry("stage", header.pool, None, Some(header.batch), vec![], None);
+        let audit = audit_entry("stage", header.pool, None, Some(header.batch), vec![], None);
         {
             let _g = self.locked();
             let seq = self.db.generate_id()?;
@@ -662,27 +650,55 @@ impl Store {
         self.flush()?;
         Ok(header)
     }
+}
 
-    fn audit_entry(
-        &self,
-        event: &str,
-        pool: PoolSpec,
-        checkout: Option<&str>,
-        batch: Option<BatchId>,
-        ranges: Vec<ShareRange>,
-        by: Option<&str>,
-    ) -> AuditRecord {
-        AuditRecord {
-            at: now_unix(),
-            event: event.to_string(),
-            pool,
-            checkout: checkout.map(str::to_string),
-            batch,
-            ranges,
-            by: by.map(str::to_string),
-        }
+/// The single result of a group of one.
+fn one<T>(mut results: Vec<Result<T>>) -> Result<T> {
+    results.pop().expect("one result per item")
+}
+
+/// A group whose commit or flush failed: nothing in it is acknowledged.
+fn fail_all<T>(
+    results: Vec<Result<T>>,
+    op: &'static str,
+    dir: &Path,
+    e: &StoreError,
+) -> Vec<Result<T>> {
+    let why = e.to_string();
+    results
+        .into_iter()
+        .map(|r| {
+            r.and_then(|_| {
+                Err(StoreError::Io {
+                    op,
+                    path: dir.to_path_buf(),
+                    source: io::Error::other(why.clone()),
+                })
+            })
+        })
+        .collect()
+}
+
+fn audit_entry(
+    event: &str,
+    pool: PoolSpec,
+    checkout: Option<&str>,
+    batch: Option<BatchId>,
+    ranges: Vec<ShareRange>,
+    by: Option<&str>,
+) -> AuditRecord {
+    AuditRecord {
+        at: now_unix(),
+        event: event.to_string(),
+        pool,
+        checkout: checkout.map(str::to_string),
+        batch,
+        ranges,
+        by: by.map(str::to_string),
     }
+}
 
+impl Store {
     /// Makes a staged batch available for allocation (the leader does this once every party
     /// has staged it). Activating an available batch again is a no-op.
     ///
@@ -717,7 +733,7 @@ impl Store {
                     b.insert(&id.0, to_json(&meta))?;
                     a.insert(
                         &aseq.to_be_bytes(),
-                        to_json(&self.audit_entry(
+                        to_json(&audit_entry(
                             "activate",
                             meta.pool,
                             None,
@@ -756,7 +772,14 @@ impl Store {
                 b.remove(&id.0)?;
                 a.insert(
                     &aseq.to_be_bytes(),
-                    to_json(&self.audit_entry("abort", meta.pool, None, Some(*id), vec![], None)),
+                    to_json(&audit_entry(
+                        "abort",
+                        meta.pool,
+                        None,
+                        Some(*id),
+                        vec![],
+                        None,
+                    )),
                 )?;
                 Ok(())
             }))?;
@@ -792,20 +815,33 @@ impl Store {
     /// [`StoreError::Conflict`] for a used id with other parameters; [`StoreError::Underrun`]
     /// (with the available count) if stock is short.
     pub fn allocate(&self, checkout: &str, pool: PoolSpec, count: u64) -> Result<Reservation> {
-        let res = self.allocate_unflushed(checkout, pool, count)?;
-        self.flush()?;
-        Ok(res)
+        one(self.allocate_many(&[(checkout.to_string(), pool, count)]))
     }
 
-    /// [`Store::allocate`] for many requests, made durable by one flush (the leader groups
-    /// concurrent checkouts this way). One result per request, in order; a later request
-    /// sees the allocations of earlier ones, so the same id twice gets the same reservation.
+    /// [`Store::allocate`] for many requests, written by one transaction and made durable by
+    /// one flush (the leader groups concurrent checkouts this way). One result per request,
+    /// in order; a later request sees the allocations of earlier ones, so the same id twice
+    /// gets the same reservation.
     pub fn allocate_many(&self, requests: &[(String, PoolSpec, u64)]) -> Vec<Result<Reservation>> {
-        let results: Vec<_> = requests
-            .iter()
-            .map(|(id, pool, count)| self.allocate_unflushed(id, *pool, *count))
-            .collect();
+        let results = self.plan_group(|view| {
+            requests
+                .iter()
+                .map(|(id, pool, count)| view.item(|v| Self::plan_allocate(v, id, *pool, *count)))
+                .collect()
+        });
         self.flush_all(results)
+    }
+
+    /// Plans and commits a group of changes under the store's lock, in one transaction. If
+    /// the transaction fails, nothing in the group succeeded.
+    fn plan_group<T>(&self, plan: impl FnOnce(&mut View<'_>) -> Vec<Result<T>>) -> Vec<Result<T>> {
+        let _g = self.locked();
+        let mut view = View::new(self);
+        let results = plan(&mut view);
+        match view.commit() {
+            Ok(()) => results,
+            Err(e) => fail_all(results, "commit metadata", &self.dir, &e),
+        }
     }
 
     /// Flushes once for a group of unflushed changes; if the flush fails, none of them is
@@ -816,113 +852,73 @@ impl Store {
         }
         match self.flush() {
             Ok(()) => results,
-            Err(e) => {
-                let why = e.to_string();
-                results
-                    .into_iter()
-                    .map(|r| {
-                        r.and_then(|_| {
-                            Err(StoreError::Io {
-                                op: "flush metadata",
-                                path: self.dir.clone(),
-                                source: io::Error::other(why.clone()),
-                            })
-                        })
-                    })
-                    .collect()
-            }
+            Err(e) => fail_all(results, "flush metadata", &self.dir, &e),
         }
     }
 
-    fn allocate_unflushed(&self, checkout: &str, pool: PoolSpec, count: u64) -> Result<Reservation> {
+    fn plan_allocate(
+        view: &mut View<'_>,
+        checkout: &str,
+        pool: PoolSpec,
+        count: u64,
+    ) -> Result<Reservation> {
         Self::check_request(checkout, count)?;
-        let res = {
-            let _g = self.locked();
-            if let Some(v) = self.reservations.get(checkout)? {
-                let existing: Reservation = from_json("reservation", &v)?;
-                if existing.pool == pool && existing.count == count {
-                    // Possibly written by a concurrent call not flushed yet: the caller flushes.
-                    return Ok(existing);
-                }
-                return Err(StoreError::Conflict(checkout.to_string()));
+        if let Some(existing) = view.reservation(checkout)? {
+            if existing.pool == pool && existing.count == count {
+                // Possibly written by a call not flushed yet: the caller flushes.
+                return Ok(existing);
             }
-            // Plan outside the transaction (sled transactions cannot scan); the lock keeps the
-            // plan valid until it commits.
-            let mut need = count;
-            let mut ranges = Vec::new();
-            let mut touched: Vec<(Vec<u8>, BatchMeta)> = Vec::new();
-            for entry in self.stock.scan_prefix(stock_prefix(&pool)) {
-                if need == 0 {
-                    break;
-                }
-                let (key, id) = entry?;
-                let id = BatchId(
-                    id.as_ref()
-                        .try_into()
-                        .map_err(|_| StoreError::Corrupt("stock index".into()))?,
-                );
-                let mut meta = self.batch_meta(&id)?.ok_or(StoreError::UnknownBatch(id))?;
-                for (first, end) in meta.free.take_front(need) {
-                    need -= end - first;
-                    ranges.push(ShareRange {
-                        batch: id,
-                        first,
-                        count: end - first,
-                    });
-                }
-                touched.push((key.to_vec(), meta));
+            return Err(StoreError::Conflict(checkout.to_string()));
+        }
+        let mut need = count;
+        let mut ranges = Vec::new();
+        for (key, id) in view.stock_scan(&stock_prefix(&pool))? {
+            if need == 0 {
+                break;
             }
-            if need > 0 {
-                return Err(StoreError::Underrun {
-                    pool,
-                    requested: count,
-                    available: count - need,
+            let mut meta = view.meta(&id)?.ok_or(StoreError::UnknownBatch(id))?;
+            for (first, end) in meta.free.take_front(need) {
+                need -= end - first;
+                ranges.push(ShareRange {
+                    batch: id,
+                    first,
+                    count: end - first,
                 });
             }
-            let res = Reservation {
-                checkout: checkout.to_string(),
+            if meta.free.is_empty() {
+                view.stock_remove(key);
+            }
+            view.put_meta(meta);
+        }
+        if need > 0 {
+            return Err(StoreError::Underrun {
                 pool,
-                count,
-                ranges,
-                state: ReservationState::Reserved,
-                reserved_at: now_unix(),
-                consumer: None,
-                consumed_at: None,
-                confirmed: false,
-                settled: false,
-            };
-            let audit = self.audit_entry(
-                "reserve",
-                pool,
-                Some(checkout),
-                None,
-                res.ranges.clone(),
-                None,
-            );
-            let aseq = self.db.generate_id()?;
-            unwrap_tx(
-                (
-                    &self.batches,
-                    &self.stock,
-                    &self.reservations,
-                    &self.audit,
-                    &self.open,
-                )
-                    .transaction(|(b, s, r, a, o)| {
-                        for (key, meta) in &touched {
-                            b.insert(&meta.id.0, to_json(meta))?;
-                            if meta.free.is_empty() {
-                                s.remove(key.as_slice())?;
-                            }
-                        }
-                        r.insert(checkout.as_bytes(), to_json(&res))?;
-                        a.insert(&aseq.to_be_bytes(), to_json(&audit))?;
-                        o.insert(open_key(&res), &[])?;
-                        Ok(())
-                    }),
-            )?;
-            res
+                requested: count,
+                available: count - need,
+            });
+        }
+        let res = Reservation {
+            checkout: checkout.to_string(),
+            pool,
+            count,
+            ranges,
+            state: ReservationState::Reserved,
+            reserved_at: now_unix(),
+            consumer: None,
+            consumed_at: None,
+            confirmed: false,
+            settled: false,
         };
+        view.audit(audit_entry(
+            "reserve",
+            pool,
+            Some(checkout),
+            None,
+            res.ranges.clone(),
+            None,
+        ));
+        view.open_insert(&res);
+        view.put_reservation(res.clone());
         Ok(res)
     }
 
@@ -934,21 +930,22 @@ impl Store {
     /// [`StoreError::Conflict`] if the id holds a different reservation;
     /// [`StoreError::RangeUnavailable`] if an item is not free here.
     pub fn apply(&self, reservation: &Reservation) -> Result<()> {
-        self.apply_unflushed(reservation)?;
-        self.flush()
+        one(self.apply_many(std::slice::from_ref(reservation)))
     }
 
-    /// [`Store::apply`] for many reservations, made durable by one flush. One result per
-    /// reservation, in order.
+    /// [`Store::apply`] for many reservations, written by one transaction and made durable by
+    /// one flush. One result per reservation, in order.
     pub fn apply_many(&self, reservations: &[Reservation]) -> Vec<Result<()>> {
-        let results: Vec<_> = reservations
-            .iter()
-            .map(|r| self.apply_unflushed(r))
-            .collect();
+        let results = self.plan_group(|view| {
+            reservations
+                .iter()
+                .map(|r| view.item(|v| self.plan_apply(v, r)))
+                .collect()
+        });
         self.flush_all(results)
     }
 
-    fn apply_unflushed(&self, reservation: &Reservation) -> Result<()> {
+    fn plan_apply(&self, view: &mut View<'_>, reservation: &Reservation) -> Result<()> {
         Self::check_request(&reservation.checkout, reservation.count)?;
         let total = reservation.ranges.iter().try_fold(0u64, |acc, r| {
             if r.count == 0 {
@@ -963,139 +960,112 @@ impl Store {
                 "reservation ranges do not add up to its count".into(),
             ));
         }
-        {
-            let _g = self.locked();
-            if let Some(v) = self.reservations.get(&reservation.checkout)? {
-                let existing: Reservation = from_json("reservation", &v)?;
-                drop(_g);
-                if !existing.same_allocation(reservation) {
-                    return Err(StoreError::Conflict(reservation.checkout.clone()));
-                }
-                // Released here (expiry): the leader must not count this party as holding it.
-                if existing.state == ReservationState::Released {
-                    return Err(StoreError::NotReserved {
-                        checkout: existing.checkout,
-                        state: existing.state,
-                        to: "held again",
-                    });
-                }
-                // Possibly written by a concurrent call not flushed yet: the caller flushes.
-                return Ok(());
+        if let Some(existing) = view.reservation(&reservation.checkout)? {
+            if !existing.same_allocation(reservation) {
+                return Err(StoreError::Conflict(reservation.checkout.clone()));
             }
-            let mut metas = self.batch_metas(&reservation.ranges)?;
-            // Items the leader hands out again can be held here only by a reservation the
-            // leader dropped before confirming it (it confirms only once every party holds a
-            // reservation, and never reallocates a confirmed one's items while it is live):
-            // such stale reservations are released first, in the same transaction.
-            let busy = reservation.ranges.iter().any(|r| {
-                !metas[&r.batch]
-                    .free
-                    .contains(r.first, r.first.saturating_add(r.count))
-            });
-            let mut stale = Vec::new();
-            if busy {
-                for v in self.reservations.iter().values() {
-                    let old: Reservation = from_json("reservation", &v?)?;
-                    let overlaps = old.ranges.iter().any(|o| {
-                        reservation.ranges.iter().any(|r| {
-                            o.batch == r.batch
-                                && o.first < r.first + r.count
-                                && r.first < o.first + o.count
-                        })
-                    });
-                    if overlaps && old.state == ReservationState::Reserved && !old.confirmed {
-                        stale.push(old);
-                    }
-                }
-                for old in &mut stale {
-                    for (id, meta) in self.batch_metas(&old.ranges)? {
-                        metas.entry(id).or_insert(meta);
-                    }
-                    for o in &old.ranges {
-                        metas
-                            .get_mut(&o.batch)
-                            .expect("loaded above")
-                            .free
-                            .insert(o.first, o.first + o.count);
-                    }
-                    old.state = ReservationState::Released;
-                }
+            // Released here (expiry): the leader must not count this party as holding it.
+            if existing.state == ReservationState::Released {
+                return Err(StoreError::NotReserved {
+                    checkout: existing.checkout,
+                    state: existing.state,
+                    to: "held again",
+                });
             }
-            for r in &reservation.ranges {
-                let meta = metas.get_mut(&r.batch).expect("loaded above");
-                let end = r.first.checked_add(r.count).ok_or(StoreError::ZeroCount)?;
-                if meta.state == BatchState::Exhausted || !meta.free.remove(r.first, end) {
-                    return Err(StoreError::RangeUnavailable {
-                        batch: r.batch,
-                        first: r.first,
-                        end,
-                    });
-                }
-            }
-            let mut seqs = Vec::new();
-            for meta in metas.values_mut() {
-                if meta.state == BatchState::Staged {
-                    meta.state = BatchState::Available;
-                    meta.stock_seq = self.db.generate_id()?;
-                    seqs.push(meta.id);
-                }
-            }
-            let mut res = reservation.clone();
-            res.state = ReservationState::Reserved;
-            res.consumer = None;
-            res.consumed_at = None;
-            res.confirmed = false;
-            let stale_audit: Vec<AuditRecord> = stale
-                .iter()
-                .map(|o| {
-                    self.audit_entry(
-                        "release",
-                        o.pool,
-                        Some(&o.checkout),
-                        None,
-                        o.ranges.clone(),
-                        None,
-                    )
-                })
-                .collect();
-            let stale_seqs = stale
-                .iter()
-                .map(|_| self.db.generate_id())
-                .collect::<sled::Result<Vec<u64>>>()?;
-            let audit = self.audit_entry(
-                "reserve",
-                res.pool,
-                Some(&res.checkout),
-                None,
-                res.ranges.clone(),
-                None,
-            );
-            let aseq = self.db.generate_id()?;
-            unwrap_tx(
-                (&self.batches, &self.stock, &self.reservations, &self.audit).transaction(
-                    |(b, s, r, a)| {
-                        for meta in metas.values() {
-                            b.insert(&meta.id.0, to_json(meta))?;
-                            let key = stock_key(&meta.pool, meta.stock_seq);
-                            if meta.free.is_empty() {
-                                s.remove(key)?;
-                            } else if seqs.contains(&meta.id) {
-                                s.insert(key, &meta.id.0)?;
-                            }
-                        }
-                        for (old, (rec, seq)) in
-                            stale.iter().zip(stale_audit.iter().zip(&stale_seqs))
-                        {
-                            r.insert(old.checkout.as_bytes(), to_json(old))?;
-                            a.insert(&seq.to_be_bytes(), to_json(rec))?;
-                        }
-                        r.insert(res.checkout.as_bytes(), to_json(&res))?;
-                        a.insert(&aseq.to_be_bytes(), to_json(&audit))?;
-                        Ok(())
-                    },
-                ),
-            )?;
+            // Possibly written by a call not flushed yet: the caller flushes.
+            return Ok(());
         }
+        let mut metas = BTreeMap::new();
+        view.load_metas(&mut metas, &reservation.ranges)?;
+        // Items the leader hands out again can be held here only by a reservation the
+        // leader dropped before confirming it (it confirms only once every party holds a
+        // reservation, and never reallocates a confirmed one's items while it is live):
+        // such stale reservations are released first, in the same transaction.
+        let busy = reservation.ranges.iter().any(|r| {
+            !metas[&r.batch]
+                .free
+                .contains(r.first, r.first.saturating_add(r.count))
+        });
+        if busy {
+            let ids: Vec<String> = self
+                .reservations
+                .iter()
+                .keys()
+                .map(|k| k.map(|k| String::from_utf8_lossy(&k).into_owned()))
+                .collect::<sled::Result<_>>()?;
+            for id in ids {
+                let Some(mut old) = view.reservation(&id)? else {
+                    continue;
+                };
+                let overlaps = old.ranges.iter().any(|o| {
+                    reservation.ranges.iter().any(|r| {
+                        o.batch == r.batch
+                            && o.first < r.first + r.count
+                            && r.first < o.first + o.count
+                    })
+                });
+                if !(overlaps && old.state == ReservationState::Reserved && !old.confirmed) {
+                    continue;
+                }
+                view.load_metas(&mut metas, &old.ranges)?;
+                for o in &old.ranges {
+                    metas
+                        .get_mut(&o.batch)
+                        .expect("loaded above")
+                        .free
+                        .insert(o.first, o.first + o.count);
+                }
+                old.state = ReservationState::Released;
+                view.audit(audit_entry(
+                    "release",
+                    old.pool,
+                    Some(&old.checkout),
+                    None,
+                    old.ranges.clone(),
+                    None,
+                ));
+                view.put_reservation(old);
+            }
+        }
+        for r in &reservation.ranges {
+            let meta = metas.get_mut(&r.batch).expect("loaded above");
+            let end = r.first.checked_add(r.count).ok_or(StoreError::ZeroCount)?;
+            if meta.state == BatchState::Exhausted || !meta.free.remove(r.first, end) {
+                return Err(StoreError::RangeUnavailable {
+                    batch: r.batch,
+                    first: r.first,
+                    end,
+                });
+            }
+        }
+        for mut meta in metas.into_values() {
+            let activated = meta.state == BatchState::Staged;
+            if activated {
+                meta.state = BatchState::Available;
+                meta.stock_seq = self.db.generate_id()?;
+            }
+            let key = stock_key(&meta.pool, meta.stock_seq);
+            if meta.free.is_empty() {
+                view.stock_remove(key);
+            } else if activated {
+                view.stock_insert(key, meta.id);
+            }
+            view.put_meta(meta);
+        }
+        let mut res = reservation.clone();
+        res.state = ReservationState::Reserved;
+        res.consumer = None;
+        res.consumed_at = None;
+        res.confirmed = false;
+        view.audit(audit_entry(
+            "reserve",
+            res.pool,
+            Some(&res.checkout),
+            None,
+            res.ranges.clone(),
+            None,
+        ));
+        view.put_reservation(res);
         Ok(())
     }
 
@@ -1211,108 +1181,119 @@ impl Store {
         to: ReservationState,
         by: Option<&str>,
     ) -> Result<Reservation> {
-        let res = self.finish_unflushed(checkout, to, by)?;
-        if let Err(e) = self.flush() {
-            // No stream will start; let the chunks be erased.
-            self.end_stream(&res);
-            return Err(e);
-        }
-        Ok(res)
+        one(self.finish_many(&[(checkout.to_string(), by.map(str::to_string))], to))
     }
 
-    fn finish_unflushed(
+    /// Moves many reservations out of `reserved` to `to` in one transaction and one flush.
+    /// Consumed ones are registered as streaming (their chunks are not erased) until
+    /// [`Store::end_stream`]; if nothing is acknowledged, they are unregistered again.
+    fn finish_many(
         &self,
+        items: &[(String, Option<String>)],
+        to: ReservationState,
+    ) -> Vec<Result<Reservation>> {
+        let results = self.plan_group(|view| {
+            items
+                .iter()
+                .map(|(id, by)| view.item(|v| Self::plan_finish(v, id, to, by.as_deref())))
+                .collect()
+        });
+        let consumed: Vec<Reservation> = if to == ReservationState::Consumed {
+            results
+                .iter()
+                .filter_map(|r| r.as_ref().ok().cloned())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let flushed = self.flush_all(results);
+        if flushed.iter().filter(|r| r.is_ok()).count() < consumed.len() {
+            // Nothing was acknowledged, so no stream starts: let the chunks be erased.
+            for res in &consumed {
+                self.end_stream(res);
+            }
+        }
+        flushed
+    }
+
+    fn plan_finish(
+        view: &mut View<'_>,
         checkout: &str,
         to: ReservationState,
         by: Option<&str>,
     ) -> Result<Reservation> {
-        let res = {
-            let _g = self.locked();
-            let mut res = self
-                .reservation(checkout)?
-                .ok_or_else(|| StoreError::UnknownCheckout(checkout.to_string()))?;
-            if to == ReservationState::Consumed
-                && res.state == ReservationState::Reserved
-                && !res.confirmed
-            {
-                return Err(StoreError::Unconfirmed(checkout.to_string()));
-            }
-            if res.state != ReservationState::Reserved {
-                return Err(
-                    if to == ReservationState::Consumed && res.state != ReservationState::Released {
-                        StoreError::Gone {
-                            checkout: checkout.to_string(),
-                            state: res.state,
-                        }
-                    } else {
-                        StoreError::NotReserved {
-                            checkout: checkout.to_string(),
-                            state: res.state,
-                            to: match to {
-                                ReservationState::Released => "released",
-                                ReservationState::Burned => "burned",
-                                _ => "consumed",
-                            },
-                        }
-                    },
-                );
-            }
-            let mut metas = self.batch_metas(&res.ranges)?;
-            for r in &res.ranges {
-                let meta = metas.get_mut(&r.batch).expect("loaded above");
-                if to == ReservationState::Released {
-                    meta.free.insert(r.first, r.first + r.count);
+        let mut res = view
+            .reservation(checkout)?
+            .ok_or_else(|| StoreError::UnknownCheckout(checkout.to_string()))?;
+        if to == ReservationState::Consumed
+            && res.state == ReservationState::Reserved
+            && !res.confirmed
+        {
+            return Err(StoreError::Unconfirmed(checkout.to_string()));
+        }
+        if res.state != ReservationState::Reserved {
+            return Err(
+                if to == ReservationState::Consumed && res.state != ReservationState::Released {
+                    StoreError::Gone {
+                        checkout: checkout.to_string(),
+                        state: res.state,
+                    }
                 } else {
-                    meta.consumed.insert(r.first, r.first + r.count);
-                }
-            }
-            res.state = to;
-            if to == ReservationState::Consumed {
-                res.consumer = by.map(str::to_string);
-                res.consumed_at = Some(now_unix());
-            }
-            let event = match to {
-                ReservationState::Consumed => "consume",
-                ReservationState::Released => "release",
-                _ => "burn",
-            };
-            let audit = self.audit_entry(
-                event,
-                res.pool,
-                Some(checkout),
-                None,
-                res.ranges.clone(),
-                by,
+                    StoreError::NotReserved {
+                        checkout: checkout.to_string(),
+                        state: res.state,
+                        to: match to {
+                            ReservationState::Released => "released",
+                            ReservationState::Burned => "burned",
+                            _ => "consumed",
+                        },
+                    }
+                },
             );
-            let aseq = self.db.generate_id()?;
-            unwrap_tx(
-                (&self.batches, &self.stock, &self.reservations, &self.audit).transaction(
-                    |(b, s, r, a)| {
-                        for meta in metas.values() {
-                            b.insert(&meta.id.0, to_json(meta))?;
-                            if to == ReservationState::Released
-                                && meta.state == BatchState::Available
-                                && !meta.free.is_empty()
-                            {
-                                s.insert(stock_key(&meta.pool, meta.stock_seq), &meta.id.0)?;
-                            }
-                        }
-                        r.insert(checkout.as_bytes(), to_json(&res))?;
-                        a.insert(&aseq.to_be_bytes(), to_json(&audit))?;
-                        Ok(())
-                    },
-                ),
-            )?;
-            if to == ReservationState::Consumed {
-                // Registered under the lock, right after the consumed state committed, so no
-                // erasure can slip in between.
-                self.streaming
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend(res.ranges.iter().copied());
+        }
+        let mut metas = BTreeMap::new();
+        view.load_metas(&mut metas, &res.ranges)?;
+        for r in &res.ranges {
+            let meta = metas.get_mut(&r.batch).expect("loaded above");
+            if to == ReservationState::Released {
+                meta.free.insert(r.first, r.first + r.count);
+            } else {
+                meta.consumed.insert(r.first, r.first + r.count);
             }
-            res
+        }
+        for meta in metas.into_values() {
+            if to == ReservationState::Released
+                && meta.state == BatchState::Available
+                && !meta.free.is_empty()
+            {
+                view.stock_insert(stock_key(&meta.pool, meta.stock_seq), meta.id);
+            }
+            view.put_meta(meta);
+        }
+        res.state = to;
+        if to == ReservationState::Consumed {
+            res.consumer = by.map(str::to_string);
+            res.consumed_at = Some(now_unix());
+        }
+        let event = match to {
+            ReservationState::Consumed => "consume",
+            ReservationState::Released => "release",
+            _ => "burn",
         };
+        view.audit(audit_entry(
+            event,
+            res.pool,
+            Some(checkout),
+            None,
+            res.ranges.clone(),
+            by,
+        ));
+        view.put_reservation(res.clone());
+        if to == ReservationState::Consumed {
+            // Registered while the store's lock is held, before the consumed state commits,
+            // so no erasure can slip in between (a failed commit unregisters it).
+            view.streaming(res.ranges.clone());
+        }
         Ok(res)
     }
 
@@ -1330,27 +1311,30 @@ impl Store {
     /// data is refused before anything is consumed. One result per `(checkout, consumer)`,
     /// in order.
     pub fn consume_many(&self, downloads: &[(String, String)]) -> Vec<Result<Reservation>> {
-        let results: Vec<_> = downloads
-            .iter()
-            .map(|(id, by)| {
-                if let Some(res) = self.reservation(id)? {
-                    if res.state == ReservationState::Reserved && res.confirmed {
-                        self.check_ranges(&res)?;
-                    }
+        // Checked before the group is planned (reading chunks takes a while; the lock is not
+        // held for it). A damaged reservation fails alone.
+        let mut checked = Vec::new();
+        let mut items = Vec::new();
+        for (id, by) in downloads {
+            let check = match self.reservation(id) {
+                Ok(Some(res)) if res.state == ReservationState::Reserved && res.confirmed => {
+                    self.check_ranges(&res)
                 }
-                self.finish_unflushed(id, ReservationState::Consumed, Some(by))
-            })
-            .collect();
-        let consumed: Vec<Reservation> = results.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
-        let flushed = self.flush_all(results);
-        if flushed.iter().filter(|r| r.is_ok()).count() < consumed.len() {
-            // The flush failed and nothing was acknowledged, so no stream starts: let the
-            // chunks be erased.
-            for res in &consumed {
-                self.end_stream(res);
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if check.is_ok() {
+                items.push((id.clone(), Some(by.clone())));
             }
+            checked.push(check);
         }
-        flushed
+        let mut finished = self
+            .finish_many(&items, ReservationState::Consumed)
+            .into_iter();
+        checked
+            .into_iter()
+            .map(|c| c.and_then(|()| finished.next().expect("one result per item")))
+            .collect()
     }
 
     /// Returns a reservation nobody downloaded to stock.
@@ -1630,7 +1614,7 @@ impl Store {
                     RangeSet::interval(0, meta.items.div_ceil(meta.chunk_items as u64));
             }
             let aseq = self.db.generate_id()?;
-            let audit = self.audit_entry("exhaust", pool, None, Some(*id), vec![], None);
+            let audit = audit_entry("exhaust", pool, None, Some(*id), vec![], None);
             unwrap_tx((&self.batches, &self.audit).transaction(|(b, a)| {
                 b.insert(&id.0, to_json(&meta))?;
                 if all {
