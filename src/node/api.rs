@@ -4,7 +4,7 @@
 use super::cluster;
 use super::error::ApiError;
 use super::{Caller, NodeState};
-use crate::material::{BatchHeader, BatchId, ShareHeader};
+use crate::material::{BatchHeader, BatchId};
 use crate::store::{Reservation, ReservationState, StoreError};
 use crate::wire::{
     ApplyRequest, ApplyResult, BatchStateView, CheckoutRequest, CheckoutView, ConfirmRequest,
@@ -323,49 +323,22 @@ pub struct Consumed {
 /// ones are streamed piece by piece.
 const INLINE_BODY: u64 = PIECE as u64;
 
-fn share_header(st: &NodeState, res: &Reservation) -> ShareHeader {
-    ShareHeader {
-        pool: res.pool,
-        parties: st.cluster.parties(),
-        party: st.me,
-        checkout: res.checkout.clone(),
-        ranges: res.ranges.clone(),
-    }
-}
-
-fn stream_len(h: &ShareHeader) -> u64 {
-    h.encode().len() as u64 + h.items() * h.record_bytes() as u64 + 4
-}
-
-/// Consumes a group of downloads with one flush, then makes the small ones' share streams.
+/// Consumes a group of downloads with one flush (small ones' share streams made alongside).
 async fn consume_group(
     st: Arc<NodeState>,
     downloads: Vec<(String, String)>,
 ) -> Vec<Result<Consumed, ApiError>> {
     let n = downloads.len();
     let store = st.store.clone();
-    let state = st.clone();
     let results = blocking(move || {
-        let consumed = store.consume_many(&downloads);
-        Ok(consumed
+        Ok(store
+            .consume_many(&downloads, INLINE_BODY)
             .into_iter()
             .map(|r| {
-                let res = r.map_err(ApiError::from)?;
-                if stream_len(&share_header(&state, &res)) > INLINE_BODY {
-                    return Ok(Consumed { res, body: None });
-                }
-                let body = store.write_shares(&res, Vec::new());
-                store.end_stream(&res);
-                match body {
-                    Ok(body) => Ok(Consumed {
-                        res,
-                        body: Some(Bytes::from(body)),
-                    }),
-                    Err(e) => {
-                        tracing::warn!(checkout = %res.checkout, error = %e, "share stream failed; the items stay consumed here");
-                        Err(ApiError::internal("reading the shares failed; the items are consumed here"))
-                    }
-                }
+                let (res, body) = r.map_err(ApiError::from)?;
+                // Handed to the HTTP stack from here on (not zeroized there).
+                let body = body.map(|b| Bytes::from(b.to_vec()));
+                Ok(Consumed { res, body })
             })
             .collect::<Vec<_>>())
     })
@@ -403,7 +376,7 @@ async fn download(
         .await
         .ok_or_else(|| ApiError::internal("consuming failed"))??;
     crate::failpoint::hit("download.consumed");
-    let len = stream_len(&share_header(&st, &res));
+    let len = st.store.share_stream_len(&res);
     let response = Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::CONTENT_LENGTH, len);

@@ -21,7 +21,7 @@ mod view;
 pub use ranges::RangeSet;
 use view::View;
 
-use crate::material::batch::{expand_chunk, CHUNK_ITEMS, HEADER_BYTES};
+use crate::material::batch::{expand_chunk, HEADER_BYTES};
 use crate::material::shares::MAX_CHECKOUT_ID;
 use crate::material::{
     BatchHeader, BatchId, FormatError, PoolSpec, ShareHeader, ShareRange, ShareWriter,
@@ -218,6 +218,9 @@ pub enum StoreError {
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A whole share stream in memory (zeroed when dropped).
+pub type ShareBytes = zeroize::Zeroizing<Vec<u8>>;
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
     move |source| StoreError::Io {
@@ -1306,21 +1309,36 @@ impl Store {
         self.finish_reservation(checkout, ReservationState::Consumed, Some(consumer))
     }
 
-    /// [`Store::consume`] for many downloads, made durable by one flush; each reservation
-    /// still reserved here has its data checked first ([`Store::check_ranges`]), so damaged
-    /// data is refused before anything is consumed. One result per `(checkout, consumer)`,
-    /// in order.
-    pub fn consume_many(&self, downloads: &[(String, String)]) -> Vec<Result<Reservation>> {
-        // Checked before the group is planned (reading chunks takes a while; the lock is not
-        // held for it). A damaged reservation fails alone.
+    /// [`Store::consume`] for many downloads, written by one transaction and made durable by
+    /// one flush. Damaged data is refused before anything is consumed: a share stream of at
+    /// most `inline_bytes` is made first, in memory (which checks every chunk), and returned
+    /// with the reservation once it is consumed; a larger one has its chunks checked
+    /// ([`Store::check_ranges`]) and is left to [`Store::write_shares`] (its ranges stay
+    /// registered as streaming until [`Store::end_stream`]). One result per
+    /// `(checkout, consumer)`, in order.
+    pub fn consume_many(
+        &self,
+        downloads: &[(String, String)],
+        inline_bytes: u64,
+    ) -> Vec<Result<(Reservation, Option<ShareBytes>)>> {
+        // Outside the store's lock: reading chunks takes a while. A damaged reservation fails
+        // alone.
         let mut checked = Vec::new();
         let mut items = Vec::new();
         for (id, by) in downloads {
             let check = match self.reservation(id) {
                 Ok(Some(res)) if res.state == ReservationState::Reserved && res.confirmed => {
-                    self.check_ranges(&res)
+                    let len = self.share_stream_len(&res);
+                    if len <= inline_bytes {
+                        // Sized up front: growing would leave unzeroized copies behind.
+                        let mut body = zeroize::Zeroizing::new(Vec::with_capacity(len as usize));
+                        let made = self.stream_shares(&res, &mut *body).map(drop);
+                        made.map(|()| Some(body))
+                    } else {
+                        self.check_ranges(&res).map(|()| None)
+                    }
                 }
-                Ok(_) => Ok(()),
+                Ok(_) => Ok(None),
                 Err(e) => Err(e),
             };
             if check.is_ok() {
@@ -1333,7 +1351,15 @@ impl Store {
             .into_iter();
         checked
             .into_iter()
-            .map(|c| c.and_then(|()| finished.next().expect("one result per item")))
+            .map(|c| {
+                let body = c?;
+                let res = finished.next().expect("one result per item")?;
+                if body.is_some() {
+                    // Made already: no stream to wait for.
+                    self.end_stream(&res);
+                }
+                Ok((res, body))
+            })
             .collect()
     }
 
@@ -1368,6 +1394,28 @@ impl Store {
                 to: "downloaded",
             });
         }
+        self.stream_shares(res, out)
+    }
+
+    /// This party's share stream of a reservation, as [`Store::write_shares`] writes it.
+    fn share_header(&self, res: &Reservation) -> ShareHeader {
+        ShareHeader {
+            pool: res.pool,
+            parties: self.identity.parties,
+            party: self.identity.party,
+            checkout: res.checkout.clone(),
+            ranges: res.ranges.clone(),
+        }
+    }
+
+    /// Bytes of a reservation's share stream.
+    pub fn share_stream_len(&self, res: &Reservation) -> u64 {
+        let h = self.share_header(res);
+        h.encode().len() as u64 + h.items() * h.record_bytes() as u64 + 4
+    }
+
+    /// Writes the share stream whatever the reservation's state (callers decide when).
+    fn stream_shares<W: Write>(&self, res: &Reservation, out: W) -> Result<W> {
         let header = ShareHeader {
             pool: res.pool,
             parties: self.identity.parties,
@@ -1384,17 +1432,28 @@ impl Store {
         // Chunks are read a group at a time (one read) and expanded in parallel, then written
         // in order; memory stays at a group's worth whatever the checkout's size.
         const GROUP: u64 = 64;
-        // Sized once for the largest group, so it never reallocates (and leaves no unzeroized
-        // copy behind).
-        let max_group = GROUP as usize
-            * (crate::material::batch::SEED_BYTES
-                + 4
-                + CHUNK_ITEMS as usize * 2 * res.pool.domain.elem_bytes());
-        let mut raw = zeroize::Zeroizing::new(Vec::with_capacity(max_group));
+        let mut files = Vec::with_capacity(res.ranges.len());
         for r in &res.ranges {
             let path = self.batch_path(&r.batch);
             let file = File::open(&path).map_err(io_err("open", &path))?;
             let bh = self.read_header(&file, &path, r, res.pool)?;
+            files.push((path, file, bh));
+        }
+        // Sized once for the largest group this checkout reads, so it never reallocates (and
+        // leaves no unzeroized copy behind), and no larger: it is zeroed when dropped.
+        let max_group = res
+            .ranges
+            .iter()
+            .zip(&files)
+            .map(|(r, (_, _, bh))| {
+                let ci = bh.chunk_items as u64;
+                let chunks = (r.first + r.count - 1) / ci - r.first / ci + 1;
+                (chunks.min(GROUP) * (bh.chunk_offset(1) - bh.chunk_offset(0))) as usize
+            })
+            .max()
+            .unwrap_or(0);
+        let mut raw = zeroize::Zeroizing::new(Vec::with_capacity(max_group));
+        for (r, (path, file, bh)) in res.ranges.iter().zip(&files) {
             let layout = bh.layout();
             let ci = bh.chunk_items as u64;
             let ring = bh.pool.domain.ring();
@@ -1408,7 +1467,7 @@ impl Store {
                     (bh.chunk_offset(g_end - 1) + bh.chunk_bytes(g_end - 1) as u64 - off) as usize;
                 raw.resize(len, 0);
                 file.read_exact_at(&mut raw, off)
-                    .map_err(io_err("read", &path))?;
+                    .map_err(io_err("read", path))?;
                 let expand = |c: u64| -> Result<zeroize::Zeroizing<Vec<u8>>> {
                     let at = (bh.chunk_offset(c) - off) as usize;
                     let (seed, explicit) = bh.decode_chunk(c, &raw[at..at + bh.chunk_bytes(c)])?;
