@@ -377,28 +377,30 @@ pub fn expand_chunk<R: Ring>(
     let mut drawn = vec![ring.zero(); chunk_len * per_seeded];
     ring.sample_into(&mut seed.rng(), &mut drawn);
     let (mut si, mut ei) = (skip * per_seeded, skip * per_explicit);
-    let mut buf = [0u8; 16];
-    out.reserve(take * layout.len() * eb);
-    for _ in skip..items {
-        for src in layout {
+    // Records are encoded in place into the output, sized once (no per-element capacity
+    // checks or copies: this loop runs for every item of every download).
+    let record = layout.len() * eb;
+    let start = out.len();
+    out.resize(start + take * record, 0);
+    for rec in out[start..].chunks_exact_mut(record) {
+        for (src, cell) in layout.iter().zip(rec.chunks_exact_mut(eb)) {
             match src {
                 Source::Seeded => {
-                    ring.encode(drawn[si], &mut buf[..eb]);
+                    ring.encode(drawn[si], cell);
                     si += 1;
-                    out.extend_from_slice(&buf[..eb]);
                 }
                 Source::Explicit => {
                     let bytes = &explicit[ei * eb..(ei + 1) * eb];
                     if ring.decode(bytes).is_none() {
+                        out.truncate(start);
                         return Err(invalid("batch chunk", "explicit element out of range"));
                     }
                     ei += 1;
-                    out.extend_from_slice(bytes);
+                    cell.copy_from_slice(bytes);
                 }
             }
         }
     }
-    buf.zeroize();
     drawn.iter_mut().for_each(|e| *e = ring.zero());
     std::hint::black_box(&drawn);
     Ok(())

@@ -324,7 +324,7 @@ pub struct Consumed {
 const INLINE_BODY: u64 = PIECE as u64;
 
 /// Consumes a group of downloads with one flush (small ones' share streams made alongside).
-async fn consume_group(
+pub(crate) async fn consume_group(
     st: Arc<NodeState>,
     downloads: Vec<(String, String)>,
 ) -> Vec<Result<Consumed, ApiError>> {
@@ -370,9 +370,7 @@ async fn download(
     // before the first byte leaves.
     let Consumed { res, body } = st
         .consumes
-        .submit(st.clone(), (id, name), |st, group| {
-            consume_group(st.clone(), group)
-        })
+        .submit(st.clone(), (id, name))
         .await
         .ok_or_else(|| ApiError::internal("consuming failed"))??;
     crate::failpoint::hit("download.consumed");

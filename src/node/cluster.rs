@@ -82,30 +82,23 @@ pub async fn checkout_at_leader(
 ) -> Result<Reservation, ApiError> {
     let res = st
         .allocations
-        .submit(st.clone(), req, |st, group| {
-            allocate_group(st.clone(), group)
-        })
+        .submit(st.clone(), req)
         .await
         .ok_or_else(|| ApiError::internal("allocation failed"))??;
     if res.state != ReservationState::Reserved || res.confirmed {
         return Ok(res);
     }
     crate::failpoint::hit("checkout.allocated");
-    let results = join_all(followers(st).map(|p| {
-        st.replicas[p as usize].submit(st.clone(), res.clone(), move |st, group| {
-            apply_at(st.clone(), p, group)
-        })
-    }))
-    .await;
+    let results =
+        join_all(followers(st).map(|p| st.replicas[p as usize].submit(st.clone(), res.clone())))
+            .await;
     for r in results {
         r.ok_or_else(|| ApiError::internal("replication failed"))??;
     }
     crate::failpoint::hit("checkout.replicated");
     let res = st
         .confirms
-        .submit(st.clone(), res.checkout.clone(), |st, group| {
-            confirm_group(st.clone(), group)
-        })
+        .submit(st.clone(), res.checkout.clone())
         .await
         .ok_or_else(|| ApiError::internal("confirmation failed"))??;
     crate::failpoint::hit("checkout.confirmed");
@@ -115,7 +108,10 @@ pub async fn checkout_at_leader(
 /// Confirms a group of replicated checkouts here, then tells the followers (one request
 /// each, not awaited): they learn it now, or from the leader when their engine downloads
 /// first.
-async fn confirm_group(st: Arc<NodeState>, ids: Vec<String>) -> Vec<Result<Reservation, ApiError>> {
+pub(crate) async fn confirm_group(
+    st: Arc<NodeState>,
+    ids: Vec<String>,
+) -> Vec<Result<Reservation, ApiError>> {
     let store = st.store.clone();
     let n = ids.len();
     let lookup = ids.clone();
@@ -148,7 +144,7 @@ async fn confirm_group(st: Arc<NodeState>, ids: Vec<String>) -> Vec<Result<Reser
 }
 
 /// Allocates a group of checkouts with one flush.
-async fn allocate_group(
+pub(crate) async fn allocate_group(
     st: Arc<NodeState>,
     reqs: Vec<CheckoutRequest>,
 ) -> Vec<Result<Reservation, ApiError>> {
@@ -165,7 +161,11 @@ async fn allocate_group(
 }
 
 /// Sends a group of reservations to follower `p`: one request, one flush there.
-async fn apply_at(st: Arc<NodeState>, p: u8, group: Vec<Reservation>) -> Vec<Result<(), ApiError>> {
+pub(crate) async fn apply_at(
+    st: Arc<NodeState>,
+    p: u8,
+    group: Vec<Reservation>,
+) -> Vec<Result<(), ApiError>> {
     let n = group.len();
     let ids: Vec<String> = group.iter().map(|r| r.checkout.clone()).collect();
     let body = ApplyRequest {

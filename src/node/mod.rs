@@ -58,14 +58,14 @@ pub struct NodeState {
     pub http: reqwest::Client,
     credentials: Vec<Credential>,
     /// At the leader: checkouts allocated a group at a time, one flush per group.
-    pub(crate) allocations: Arc<Combiner<CheckoutRequest, Result<Reservation, ApiError>>>,
+    pub(crate) allocations: Group<CheckoutRequest, Result<Reservation, ApiError>>,
     /// At the leader, per party: reservations sent to that follower a group per request.
-    pub(crate) replicas: Vec<Arc<Combiner<Reservation, Result<(), ApiError>>>>,
+    pub(crate) replicas: Vec<Group<Reservation, Result<(), ApiError>>>,
     /// At the leader: checkouts confirmed a group at a time; each group's confirmations go
     /// to every follower in one request.
-    pub(crate) confirms: Arc<Combiner<String, Result<Reservation, ApiError>>>,
+    pub(crate) confirms: Group<String, Result<Reservation, ApiError>>,
     /// Downloads consumed a group at a time, one flush per group (engine name per checkout).
-    pub(crate) consumes: Arc<Combiner<(String, String), Result<api::Consumed, ApiError>>>,
+    pub(crate) consumes: Group<(String, String), Result<api::Consumed, ApiError>>,
     /// At a follower: bumped whenever the leader's confirmations arrive, so downloads waiting
     /// for one look again.
     pub(crate) confirmations: tokio::sync::watch::Sender<u64>,
@@ -136,10 +136,22 @@ impl NodeState {
             token,
             http,
             credentials,
-            allocations: Combiner::new(GROUP),
-            replicas: (0..cluster_parties).map(|_| Combiner::new(GROUP)).collect(),
-            confirms: Combiner::new(GROUP),
-            consumes: Combiner::new(GROUP),
+            allocations: Combiner::new(GROUP, |st: &St, group| {
+                cluster::allocate_group(st.clone(), group)
+            }),
+            replicas: (0..cluster_parties as u8)
+                .map(|p| {
+                    Combiner::new(GROUP, move |st: &St, group| {
+                        cluster::apply_at(st.clone(), p, group)
+                    })
+                })
+                .collect(),
+            confirms: Combiner::new(GROUP, |st: &St, group| {
+                cluster::confirm_group(st.clone(), group)
+            }),
+            consumes: Combiner::new(GROUP, |st: &St, group| {
+                api::consume_group(st.clone(), group)
+            }),
             confirmations: tokio::sync::watch::Sender::new(0),
         })
     }
@@ -173,6 +185,12 @@ impl NodeState {
         }
     }
 }
+
+/// The context the combiners' handlers get.
+type St = Arc<NodeState>;
+
+/// A combiner of this node's.
+type Group<I, O> = Arc<Combiner<St, I, O>>;
 
 /// Most checkouts allocated, or sent to a follower, in one group. Bounds the size of a
 /// node-to-node request and the time the store's lock is held at once.
