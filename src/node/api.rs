@@ -78,6 +78,21 @@ pub(crate) async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Runs a blocking store call for a group of `n` items off the async workers: one result per
+/// item, or the same error for all if the call itself failed.
+pub(crate) async fn blocking_group<T: Send + 'static>(
+    n: usize,
+    f: impl FnOnce() -> Vec<Result<T, StoreError>> + Send + 'static,
+) -> Vec<Result<T, ApiError>> {
+    match blocking(move || Ok(f())).await {
+        Ok(results) => results
+            .into_iter()
+            .map(|r| r.map_err(ApiError::from))
+            .collect(),
+        Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
+    }
+}
+
 /// Reads a whole body of at most `limit` bytes.
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
@@ -328,22 +343,19 @@ pub(crate) async fn consume_group(
     st: Arc<NodeState>,
     downloads: Vec<(String, String)>,
 ) -> Vec<Result<Consumed, ApiError>> {
-    let n = downloads.len();
     let store = st.store.clone();
-    let results = blocking(move || {
-        Ok(store
-            .consume_many(&downloads, INLINE_BODY)
-            .into_iter()
-            .map(|r| {
-                let (res, body) = r.map_err(ApiError::from)?;
-                // Handed to the HTTP stack from here on (not zeroized there).
-                let body = body.map(|b| Bytes::from(b.to_vec()));
-                Ok(Consumed { res, body })
-            })
-            .collect::<Vec<_>>())
+    blocking_group(downloads.len(), move || {
+        store.consume_many(&downloads, INLINE_BODY)
     })
-    .await;
-    results.unwrap_or_else(|e| (0..n).map(|_| Err(e.clone())).collect())
+    .await
+    .into_iter()
+    .map(|r| {
+        let (res, body) = r?;
+        // Handed to the HTTP stack from here on (not zeroized there).
+        let body = body.map(|b| Bytes::from(b.to_vec()));
+        Ok(Consumed { res, body })
+    })
+    .collect()
 }
 
 async fn download(

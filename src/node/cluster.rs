@@ -9,7 +9,7 @@
 //! 3. Expiry releases a reservation to stock only if no party downloaded it; otherwise the
 //!    leader burns it, so its items are never allocated again.
 
-use super::api::blocking;
+use super::api::{blocking, blocking_group};
 use super::error::{ApiError, Problem};
 use super::NodeState;
 use crate::material::BatchId;
@@ -113,22 +113,11 @@ pub(crate) async fn confirm_group(
     ids: Vec<String>,
 ) -> Vec<Result<Reservation, ApiError>> {
     let store = st.store.clone();
-    let n = ids.len();
     let lookup = ids.clone();
-    let results = match blocking(move || {
-        Ok(lookup
-            .iter()
-            .map(|id| store.confirm(id))
-            .collect::<Vec<_>>())
+    let results = blocking_group(ids.len(), move || {
+        lookup.iter().map(|id| store.confirm(id)).collect()
     })
-    .await
-    {
-        Ok(results) => results
-            .into_iter()
-            .map(|r| r.map_err(ApiError::from))
-            .collect(),
-        Err(e) => vec![Err(e); n],
-    };
+    .await;
     let confirmed: Vec<String> = ids
         .into_iter()
         .zip(&results)
@@ -149,15 +138,8 @@ pub(crate) async fn allocate_group(
     reqs: Vec<CheckoutRequest>,
 ) -> Vec<Result<Reservation, ApiError>> {
     let store = st.store.clone();
-    let n = reqs.len();
     let plan: Vec<_> = reqs.into_iter().map(|r| (r.id, r.pool, r.count)).collect();
-    match blocking(move || Ok(store.allocate_many(&plan))).await {
-        Ok(results) => results
-            .into_iter()
-            .map(|r| r.map_err(ApiError::from))
-            .collect(),
-        Err(e) => vec![Err(e); n],
-    }
+    blocking_group(plan.len(), move || store.allocate_many(&plan)).await
 }
 
 /// Sends a group of reservations to follower `p`: one request, one flush there.

@@ -682,6 +682,18 @@ fn fail_all<T>(
         .collect()
 }
 
+/// The audit record of a reservation's event.
+fn reservation_audit(event: &str, res: &Reservation, by: Option<&str>) -> AuditRecord {
+    audit_entry(
+        event,
+        res.pool,
+        Some(&res.checkout),
+        None,
+        res.ranges.clone(),
+        by,
+    )
+}
+
 fn audit_entry(
     event: &str,
     pool: PoolSpec,
@@ -912,14 +924,7 @@ impl Store {
             confirmed: false,
             settled: false,
         };
-        view.audit(audit_entry(
-            "reserve",
-            pool,
-            Some(checkout),
-            None,
-            res.ranges.clone(),
-            None,
-        ));
+        view.audit(reservation_audit("reserve", &res, None));
         view.open_insert(&res);
         view.put_reservation(res.clone());
         Ok(res)
@@ -1019,14 +1024,7 @@ impl Store {
                         .insert(o.first, o.first + o.count);
                 }
                 old.state = ReservationState::Released;
-                view.audit(audit_entry(
-                    "release",
-                    old.pool,
-                    Some(&old.checkout),
-                    None,
-                    old.ranges.clone(),
-                    None,
-                ));
+                view.audit(reservation_audit("release", &old, None));
                 view.put_reservation(old);
             }
         }
@@ -1060,14 +1058,7 @@ impl Store {
         res.consumer = None;
         res.consumed_at = None;
         res.confirmed = false;
-        view.audit(audit_entry(
-            "reserve",
-            res.pool,
-            Some(&res.checkout),
-            None,
-            res.ranges.clone(),
-            None,
-        ));
+        view.audit(reservation_audit("reserve", &res, None));
         view.put_reservation(res);
         Ok(())
     }
@@ -1283,14 +1274,7 @@ impl Store {
             ReservationState::Released => "release",
             _ => "burn",
         };
-        view.audit(audit_entry(
-            event,
-            res.pool,
-            Some(checkout),
-            None,
-            res.ranges.clone(),
-            by,
-        ));
+        view.audit(reservation_audit(event, &res, by));
         view.put_reservation(res.clone());
         if to == ReservationState::Consumed {
             // Registered while the store's lock is held, before the consumed state commits,
