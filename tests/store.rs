@@ -523,6 +523,32 @@ fn a_follower_releases_a_stale_unconfirmed_reservation_when_the_leader_reallocat
 }
 
 #[test]
+fn a_stale_reservation_applied_earlier_in_the_same_group_is_released_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, _) = ready_store(&dir.path().join("l"), 1, 100);
+    let follower = new_store(&dir.path().join("f"));
+    let mut d = Dealer::from_seed([8; 32]);
+    follower.stage(&batch(&mut d, 100).1).unwrap();
+    // Both reach the follower in one group: the dropped one first, late.
+    let first = leader.allocate("dropped", pool(), 30).unwrap();
+    leader.release("dropped").unwrap();
+    let again = leader.allocate("next", pool(), 30).unwrap();
+    assert_eq!(again.ranges, first.ranges);
+    let results = follower.apply_many(&[first, again]);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(
+        follower.reservation("dropped").unwrap().unwrap().state,
+        ReservationState::Released
+    );
+    assert_eq!(
+        follower.reservation("next").unwrap().unwrap().state,
+        ReservationState::Reserved
+    );
+    // The batch keeps its place in stock with the items nobody holds.
+    assert_eq!(follower.stock().unwrap()[&pool()].reserved, 30);
+}
+
+#[test]
 fn a_chunk_shared_with_a_checkout_still_streaming_is_not_erased_under_it() {
     let dir = tempfile::tempdir().unwrap();
     let (s, _) = ready_store(dir.path(), 1, 2048);

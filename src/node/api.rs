@@ -328,34 +328,48 @@ impl Write for ChannelWriter {
     }
 }
 
-/// A download's reservation, consumed here, and for a small one its whole share stream.
-pub struct Consumed {
-    res: Reservation,
-    body: Option<Bytes>,
-}
-
-/// Share streams up to this size are made in the same store call that consumes them; larger
-/// ones are streamed piece by piece.
+/// Share streams up to this size are made in the same store call that consumes them, a group
+/// of downloads at a time; larger ones are consumed on their own (their chunk checks take a
+/// while) and streamed piece by piece.
 const INLINE_BODY: u64 = PIECE as u64;
 
-/// Consumes a group of downloads with one flush (small ones' share streams made alongside).
+/// Consumes a group of small downloads with one flush and returns their share streams, made
+/// alongside.
 pub(crate) async fn consume_group(
     st: Arc<NodeState>,
     downloads: Vec<(String, String)>,
-) -> Vec<Result<Consumed, ApiError>> {
+) -> Vec<Result<Bytes, ApiError>> {
     let store = st.store.clone();
+    let unregister = st.store.clone();
     blocking_group(downloads.len(), move || {
         store.consume_many(&downloads, INLINE_BODY)
     })
     .await
     .into_iter()
-    .map(|r| {
-        let (res, body) = r?;
+    .map(|r| match r? {
         // Handed to the HTTP stack from here on (not zeroized there).
-        let body = body.map(|b| Bytes::from(b.to_vec()));
-        Ok(Consumed { res, body })
+        (_, Some(body)) => Ok(Bytes::from(body.to_vec())),
+        (res, None) => {
+            unregister.end_stream(&res);
+            Err(ApiError::internal("a small share stream was not made"))
+        }
     })
     .collect()
+}
+
+/// A consumed reservation whose shares are being streamed: its chunks are not erased until
+/// this is dropped, whatever ends the stream (done, failed, or the request cancelled).
+struct Streaming {
+    store: Arc<crate::store::Store>,
+    res: Reservation,
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        // The chunks are overwritten by the node's sweep (`Store::erase_due`), many
+        // downloads at a time, so a download costs no erase and no fsync of its own.
+        self.store.end_stream(&self.res);
+    }
 }
 
 async fn download(
@@ -378,39 +392,47 @@ async fn download(
     if res.state == ReservationState::Reserved && !res.confirmed {
         cluster::learn_confirmation(&st, &id).await?;
     }
-    // Damaged data is found before the items are marked consumed; then consumed (durably)
-    // before the first byte leaves.
-    let Consumed { res, body } = st
-        .consumes
-        .submit(st.clone(), (id, name))
-        .await
-        .ok_or_else(|| ApiError::internal("consuming failed"))??;
-    crate::failpoint::hit("download.consumed");
     let len = st.store.share_stream_len(&res);
     let response = Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::CONTENT_LENGTH, len);
-    if let Some(body) = body {
+    // Damaged data is found before the items are marked consumed; then consumed (durably)
+    // before the first byte leaves.
+    if len <= INLINE_BODY {
+        let body = st
+            .consumes
+            .submit(st.clone(), (id, name))
+            .await
+            .ok_or_else(|| ApiError::internal("consuming failed"))??;
+        crate::failpoint::hit("download.consumed");
         crate::failpoint::hit("download.streaming");
         return response
             .body(Body::from(body))
             .map_err(|e| ApiError::internal(e.to_string()));
     }
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(16);
     let store = st.store.clone();
+    let streaming = blocking(move || {
+        let (res, _) = store
+            .consume_many(&[(id, name)], INLINE_BODY)
+            .pop()
+            .expect("one result per download")?;
+        Ok(Streaming { store, res })
+    })
+    .await?;
+    crate::failpoint::hit("download.consumed");
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(16);
     tokio::task::spawn_blocking(move || {
         let w = ChannelWriter {
             tx: tx.clone(),
             buf: Vec::with_capacity(PIECE),
         };
-        if let Err(e) = store.write_shares(&res, w) {
+        let res = &streaming.res;
+        if let Err(e) = streaming.store.write_shares(res, w) {
             tracing::warn!(checkout = %res.checkout, error = %e, "share stream aborted; the items stay consumed here");
             let _ = tx.blocking_send(Err(io::Error::other("share stream aborted")));
         }
         drop(tx);
-        // The chunks are overwritten by the node's sweep (`Store::erase_due`), many
-        // downloads at a time, so a download costs no erase and no fsync of its own.
-        store.end_stream(&res);
+        drop(streaming);
     });
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     response

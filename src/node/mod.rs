@@ -64,8 +64,9 @@ pub struct NodeState {
     /// At the leader: checkouts confirmed a group at a time; each group's confirmations go
     /// to every follower in one request.
     pub(crate) confirms: Group<String, Result<Reservation, ApiError>>,
-    /// Downloads consumed a group at a time, one flush per group (engine name per checkout).
-    pub(crate) consumes: Group<(String, String), Result<api::Consumed, ApiError>>,
+    /// Small downloads consumed a group at a time, one flush per group (engine name per
+    /// checkout); the answer is the share stream.
+    pub(crate) consumes: Group<(String, String), Result<axum::body::Bytes, ApiError>>,
     /// At a follower: bumped whenever the leader's confirmations arrive, so downloads waiting
     /// for one look again.
     pub(crate) confirmations: tokio::sync::watch::Sender<u64>,

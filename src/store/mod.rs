@@ -995,12 +995,14 @@ impl Store {
                 .contains(r.first, r.first.saturating_add(r.count))
         });
         if busy {
-            let ids: Vec<String> = self
+            // Those in sled and those planned earlier in this group.
+            let mut ids: std::collections::BTreeSet<String> = self
                 .reservations
                 .iter()
                 .keys()
                 .map(|k| k.map(|k| String::from_utf8_lossy(&k).into_owned()))
                 .collect::<sled::Result<_>>()?;
+            ids.extend(view.planned_reservations());
             for id in ids {
                 let Some(mut old) = view.reservation(&id)? else {
                     continue;
@@ -1048,7 +1050,8 @@ impl Store {
             let key = stock_key(&meta.pool, meta.stock_seq);
             if meta.free.is_empty() {
                 view.stock_remove(key);
-            } else if activated {
+            } else if activated || meta.state == BatchState::Available {
+                // Also when a stale reservation's release gave items back (idempotent).
                 view.stock_insert(key, meta.id);
             }
             view.put_meta(meta);
@@ -1311,7 +1314,8 @@ impl Store {
         let mut items = Vec::new();
         for (id, by) in downloads {
             let check = match self.reservation(id) {
-                Ok(Some(res)) if res.state == ReservationState::Reserved && res.confirmed => {
+                // Checked even if not confirmed yet: a confirmation may land before the lock.
+                Ok(Some(res)) if res.state == ReservationState::Reserved => {
                     let len = self.share_stream_len(&res);
                     if len <= inline_bytes {
                         // Sized up front: growing would leave unzeroized copies behind.

@@ -90,6 +90,11 @@ impl<'s> View<'s> {
         }
     }
 
+    /// Checkout ids of the reservations this group has planned so far.
+    pub(super) fn planned_reservations(&self) -> impl Iterator<Item = String> + '_ {
+        self.changes.reservations.keys().cloned()
+    }
+
     pub(super) fn put_reservation(&mut self, res: Reservation) {
         self.changes.reservations.insert(res.checkout.clone(), res);
     }
