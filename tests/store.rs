@@ -490,13 +490,19 @@ fn shares_of_an_unconfirmed_reservation_are_not_handed_out() {
     ));
 }
 
+/// A leader with one available 100-item batch and a follower that has staged the same batch.
+fn leader_and_follower(dir: &Path) -> (Store, Store) {
+    let (leader, _) = ready_store(&dir.join("l"), 1, 100);
+    let follower = new_store(&dir.join("f"));
+    let mut d = Dealer::from_seed([8; 32]);
+    follower.stage(&batch(&mut d, 100).1).unwrap();
+    (leader, follower)
+}
+
 #[test]
 fn a_follower_releases_a_stale_unconfirmed_reservation_when_the_leader_reallocates_its_items() {
     let dir = tempfile::tempdir().unwrap();
-    let (leader, _) = ready_store(&dir.path().join("l"), 1, 100);
-    let follower = new_store(&dir.path().join("f"));
-    let mut d = Dealer::from_seed([8; 32]);
-    follower.stage(&batch(&mut d, 100).1).unwrap();
+    let (leader, follower) = leader_and_follower(dir.path());
     // The leader reserved, reached this follower, then dropped the checkout unconfirmed.
     let first = leader.allocate("dropped", pool(), 30).unwrap();
     follower.apply(&first).unwrap();
@@ -525,10 +531,7 @@ fn a_follower_releases_a_stale_unconfirmed_reservation_when_the_leader_reallocat
 #[test]
 fn a_stale_reservation_applied_earlier_in_the_same_group_is_released_too() {
     let dir = tempfile::tempdir().unwrap();
-    let (leader, _) = ready_store(&dir.path().join("l"), 1, 100);
-    let follower = new_store(&dir.path().join("f"));
-    let mut d = Dealer::from_seed([8; 32]);
-    follower.stage(&batch(&mut d, 100).1).unwrap();
+    let (leader, follower) = leader_and_follower(dir.path());
     // Both reach the follower in one group: the dropped one first, late.
     let first = leader.allocate("dropped", pool(), 30).unwrap();
     leader.release("dropped").unwrap();
@@ -581,10 +584,7 @@ fn a_chunk_shared_with_a_checkout_still_streaming_is_not_erased_under_it() {
 #[test]
 fn a_follower_does_not_hold_again_a_reservation_it_released() {
     let dir = tempfile::tempdir().unwrap();
-    let (leader, _) = ready_store(&dir.path().join("l"), 1, 100);
-    let follower = new_store(&dir.path().join("f"));
-    let mut d = Dealer::from_seed([8; 32]);
-    follower.stage(&batch(&mut d, 100).1).unwrap();
+    let (leader, follower) = leader_and_follower(dir.path());
     let res = leader.allocate("x", pool(), 10).unwrap();
     follower.apply(&res).unwrap();
     follower.release("x").unwrap();
