@@ -552,6 +552,40 @@ fn a_stale_reservation_applied_earlier_in_the_same_group_is_released_too() {
 }
 
 #[test]
+fn allocations_in_one_group_see_each_other_and_a_failed_one_leaves_no_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, ids) = ready_store(dir.path(), 2, 100);
+    let results = s.allocate_many(&[
+        ("a".into(), pool(), 100),
+        ("b".into(), pool(), 50),
+        ("c".into(), pool(), 60),
+        ("b".into(), pool(), 50),
+    ]);
+    let a = results[0].as_ref().unwrap();
+    let b = results[1].as_ref().unwrap();
+    // "a" empties the first batch (its stock entry goes in the same group); "b" takes the
+    // front of the second; "c" finds only 50 left and fails without taking any.
+    assert_eq!(a.ranges.len(), 1);
+    assert_eq!((a.ranges[0].batch, a.ranges[0].count), (ids[0], 100));
+    assert_eq!((b.ranges[0].batch, b.ranges[0].first), (ids[1], 0));
+    assert!(matches!(
+        results[2],
+        Err(StoreError::Underrun { available: 50, .. })
+    ));
+    assert_eq!(
+        results[3].as_ref().unwrap(),
+        b,
+        "the same id again in the group"
+    );
+    assert!(s.reservation("c").unwrap().is_none());
+    let stock = &s.stock().unwrap()[&pool()];
+    assert_eq!((stock.available, stock.reserved), (50, 150));
+    // The rest is allocated from where "b" stopped.
+    let d = s.allocate("d", pool(), 50).unwrap();
+    assert_eq!((d.ranges[0].batch, d.ranges[0].first), (ids[1], 50));
+}
+
+#[test]
 fn a_chunk_shared_with_a_checkout_still_streaming_is_not_erased_under_it() {
     let dir = tempfile::tempdir().unwrap();
     let (s, _) = ready_store(dir.path(), 1, 2048);

@@ -238,9 +238,8 @@ pub async fn learn_confirmation(st: &NodeState, id: &str) -> Result<(), ApiError
     let deadline = tokio::time::Instant::now() + CONFIRMATION_WAIT;
     let mut arrivals = st.confirmations.subscribe();
     loop {
-        let store = st.store.clone();
-        let lookup = id.to_string();
-        let known = blocking(move || store.reservation(&lookup)).await?;
+        // A read of recent metadata, as the download's own: no need to leave this thread.
+        let known = st.store.reservation(id)?;
         if known.is_some_and(|r| r.confirmed || r.state != ReservationState::Reserved) {
             return Ok(());
         }

@@ -887,10 +887,11 @@ impl Store {
         }
         let mut need = count;
         let mut ranges = Vec::new();
-        for (key, id) in view.stock_scan(&stock_prefix(&pool))? {
+        for entry in view.stock_scan(&stock_prefix(&pool)) {
             if need == 0 {
                 break;
             }
+            let (key, id) = entry?;
             let mut meta = view.meta(&id)?.ok_or(StoreError::UnknownBatch(id))?;
             for (first, end) in meta.free.take_front(need) {
                 need -= end - first;
@@ -1050,7 +1051,7 @@ impl Store {
             let key = stock_key(&meta.pool, meta.stock_seq);
             if meta.free.is_empty() {
                 view.stock_remove(key);
-            } else if activated || meta.state == BatchState::Available {
+            } else if meta.state == BatchState::Available {
                 // Also when a stale reservation's release gave items back (idempotent).
                 view.stock_insert(key, meta.id);
             }
@@ -1404,13 +1405,7 @@ impl Store {
 
     /// Writes the share stream whatever the reservation's state (callers decide when).
     fn stream_shares<W: Write>(&self, res: &Reservation, out: W) -> Result<W> {
-        let header = ShareHeader {
-            pool: res.pool,
-            parties: self.identity.parties,
-            party: self.identity.party,
-            checkout: res.checkout.clone(),
-            ranges: res.ranges.clone(),
-        };
+        let header = self.share_header(res);
         let wio = |e: io::Error| StoreError::Io {
             op: "write shares",
             path: PathBuf::from("<output>"),

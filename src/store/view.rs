@@ -107,28 +107,55 @@ impl<'s> View<'s> {
         self.changes.stock.insert(key, None);
     }
 
-    /// The stock index under `prefix`, in key order, with the planned changes applied.
-    pub(super) fn stock_scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, BatchId)>> {
-        let mut merged: BTreeMap<Vec<u8>, BatchId> = BTreeMap::new();
-        for entry in self.store.stock.scan_prefix(prefix) {
-            let (key, id) = entry?;
-            let id = BatchId(
-                id.as_ref()
+    /// The stock index under `prefix`, in key order, with the planned changes applied. Read
+    /// lazily from sled (an allocation stops at the first batches that cover it), so it
+    /// borrows the store, not the view: the caller may plan changes while it walks.
+    pub(super) fn stock_scan(
+        &self,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<(Vec<u8>, BatchId)>> + 's {
+        let planned: Vec<(Vec<u8>, Option<BatchId>)> = self
+            .changes
+            .stock
+            .range(prefix.to_vec()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, change)| (key.clone(), *change))
+            .collect();
+        let mut planned = planned.into_iter().peekable();
+        let mut stored = self
+            .store
+            .stock
+            .scan_prefix(prefix)
+            .map(|entry| -> Result<(Vec<u8>, BatchId)> {
+                let (key, id) = entry?;
+                let id = id
+                    .as_ref()
                     .try_into()
-                    .map_err(|_| StoreError::Corrupt("stock index".into()))?,
-            );
-            merged.insert(key.to_vec(), id);
-        }
-        for (key, change) in self.changes.stock.range(prefix.to_vec()..) {
-            if !key.starts_with(prefix) {
-                break;
-            }
-            match change {
-                Some(id) => merged.insert(key.clone(), *id),
-                None => merged.remove(key),
+                    .map_err(|_| StoreError::Corrupt("stock index".into()))?;
+                Ok((key.to_vec(), BatchId(id)))
+            })
+            .peekable();
+        // A merge of two key-ordered sequences; on equal keys the planned change wins.
+        std::iter::from_fn(move || loop {
+            use std::cmp::Ordering;
+            let order = match (stored.peek(), planned.peek()) {
+                (None, None) => return None,
+                (Some(Err(_)), _) | (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(Ok((sk, _))), Some((pk, _))) => sk.cmp(pk),
             };
-        }
-        Ok(merged.into_iter().collect())
+            match order {
+                Ordering::Less => return stored.next(),
+                Ordering::Equal => {
+                    stored.next();
+                }
+                Ordering::Greater => {}
+            }
+            if let Some((key, Some(id))) = planned.next() {
+                return Some(Ok((key, id)));
+            }
+            // A planned removal: skip it.
+        })
     }
 
     pub(super) fn open_insert(&mut self, res: &Reservation) {
