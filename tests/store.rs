@@ -676,3 +676,25 @@ fn store_directories_are_their_owners_only() {
     drop(Store::open(&path).unwrap());
     assert_eq!(mode(&path), 0o700);
 }
+
+#[test]
+fn a_create_interrupted_before_its_identity_is_durable_is_started_over() {
+    // What a process killed inside `Store::create` leaves: a sled database with no identity
+    // under the name the store is built in, and no `meta`.
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    std::fs::create_dir_all(&store_dir).unwrap();
+    let half = sled::open(store_dir.join("meta.new")).unwrap();
+    half.insert("unrelated", b"x".as_slice()).unwrap();
+    half.flush().unwrap();
+    drop(half);
+    assert!(matches!(
+        Store::open(&store_dir),
+        Err(StoreError::NotAStore(_))
+    ));
+    let s = Store::create(&store_dir, identity()).unwrap();
+    assert_eq!(s.identity(), &identity());
+    drop(s);
+    assert!(!store_dir.join("meta.new").exists());
+    assert_eq!(Store::open(&store_dir).unwrap().identity(), &identity());
+}

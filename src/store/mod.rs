@@ -14,10 +14,12 @@
 //! seeds and values are overwritten and the audit log keeps who took which ranges and when.
 //! Reservations not downloaded may be `released` back to stock.
 
+mod durable;
 mod ranges;
 pub mod schema;
 mod view;
 
+use durable::MetaFiles;
 pub use ranges::RangeSet;
 use view::View;
 
@@ -414,6 +416,8 @@ pub struct Store {
     /// Serialises the commit step of staging (see [`Store::stage`]).
     stage_lock: Mutex<()>,
     commit: GroupCommit,
+    /// sled's files, synced after every flush (sled alone is not power-cut safe).
+    meta: MetaFiles,
 }
 
 impl std::fmt::Debug for Store {
@@ -431,15 +435,31 @@ impl Store {
     /// # Errors
     /// [`StoreError::AlreadyExists`], IO or sled errors.
     pub fn create(dir: &Path, identity: StoreIdentity) -> Result<Store> {
-        if dir.join("meta").exists() {
+        let meta = dir.join("meta");
+        if meta.exists() {
             return Err(StoreError::AlreadyExists(dir.to_path_buf()));
         }
         fs::create_dir_all(dir.join("batches")).map_err(io_err("create", dir))?;
         restrict(dir)?;
-        let db = open_db(&dir.join("meta"))?;
-        db.insert("identity", to_json(&identity))?;
-        db.flush()?;
-        Store::from_db(dir, db)
+        // Built under another name and renamed whole: a process killed while creating leaves
+        // no `meta` without an identity (which would read as "not a store" forever after),
+        // only a `meta.new` that the next attempt starts over.
+        let fresh = dir.join("meta.new");
+        if fresh.exists() {
+            fs::remove_dir_all(&fresh).map_err(io_err("remove", &fresh))?;
+        }
+        {
+            let db = open_db(&fresh)?;
+            db.insert("identity", to_json(&identity))?;
+            db.flush()?;
+            MetaFiles::open(&fresh).map_err(io_err("sync", &fresh))?;
+        }
+        fs::rename(&fresh, &meta).map_err(io_err("rename", &fresh))?;
+        // The new directories' own entries.
+        for d in [Some(dir), dir.parent()].into_iter().flatten() {
+            durable::sync_dir(d).map_err(io_err("sync", d))?;
+        }
+        Store::from_db(dir, open_db(&meta)?)
     }
 
     /// Opens an existing store, upgrading its schema and recovering from any crash.
@@ -459,6 +479,9 @@ impl Store {
 
     fn from_db(dir: &Path, db: sled::Db) -> Result<Store> {
         schema::migrate(&db, schema::MIGRATIONS)?;
+        let meta_dir = dir.join("meta");
+        db.flush()?;
+        let meta = MetaFiles::open(&meta_dir).map_err(io_err("sync", &meta_dir))?;
         let identity: StoreIdentity = match db.get("identity")? {
             Some(v) => from_json("identity", &v)?,
             None => return Err(StoreError::NotAStore(dir.to_path_buf())),
@@ -478,6 +501,7 @@ impl Store {
             erase_lock: Mutex::new(()),
             stage_lock: Mutex::new(()),
             commit: GroupCommit::default(),
+            meta,
         };
         fs::create_dir_all(&store.data).map_err(io_err("create", &store.data))?;
         store.recover()?;
@@ -516,7 +540,11 @@ impl Store {
                 g.started += 1;
                 let mine = g.started;
                 drop(g);
-                let r = self.db.flush();
+                let r = self.db.flush().map_err(StoreError::from).and_then(|_| {
+                    self.meta
+                        .sync()
+                        .map_err(io_err("sync", &self.dir.join("meta")))
+                });
                 g = self.commit.state.lock().unwrap_or_else(|p| p.into_inner());
                 g.running = false;
                 if r.is_ok() {

@@ -26,6 +26,8 @@ pub struct Harness {
     pub http: reqwest::Client,
     pub dealer_token: String,
     pub log_filter: String,
+    /// A command each node's `larder serve` runs under, such as a tracer (empty: none).
+    pub wrap: Vec<Vec<String>>,
 }
 
 impl Harness {
@@ -62,6 +64,7 @@ impl Harness {
             http,
             dealer_token,
             log_filter: log_filter.to_string(),
+            wrap: vec![Vec::new(); 3],
         };
         for p in 0..3 {
             h.start_node(p, None);
@@ -80,7 +83,15 @@ impl Harness {
     }
 
     pub fn start_node(&mut self, p: u8, crash_at: Option<&str>) {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_larder"));
+        let wrap = &self.wrap[p as usize];
+        let mut c = match wrap.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_larder"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_larder")),
+        };
         c.args(["serve", "--node"])
             .arg(&self.prov.nodes[p as usize])
             .env("RUST_LOG", &self.log_filter)
