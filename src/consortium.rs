@@ -14,14 +14,14 @@
 use crate::generate::{BatchPlan, Generator, PartyBatch};
 use crate::material::{PoolSpec, ShareReader};
 use crate::math::Ring;
+use crate::secret_file::SecretFile;
 use crate::sharing::{additive_open, shamir_open};
 use crate::store::{BatchState, PoolStock, Store, StoreError, StoreIdentity};
 use crate::with_ring;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{BufReader, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -356,30 +356,11 @@ impl LocalConsortium {
                 |e: std::io::Error| ConsortiumError::Io(format!("write {}: {e}", path.display()));
             // Written under a fresh name and renamed once complete: a retried take never
             // truncates shares an earlier run already handed out.
-            let tmp = out_dir.join(format!(
-                ".party-{p}.shares.{:016x}.tmp",
-                rand::random::<u64>()
-            ));
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(ioe)?;
-            let taken = store.take(checkout, "cli", BufWriter::with_capacity(1 << 20, file));
-            let w = match taken {
-                Ok(w) => w,
-                Err(e) => {
-                    let _ = fs::remove_file(&tmp);
-                    return Err(party_err(p as u8)(e));
-                }
-            };
-            let file = w.into_inner().map_err(|e| ioe(e.into_error()))?;
-            file.sync_all().map_err(ioe)?;
-            fs::rename(&tmp, &path).map_err(ioe)?;
-            File::open(out_dir)
-                .and_then(|d| d.sync_all())
-                .map_err(ioe)?;
+            let mut file = SecretFile::create(&path).map_err(ioe)?;
+            store
+                .take(checkout, "cli", file.writer())
+                .map_err(party_err(p as u8))?;
+            file.commit().map_err(ioe)?;
             paths.push(path);
         }
         Ok(paths)

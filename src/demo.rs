@@ -115,7 +115,8 @@ pub async fn run(opts: Options) -> Result<()> {
         let client = EngineClient::new(&e.url, &ca, e.token.clone())?;
         client.checkout("demo-sample", pool, sample).await?;
         let path = dir.join(format!("demo-sample-party{}.shares", e.party));
-        std::fs::write(&path, client.download("demo-sample").await?)?;
+        let shares = client.download("demo-sample").await?;
+        crate::secret_file::SecretFile::write(&path, |f| std::io::Write::write_all(f, &shares))?;
         files.push(path);
     }
     let report = verify(&files)?;

@@ -14,6 +14,7 @@
 //! - [`consortium`]: a consortium whose party stores sit on this machine; deal, take, verify.
 //! - [`interop`]: material in the files existing engines read (MP-SPDZ).
 //! - [`bench`]: the `larder bench` figures.
+//! - [`secret_file`]: share files written whole or not at all, owner-only.
 //!
 //! Dependencies point one way: math <- sharing <- material <- generate; material <- store <-
 //! consortium. The pure layers never touch disk.
@@ -36,6 +37,7 @@ pub mod interop;
 pub mod material;
 pub mod math;
 pub mod node;
+pub mod secret_file;
 pub mod sharing;
 pub mod soak;
 pub mod store;

@@ -592,17 +592,10 @@ async fn checkout(
         view.pool,
         view.ranges.len()
     );
-    let mut file = std::io::BufWriter::new({
-        use std::os::unix::fs::OpenOptionsExt;
-        // Shares are secret: readable by their owner only.
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(out)
-            .with_context(|| format!("creating {}", out.display()))?
-    });
+    // Written under a temporary name and renamed once complete: a rerun that the node
+    // refuses (`410 already-consumed`) leaves the first run's shares as they were.
+    let mut file = larder::secret_file::SecretFile::create(out)
+        .with_context(|| format!("creating a file next to {}", out.display()))?;
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(
             "downloading [{bar:30}] {binary_bytes} ({binary_bytes_per_sec})",
@@ -616,8 +609,8 @@ async fn checkout(
         })
         .await?;
     bar.finish();
-    let file = file.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
+    file.commit()
+        .with_context(|| format!("writing {}", out.display()))?;
     println!("{} ({} bytes)", out.display(), n);
     Ok(())
 }

@@ -436,6 +436,11 @@ fn the_readme_run_command_starts_a_consortium_and_verifies_a_sample_checkout() {
         0,
         "private keys are readable by their owner only"
     );
+    for p in 0..3 {
+        let sample = demo.join(format!("demo-sample-party{p}.shares"));
+        let mode = std::fs::metadata(&sample).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{} holds shares", sample.display());
+    }
     // Running it again replaces the previous demo.
     let again = std::process::Command::new(env!("CARGO_BIN_EXE_larder"))
         .args(["demo", "--once", "--items", "1000", "--dir"])

@@ -23,10 +23,10 @@
 
 use crate::material::{FormatError, Kind, PoolSpec, ShareHeader, ShareReader};
 use crate::math::{Domain, Ring};
+use crate::secret_file::SecretFile;
 use crate::with_ring;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Why material could not be written for MP-SPDZ.
@@ -303,46 +303,13 @@ pub fn prepare_dir(player_data: &Path, layout: &Layout) -> Result<PathBuf, Expor
                 )))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                write_replacing(&path, |f| f.write_all(params.as_bytes()))?;
+                SecretFile::write(&path, |f| f.write_all(params.as_bytes()))
+                    .map_err(io_at(&path))?;
             }
             Err(e) => return Err(io_at(&path)(e)),
         }
     }
     Ok(dir)
-}
-
-/// Writes `path` whole under a temporary name, syncs and renames it into place, so a reader
-/// never sees half a file.
-fn write_replacing(
-    path: &Path,
-    fill: impl FnOnce(&mut io::BufWriter<File>) -> io::Result<()>,
-) -> Result<(), ExportError> {
-    let tmp = path.with_file_name(format!(
-        ".{}.{:016x}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        rand::random::<u64>()
-    ));
-    let result = (|| {
-        // Shares are secret: readable by their owner only.
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        let mut w = io::BufWriter::with_capacity(1 << 20, file);
-        fill(&mut w)?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-        Ok(())
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io_at(path)(e)
-    })
 }
 
 /// What one export wrote.
@@ -366,20 +333,9 @@ pub fn export_file<R: Read>(
 ) -> Result<Exported, ExportError> {
     let layout = Layout::of_stream(&shares.header, montgomery)?;
     let path = prepare_dir(player_data, &layout)?.join(layout.file_name(thread));
-    let mut items = 0;
-    let mut failure = None;
-    write_replacing(&path, |w| match write(&mut shares, &layout, w) {
-        Ok(n) => {
-            items = n;
-            Ok(())
-        }
-        Err(e) => {
-            let msg = e.to_string();
-            failure = Some(e);
-            Err(io::Error::other(msg))
-        }
-    })
-    .map_err(|e| failure.unwrap_or(e))?;
+    let mut file = SecretFile::create(&path).map_err(io_at(&path))?;
+    let items = write(&mut shares, &layout, file.writer()).map_err(|e| at(&path, e))?;
+    file.commit().map_err(io_at(&path))?;
     Ok(Exported { path, items })
 }
 
