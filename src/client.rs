@@ -24,6 +24,14 @@ pub enum ClientError {
     Transport { url: String, source: reqwest::Error },
     #[error("{0}")]
     Other(String),
+    /// A call to one party of the consortium failed, named so an operator knows which.
+    #[error("party {party} ({name}): {what}: {source}")]
+    Party {
+        party: u8,
+        name: String,
+        what: &'static str,
+        source: Box<ClientError>,
+    },
 }
 
 impl ClientError {
@@ -31,13 +39,26 @@ impl ClientError {
     pub fn code(&self) -> Option<&str> {
         match self {
             ClientError::Api { problem, .. } => Some(&problem.code),
+            ClientError::Party { source, .. } => source.code(),
             _ => None,
         }
     }
     pub fn status(&self) -> Option<u16> {
         match self {
             ClientError::Api { status, .. } => Some(*status),
+            ClientError::Party { source, .. } => source.status(),
             _ => None,
+        }
+    }
+
+    /// Whether trying again later may succeed: the party could not be reached, or said it is
+    /// unavailable (a party it depends on is down, or it is overloaded).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Transport { .. } => true,
+            ClientError::Api { status, .. } => matches!(status, 502..=504 | 408 | 429),
+            ClientError::Party { source, .. } => source.is_transient(),
+            ClientError::Other(_) => false,
         }
     }
 }
@@ -154,6 +175,18 @@ impl EngineClient {
             count,
         };
         self.call(&url, self.http.post(&url).json(&body)).await
+    }
+
+    /// A checkout as this party's node sees it (its state here, its items, when it expires).
+    ///
+    /// # Errors
+    /// Transport or API errors (`unknown-checkout`).
+    pub async fn get_checkout(&self, id: &str) -> Result<CheckoutView, ClientError> {
+        let url = self.url(&format!(
+            "/v1/checkouts/{}",
+            crate::node::cluster::urlencode(id)
+        ));
+        self.call(&url, self.http.get(&url)).await
     }
 
     /// Starts downloading this party's shares of a checkout (once): the share stream as it
@@ -273,6 +306,54 @@ impl DealerClient {
         )
     }
 
+    /// `e`, naming the party it came from.
+    fn named(&self, party: u8, what: &'static str, e: ClientError) -> ClientError {
+        if matches!(e, ClientError::Party { .. }) {
+            return e;
+        }
+        ClientError::Party {
+            party,
+            name: self.cluster.parties[party as usize].name.clone(),
+            what,
+            source: Box::new(e),
+        }
+    }
+
+    /// Runs `call` against `party` until it succeeds, fails for good, or `until` would pass
+    /// before the next try; waits 0.2 s between tries, doubling up to 5 s. Errors name the
+    /// party.
+    async fn retrying<T, F, Fut>(
+        &self,
+        party: u8,
+        what: &'static str,
+        until: tokio::time::Instant,
+        mut call: F,
+    ) -> Result<T, ClientError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match call().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_transient() && tokio::time::Instant::now() + wait < until => {
+                    tracing::warn!(
+                        party,
+                        name = %self.cluster.parties[party as usize].name,
+                        what,
+                        error = %e,
+                        retry_in_ms = wait.as_millis() as u64,
+                        "party unavailable; trying again"
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(self.named(party, what, e)),
+            }
+        }
+    }
+
     /// Deals `count` items of `pool` batch by batch; `progress` gets the items committed.
     ///
     /// # Errors
@@ -308,22 +389,30 @@ impl DealerClient {
             index += 1;
             let shares = shares.map_err(|e| ClientError::Other(e.to_string()))?;
             let batch = shares[0].header.batch;
+            // Each party's share at its own node; a party that is briefly unreachable is asked
+            // again until half the staging deadline has passed (the nodes drop batches staged
+            // longer than the whole deadline).
+            let until = tokio::time::Instant::now()
+                + Duration::from_secs(self.cluster.staging_deadline_seconds / 2);
             let staged =
                 futures_util::future::join_all(shares.into_iter().enumerate().map(|(p, share)| {
                     let url = self.url(p as u8, &format!("/v1/internal/batches/{batch}"));
                     async move {
-                        let body = share.bytes.to_vec();
-                        let r = check(
-                            &url,
-                            self.http
-                                .put(&url)
-                                .bearer_auth(self.token.expose())
-                                .header("content-type", "application/octet-stream")
-                                .body(body)
-                                .send()
-                                .await,
-                        )
-                        .await;
+                        let r = self
+                            .retrying(p as u8, "staging", until, || async {
+                                check(
+                                    &url,
+                                    self.http
+                                        .put(&url)
+                                        .bearer_auth(self.token.expose())
+                                        .header("content-type", "application/octet-stream")
+                                        .body(share.bytes.to_vec())
+                                        .send()
+                                        .await,
+                                )
+                                .await
+                            })
+                            .await;
                         if r.is_ok() {
                             crate::failpoint::hit("dealer.staged");
                         }
@@ -341,14 +430,17 @@ impl DealerClient {
                     &format!("/v1/internal/batches/{batch}/commit"),
                 );
                 Some(
-                    check(
-                        &url,
-                        self.http
-                            .post(&url)
-                            .bearer_auth(self.token.expose())
-                            .send()
-                            .await,
-                    )
+                    self.retrying(self.cluster.leader, "committing", until, || async {
+                        check(
+                            &url,
+                            self.http
+                                .post(&url)
+                                .bearer_auth(self.token.expose())
+                                .send()
+                                .await,
+                        )
+                        .await
+                    })
                     .await,
                 )
             };
@@ -371,7 +463,7 @@ impl DealerClient {
                 .await;
                 match leader_abort {
                     Err(e) if e.code() == Some("illegal-transition") => {}
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(self.named(self.cluster.leader, "aborting", e)),
                     Ok(_) => {
                         for (p, s) in staged.iter().enumerate() {
                             if s.is_ok() && p as u8 != self.cluster.leader {

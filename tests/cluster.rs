@@ -83,6 +83,12 @@ async fn retries_are_idempotent_and_reuse_of_an_id_is_a_conflict() {
         (Some(409), Some("checkout-conflict"))
     );
     c.download_and_verify("r").await;
+    // Before the TTL, a downloaded checkout is gone for its party only.
+    let posted = c.engine(0).checkout("r", pool, 100).await.unwrap_err();
+    assert_eq!(
+        (posted.status(), posted.code()),
+        (Some(410), Some("already-consumed"))
+    );
     let again = c.engine(0).download("r").await.unwrap_err();
     assert_eq!(
         (again.status(), again.code()),
@@ -126,14 +132,38 @@ async fn expiry_returns_undownloaded_items_and_burns_downloaded_ones() {
         vec![(300, 0, 700); 3],
         "(available, reserved, consumed) at each party"
     );
+    let code = |e: larder::client::ClientError| (e.status(), e.code().map(str::to_string));
+    let gone = |c: &str| (Some(410), Some(c.to_string()));
     let late = c.engine(1).download("half").await.unwrap_err();
-    assert_eq!(
-        late.status(),
-        Some(410),
-        "an expired reservation is not served"
-    );
+    assert_eq!(code(late), gone("checkout-burned"), "burned is not served");
     let idle = c.engine(1).download("idle").await.unwrap_err();
-    assert_eq!(idle.status(), Some(410));
+    assert_eq!(code(idle), gone("checkout-released"));
+    // A late engine posting the checkout again is told at once that it cannot be served,
+    // at the leader and at a follower, with the same names the state uses.
+    for p in 0..3 {
+        let e = c.engine(p);
+        let idle = e.checkout("idle", pool, 300).await.unwrap_err();
+        assert_eq!(code(idle), gone("checkout-released"), "party {p}");
+        let half = e.checkout("half", pool, 600).await.unwrap_err();
+        let want = if p == 2 {
+            "already-consumed"
+        } else {
+            "checkout-burned"
+        };
+        assert_eq!(code(half), gone(want), "party {p}");
+        let leader_only = e.checkout("leader-only", pool, 100).await.unwrap_err();
+        let want = if p == 0 {
+            "already-consumed"
+        } else {
+            "checkout-burned"
+        };
+        assert_eq!(code(leader_only), gone(want), "party {p}");
+        let seen = e.get_checkout("half").await.unwrap();
+        assert_eq!(
+            seen.state.name(),
+            if p == 2 { "consumed" } else { "burned" }
+        );
+    }
     // The released items are handed out again, and reconstruct.
     c.engine(0).checkout("later", pool, 300).await.unwrap();
     assert_eq!(c.download_and_verify("later").await.len(), 300);
@@ -336,6 +366,31 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
             415,
             "unsupported-media-type",
         ),
+        (
+            "a media type that only starts like JSON",
+            "application/jsonx",
+            br#"{"id":"a","pool":"triple-z64","count":1}"#.to_vec(),
+            415,
+            "unsupported-media-type",
+        ),
+        (
+            "an id of 257 characters",
+            "application/json",
+            format!(
+                r#"{{"id":"{}","pool":"triple-z64","count":1}}"#,
+                "é".repeat(257)
+            )
+            .into_bytes(),
+            400,
+            "bad-request",
+        ),
+        (
+            "a control character in the id",
+            "application/json",
+            br#"{"id":"a\u0007b","pool":"triple-z64","count":1}"#.to_vec(),
+            400,
+            "bad-request",
+        ),
         // Just over the 64 KiB limit, so the client finishes sending before the node answers.
         (
             "oversized body",
@@ -370,6 +425,32 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
         1000,
         "nothing was reserved"
     );
+
+    // Accepted: media types and the auth scheme in any case (RFC 9110), parameters after the
+    // media type, and an id of 256 two-byte characters (the limit counts characters, as the
+    // OpenAPI's maxLength does).
+    let http = larder::tls::client(&c.ca, std::time::Duration::from_secs(30)).unwrap();
+    for (letter, ct, scheme) in [
+        ("é", "APPLICATION/JSON", "bearer"),
+        ("è", "application/json; charset=utf-8", "BEARER"),
+    ] {
+        let id = letter.repeat(256);
+        let body = format!(r#"{{"id":"{id}","pool":"triple-z64","count":1}}"#);
+        let r = http
+            .post(format!("https://{}/v1/checkouts", c.addrs[0]))
+            .header("content-type", ct)
+            .header("authorization", format!("{scheme} {tok}"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        assert_eq!(status, 200, "{ct} / {scheme}: {}", r.text().await.unwrap());
+        // The id survives the share stream's header (512 bytes of UTF-8).
+        let bytes = c.engine(0).download(&id).await.unwrap();
+        let stream = larder::material::ShareReader::new(&bytes[..]).unwrap();
+        assert_eq!(stream.header.checkout, id);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

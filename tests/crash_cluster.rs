@@ -64,6 +64,7 @@ fn retryable(e: &ClientError) -> bool {
         ClientError::Api {
             status, problem, ..
         } => *status == 503 || problem.code == "not-confirmed" || problem.code == "not-leader",
+        ClientError::Party { source, .. } => retryable(source),
         ClientError::Other(_) => false,
     }
 }
@@ -93,7 +94,15 @@ async fn job(
                     Err(err) => {
                         let code = err.code().unwrap_or("");
                         assert!(
-                            matches!(code, "underrun" | "") || retryable(&err),
+                            // Expired while a crash held it up: the id cannot be served.
+                            matches!(
+                                code,
+                                "underrun"
+                                    | "already-consumed"
+                                    | "checkout-released"
+                                    | "checkout-burned"
+                                    | ""
+                            ) || retryable(&err),
                             "checkout {id} at party {p}: {err}"
                         );
                         return;
@@ -123,7 +132,11 @@ async fn job(
                         assert!(
                             matches!(
                                 code.as_str(),
-                                "already-consumed" | "not-reserved" | "unknown-checkout" | ""
+                                "already-consumed"
+                                    | "checkout-released"
+                                    | "checkout-burned"
+                                    | "unknown-checkout"
+                                    | ""
                             ) || retryable(&err),
                             "download {id} at party {p}: {err}"
                         );

@@ -20,8 +20,12 @@ use std::io::{self, Read, Write};
 const MAGIC: &[u8; 8] = b"LARDERSH";
 /// The share stream format version this build writes and reads.
 pub const SHARE_FORMAT_VERSION: u16 = 1;
-/// Longest checkout id accepted, in bytes.
+/// Longest checkout id accepted, in characters (Unicode scalar values, as JSON Schema's
+/// `maxLength` counts them).
 pub const MAX_CHECKOUT_ID: usize = 256;
+/// Longest checkout id in a share stream's header, in bytes: [`MAX_CHECKOUT_ID`] characters of
+/// up to 4 bytes each in UTF-8.
+pub const MAX_CHECKOUT_ID_BYTES: usize = 4 * MAX_CHECKOUT_ID;
 /// Most ranges in one stream (bounds what a header can make a reader allocate: 2 MiB).
 const MAX_RANGES: u32 = 1 << 16;
 
@@ -120,7 +124,7 @@ impl ShareHeader {
             return Err(bad("party number out of range"));
         }
         let id_len = u16::from_le_bytes([fixed[32], fixed[33]]) as usize;
-        if id_len == 0 || id_len > MAX_CHECKOUT_ID {
+        if id_len == 0 || id_len > MAX_CHECKOUT_ID_BYTES {
             return Err(bad("checkout id length out of range"));
         }
         let checkout =

@@ -93,23 +93,69 @@ pub(crate) async fn blocking_group<T: Send + 'static>(
     }
 }
 
-/// Reads a whole body of at most `limit` bytes.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let inner = e.into_inner();
-        if inner
-            .downcast_ref::<http_body_util::LengthLimitError>()
-            .is_some()
-        {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body-too-large",
-                format!("the body exceeds {limit} bytes"),
-            )
-        } else {
-            ApiError::bad_request(format!("could not read the body: {inner}"))
+/// Longest pause between two pieces of a request body.
+pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// Longest time to receive a whole JSON body.
+pub const JSON_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Longest time to receive a whole batch file (1 GiB at a little over 1 MB/s).
+pub const STAGE_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(900);
+
+/// Reads a whole body of at most `limit` bytes within `deadline`, with no pause longer than
+/// [`BODY_IDLE_TIMEOUT`]: a body that never ends cannot hold a connection forever.
+async fn read_body(
+    body: Body,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let timeout =
+        |what: String| ApiError::new(StatusCode::REQUEST_TIMEOUT, "request-timeout", what);
+    let end = tokio::time::Instant::now() + deadline;
+    let mut body = http_body_util::Limited::new(body, limit);
+    let mut out = bytes::BytesMut::new();
+    loop {
+        let wait = end
+            .saturating_duration_since(tokio::time::Instant::now())
+            .min(BODY_IDLE_TIMEOUT);
+        let frame = match tokio::time::timeout(wait, body.frame()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ok(out.freeze()),
+            Err(_) if tokio::time::Instant::now() >= end => {
+                return Err(timeout(format!(
+                    "the body did not arrive within {} s",
+                    deadline.as_secs()
+                )))
+            }
+            Err(_) => {
+                return Err(timeout(format!(
+                    "the body stalled for {} s",
+                    BODY_IDLE_TIMEOUT.as_secs()
+                )))
+            }
+        };
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    out.extend_from_slice(&data);
+                }
+            }
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body-too-large",
+                    format!("the body exceeds {limit} bytes"),
+                ))
+            }
+            Err(e) => {
+                return Err(ApiError::bad_request(format!(
+                    "could not read the body: {e}"
+                )))
+            }
         }
-    })
+    }
 }
 
 /// Parses a JSON body of at most [`JSON_LIMIT`] bytes into `T`.
@@ -129,20 +175,30 @@ async fn read_json_limit<T: serde::de::DeserializeOwned>(
     body: Body,
     limit: usize,
 ) -> Result<T, ApiError> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !ct.starts_with("application/json") {
+    if !is_json(headers) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
             "the body must be application/json",
         ));
     }
-    let bytes = read_body(body, limit).await?;
+    let bytes = read_body(body, limit, JSON_BODY_TIMEOUT).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// Whether the body is declared `application/json`: the media type compared without regard
+/// to case (RFC 9110), parameters such as `charset` allowed, nothing else (`application/jsonx`
+/// is not JSON).
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
 }
 
 fn require_node(caller: &Caller, from: Option<u8>) -> Result<(), ApiError> {
@@ -222,11 +278,40 @@ async fn create_checkout(
     } else {
         cluster::forward_checkout(&st, &req).await?
     };
+    // A checkout this engine can no longer download here is a 410, not a 200 whose state the
+    // engine would have to read.
+    let here = if st.is_leader() {
+        Some(res.state)
+    } else {
+        st.store.reservation(&res.checkout)?.map(|r| r.state)
+    };
+    let state = servable(res.state, here);
+    if state != ReservationState::Reserved {
+        return Err(StoreError::Gone {
+            checkout: res.checkout,
+            state,
+        }
+        .into());
+    }
     Ok(Json(CheckoutView::new(
         &res,
         st.me,
         st.cluster.reservation_ttl_seconds,
     )))
+}
+
+/// What an engine at this party can still do with a checkout, from the leader's state and
+/// this party's: `Reserved` if it may download here. The leader decides releases and burns;
+/// a download here is this party's own.
+fn servable(leader: ReservationState, here: Option<ReservationState>) -> ReservationState {
+    use ReservationState as R;
+    match (leader, here) {
+        (_, Some(R::Consumed)) => R::Consumed,
+        (R::Released, _) | (_, Some(R::Released)) => R::Released,
+        (R::Burned, _) | (_, Some(R::Burned)) => R::Burned,
+        // Downloaded at the leader only: this party's engine may still download.
+        _ => R::Reserved,
+    }
 }
 
 fn known_pool(st: &NodeState, pool: crate::material::PoolSpec) -> Result<(), ApiError> {
@@ -448,7 +533,11 @@ async fn stage(
 ) -> Result<impl IntoResponse, ApiError> {
     require_dealer(&st.authenticate(&headers)?, "stages batches")?;
     let id = batch_id(&batch)?;
-    let bytes = zeroize::Zeroizing::new(read_body(body, STAGE_LIMIT).await?.to_vec());
+    let bytes = zeroize::Zeroizing::new(
+        read_body(body, STAGE_LIMIT, STAGE_BODY_TIMEOUT)
+            .await?
+            .to_vec(),
+    );
     let header = BatchHeader::decode(&bytes)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad-batch", e.to_string()))?;
     if header.batch != id {

@@ -34,14 +34,30 @@ async fn call<T: serde::de::DeserializeOwned>(
         st.cluster.parties[party as usize].url.trim_end_matches('/'),
         path
     );
-    let mut req = st.http.request(method, &url).bearer_auth(st.token.expose());
-    if let Some(b) = body {
-        req = req.json(b);
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| ApiError::unavailable(format!("party {party} is unreachable: {e}")))?;
+    let send = || {
+        let mut req = st
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth(st.token.expose());
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        req.send()
+    };
+    // Every call between nodes is idempotent, so a call that failed on its way (typically on a
+    // pooled connection to a node that has restarted since) is sent once more, on a fresh
+    // connection. A timeout is not retried: the party is slow or down.
+    let sent = match send().await {
+        Err(e) if !e.is_timeout() && !e.is_connect() => {
+            tracing::debug!(party, error = %e, "call failed on its way; sending it again");
+            send().await
+        }
+        other => other,
+    };
+    let resp = sent.map_err(|e| {
+        tracing::warn!(party, error = %e, "party unreachable");
+        ApiError::unavailable(format!("party {party} is unreachable: {e}"))
+    })?;
     let status = resp.status();
     if status.is_success() {
         if status == reqwest::StatusCode::NO_CONTENT {

@@ -165,6 +165,13 @@ pub struct NodeConfig {
     pub tls_key: PathBuf,
     /// This node's token for calls to the other nodes (secret).
     pub node_token: Token,
+    /// Most connections open at once (default 4096, never more than the descriptor limit
+    /// leaves room for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// Most connections from one client address (default 512).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_address: Option<usize>,
 }
 
 impl NodeConfig {

@@ -1,6 +1,6 @@
 //! API errors as `application/problem+json` (RFC 9457) with a stable machine-readable code.
 
-use crate::store::StoreError;
+use crate::store::{ReservationState, StoreError};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -84,8 +84,9 @@ impl From<StoreError> for ApiError {
                 ..ApiError::new(S::SERVICE_UNAVAILABLE, "underrun", detail)
             },
             StoreError::Conflict(_) => ApiError::new(S::CONFLICT, "checkout-conflict", detail),
-            StoreError::Gone { .. } => ApiError::new(S::GONE, "already-consumed", detail),
-            StoreError::NotReserved { .. } => ApiError::new(S::GONE, "not-reserved", detail),
+            StoreError::Gone { state, .. } | StoreError::NotReserved { state, .. } => {
+                ApiError::new(S::GONE, gone_code(state), detail)
+            }
             StoreError::UnknownCheckout(_) => {
                 ApiError::new(S::NOT_FOUND, "unknown-checkout", detail)
             }
@@ -109,6 +110,16 @@ impl From<StoreError> for ApiError {
                 ApiError::internal("the store failed; see the node's log")
             }
         }
+    }
+}
+
+/// The code of a `410` for a checkout that can no longer be served here, by its state.
+pub fn gone_code(state: ReservationState) -> &'static str {
+    match state {
+        ReservationState::Consumed => "already-consumed",
+        ReservationState::Released => "checkout-released",
+        ReservationState::Burned => "checkout-burned",
+        ReservationState::Reserved => "not-reserved",
     }
 }
 

@@ -7,13 +7,15 @@
 //! - [`api`]: the axum router and handlers.
 //! - [`cluster`]: calls between nodes and the leader's side of the protocol.
 //! - [`combine`]: grouping of concurrent checkouts into one flush and one call per node.
-//! - this module: shared state, authentication, the TLS accept loop, background sweeps.
+//! - [`listener`]: connection limits and timeouts of the accept loop.
+//! - this module: shared state, authentication, serving, background sweeps.
 
 pub mod api;
 pub mod cluster;
 pub mod combine;
 pub mod config;
 pub mod error;
+pub mod listener;
 pub mod openapi;
 pub mod provision;
 
@@ -169,7 +171,7 @@ impl NodeState {
         let token = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer)
             .ok_or_else(ApiError::unauthorized)?;
         let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         // Compare against every credential, in constant time each, without stopping early.
@@ -185,6 +187,15 @@ impl NodeState {
             None => Err(ApiError::unauthorized()),
         }
     }
+}
+
+/// The credentials of an `Authorization: Bearer <token>` value; the scheme is compared without
+/// regard to case (RFC 9110, 11.1).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
 }
 
 /// The context the combiners' handlers get.
@@ -231,53 +242,63 @@ impl RunningNode {
     }
 }
 
-/// Serves `state` on an already bound listener until `shutdown` resolves; also runs the
-/// periodic sweeps (expiry at the leader, abandoned batches everywhere).
+/// Serves `state` on an already bound listener until stopped, within `limits` (see
+/// [`listener`]); also runs the periodic sweeps (expiry at the leader, abandoned batches
+/// everywhere).
 pub fn spawn(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     state: Arc<NodeState>,
+    limits: listener::Limits,
 ) -> std::io::Result<RunningNode> {
     let addr = listener.local_addr()?;
     let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
     let app = api::router(state.clone());
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let sweeper_state = state.clone();
+    let mut incoming = listener::Acceptor::new(listener, listener::Gate::new(limits));
     let task = tokio::spawn(async move {
         let sweeper = tokio::spawn(cluster::sweep_forever(sweeper_state));
         // Tracks connections so shutdown can close idle keep-alive ones at once and give
         // requests in flight a moment to finish.
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let builder =
+        let mut builder =
             hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(listener::HEADER_TIMEOUT)
+            .max_buf_size(listener::MAX_HEAD_BYTES);
         let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel();
         loop {
             tokio::select! {
                 _ = &mut rx => break,
-                accepted = listener.accept() => {
-                    let Ok((tcp, _peer)) = accepted else { continue };
+                (tcp, place) = incoming.next() => {
                     let _ = tcp.set_nodelay(true);
                     let acceptor = acceptor.clone();
                     let conn_tx = conn_tx.clone();
-                    // The TLS handshake runs on its own task so a slow client cannot stall accept.
+                    // The TLS handshake runs on its own task so a slow client cannot stall
+                    // accept, and has a deadline so a silent one cannot hold its place.
                     tokio::spawn(async move {
-                        if let Ok(tls) = acceptor.accept(tcp).await {
-                            let _ = conn_tx.send(tls);
+                        let shake = tokio::time::timeout(listener::HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+                        if let Ok(Ok(tls)) = shake.await {
+                            let _ = conn_tx.send((tls, place));
                         }
                     });
                 }
-                Some(tls) = conn_rx.recv() => {
+                Some((tls, place)) = conn_rx.recv() => {
                     let io = hyper_util::rt::TokioIo::new(tls);
                     let svc = hyper_util::service::TowerToHyperService::new(app.clone());
                     let conn = graceful.watch(builder.serve_connection(io, svc).into_owned());
                     tokio::spawn(async move {
                         let _ = conn.await;
+                        drop(place);
                     });
                 }
             }
         }
         sweeper.abort();
-        drop(listener);
+        drop(incoming);
         if tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown())
             .await
             .is_err()
@@ -351,5 +372,7 @@ pub async fn start_with(
         node.party,
         node.node_token.clone(),
     )?);
-    Ok(spawn(listener, tls, state)?)
+    let limits =
+        listener::Limits::for_process(node.max_connections, node.max_connections_per_address);
+    Ok(spawn(listener, tls, state, limits)?)
 }

@@ -26,9 +26,15 @@ fn id_param(name: &str, what: &str) -> Value {
     let schema = if name == "batch" {
         json!({"type": "string", "pattern": "^[0-9a-f]{32}$"})
     } else {
-        json!({"type": "string", "minLength": 1, "maxLength": 256})
+        checkout_id_schema()
     };
     json!({"name": name, "in": "path", "required": true, "description": what, "schema": schema})
+}
+
+/// A checkout id: 1 to 256 characters (as the store counts them), no control characters.
+fn checkout_id_schema() -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": crate::material::shares::MAX_CHECKOUT_ID,
+        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"})
 }
 
 /// The document.
@@ -59,7 +65,9 @@ pub fn document() -> Value {
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CheckoutRequest"}}}},
                 "responses": merge(ok_json("Checkout", "the reservation, identical at every party"), problem_responses(&[
                     ("400", "bad input"), ("401", "missing or unknown token"), ("403", "wrong party or pool not granted"), ("404", "unknown pool"),
-                    ("409", "the id is used with other parameters"), ("413", "body too large"), ("415", "not application/json"),
+                    ("409", "the id is used with other parameters"),
+                    ("410", "this checkout can no longer be served at this party: `already-consumed` (downloaded here), `checkout-released` (expired before any download; items back in stock) or `checkout-burned` (expired after another party downloaded it); use a new id"),
+                    ("413", "body too large"), ("415", "not application/json"),
                     ("503", "underrun (with `available` and Retry-After) or a party unreachable")]))}},
             "/v1/checkouts/{id}": {"get": {
                 "summary": "A checkout as this party sees it", "operationId": "getCheckout", "security": engine_sec, "parameters": [id_param("id", "checkout id")],
@@ -67,7 +75,7 @@ pub fn document() -> Value {
             "/v1/checkouts/{id}/shares": {"get": {
                 "summary": "Download this party's shares, once", "operationId": "downloadShares", "security": engine_sec, "parameters": [id_param("id", "checkout id")],
                 "responses": merge(json!({"200": {"description": "the share stream (versioned header, records, CRC-32 trailer; see src/material/shares.rs)", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}),
-                    problem_responses(&[("401", "missing or unknown token"), ("403", "wrong party or pool not granted"), ("404", "unknown checkout"), ("409", "not confirmed yet"), ("410", "already downloaded, or expired")]))}},
+                    problem_responses(&[("401", "missing or unknown token"), ("403", "wrong party or pool not granted"), ("404", "unknown checkout"), ("409", "not confirmed yet"), ("410", "`already-consumed` (downloaded here), `checkout-released` or `checkout-burned` (expired)")]))}},
             "/v1/internal/batches/{batch}": {
                 "put": {"summary": "Stage this party's share of a batch (dealer)", "operationId": "stageBatch", "security": dealer_sec, "parameters": [id_param("batch", "batch id, 32 hex digits")],
                     "requestBody": {"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
@@ -107,7 +115,7 @@ pub fn document() -> Value {
             "schemas": {
                 "Pool": {"type": "string", "description": "kind-domain[-tT][-oO], e.g. triple-z64, double-p128-t1, input-mask-p61-o0", "examples": ["triple-z64"]},
                 "CheckoutRequest": {"type": "object", "additionalProperties": false, "required": ["id", "pool", "count"], "properties": {
-                    "id": {"type": "string", "minLength": 1, "maxLength": 256, "description": "chosen by the engines; the same at every party"},
+                    "id": merge(checkout_id_schema(), json!({"description": "chosen by the engines; the same at every party"})),
                     "pool": {"$ref": "#/components/schemas/Pool"},
                     "count": {"type": "integer", "minimum": 1, "format": "uint64"}}},
                 "Range": {"type": "object", "required": ["batch", "first", "count"], "properties": {
@@ -128,7 +136,7 @@ pub fn document() -> Value {
                 "ApplyResult": {"type": "object", "required": ["checkout"], "properties": {
                     "checkout": {"type": "string"}, "problem": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Problem"}], "description": "why it is not held; null when held durably"}}},
                 "ConfirmRequest": {"type": "object", "additionalProperties": false, "required": ["checkouts"], "properties": {
-                    "checkouts": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 256}}}},
+                    "checkouts": {"type": "array", "items": checkout_id_schema()}}},
                 "PoolStock": {"type": "object", "properties": {"available": {"type": "integer"}, "staged": {"type": "integer"}, "reserved": {"type": "integer"}, "consumed": {"type": "integer"}, "batches": {"type": "integer"}}},
                 "Stock": {"type": "object", "required": ["party", "pools"], "properties": {"party": {"type": "integer"}, "pools": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/PoolStock"}}}},
                 "Health": {"type": "object", "required": ["consortium", "party", "parties", "name", "leader", "version"], "properties": {
@@ -137,7 +145,7 @@ pub fn document() -> Value {
                 "Problem": {"type": "object", "required": ["type", "title", "status", "detail", "code"], "properties": {
                     "type": {"type": "string", "description": "urn:larder:problem:<code>"}, "title": {"type": "string"}, "status": {"type": "integer"},
                     "detail": {"type": "string", "description": "what was wrong, in words"},
-                    "code": {"type": "string", "description": "stable machine-readable code", "examples": ["underrun", "checkout-conflict", "already-consumed", "unknown-pool"]},
+                    "code": {"type": "string", "description": "stable machine-readable code", "examples": ["underrun", "checkout-conflict", "already-consumed", "checkout-released", "checkout-burned", "unknown-pool"]},
                     "available": {"type": "integer", "description": "for underrun: items available"}}}
             }
         }

@@ -103,6 +103,8 @@ pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
             tls_certificate: PathBuf::from("cert.pem"),
             tls_key: PathBuf::from("key.pem"),
             node_token,
+            max_connections: None,
+            max_connections_per_address: None,
         };
         let node_path = pdir.join("node.toml");
         write_secret(&node_path, &toml::to_string_pretty(&node)?)?;

@@ -59,6 +59,16 @@ pub enum BatchState {
     Exhausted,
 }
 
+impl std::fmt::Display for BatchState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BatchState::Staged => "staged",
+            BatchState::Available => "available",
+            BatchState::Exhausted => "exhausted",
+        })
+    }
+}
+
 /// Metadata of one batch at this party.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchMeta {
@@ -88,6 +98,42 @@ pub enum ReservationState {
     Released,
     /// Expired after another party downloaded: items consumed without handing them out here.
     Burned,
+}
+
+impl ReservationState {
+    /// The state's name, as the API spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReservationState::Reserved => "reserved",
+            ReservationState::Consumed => "consumed",
+            ReservationState::Released => "released",
+            ReservationState::Burned => "burned",
+        }
+    }
+
+    /// What happened to a checkout in this state, for an engine that still wants it.
+    pub fn fate(self) -> &'static str {
+        match self {
+            ReservationState::Reserved => "is reserved",
+            ReservationState::Consumed => {
+                "was already downloaded at this party; shares are handed out once"
+            }
+            ReservationState::Released => {
+                "expired before any party downloaded it and its items went back to stock; \
+                 check out again under a new id"
+            }
+            ReservationState::Burned => {
+                "was burned: it expired after another party downloaded it, so this party's \
+                 items were destroyed unused; check out again under a new id"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for ReservationState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Items of one pool held under a checkout id; identical at every party.
@@ -176,13 +222,15 @@ pub enum StoreError {
     UnknownBatch(BatchId),
     #[error("batch {0} is already here with a different header")]
     BatchMismatch(BatchId),
-    #[error("batch {batch} cannot go from {from:?} to {to}")]
+    #[error("batch {batch} cannot go from {from} to {to}")]
     IllegalTransition {
         batch: BatchId,
         from: BatchState,
         to: &'static str,
     },
-    #[error("checkout id must be 1 to {MAX_CHECKOUT_ID} printable characters")]
+    #[error(
+        "checkout id must be 1 to {MAX_CHECKOUT_ID} characters, none of them a control character"
+    )]
     BadCheckoutId,
     #[error("count must be at least 1")]
     ZeroCount,
@@ -200,12 +248,12 @@ pub enum StoreError {
     Unconfirmed(String),
     #[error("unknown checkout {0:?}")]
     UnknownCheckout(String),
-    #[error("checkout {checkout:?} is {state:?} here; its shares cannot be handed out again")]
+    #[error("checkout {checkout:?} {}", state.fate())]
     Gone {
         checkout: String,
         state: ReservationState,
     },
-    #[error("checkout {checkout:?} cannot be {to}: it is {state:?}")]
+    #[error("checkout {checkout:?} cannot be {to}: it is {state} here")]
     NotReserved {
         checkout: String,
         state: ReservationState,
@@ -839,7 +887,7 @@ impl Store {
 
     fn check_request(checkout: &str, count: u64) -> Result<()> {
         if checkout.is_empty()
-            || checkout.len() > MAX_CHECKOUT_ID
+            || checkout.chars().count() > MAX_CHECKOUT_ID
             || checkout.chars().any(|c| c.is_control())
         {
             return Err(StoreError::BadCheckoutId);

@@ -135,11 +135,24 @@ impl Harness {
         Some(status)
     }
 
-    /// Kills `t` with SIGKILL; whether it was still running.
+    /// Kills `t` with SIGKILL (and what it runs, if it runs under a wrapper such as a tracer);
+    /// whether it was still running.
     pub fn sigkill(&mut self, t: Target) -> bool {
         match self.child(t).take() {
             Some(mut c) => {
                 let running = c.try_wait().unwrap().is_none();
+                let children = format!("/proc/{0}/task/{0}/children", c.id());
+                for pid in std::fs::read_to_string(children)
+                    .unwrap_or_default()
+                    .split_whitespace()
+                {
+                    if let Ok(pid) = pid.parse() {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
                 let _ = c.kill();
                 let _ = c.wait();
                 running

@@ -24,6 +24,8 @@ import numpy as np
 MAGIC = b"LARDERSH"
 FORMAT_VERSION = 1
 MAX_CHECKOUT_ID = 256
+# In a share header, in bytes: 256 characters of up to 4 bytes each in UTF-8.
+MAX_CHECKOUT_ID_BYTES = 4 * MAX_CHECKOUT_ID
 MAX_RANGES = 1 << 16
 
 KINDS = {1: "triple", 2: "square", 3: "bit", 4: "inverse", 5: "input-mask", 6: "double"}
@@ -134,7 +136,7 @@ def _read_header(r: _Checked) -> ShareHeader:
     if party >= parties:
         raise FormatError("party number out of range")
     (id_len,) = struct.unpack_from("<H", fixed, 32)
-    if not 0 < id_len <= MAX_CHECKOUT_ID:
+    if not 0 < id_len <= MAX_CHECKOUT_ID_BYTES:
         raise FormatError("checkout id length out of range")
     try:
         checkout = r.take(id_len, "share header").decode("utf-8")

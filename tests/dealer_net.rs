@@ -1,0 +1,88 @@
+//! The dealer (`larder dealer`) against a consortium of real processes: a party that is down
+//! for a while delays a deal instead of failing it; a party that stays down fails it with an
+//! error naming the party; and a one-line summary is printed whether or not stdout is a
+//! terminal.
+
+mod common;
+
+use common::procs::{Harness, Target, POOL};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+fn dealer(h: &Harness, count: u64) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_larder"));
+    c.args(["dealer", "--consortium"])
+        .arg(&h.prov.consortium)
+        .arg("--token-file")
+        .arg(&h.prov.dealer_token_file)
+        .args(["--pool", POOL, "--count", &count.to_string()])
+        .env("RUST_BACKTRACE", "0");
+    c
+}
+
+async fn run(mut c: Command) -> Output {
+    tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// Sets the consortium's staging deadline (the dealer reads it when it starts).
+fn set_staging_deadline(h: &Harness, seconds: u64) {
+    let text = std::fs::read_to_string(&h.prov.consortium).unwrap();
+    let mut table: toml::Table = toml::from_str(&text).unwrap();
+    table.insert(
+        "staging_deadline_seconds".into(),
+        toml::Value::Integer(seconds as i64),
+    );
+    std::fs::write(&h.prov.consortium, toml::to_string(&table).unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_down_for_a_while_delays_a_deal_and_one_down_for_good_is_named() {
+    let mut h = Harness::new("info");
+    h.wait_healthy().await;
+
+    // Down for about a second while the dealer stages: it waits, then completes.
+    h.sigkill(Target::Node(2));
+    let deal = tokio::spawn(run(dealer(&h, 5000)));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    h.start_node(2, None);
+    let out = deal.await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // Not a terminal here, and still a summary.
+    assert!(
+        stdout.contains("dealt 5000 items of triple-z64 in 3 batches"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("trying again"),
+        "the retries are logged: {stderr}"
+    );
+    let stock = h.engines()[2].stock().await.unwrap();
+    assert_eq!(stock.pools[&POOL.parse().unwrap()].available, 5000);
+
+    // Down for good: the dealer gives up within the staging deadline and says which party.
+    set_staging_deadline(&h, 4);
+    h.sigkill(Target::Node(2));
+    let out = run(dealer(&h, 1000)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let name = &h.prov.engines[2].url;
+    assert!(
+        stderr.contains("party 2 (")
+            && stderr.contains("staging")
+            && stderr.contains(name.trim_end_matches('/')),
+        "the error names the party: {stderr}"
+    );
+    // Nothing of that batch became available anywhere.
+    for p in 0..2 {
+        let stock = h.engines()[p].stock().await.unwrap();
+        assert_eq!(
+            stock.pools[&POOL.parse().unwrap()].available,
+            5000,
+            "party {p}"
+        );
+    }
+}
