@@ -417,21 +417,43 @@ pub fn verify(files: &[PathBuf]) -> Result<VerifyReport> {
             readers.len()
         )));
     }
-    readers.sort_by_key(|r| r.header.party);
-    for (i, r) in readers.iter().enumerate() {
+    // Each party's file exactly once, named by path when not.
+    let mut by_party: Vec<Vec<&PathBuf>> = vec![Vec::new(); n];
+    for (r, f) in readers.iter().zip(files) {
+        if let Some(slot) = by_party.get_mut(r.header.party as usize) {
+            slot.push(f);
+        }
+    }
+    for (p, given) in by_party.iter().enumerate() {
+        match given.len() {
+            1 => {}
+            0 => return Err(bad(format!("no file holds party {p}'s shares"))),
+            _ => {
+                let names: Vec<String> = given.iter().map(|f| f.display().to_string()).collect();
+                return Err(bad(format!(
+                    "party {p}'s shares are given more than once: {}",
+                    names.join(", ")
+                )));
+            }
+        }
+    }
+    for (r, f) in readers.iter().zip(files) {
         let h = &r.header;
-        if h.party as usize != i
-            || h.pool != first.pool
+        if h.pool != first.pool
             || h.checkout != first.checkout
             || h.ranges != first.ranges
             || h.parties != first.parties
         {
             return Err(bad(format!(
-                "file of party {} does not belong to the same checkout as party {}",
-                h.party, first.party
+                "{} (party {}) does not belong to the same checkout as {} (party {})",
+                f.display(),
+                h.party,
+                files[0].display(),
+                first.party
             )));
         }
     }
+    readers.sort_by_key(|r| r.header.party);
     let pool = first.pool;
     let ring = pool.domain.ring();
     let mut checked = 0u64;

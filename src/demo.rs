@@ -152,23 +152,30 @@ fn print_instructions(
         "  CA certificate: {ca}    consortium file: {}",
         prov.consortium.display()
     );
-    let e = &prov.engines[0];
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "larder".into());
-    println!("\nCheck out 1000 items at party 0 (run the same at every party with its URL and token to get matching shares):");
+    println!("\nCheck out 1000 items at every party (each engine at its own node with its own token, all under the same id; the shares match):");
+    for e in &prov.engines {
+        println!(
+            "  {exe} checkout --url {} --ca {ca} --token-file {} --pool {pool} --count 1000 --id my-job --out my-job-party{}.shares",
+            e.url,
+            e.token_file.display(),
+            e.party
+        );
+    }
+    let engines = prov
+        .engines
+        .first()
+        .and_then(|e| e.token_file.parent())
+        .map_or_else(|| "engines".to_string(), |d| d.display().to_string());
+    println!("or with curl, for every party p:");
     println!(
-        "  {exe} checkout --url {} --ca {ca} --token-file {} --pool {pool} --count 1000 --id my-job --out my-job-party0.shares",
-        e.url,
-        e.token_file.display()
+        "  for p in {}; do\n    url=$(cat {engines}/engine-$p.url); auth=\"Authorization: Bearer $(cat {engines}/engine-$p.token)\"\n    curl -sf --cacert {ca} -H \"$auth\" -H 'content-type: application/json' -d '{{\"id\":\"my-job\",\"pool\":\"{pool}\",\"count\":1000}}' $url/v1/checkouts >/dev/null\n    curl -sf --cacert {ca} -H \"$auth\" $url/v1/checkouts/my-job/shares -o my-job-party$p.shares\n  done",
+        (0..prov.engines.len()).map(|p| p.to_string()).collect::<Vec<_>>().join(" ")
     );
-    println!("or with curl:");
     println!(
-        "  curl --cacert {ca} -H \"Authorization: Bearer $(cat {})\" -H 'content-type: application/json' -d '{{\"id\":\"my-job\",\"pool\":\"{pool}\",\"count\":1000}}' {}/v1/checkouts",
-        e.token_file.display(),
-        e.url
+        "Then: {exe} verify my-job-party*.shares   (combines every party's shares: for demos only)"
     );
-    println!("  curl --cacert {ca} -H \"Authorization: Bearer $(cat {})\" {}/v1/checkouts/my-job/shares -o my-job-party0.shares", e.token_file.display(), e.url);
-    println!("Then: {exe} verify my-job-party*.shares   (combines shares: for demos only)");
     let _ = dir;
 }

@@ -22,25 +22,35 @@ use std::path::{Path, PathBuf};
     about = "Offline-phase preprocessing for secure multi-party computation"
 )]
 struct Cli {
-    /// Worker threads for generation (default: one per core).
-    #[arg(long, global = true, env = "LARDER_THREADS")]
-    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Threads for the commands that generate material.
+#[derive(Clone, Copy, Debug, clap::Args)]
+struct Threads {
+    /// Worker threads for generation (default: one per core).
+    #[arg(long, env = "LARDER_THREADS")]
+    threads: Option<usize>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Create a consortium on this machine: consortium.toml and one store per party.
     Init {
+        /// Where to create it (must not hold a consortium yet).
         #[arg(long)]
         dir: PathBuf,
+        /// Number of parties.
         #[arg(long, default_value_t = 3)]
         parties: u8,
+        /// The party that decides which batches are available and allocates checkouts.
         #[arg(long, default_value_t = 0)]
         leader: u8,
+        /// The consortium's name, recorded in every store.
         #[arg(long, default_value = "local")]
         name: String,
+        /// Items per batch.
         #[arg(long, default_value_t = 1 << 20)]
         batch_size: u64,
         /// Pools to keep (repeatable), e.g. triple-z64, double-p128-t1, input-mask-p61-o0.
@@ -50,41 +60,54 @@ enum Command {
     },
     /// Run the trusted dealer: generate items of a pool into every party's store.
     Deal {
+        /// The consortium's directory (made by `larder init`).
         #[arg(long)]
         dir: PathBuf,
+        /// Pool to fill, such as triple-z64.
         #[arg(long)]
         pool: PoolSpec,
+        /// Items to generate.
         #[arg(long)]
         count: u64,
+        #[command(flatten)]
+        threads: Threads,
     },
     /// Show stock per pool at every party.
     Stock {
+        /// The consortium's directory (made by `larder init`).
         #[arg(long)]
         dir: PathBuf,
     },
     /// Take items from every party's store at once (the same items at each), writing one
     /// share file per party. Each item is handed out at most once.
     Take {
+        /// The consortium's directory (made by `larder init`).
         #[arg(long)]
         dir: PathBuf,
+        /// Pool to take from, such as triple-z64.
         #[arg(long)]
         pool: PoolSpec,
+        /// Items to take.
         #[arg(long)]
         count: u64,
         /// Checkout id, chosen by the caller; reusing it with other parameters is refused.
         #[arg(long)]
         id: String,
+        /// Directory for the share files (party-<p>.shares).
         #[arg(long)]
         out: PathBuf,
     },
     /// Reconstruct a set of per-party share files and check every item. This COMBINES SHARES
     /// of all parties: for tests and demos only.
-    Verify { files: Vec<PathBuf> },
-    /// Measure dealer throughput, bytes stored and peak memory on this machine.
+    Verify {
+        /// One share file per party, of the same checkout.
+        files: Vec<PathBuf>,
+    },
     /// Measure this machine: `dealer` (generation into durable stores), `checkout`
     /// (download throughput, round-trip latency and node memory of a TLS consortium) or
     /// `soak` (sustained generation and checkouts at every party, reported per interval).
     Bench {
+        /// Which figures.
         #[arg(value_enum, default_value = "dealer")]
         what: BenchWhat,
         /// Items per figure (dealer), or of the download checkout (checkout).
@@ -118,6 +141,8 @@ enum Command {
         /// One JSON object per figure instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        threads: Threads,
     },
     /// Run a complete consortium on this machine: three party nodes with TLS on loopback, the
     /// dealer fills every default pool, a sample checkout is verified, then it serves engines
@@ -132,25 +157,34 @@ enum Command {
         /// Exit after the sample checkout instead of serving.
         #[arg(long)]
         once: bool,
+        #[command(flatten)]
+        threads: Threads,
     },
     /// Print the node API's OpenAPI document (the repo keeps it as openapi.json).
     Openapi,
     /// Run one party's node from its node file.
     Serve {
+        /// The node's file (node.toml: party, listen address, store, TLS files, token).
         #[arg(long)]
         node: PathBuf,
     },
     /// Run the dealer against a running consortium: stage each party's share at its node,
     /// commit at the leader.
     Dealer {
+        /// The consortium file (consortium.toml), the same at every party.
         #[arg(long)]
         consortium: PathBuf,
+        /// The file holding the dealer's token.
         #[arg(long)]
         token_file: PathBuf,
+        /// Pool to fill, such as triple-z64.
         #[arg(long)]
         pool: PoolSpec,
+        /// Items to generate.
         #[arg(long)]
         count: u64,
+        #[command(flatten)]
+        threads: Threads,
     },
     /// As an engine: check out items at your party's node and download your shares.
     Checkout {
@@ -160,10 +194,13 @@ enum Command {
         /// The consortium CA certificate (PEM).
         #[arg(long)]
         ca: PathBuf,
+        /// The file holding this engine's token.
         #[arg(long)]
         token_file: PathBuf,
+        /// Pool to check out from, such as triple-z64.
         #[arg(long)]
         pool: PoolSpec,
+        /// Items to check out.
         #[arg(long)]
         count: u64,
         /// Checkout id: the same at every party's engine.
@@ -197,20 +234,46 @@ enum Command {
     },
     /// Which parties are up, who leads, and stock at your node.
     Status {
+        /// The consortium file (consortium.toml).
         #[arg(long)]
         consortium: PathBuf,
         /// An engine token file, to show stock at that engine's node.
         #[arg(long)]
         token_file: Option<PathBuf>,
-        /// Which party's node to ask for stock (default: the engine's).
+        /// Which party's node to ask for stock (default: the engine's own). Other parties'
+        /// stock needs the dealer's token.
         #[arg(long)]
         party: Option<u8>,
     },
 }
 
 fn main() -> Result<()> {
+    match run() {
+        // Output cut short by its reader (`larder status | head`): not an error.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            Ok(())
+        }
+        r => r,
+    }
+}
+
+fn run() -> Result<()> {
     let cli = Cli::parse();
-    if let Some(t) = cli.threads {
+    let threads = match &cli.command {
+        Command::Deal { threads, .. }
+        | Command::Bench { threads, .. }
+        | Command::Demo { threads, .. }
+        | Command::Dealer { threads, .. } => threads.threads,
+        _ => std::env::var("LARDER_THREADS")
+            .ok()
+            .and_then(|t| t.parse().ok()),
+    };
+    if let Some(t) = threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(t)
             .build_global()
@@ -254,7 +317,9 @@ fn main() -> Result<()> {
                 dir.display()
             );
         }
-        Command::Deal { dir, pool, count } => {
+        Command::Deal {
+            dir, pool, count, ..
+        } => {
             let c = LocalConsortium::open(&dir)?;
             deal(&c, pool, count)?;
         }
@@ -389,13 +454,13 @@ fn main() -> Result<()> {
                 print!("{}", bench::table(&figures));
             }
         }
-        Command::Demo { dir, items, once } => {
-            runtime()?.block_on(larder::demo::run(larder::demo::Options {
-                dir,
-                items,
-                once,
-            }))?
-        }
+        Command::Demo {
+            dir, items, once, ..
+        } => runtime()?.block_on(larder::demo::run(larder::demo::Options {
+            dir,
+            items,
+            once,
+        }))?,
         Command::Openapi => print!("{}", larder::node::openapi::document_text()),
         Command::Serve { node } => runtime()?.block_on(serve(&node))?,
         Command::Dealer {
@@ -403,6 +468,7 @@ fn main() -> Result<()> {
             token_file,
             pool,
             count,
+            ..
         } => runtime()?.block_on(dealer(&consortium, &token_file, pool, count))?,
         Command::Checkout {
             url,
@@ -506,8 +572,11 @@ struct ExportArgs {
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum BenchWhat {
+    /// Generation into durable stores.
     Dealer,
+    /// Download throughput, round trips and node memory of a TLS consortium.
     Checkout,
+    /// Sustained generation and checkouts at every party.
     Soak,
 }
 
@@ -522,6 +591,8 @@ fn init_logging(default: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only on a terminal: log files and journals get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -625,20 +696,23 @@ async fn checkout(
 }
 
 async fn status(consortium: &Path, token_file: Option<&Path>, party: Option<u8>) -> Result<()> {
+    use std::io::Write;
     let cluster = ClusterConfig::load(consortium)?;
     let ca = std::fs::read_to_string(&cluster.ca_certificate)?;
     let token = token_file
         .map(read_token)
         .transpose()?
         .unwrap_or_else(|| Token::new(""));
+    let mut out = std::io::stdout().lock();
     for p in &cluster.parties {
         let client = EngineClient::new(&p.url, &ca, token.clone())?;
         let state = match client.health().await {
             Ok(h) => format!("up{}", if h.leader { ", leader" } else { "" }),
             Err(e) => format!("DOWN ({e})"),
         };
-        println!("party {} {:<10} {:<28} {state}", p.id, p.name, p.url);
+        writeln!(out, "party {} {:<10} {:<28} {state}", p.id, p.name, p.url)?;
     }
+    drop(out);
     if token_file.is_some() {
         let mine = party.or_else(|| {
             let hash = token.hash();
@@ -650,7 +724,15 @@ async fn status(consortium: &Path, token_file: Option<&Path>, party: Option<u8>)
         });
         let p = mine.context("the token belongs to no engine of this consortium; pass --party")?;
         let client = EngineClient::new(&cluster.parties[p as usize].url, &ca, token)?;
-        let stock = client.stock().await?;
+        let stock = client.stock().await.map_err(|e| {
+            let hint = if e.status() == Some(403) && party.is_some() {
+                "\n(an engine's token reads its own party's stock only; other parties' stock \
+                 needs the dealer's token)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("stock at party {p}: {e}{hint}")
+        })?;
         write_stock_table(std::io::stdout().lock(), &[(p, &stock.pools)])?;
     }
     Ok(())

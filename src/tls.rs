@@ -142,3 +142,18 @@ pub fn client_config(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>> {
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_ca_file_without_a_certificate_says_so() {
+        let key_only = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        for pem in ["", "not pem at all", key_only] {
+            let e = super::client(pem, std::time::Duration::from_secs(1)).unwrap_err();
+            assert!(
+                format!("{e:#}").contains("holds no certificate"),
+                "{pem:?}: {e:#}"
+            );
+        }
+    }
+}

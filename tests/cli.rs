@@ -131,3 +131,232 @@ async fn a_rerun_mp_spdz_checkout_keeps_the_first_runs_files() {
         .collect();
     assert_eq!(before, after, "a refused rerun changes nothing");
 }
+
+fn larder(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_larder"));
+    c.args(args);
+    c
+}
+
+#[test]
+fn every_option_of_every_command_says_what_it_is() {
+    let top = larder(&["--help"]).output().unwrap();
+    let top = String::from_utf8_lossy(&top.stdout).into_owned();
+    let commands: Vec<&str> = top
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .split("Options:")
+        .next()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.len() >= 12, "{commands:?}");
+    for cmd in &commands {
+        let help = larder(&[cmd, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&help.stdout).into_owned();
+        let lines: Vec<&str> = help.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let t = line.trim_start();
+            let flag = t.starts_with("--")
+                || (t.starts_with('-')
+                    && t.as_bytes().get(1).is_some_and(u8::is_ascii_alphanumeric));
+            let positional =
+                line.len() - t.len() == 2 && (t.starts_with('[') || t.starts_with('<'));
+            let is_option = flag || positional;
+            // The description is on the same line, or (clap's long form) on the next one.
+            let described = t.trim_end().contains("  ")
+                || lines.get(i + 1).is_some_and(|next| {
+                    let indent = |l: &str| l.len() - l.trim_start().len();
+                    !next.trim().is_empty() && indent(next) > indent(line)
+                });
+            if is_option {
+                assert!(
+                    described,
+                    "`larder {cmd}`: an option without a description: {t:?}"
+                );
+            }
+        }
+        // Threads for generation only where something is generated.
+        let generates = matches!(*cmd, "deal" | "bench" | "demo" | "dealer");
+        assert_eq!(help.contains("--threads"), generates, "larder {cmd}");
+    }
+}
+
+#[test]
+fn verify_names_the_file_given_twice_not_an_innocent_party() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = larder::consortium::LocalConsortium::init(
+        &dir.path().join("c"),
+        larder::consortium::ConsortiumConfig {
+            name: "t".into(),
+            parties: 3,
+            leader: 0,
+            batch_size: 1000,
+            pools: vec![POOL.parse().unwrap()],
+        },
+    )
+    .unwrap();
+    let mut dealer = larder::generate::Dealer::from_seed([7; 32]);
+    c.deal(&mut dealer, POOL.parse().unwrap(), 1000, |_| {})
+        .unwrap();
+    let files = c
+        .take(POOL.parse().unwrap(), 10, "v", &dir.path().join("out"))
+        .unwrap();
+    let out = larder(&["verify"])
+        .arg(&files[0])
+        .arg(&files[1])
+        .arg(&files[1])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("party 1's shares are given more than once")
+            && !err.contains("party 2's shares"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_ends_quietly_when_its_reader_does_and_explains_a_refused_party() {
+    let c = spawn_cluster_with(600, &[POOL.parse().unwrap()]).await;
+    let consortium = c.prov.consortium.clone();
+    let token = c.prov.engines[0].token_file.clone();
+    // `larder status | head -0`: the reader is gone before anything is written.
+    let mut cmd = larder(&["status", "--consortium"]);
+    cmd.arg(&consortium)
+        .arg("--token-file")
+        .arg(&token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().unwrap();
+        drop(child.stdout.take());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.is_empty(),
+        "{}: {err}",
+        out.status
+    );
+    // Another party's stock with an engine's token: refused, and the CLI says why.
+    let mut cmd = larder(&["status", "--party", "1", "--consortium"]);
+    cmd.arg(&consortium).arg("--token-file").arg(&token);
+    let out = run(cmd).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("403") && err.contains("dealer's token"),
+        "{err}"
+    );
+}
+
+/// What `larder demo` prints for engines works as printed: the three `larder checkout` lines
+/// and the curl loop each give matching shares at every party, and `larder serve` beside the
+/// running demo says which address is taken and why.
+#[test]
+fn the_demos_printed_commands_work_as_printed() {
+    use std::io::BufRead;
+    let work = tempfile::tempdir().unwrap();
+    let demo_dir = work.path().join("larder-demo");
+    let mut demo = larder(&["demo", "--items", "20000", "--dir"])
+        .arg(&demo_dir)
+        .current_dir(work.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = demo.stdout.take().unwrap();
+    let demo = Stop(demo);
+    let mut printed = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        let done = line.contains("Serving until Ctrl-C");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    assert!(
+        printed.last().is_some_and(|l| l.contains("Serving")),
+        "the demo did not start:\n{}",
+        printed.join("\n")
+    );
+    let bash = |script: &str| {
+        let out = Command::new("bash")
+            .args(["-euo", "pipefail", "-c", script])
+            .current_dir(work.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let checkouts: Vec<&String> = printed
+        .iter()
+        .filter(|l| l.contains(" checkout --url "))
+        .collect();
+    assert_eq!(checkouts.len(), 3, "one checkout line per party");
+    for line in &checkouts {
+        bash(&line.replace("my-job", "printed-a"));
+    }
+    let start = printed
+        .iter()
+        .position(|l| l.trim_start().starts_with("for p in"))
+        .unwrap();
+    let end = start
+        + printed[start..]
+            .iter()
+            .position(|l| l.trim() == "done")
+            .unwrap();
+    bash(
+        &printed[start..=end]
+            .join("\n")
+            .replace("my-job", "printed-b"),
+    );
+    let verify = printed
+        .iter()
+        .find_map(|l| l.strip_prefix("Then: "))
+        .unwrap()
+        .split("   ")
+        .next()
+        .unwrap()
+        .to_string();
+    for id in ["printed-a", "printed-b"] {
+        bash(&verify.replace("my-job", id));
+    }
+
+    // A second node on party 0's address, beside the running demo.
+    let out = larder(&["serve", "--node"])
+        .arg(demo_dir.join("party-0/node.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let url = std::fs::read_to_string(demo_dir.join("engines/engine-0.url")).unwrap();
+    let addr = url.trim().trim_start_matches("https://");
+    assert!(
+        err.contains(addr) && err.contains("larder demo"),
+        "says which address and why: {err}"
+    );
+    drop(demo);
+}

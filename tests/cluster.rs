@@ -501,7 +501,7 @@ fn the_readme_run_command_starts_a_consortium_and_verifies_a_sample_checkout() {
     );
     assert!(stdout.contains("reconstructed across parties"), "{stdout}");
     assert!(
-        stdout.contains("--token-file") && stdout.contains("curl --cacert"),
+        stdout.contains("--token-file") && stdout.contains("curl -sf --cacert"),
         "prints what an engine needs"
     );
     // Secrets are in owner-only files, never printed.

@@ -126,3 +126,57 @@ fn trace_logs_hold_no_token_and_no_share() {
     }
     assert!(checked > 1500, "checked {checked} share values");
 }
+
+/// At the default level (info) an operator can tell from the nodes' logs why stock moved:
+/// reservations expired back to stock, reservations burned, and a party out of reach.
+#[test]
+fn info_logs_say_why_stock_moved() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut h = Harness::new("info");
+    rt.block_on(h.wait_healthy());
+    h.start_dealer(5000, None);
+    assert!(h.dealer.take().unwrap().wait().unwrap().success());
+    let engines = h.engines();
+    let pool = POOL.parse().unwrap();
+    rt.block_on(async {
+        engines[0].checkout("left-alone", pool, 10).await.unwrap();
+        engines[0].checkout("half-taken", pool, 10).await.unwrap();
+        engines[2].download("half-taken").await.unwrap();
+    });
+    let logs = h.dir.path().to_path_buf();
+    let read =
+        |name: &str| std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
+    // The harness's TTL is 2 s and its sweep 200 ms.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let leader = read("node-0");
+        if leader.contains("left-alone") && leader.contains("half-taken") {
+            assert!(leader.contains("expired undownloaded"), "{leader}");
+            assert!(leader.contains("burned"), "{leader}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no expiry logged:\n{leader}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let follower = read("node-1");
+    assert!(
+        follower.contains("half-taken") && follower.contains("burned at the leader's request"),
+        "{follower}"
+    );
+    // A follower out of reach: the leader says which party when a checkout fails on it.
+    h.sigkill(common::procs::Target::Node(2));
+    let failed = rt.block_on(engines[0].checkout("unreachable", pool, 10));
+    assert_eq!(failed.unwrap_err().code(), Some("party-unavailable"));
+    let leader = read("node-0");
+    assert!(
+        leader.contains("party unreachable") && leader.contains("party=2"),
+        "{leader}"
+    );
+}

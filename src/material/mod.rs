@@ -102,7 +102,7 @@ pub enum PoolError {
     BadThreshold { t: u8, parties: u8 },
     #[error("{0} material is additively shared; a threshold applies only to double")]
     UnexpectedThreshold(Kind),
-    #[error("input-mask needs an owner party below {parties}, got {owner:?}")]
+    #[error("input-mask needs an owner party below {parties} (suffix -o<party>), got {}", owner.map_or_else(|| "none".to_string(), |o| format!("party {o}")))]
     BadOwner { owner: Option<u8>, parties: u8 },
     #[error("only input-mask pools have an owner")]
     UnexpectedOwner,

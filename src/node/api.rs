@@ -698,8 +698,12 @@ async fn expire(
 ) -> Result<Json<ExpireOutcome>, ApiError> {
     require_node(&st.authenticate(&headers)?, Some(st.cluster.leader))?;
     let store = st.store.clone();
-    let outcome = blocking(move || Ok(cluster::expire_locally(&store, &id))).await??;
+    let lookup = id.clone();
+    let outcome = blocking(move || Ok(cluster::expire_locally(&store, &lookup))).await??;
     crate::failpoint::hit("expire.follower");
+    if outcome == ExpireOutcome::Released {
+        tracing::info!(checkout = %id, "reservation expired at the leader's request: items back to stock here");
+    }
     Ok(Json(outcome))
 }
 
@@ -710,11 +714,16 @@ async fn burn(
 ) -> Result<StatusCode, ApiError> {
     require_node(&st.authenticate(&headers)?, Some(st.cluster.leader))?;
     let store = st.store.clone();
-    blocking(move || match store.burn(&id) {
-        Ok(_) | Err(StoreError::NotReserved { .. }) | Err(StoreError::UnknownCheckout(_)) => Ok(()),
+    let lookup = id.clone();
+    let burned = blocking(move || match store.burn(&lookup) {
+        Ok(_) => Ok(true),
+        Err(StoreError::NotReserved { .. }) | Err(StoreError::UnknownCheckout(_)) => Ok(false),
         Err(e) => Err(e),
     })
     .await?;
+    if burned {
+        tracing::info!(checkout = %id, "reservation burned at the leader's request: downloaded elsewhere, destroyed unused here");
+    }
     crate::failpoint::hit("expire.follower");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -420,7 +420,16 @@ async fn expire_one(st: &Arc<NodeState>, res: &Reservation) -> Result<(), ApiErr
         }
         store.settle(&id)
     })
-    .await
+    .await?;
+    // Why stock moved, for the operator (checkout ids are engines' names, not secrets).
+    if downloaded {
+        tracing::info!(checkout = %res.checkout, pool = %res.pool, items = res.count,
+            "reservation expired after a download somewhere: burned at every party that had not downloaded it");
+    } else {
+        tracing::info!(checkout = %res.checkout, pool = %res.pool, items = res.count,
+            "reservation expired undownloaded: its items went back to stock at every party");
+    }
+    Ok(())
 }
 
 /// Periodic work: expiry at the leader, abandoned staged batches everywhere.
@@ -505,7 +514,14 @@ async fn drop_stale_batch(st: &Arc<NodeState>, id: BatchId) -> Result<(), ApiErr
             store.abort(&id)
         }
     })
-    .await
+    .await?;
+    if committed {
+        tracing::info!(batch = %id, "staged batch found committed at the leader: available here now");
+    } else {
+        tracing::info!(batch = %id, deadline_s = st.cluster.staging_deadline_seconds,
+            "staged batch never committed within the staging deadline: removed");
+    }
+    Ok(())
 }
 
 /// Percent-encodes a checkout id for a URL path segment.

@@ -319,8 +319,15 @@ pub fn spawn(
 /// # Errors
 /// Unreadable configuration, certificates or store; a listen address in use.
 pub async fn start(node: &NodeConfig) -> anyhow::Result<RunningNode> {
+    use anyhow::Context;
     let cluster = ClusterConfig::load(&node.consortium)?;
-    let listener = TcpListener::bind(node.listen).await?;
+    let listener = TcpListener::bind(node.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {} (party {}'s address in its node file): is this node, or a \
+             `larder demo` serving it, already running?",
+            node.listen, node.party
+        )
+    })?;
     start_with(node, cluster, listener).await
 }
 
