@@ -15,16 +15,36 @@ use std::path::{Path, PathBuf};
 /// A share file being written; see the module documentation.
 pub struct SecretFile {
     target: PathBuf,
-    tmp: PathBuf,
+    /// The temporary file, or `None` when writing straight into a target that cannot be
+    /// replaced (a named pipe, a terminal, `/dev/stdout`).
+    tmp: Option<PathBuf>,
     out: Option<BufWriter<File>>,
 }
 
 impl SecretFile {
-    /// Starts writing what will replace `target` once committed.
+    /// Starts writing what will replace `target` once committed. A target that is not a
+    /// regular file (a named pipe, `/dev/stdout`) is written in place; a symbolic link keeps
+    /// pointing where it did, at the replaced file.
     ///
     /// # Errors
     /// IO errors creating the temporary file (for example a missing directory).
     pub fn create(target: &Path) -> io::Result<SecretFile> {
+        if let Ok(m) = fs::metadata(target) {
+            if !m.is_file() && !m.is_dir() {
+                let file = OpenOptions::new().write(true).open(target)?;
+                return Ok(SecretFile {
+                    target: target.to_path_buf(),
+                    tmp: None,
+                    out: Some(BufWriter::with_capacity(1 << 20, file)),
+                });
+            }
+        }
+        let target = match fs::symlink_metadata(target) {
+            Ok(m) if m.file_type().is_symlink() => {
+                fs::canonicalize(target).unwrap_or_else(|_| target.to_path_buf())
+            }
+            _ => target.to_path_buf(),
+        };
         let name = target
             .file_name()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
@@ -39,8 +59,8 @@ impl SecretFile {
             .mode(0o600)
             .open(&tmp)?;
         Ok(SecretFile {
-            target: target.to_path_buf(),
-            tmp,
+            target,
+            tmp: Some(tmp),
             out: Some(BufWriter::with_capacity(1 << 20, file)),
         })
     }
@@ -72,18 +92,39 @@ impl SecretFile {
     /// Syncs the content, renames it over the target and syncs the directory.
     ///
     /// # Errors
-    /// IO errors; the target is then as it was (or, if only the directory sync failed,
-    /// replaced but possibly not durably).
+    /// IO errors. If the content could not be written whole, the target is as it was; if it
+    /// was written but not put in place, the error names the temporary file that holds it
+    /// (shares a node has handed out are not thrown away).
     pub fn commit(mut self) -> io::Result<()> {
         let out = self.out.take().expect("present until commit");
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        fs::rename(&self.tmp, &self.target)?;
-        let dir = match self.target.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
+        let Some(tmp) = self.tmp.take() else {
+            // Written in place: nothing to rename, and pipes cannot be synced.
+            return out.into_inner().map(drop).map_err(|e| e.into_error());
         };
-        File::open(dir)?.sync_all()
+        let file = match out.into_inner() {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e.into_error());
+            }
+        };
+        let placed = (|| {
+            file.sync_all()?;
+            fs::rename(&tmp, &self.target)?;
+            let dir = match self.target.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            File::open(dir)?.sync_all()
+        })();
+        placed.map_err(|e| {
+            let kept = if tmp.exists() {
+                format!("; the complete content is kept in {}", tmp.display())
+            } else {
+                String::new()
+            };
+            io::Error::new(e.kind(), format!("{e}{kept}"))
+        })
     }
 }
 
@@ -99,8 +140,8 @@ impl Write for SecretFile {
 
 impl Drop for SecretFile {
     fn drop(&mut self) {
-        if self.out.take().is_some() {
-            let _ = fs::remove_file(&self.tmp);
+        if let (Some(_), Some(tmp)) = (self.out.take(), &self.tmp) {
+            let _ = fs::remove_file(tmp);
         }
     }
 }
@@ -116,7 +157,7 @@ impl std::fmt::Debug for SecretFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 
     fn mode(p: &Path) -> u32 {
         fs::metadata(p).unwrap().permissions().mode() & 0o777
@@ -138,6 +179,31 @@ mod tests {
             1,
             "temporary left"
         );
+    }
+
+    #[test]
+    fn a_link_keeps_pointing_at_the_replaced_file_and_a_pipe_is_written_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.shares");
+        fs::write(&real, b"old").unwrap();
+        let link = dir.path().join("link.shares");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        SecretFile::write(&link, |w| w.write_all(b"via link")).unwrap();
+        assert!(fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs::read(&real).unwrap(), b"via link");
+
+        let pipe = dir.path().join("pipe");
+        nix::unistd::mkfifo(&pipe, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let reader = {
+            let pipe = pipe.clone();
+            std::thread::spawn(move || fs::read(pipe).unwrap())
+        };
+        SecretFile::write(&pipe, |w| w.write_all(b"through the pipe")).unwrap();
+        assert_eq!(reader.join().unwrap(), b"through the pipe");
+        assert!(fs::metadata(&pipe).unwrap().file_type().is_fifo());
     }
 
     #[test]

@@ -118,6 +118,13 @@ async fn a_node_under_connection_attack_recovers_by_itself_and_the_others_keep_s
         b"1\r\n \r\n",
         Duration::from_secs(60),
     ));
+    // A client that completes the TLS handshake and then says nothing.
+    let silent = tokio::spawn(drip(
+        tls_connect(&h, 0).await,
+        String::new(),
+        b"",
+        Duration::from_secs(60),
+    ));
     // A 200 KB header is refused outright.
     let mut big = tls_connect(&h, 0).await;
     let huge = format!(
@@ -213,6 +220,8 @@ async fn a_node_under_connection_attack_recovers_by_itself_and_the_others_keep_s
         slow == "closed" || slow.starts_with("HTTP/1.1 408"),
         "slowloris: {slow:?} after {slow_took:?}"
     );
+    let (silent, silent_took) = silent.await.unwrap();
+    assert_eq!(silent, "closed", "silent client, after {silent_took:?}");
     let (endless, endless_took) = endless.await.unwrap();
     assert!(
         endless.starts_with("HTTP/1.1 408") && endless.contains("request-timeout"),

@@ -389,7 +389,13 @@ async fn get_checkout(
 struct ChannelWriter {
     tx: tokio::sync::mpsc::Sender<Result<Bytes, io::Error>>,
     buf: Vec<u8>,
+    /// The runtime, to wait on the channel with a deadline from the blocking thread.
+    runtime: tokio::runtime::Handle,
 }
+
+/// Longest a download may stall because its client stopped reading: then the stream is cut
+/// (the items stay consumed, as for any broken download) and its connection and chunks freed.
+pub const DOWNLOAD_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 const PIECE: usize = 256 * 1024;
 
@@ -404,9 +410,25 @@ impl Write for ChannelWriter {
     fn flush(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
             let piece = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE)));
-            self.tx
-                .blocking_send(Ok(piece))
-                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))?;
+            use tokio::sync::mpsc::error::SendTimeoutError;
+            match self
+                .runtime
+                .block_on(self.tx.send_timeout(Ok(piece), DOWNLOAD_STALL_TIMEOUT))
+            {
+                Ok(()) => {}
+                Err(SendTimeoutError::Closed(_)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "the client went away",
+                    ))
+                }
+                Err(SendTimeoutError::Timeout(_)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client stopped reading",
+                    ))
+                }
+            }
             crate::failpoint::hit("download.streaming");
         }
         Ok(())
@@ -506,8 +528,10 @@ async fn download(
     .await?;
     crate::failpoint::hit("download.consumed");
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(16);
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let w = ChannelWriter {
+            runtime,
             tx: tx.clone(),
             buf: Vec::with_capacity(PIECE),
         };

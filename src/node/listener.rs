@@ -126,11 +126,19 @@ impl Gate {
     }
 
     /// Admits a connection from `addr` holding `permit`, unless that address has its share.
+    /// IPv6 addresses count by /64, the block one host usually holds.
     pub fn admit(
         self: &Arc<Self>,
         permit: tokio::sync::OwnedSemaphorePermit,
         addr: IpAddr,
     ) -> Option<Admitted> {
+        let addr = match addr {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+            },
+            v4 => v4,
+        };
         let mut map = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(addr).or_insert(0);
         if *n >= self.limits.max_per_address {
@@ -267,6 +275,20 @@ mod tests {
         assert!(gate.admit(gate.room().await, a).is_none(), "a's share is 2");
         let _b1 = gate.admit(gate.room().await, b).unwrap();
         assert_eq!(gate.open(), 3);
+        // One IPv6 host (a /64) is one address.
+        let wide = Gate::new(Limits {
+            max_connections: 8,
+            max_per_address: 1,
+        });
+        let _c = wide
+            .admit(wide.room().await, "2001:db8::1".parse().unwrap())
+            .unwrap();
+        assert!(wide
+            .admit(wide.room().await, "2001:db8::ffff:2".parse().unwrap())
+            .is_none());
+        assert!(wide
+            .admit(wide.room().await, "2001:db8:0:1::1".parse().unwrap())
+            .is_some());
         // Full: the next place comes only when one closes.
         let waiting = tokio::time::timeout(Duration::from_millis(50), gate.room()).await;
         assert!(waiting.is_err());

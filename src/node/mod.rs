@@ -262,8 +262,12 @@ pub fn spawn(
         // Tracks connections so shutdown can close idle keep-alive ones at once and give
         // requests in flight a moment to finish.
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        // HTTP/1.1 only (the nodes' clients speak nothing else): the auto builder would
+        // otherwise first wait, with no deadline, for enough bytes to tell HTTP/2's preface
+        // apart, and would serve HTTP/2 (compiled in through reqwest) with no head deadline.
         let mut builder =
-            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .http1_only();
         builder
             .http1()
             .timer(hyper_util::rt::TokioTimer::new())

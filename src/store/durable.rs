@@ -9,8 +9,7 @@
 //! log, and, when the set of files changed, `fdatasync` of the new files and `fsync` of their
 //! directories.
 
-use std::collections::BTreeSet;
-use std::ffi::OsString;
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -20,8 +19,9 @@ use std::sync::Mutex;
 pub(super) struct MetaFiles {
     dir: PathBuf,
     log: File,
-    /// Entries of `dir` and `dir/blobs` that are known durable (relative paths).
-    synced: Mutex<BTreeSet<PathBuf>>,
+    /// Files of `dir` and `dir/blobs` known durable, with the size they had when synced
+    /// (relative paths; the log itself is synced every time and listed with size 0).
+    synced: Mutex<BTreeMap<PathBuf, u64>>,
 }
 
 impl MetaFiles {
@@ -31,22 +31,28 @@ impl MetaFiles {
         let files = MetaFiles {
             dir: dir.to_path_buf(),
             log: File::open(dir.join("db"))?,
-            synced: Mutex::new(BTreeSet::new()),
+            synced: Mutex::new(BTreeMap::new()),
         };
         files.sync()?;
         Ok(files)
     }
 
-    /// Makes what sled has flushed durable: the log's data and size, new files, and the
-    /// directory entries that name them.
+    /// Makes what sled has flushed durable: the log's data and size, files that are new or
+    /// have grown since (sled writes large values as files of their own), and the directory
+    /// entries that name them.
     pub(super) fn sync(&self) -> io::Result<()> {
         let now = self.entries()?;
         let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
         if *synced != now {
-            for new in now.difference(&synced) {
-                let path = self.dir.join(new);
-                if path.is_file() {
-                    File::open(&path)?.sync_data()?;
+            for (name, len) in &now {
+                if synced.get(name) == Some(len) || name.as_os_str() == LOG {
+                    continue;
+                }
+                match File::open(self.dir.join(name)) {
+                    Ok(f) => f.sync_data()?,
+                    // Removed by sled meanwhile (an old blob or snapshot): nothing to keep.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
                 }
             }
             sync_dir(&self.dir.join("blobs"))?;
@@ -57,9 +63,9 @@ impl MetaFiles {
         self.log.sync_data()
     }
 
-    /// The names in sled's directory and its `blobs` folder.
-    fn entries(&self) -> io::Result<BTreeSet<PathBuf>> {
-        let mut names = BTreeSet::new();
+    /// The files in sled's directory and its `blobs` folder, with their sizes.
+    fn entries(&self) -> io::Result<BTreeMap<PathBuf, u64>> {
+        let mut files = BTreeMap::new();
         for sub in [None, Some("blobs")] {
             let dir = sub.map_or_else(|| self.dir.clone(), |s| self.dir.join(s));
             let list = match fs::read_dir(&dir) {
@@ -68,13 +74,25 @@ impl MetaFiles {
                 Err(e) => return Err(e),
             };
             for entry in list {
-                let name: OsString = entry?.file_name();
-                names.insert(sub.map_or_else(PathBuf::new, PathBuf::from).join(name));
+                let entry = entry?;
+                let name = sub
+                    .map_or_else(PathBuf::new, PathBuf::from)
+                    .join(entry.file_name());
+                let len = match entry.metadata() {
+                    Ok(m) if m.is_dir() || name.as_os_str() == LOG => 0,
+                    Ok(m) => m.len(),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
+                files.insert(name, len);
             }
         }
-        Ok(names)
+        Ok(files)
     }
 }
+
+/// sled's log file in its directory.
+const LOG: &str = "db";
 
 /// `fsync`s a directory so that the entries created, renamed or removed in it are durable. A
 /// directory that does not exist has nothing to sync.

@@ -503,8 +503,13 @@ impl Store {
             MetaFiles::open(&fresh).map_err(io_err("sync", &fresh))?;
         }
         fs::rename(&fresh, &meta).map_err(io_err("rename", &fresh))?;
-        // The new directories' own entries.
-        for d in [Some(dir), dir.parent()].into_iter().flatten() {
+        // The new directories' own entries (a bare relative name's parent is the working
+        // directory).
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        for d in [dir, parent] {
             durable::sync_dir(d).map_err(io_err("sync", d))?;
         }
         Store::from_db(dir, open_db(&meta)?)
