@@ -12,17 +12,8 @@ use std::process::{Command, Output};
 const POOL: &str = "triple-z64";
 
 fn larder_checkout(c: &common::net::Cluster, party: usize, id: &str, out: &Path) -> Command {
-    let e = &c.prov.engines[party];
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_larder"));
-    cmd.args(["checkout", "--pool", POOL, "--count", "1000", "--id", id])
-        .arg("--url")
-        .arg(&e.url)
-        .arg("--ca")
-        .arg(&c.prov.ca)
-        .arg("--token-file")
-        .arg(&e.token_file)
-        .arg("--out")
-        .arg(out);
+    let mut cmd = c.checkout_command(party as u8, out);
+    cmd.args(["--pool", POOL, "--count", "1000", "--id", id]);
     cmd
 }
 

@@ -10,13 +10,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 fn dealer(h: &Harness, count: u64) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_larder"));
-    c.args(["dealer", "--consortium"])
-        .arg(&h.prov.consortium)
-        .arg("--token-file")
-        .arg(&h.prov.dealer_token_file)
-        .args(["--pool", POOL, "--count", &count.to_string()])
-        .env("RUST_BACKTRACE", "0");
+    let mut c = h.dealer_command(count);
+    c.env("RUST_BACKTRACE", "0");
     c
 }
 

@@ -376,17 +376,9 @@ fn checkouts_stream_into_per_thread_pipes_and_reconstruct() {
     let mut engines = Vec::new();
     let mut readers = Vec::new();
     for p in 0..3u8 {
-        let e = &c.prov.engines[p as usize];
         engines.push(
-            larder()
-                .args([
-                    "checkout",
-                    "--format",
-                    "mp-spdz",
-                    "--engine-threads",
-                    "2",
-                    "--pipes",
-                ])
+            c.checkout_command(p, &pd)
+                .args(["--format", "mp-spdz", "--engine-threads", "2", "--pipes"])
                 .args([
                     "--pool",
                     "triple-p128",
@@ -395,14 +387,6 @@ fn checkouts_stream_into_per_thread_pipes_and_reconstruct() {
                     "--id",
                     "mpc-run",
                 ])
-                .arg("--url")
-                .arg(&e.url)
-                .arg("--ca")
-                .arg(&c.prov.ca)
-                .arg("--token-file")
-                .arg(&e.token_file)
-                .arg("--out")
-                .arg(&pd)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()

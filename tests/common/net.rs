@@ -94,6 +94,23 @@ impl Cluster {
         .unwrap()
     }
 
+    /// `larder checkout` as party `party`'s engine at its own node, writing to `out`; add
+    /// `--pool`, `--count`, `--id` and any format flags.
+    pub fn checkout_command(&self, party: u8, out: &std::path::Path) -> std::process::Command {
+        let e = &self.prov.engines[party as usize];
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_larder"));
+        cmd.arg("checkout")
+            .arg("--url")
+            .arg(&e.url)
+            .arg("--ca")
+            .arg(&self.prov.ca)
+            .arg("--token-file")
+            .arg(&e.token_file)
+            .arg("--out")
+            .arg(out);
+        cmd
+    }
+
     pub async fn deal(&self, pool: &str, count: u64) {
         let d = DealerClient::new(self.cluster.clone(), self.prov.dealer_token.clone()).unwrap();
         // A fresh reproducible dealer per deal (batch ids come from its stream).

@@ -104,14 +104,20 @@ impl Harness {
         self.nodes[p as usize] = Some(c.spawn().unwrap());
     }
 
-    pub fn start_dealer(&mut self, count: u64, crash_at: Option<&str>) {
+    /// `larder dealer` for `count` items of [`POOL`], as the consortium's dealer.
+    pub fn dealer_command(&self, count: u64) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_larder"));
         c.args(["dealer", "--consortium"])
             .arg(&self.prov.consortium)
             .arg("--token-file")
             .arg(&self.prov.dealer_token_file)
-            .args(["--pool", POOL, "--count", &count.to_string()])
-            .env("RUST_LOG", &self.log_filter)
+            .args(["--pool", POOL, "--count", &count.to_string()]);
+        c
+    }
+
+    pub fn start_dealer(&mut self, count: u64, crash_at: Option<&str>) {
+        let mut c = self.dealer_command(count);
+        c.env("RUST_LOG", &self.log_filter)
             .env("RUST_BACKTRACE", "0")
             .stdout(Stdio::null())
             .stderr(self.log("dealer"));
