@@ -5,19 +5,23 @@
 //! and hands them to online engines exactly once.
 //!
 //! # Layout
+//! (`docs/architecture.md` has the data flow and which way the arrows point.)
 //! - [`math`]: rings and prime fields (Z_2^64, Z_2^128, GF(p)); pure arithmetic, no IO.
 //! - [`sharing`]: additive and Shamir sharing and opening.
 //! - [`material`]: kinds, pools, the per-party batch file and share stream encodings.
 //! - [`generate`]: the [`generate::Generator`] seam and the trusted dealer behind it.
 //! - [`store`]: one party's store: sled metadata, bulk batch files, the lifecycle
-//!   staged -> available -> reserved -> consumed, audit log, migrations.
+//!   staged -> available -> reserved -> consumed, audit log, migrations; a file per concept.
 //! - [`consortium`]: a consortium whose party stores sit on this machine; deal, take, verify.
+//! - [`node`]: the party node (HTTPS API, the consortium protocol, connection limits).
+//! - [`wire`]: the API's request and response bodies; [`client`]: engine and dealer clients.
 //! - [`interop`]: material in the files existing engines read (MP-SPDZ).
-//! - [`bench`]: the `larder bench` figures.
-//! - [`secret_file`]: share files written whole or not at all, owner-only.
+//! - [`secret_file`]: share files written whole or not at all; [`tls`]: TLS and the consortium
+//!   CA; [`auth`]: tokens; [`failpoint`]: crash points for the crash harness.
+//! - [`bench`], [`soak`], [`demo`]: the `larder bench` figures, the soak, the demo.
 //!
 //! Dependencies point one way: math <- sharing <- material <- generate; material <- store <-
-//! consortium. The pure layers never touch disk.
+//! consortium, node. The pure layers never touch disk.
 //!
 //! # Security model
 //! Semi-honest parties; in dealer mode the dealer is trusted not to collude with any party.

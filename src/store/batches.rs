@@ -1,0 +1,194 @@
+//! The batch lifecycle: staged, then available (activate) or aborted.
+
+use super::*;
+
+impl Store {
+    /// Metadata of one batch.
+    ///
+    /// # Errors
+    /// Sled errors or corrupt metadata.
+    pub fn batch_meta(&self, id: &BatchId) -> Result<Option<BatchMeta>> {
+        self.batches
+            .get(id.0)?
+            .map(|v| from_json("batch", &v))
+            .transpose()
+    }
+
+    /// Every batch's metadata.
+    ///
+    /// # Errors
+    /// Sled errors or corrupt metadata.
+    pub fn all_batches(&self) -> Result<Vec<BatchMeta>> {
+        self.batches
+            .iter()
+            .values()
+            .map(|v| from_json("batch", &v?))
+            .collect()
+    }
+
+    /// Stores this party's share of a batch durably, as `staged`. Staging the same batch again
+    /// is a no-op.
+    ///
+    /// # Errors
+    /// [`FormatError`] if the file is invalid; [`StoreError::WrongParty`] if it is another
+    /// party's share; [`StoreError::BatchMismatch`] for a different batch under a known id.
+    pub fn stage(&self, bytes: &[u8]) -> Result<BatchHeader> {
+        let header = BatchHeader::verify_file(bytes)?;
+        let me = &self.identity;
+        if header.party != me.party || header.parties != me.parties {
+            return Err(StoreError::WrongParty {
+                got: header.party,
+                got_parties: header.parties,
+                want: me.party,
+                want_parties: me.parties,
+            });
+        }
+        let known = |s: &Store| -> Result<Option<BatchHeader>> {
+            match s.batch_meta(&header.batch)? {
+                Some(meta) if meta.pool == header.pool && meta.items == header.items => {
+                    Ok(Some(header.clone()))
+                }
+                Some(_) => Err(StoreError::BatchMismatch(header.batch)),
+                None => Ok(None),
+            }
+        };
+        if let Some(h) = known(self)? {
+            return Ok(h);
+        }
+        let path = self.batch_path(&header.batch);
+        // A temporary name of its own, so two stagings of one batch never write one file.
+        let tmp = path.with_extension(format!("{:016x}.tmp", rand::random::<u64>()));
+        write_durably(&tmp, bytes).map_err(io_err("write", &tmp))?;
+        // From the check to the commit, one staging at a time: a late rename must never
+        // replace a file that is already committed (or already erased).
+        let _one = self.stage_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = known(self)? {
+            let _ = fs::remove_file(&tmp);
+            return Ok(h);
+        }
+        fs::rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
+        self.sync_dir()?;
+        let meta = BatchMeta {
+            id: header.batch,
+            pool: header.pool,
+            items: header.items,
+            state: BatchState::Staged,
+            free: RangeSet::interval(0, header.items),
+            consumed: RangeSet::new(),
+            erased_chunks: RangeSet::new(),
+            chunk_items: header.chunk_items,
+            stock_seq: 0,
+            staged_at: now_unix(),
+        };
+        let audit = audit_entry("stage", header.pool, None, Some(header.batch), vec![], None);
+        {
+            let _g = self.locked();
+            let seq = self.db.generate_id()?;
+            unwrap_tx((&self.batches, &self.audit).transaction(|(b, a)| {
+                if b.get(header.batch.0)?.is_some() {
+                    return abort(StoreError::BatchMismatch(header.batch));
+                }
+                b.insert(&header.batch.0, to_json(&meta))?;
+                a.insert(&seq.to_be_bytes(), to_json(&audit))?;
+                Ok(())
+            }))?;
+        }
+        self.flush()?;
+        Ok(header)
+    }
+
+    /// Makes a staged batch available for allocation (the leader does this once every party
+    /// has staged it). Activating an available batch again is a no-op.
+    ///
+    /// # Errors
+    /// [`StoreError::UnknownBatch`]; [`StoreError::IllegalTransition`] for an exhausted batch.
+    pub fn activate(&self, id: &BatchId) -> Result<()> {
+        {
+            let _g = self.locked();
+            let seq = self.db.generate_id()?;
+            let aseq = self.db.generate_id()?;
+            unwrap_tx(
+                (&self.batches, &self.stock, &self.audit).transaction(|(b, s, a)| {
+                    let Some(mut meta) = tx_get::<BatchMeta>(b, &id.0, "batch")? else {
+                        return abort(StoreError::UnknownBatch(*id));
+                    };
+                    match meta.state {
+                        BatchState::Available => return Ok(()),
+                        BatchState::Exhausted => {
+                            return abort(StoreError::IllegalTransition {
+                                batch: *id,
+                                from: meta.state,
+                                to: "available",
+                            })
+                        }
+                        BatchState::Staged => {}
+                    }
+                    meta.state = BatchState::Available;
+                    meta.stock_seq = seq;
+                    if !meta.free.is_empty() {
+                        s.insert(stock_key(&meta.pool, seq), &id.0)?;
+                    }
+                    b.insert(&id.0, to_json(&meta))?;
+                    a.insert(
+                        &aseq.to_be_bytes(),
+                        to_json(&audit_entry(
+                            "activate",
+                            meta.pool,
+                            None,
+                            Some(*id),
+                            vec![],
+                            None,
+                        )),
+                    )?;
+                    Ok(())
+                }),
+            )?;
+        }
+        self.flush()
+    }
+
+    /// Drops a staged batch that will never complete: metadata and data. Aborting an unknown
+    /// batch is a no-op.
+    ///
+    /// # Errors
+    /// [`StoreError::IllegalTransition`] if the batch is already available or exhausted.
+    pub fn abort(&self, id: &BatchId) -> Result<()> {
+        {
+            let _g = self.locked();
+            let aseq = self.db.generate_id()?;
+            unwrap_tx((&self.batches, &self.audit).transaction(|(b, a)| {
+                let Some(meta) = tx_get::<BatchMeta>(b, &id.0, "batch")? else {
+                    return Ok(());
+                };
+                if meta.state != BatchState::Staged {
+                    return abort(StoreError::IllegalTransition {
+                        batch: *id,
+                        from: meta.state,
+                        to: "aborted",
+                    });
+                }
+                b.remove(&id.0)?;
+                a.insert(
+                    &aseq.to_be_bytes(),
+                    to_json(&audit_entry(
+                        "abort",
+                        meta.pool,
+                        None,
+                        Some(*id),
+                        vec![],
+                        None,
+                    )),
+                )?;
+                Ok(())
+            }))?;
+        }
+        self.flush()?;
+        let path = self.batch_path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("remove", &path)(e)),
+        }
+        self.sync_dir()
+    }
+}

@@ -1,0 +1,109 @@
+//! Group commit: concurrent changes share one flush (and one `fdatasync`).
+
+use super::*;
+
+/// Group-commit state for [`Store::flush`].
+#[derive(Default)]
+pub(super) struct GroupCommit {
+    state: Mutex<CommitState>,
+    done: std::sync::Condvar,
+}
+
+#[derive(Default)]
+pub(super) struct CommitState {
+    /// Flushes started so far.
+    started: u64,
+    /// The latest flush that completed successfully (flushes complete in order).
+    finished: u64,
+    running: bool,
+}
+
+/// The single result of a group of one.
+pub(super) fn one<T>(mut results: Vec<Result<T>>) -> Result<T> {
+    results.pop().expect("one result per item")
+}
+
+/// A group whose commit or flush failed: nothing in it is acknowledged.
+pub(super) fn fail_all<T>(
+    results: Vec<Result<T>>,
+    op: &'static str,
+    dir: &Path,
+    e: &StoreError,
+) -> Vec<Result<T>> {
+    let why = e.to_string();
+    results
+        .into_iter()
+        .map(|r| {
+            r.and_then(|_| {
+                Err(StoreError::Io {
+                    op,
+                    path: dir.to_path_buf(),
+                    source: io::Error::other(why.clone()),
+                })
+            })
+        })
+        .collect()
+}
+
+impl Store {
+    /// Makes every change made before the call durable. Concurrent callers share fsyncs
+    /// (group commit): while one flush runs, later callers wait and one of them runs the next
+    /// flush for all of them.
+    pub(super) fn flush(&self) -> Result<()> {
+        let mut g = self.commit.state.lock().unwrap_or_else(|p| p.into_inner());
+        // A flush that starts from now on covers this caller's changes.
+        let target = g.started + 1;
+        loop {
+            if g.finished >= target {
+                return Ok(());
+            }
+            if !g.running {
+                g.running = true;
+                g.started += 1;
+                let mine = g.started;
+                drop(g);
+                let r = self.db.flush().map_err(StoreError::from).and_then(|_| {
+                    self.meta
+                        .sync()
+                        .map_err(io_err("sync", &self.dir.join("meta")))
+                });
+                g = self.commit.state.lock().unwrap_or_else(|p| p.into_inner());
+                g.running = false;
+                if r.is_ok() {
+                    g.finished = mine;
+                }
+                self.commit.done.notify_all();
+                r?;
+                continue;
+            }
+            g = self.commit.done.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Plans and commits a group of changes under the store's lock, in one transaction. If
+    /// the transaction fails, nothing in the group succeeded.
+    pub(super) fn plan_group<T>(
+        &self,
+        plan: impl FnOnce(&mut View<'_>) -> Vec<Result<T>>,
+    ) -> Vec<Result<T>> {
+        let _g = self.locked();
+        let mut view = View::new(self);
+        let results = plan(&mut view);
+        match view.commit() {
+            Ok(()) => results,
+            Err(e) => fail_all(results, "commit metadata", &self.dir, &e),
+        }
+    }
+
+    /// Flushes once for a group of unflushed changes; if the flush fails, none of them is
+    /// acknowledged.
+    pub(super) fn flush_all<T>(&self, results: Vec<Result<T>>) -> Vec<Result<T>> {
+        if !results.iter().any(Result::is_ok) {
+            return results;
+        }
+        match self.flush() {
+            Ok(()) => results,
+            Err(e) => fail_all(results, "flush metadata", &self.dir, &e),
+        }
+    }
+}

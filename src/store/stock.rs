@@ -1,0 +1,55 @@
+//! Stock per pool, the audit log and the store's size on disk.
+
+use super::*;
+
+impl Store {
+    /// Stock per pool.
+    ///
+    /// # Errors
+    /// Sled errors or corrupt metadata.
+    pub fn stock(&self) -> Result<BTreeMap<PoolSpec, PoolStock>> {
+        let mut out: BTreeMap<PoolSpec, PoolStock> = BTreeMap::new();
+        for meta in self.all_batches()? {
+            let s = out.entry(meta.pool).or_default();
+            match meta.state {
+                BatchState::Staged => s.staged += meta.free.len(),
+                BatchState::Available => s.available += meta.free.len(),
+                BatchState::Exhausted => {}
+            }
+            if meta.state != BatchState::Exhausted {
+                s.batches += 1;
+            }
+            s.consumed += meta.consumed.len();
+            s.reserved += meta.items - meta.free.len() - meta.consumed.len();
+        }
+        Ok(out)
+    }
+
+    /// The audit log, oldest first.
+    ///
+    /// # Errors
+    /// Sled errors or corrupt records.
+    pub fn audit_log(&self) -> Result<Vec<AuditRecord>> {
+        self.audit
+            .iter()
+            .values()
+            .map(|v| from_json("audit", &v?))
+            .collect()
+    }
+
+    /// Bytes this store occupies on disk (metadata and batch files).
+    pub fn disk_bytes(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            fs::read_dir(p).map_or(0, |rd| {
+                rd.flatten()
+                    .map(|e| match e.metadata() {
+                        Ok(m) if m.is_dir() => walk(&e.path()),
+                        Ok(m) => m.len(),
+                        Err(_) => 0,
+                    })
+                    .sum()
+            })
+        }
+        walk(&self.dir)
+    }
+}
