@@ -238,3 +238,41 @@ async fn a_node_under_connection_attack_recovers_by_itself_and_the_others_keep_s
     let _ = std::io::stderr().flush();
     eprintln!("recovered {recovered_after:?} after the flood began, after {round} rounds");
 }
+
+/// SIGTERM stops every task of a node (API, sweeper) and the process exits, even with a
+/// client that holds a connection and says nothing; the node then starts again on its store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_a_node_with_idle_clients_and_it_starts_again() {
+    let mut h = Harness::new("info");
+    h.wait_healthy().await;
+    let _silent = tls_connect(&h, 1).await;
+    let _raw = TcpStream::connect(addr_of(&h, 1)).unwrap();
+    let pid = node_pid(&h, 1);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut node = h.nodes[1].take().unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(s) = node.try_wait().unwrap() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = node.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    let status = status.expect("the node exits after SIGTERM");
+    assert!(status.success(), "{status}");
+    let log = std::fs::read_to_string(h.dir.path().join("node-1.log")).unwrap();
+    assert!(log.contains("shutting down"), "{log}");
+    h.start_node(1, None);
+    h.wait_healthy().await;
+}

@@ -433,12 +433,22 @@ async fn expire_one(st: &Arc<NodeState>, res: &Reservation) -> Result<(), ApiErr
 }
 
 /// Periodic work: expiry at the leader, abandoned staged batches everywhere.
-pub async fn sweep_forever(st: Arc<NodeState>) {
+/// Runs until `cancel` fires; a sweep cut short by it is safe (every step is idempotent and
+/// the next start sweeps again).
+pub async fn sweep_forever(st: Arc<NodeState>, cancel: tokio_util::sync::CancellationToken) {
     let every = std::time::Duration::from_millis(st.cluster.sweep_interval_ms.max(50));
     loop {
-        tokio::time::sleep(every).await;
-        if let Err(e) = sweep_once(&st).await {
-            tracing::debug!(error = %e.detail, "sweep incomplete; retried next time");
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = sweep_once(&st) => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e.detail, "sweep incomplete; retried next time");
+                }
+            }
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The node's TLS accept loop, bounded so that no client can take the node down.
+//! The node's HTTPS serving loop, bounded so that no client can take the node down.
 //!
 //! An outside test held a follower with idle sockets: no connection ever timed out, the node
 //! ran out of file descriptors, spun on `accept` failing with "too many open files", and
@@ -245,6 +245,68 @@ impl Acceptor {
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         self.listener.local_addr()
+    }
+}
+
+/// Serves `app` over TLS on `listener` within `limits` until `cancel` fires; then stops
+/// accepting, closes idle connections and gives requests in flight up to 5 s.
+pub async fn serve(
+    listener: TcpListener,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    app: axum::Router,
+    limits: Limits,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let mut incoming = Acceptor::new(listener, Gate::new(limits));
+    // Tracks connections so shutdown can close idle keep-alive ones at once and give
+    // requests in flight a moment to finish.
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // HTTP/1.1 only (the nodes' clients speak nothing else): the auto builder would otherwise
+    // first wait, with no deadline, for enough bytes to tell HTTP/2's preface apart, and would
+    // serve HTTP/2 (compiled in through reqwest) with no head deadline.
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .http1_only();
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES);
+    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            (tcp, place) = incoming.next() => {
+                let _ = tcp.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let conn_tx = conn_tx.clone();
+                // The TLS handshake runs on its own task so a slow client cannot stall
+                // accept, and has a deadline so a silent one cannot hold its place.
+                tokio::spawn(async move {
+                    let shake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+                    if let Ok(Ok(tls)) = shake.await {
+                        let _ = conn_tx.send((tls, place));
+                    }
+                });
+            }
+            Some((tls, place)) = conn_rx.recv() => {
+                let io = hyper_util::rt::TokioIo::new(tls);
+                let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+                let conn = graceful.watch(builder.serve_connection(io, svc).into_owned());
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                    drop(place);
+                });
+            }
+        }
+    }
+    drop(incoming);
+    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after 5 s; stopping anyway");
     }
 }
 

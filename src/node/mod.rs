@@ -224,27 +224,40 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// A running node: its address and a handle to stop it.
+/// A running node: its address, its state, and the tasks it runs.
 pub struct RunningNode {
     pub addr: SocketAddr,
     pub state: Arc<NodeState>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    cancel: tokio_util::sync::CancellationToken,
+    tasks: tokio_util::task::TaskTracker,
 }
 
+/// How long [`RunningNode::stop`] waits for the node's tasks.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl RunningNode {
-    /// Stops accepting, lets requests in flight finish (up to 5 s), and returns.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+    /// Stops every task of the node: the API stops accepting and lets requests in flight
+    /// finish (up to 5 s), background tasks stop between rounds. Returns when all have ended,
+    /// or after [`STOP_WAIT`].
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(STOP_WAIT, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                wait_s = STOP_WAIT.as_secs(),
+                "node tasks still running; stopping anyway"
+            );
         }
-        let _ = self.task.await;
     }
 }
 
-/// Serves `state` on an already bound listener until stopped, within `limits` (see
-/// [`listener`]); also runs the periodic sweeps (expiry at the leader, abandoned batches
-/// everywhere).
+/// Starts a node's tasks, in one place, under one cancellation token: the HTTPS API on an
+/// already bound listener within `limits` (see [`listener`]), and the periodic sweeps (expiry
+/// at the leader, abandoned batches and erasure everywhere). Later background work (metrics,
+/// generation jobs, the scheduler) starts here too.
 pub fn spawn(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -252,69 +265,16 @@ pub fn spawn(
     limits: listener::Limits,
 ) -> std::io::Result<RunningNode> {
     let addr = listener.local_addr()?;
-    let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let tasks = tokio_util::task::TaskTracker::new();
     let app = api::router(state.clone());
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let sweeper_state = state.clone();
-    let mut incoming = listener::Acceptor::new(listener, listener::Gate::new(limits));
-    let task = tokio::spawn(async move {
-        let sweeper = tokio::spawn(cluster::sweep_forever(sweeper_state));
-        // Tracks connections so shutdown can close idle keep-alive ones at once and give
-        // requests in flight a moment to finish.
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        // HTTP/1.1 only (the nodes' clients speak nothing else): the auto builder would
-        // otherwise first wait, with no deadline, for enough bytes to tell HTTP/2's preface
-        // apart, and would serve HTTP/2 (compiled in through reqwest) with no head deadline.
-        let mut builder =
-            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                .http1_only();
-        builder
-            .http1()
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(listener::HEADER_TIMEOUT)
-            .max_buf_size(listener::MAX_HEAD_BYTES);
-        let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel();
-        loop {
-            tokio::select! {
-                _ = &mut rx => break,
-                (tcp, place) = incoming.next() => {
-                    let _ = tcp.set_nodelay(true);
-                    let acceptor = acceptor.clone();
-                    let conn_tx = conn_tx.clone();
-                    // The TLS handshake runs on its own task so a slow client cannot stall
-                    // accept, and has a deadline so a silent one cannot hold its place.
-                    tokio::spawn(async move {
-                        let shake = tokio::time::timeout(listener::HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
-                        if let Ok(Ok(tls)) = shake.await {
-                            let _ = conn_tx.send((tls, place));
-                        }
-                    });
-                }
-                Some((tls, place)) = conn_rx.recv() => {
-                    let io = hyper_util::rt::TokioIo::new(tls);
-                    let svc = hyper_util::service::TowerToHyperService::new(app.clone());
-                    let conn = graceful.watch(builder.serve_connection(io, svc).into_owned());
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                        drop(place);
-                    });
-                }
-            }
-        }
-        sweeper.abort();
-        drop(incoming);
-        if tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("requests still running after 5 s; stopping anyway");
-        }
-    });
+    tasks.spawn(listener::serve(listener, tls, app, limits, cancel.clone()));
+    tasks.spawn(cluster::sweep_forever(state.clone(), cancel.clone()));
     Ok(RunningNode {
         addr,
         state,
-        shutdown: Some(tx),
-        task,
+        cancel,
+        tasks,
     })
 }
 
