@@ -18,7 +18,9 @@
 //! - [`interop`]: material in the files existing engines read (MP-SPDZ).
 //! - [`secret_file`]: share files written whole or not at all; [`tls`]: TLS and the consortium
 //!   CA; [`auth`]: tokens; [`failpoint`]: crash points for the crash harness.
-//! - [`bench`], [`soak`], [`demo`]: the `larder bench` figures, the soak, the demo.
+//!
+//! The command's tools (`larder bench`, the soak, `larder demo`) live with the binary, in
+//! `src/cli/`, not in the library.
 //!
 //! Dependencies point one way: math <- sharing <- material <- generate; material <- store <-
 //! consortium, node. The pure layers never touch disk.
@@ -31,10 +33,8 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
-pub mod bench;
 pub mod client;
 pub mod consortium;
-pub mod demo;
 pub mod failpoint;
 pub mod generate;
 pub mod interop;
@@ -43,7 +43,6 @@ pub mod math;
 pub mod node;
 pub mod secret_file;
 pub mod sharing;
-pub mod soak;
 pub mod store;
 pub mod tls;
 pub mod wire;

@@ -4,7 +4,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use larder::auth::Token;
-use larder::bench;
+mod cli;
+
+use cli::bench;
 use larder::client::{DealerClient, EngineClient};
 use larder::consortium::{
     default_pools, verify, write_stock_table, ConsortiumConfig, LocalConsortium,
@@ -391,7 +393,7 @@ fn run() -> Result<()> {
             json,
             ..
         } => {
-            let b = larder::soak::SoakBench {
+            let b = cli::soak::SoakBench {
                 dir: dir.clone(),
                 seconds,
                 interval,
@@ -404,21 +406,21 @@ fn run() -> Result<()> {
                     "soak: {seconds} s, {concurrency} engines, 1000-triple checkouts at all 3 parties (TLS), {} cores",
                     std::thread::available_parallelism().map_or(1, |n| n.get())
                 );
-                println!("{}", larder::soak::header());
+                println!("{}", cli::soak::header());
             }
-            let report = |f: &larder::soak::SoakFigure| {
+            let report = |f: &cli::soak::SoakFigure| {
                 if json {
                     println!("{}", serde_json::to_string(f).expect("figures serialize"));
                 } else {
-                    println!("{}", larder::soak::line(f));
+                    println!("{}", cli::soak::line(f));
                 }
             };
-            let summary = runtime()?.block_on(larder::soak::soak(&b, report))?;
+            let summary = runtime()?.block_on(cli::soak::soak(&b, report))?;
             let _ = std::fs::remove_dir(&dir);
             if json {
                 println!("{}", serde_json::to_string(&summary)?);
             } else {
-                println!("{}\n{}", "-".repeat(88), larder::soak::line(&summary));
+                println!("{}\n{}", "-".repeat(88), cli::soak::line(&summary));
                 println!("(last line: the whole run; node RSS is each node's peak)");
             }
             if summary.errors > 0 {
@@ -456,11 +458,7 @@ fn run() -> Result<()> {
         }
         Command::Demo {
             dir, items, once, ..
-        } => runtime()?.block_on(larder::demo::run(larder::demo::Options {
-            dir,
-            items,
-            once,
-        }))?,
+        } => runtime()?.block_on(cli::demo::run(cli::demo::Options { dir, items, once }))?,
         Command::Openapi => print!("{}", larder::node::openapi::document_text()),
         Command::Serve { node } => runtime()?.block_on(serve(&node))?,
         Command::Dealer {
@@ -617,7 +615,7 @@ async fn dealer(consortium: &Path, token_file: &Path, pool: PoolSpec, count: u64
     let cluster = ClusterConfig::load(consortium)?;
     let batch_size = cluster.batch_size;
     let d = DealerClient::new(cluster, read_token(token_file)?)?;
-    let bar = larder::demo::progress_bar(count, format!("dealing {pool}"));
+    let bar = cli::demo::progress_bar(count, format!("dealing {pool}"));
     let start = std::time::Instant::now();
     let dealt = d
         .deal(Dealer::from_os_rng(), pool, count, |done| {

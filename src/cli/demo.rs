@@ -2,13 +2,13 @@
 //! TLS, the dealer fills every default pool over HTTPS, a sample checkout is downloaded at
 //! every party and reconstructed, and the nodes serve engines until Ctrl-C.
 
-use crate::client::{DealerClient, EngineClient};
-use crate::consortium::{default_pools, verify};
-use crate::generate::Dealer;
-use crate::node::config::{ClusterConfig, NodeConfig};
-use crate::node::provision::{provision, Plan};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use larder::client::{DealerClient, EngineClient};
+use larder::consortium::{default_pools, verify};
+use larder::generate::Dealer;
+use larder::node::config::{ClusterConfig, NodeConfig};
+use larder::node::provision::{provision, Plan};
 use std::path::{Path, PathBuf};
 use tokio::net::TcpListener;
 
@@ -87,7 +87,7 @@ pub async fn run(opts: Options) -> Result<()> {
     let mut nodes = Vec::new();
     for (path, l) in prov.nodes.iter().zip(listeners) {
         let node = NodeConfig::load(path)?;
-        nodes.push(crate::node::start_with(&node, cluster.clone(), l).await?);
+        nodes.push(larder::node::start_with(&node, cluster.clone(), l).await?);
     }
     println!(
         "Larder demo: consortium {:?}, 3 party nodes with TLS, leader party 0, files in {}",
@@ -116,7 +116,7 @@ pub async fn run(opts: Options) -> Result<()> {
         client.checkout("demo-sample", pool, sample).await?;
         let path = dir.join(format!("demo-sample-party{}.shares", e.party));
         let shares = client.download("demo-sample").await?;
-        crate::secret_file::SecretFile::write(&path, |f| std::io::Write::write_all(f, &shares))?;
+        larder::secret_file::SecretFile::write(&path, |f| std::io::Write::write_all(f, &shares))?;
         files.push(path);
     }
     let report = verify(&files)?;
@@ -125,7 +125,7 @@ pub async fn run(opts: Options) -> Result<()> {
     print_instructions(dir, &prov, pool);
     if !opts.once {
         println!("\nServing until Ctrl-C.");
-        crate::node::shutdown_signal().await;
+        larder::node::shutdown_signal().await;
     }
     for n in nodes {
         n.stop().await;
@@ -135,8 +135,8 @@ pub async fn run(opts: Options) -> Result<()> {
 
 fn print_instructions(
     dir: &Path,
-    prov: &crate::node::provision::Provisioned,
-    pool: crate::material::PoolSpec,
+    prov: &larder::node::provision::Provisioned,
+    pool: larder::material::PoolSpec,
 ) {
     let ca = prov.ca.display();
     println!("\nWhat an engine needs (one per party; each uses its own party's node and token):");

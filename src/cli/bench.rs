@@ -1,9 +1,9 @@
 //! `larder bench`: figures a user can measure on their own hardware, like redis-benchmark or
 //! fio. Every figure is measured on real stores on disk; nothing is estimated.
 
-use crate::consortium::{ConsortiumConfig, LocalConsortium};
-use crate::generate::Dealer;
-use crate::material::PoolSpec;
+use larder::consortium::{ConsortiumConfig, LocalConsortium};
+use larder::generate::Dealer;
+use larder::material::PoolSpec;
 use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -205,8 +205,8 @@ impl Drop for Children {
 /// keeping stock of one pool; the processes are killed when this is dropped.
 pub(crate) struct LocalNodes {
     children: Children,
-    pub engines: Vec<crate::client::EngineClient>,
-    pub dealer: crate::client::DealerClient,
+    pub engines: Vec<larder::client::EngineClient>,
+    pub dealer: larder::client::DealerClient,
 }
 
 impl LocalNodes {
@@ -216,9 +216,9 @@ impl LocalNodes {
         pool: PoolSpec,
         batch_size: u64,
     ) -> anyhow::Result<LocalNodes> {
-        use crate::client::{DealerClient, EngineClient};
-        use crate::node::config::ClusterConfig;
-        use crate::node::provision::{provision, Plan};
+        use larder::client::{DealerClient, EngineClient};
+        use larder::node::config::ClusterConfig;
+        use larder::node::provision::{provision, Plan};
         if root.exists() {
             std::fs::remove_dir_all(root)?;
         }

@@ -4,9 +4,9 @@
 //! across the parties. Each interval reports round trips, items, latency, each node's
 //! resident memory and errors, so a leak or a slowdown shows as a trend.
 
-use crate::bench::LocalNodes;
-use crate::generate::Dealer;
-use crate::material::{PoolSpec, ShareReader};
+use crate::cli::bench::LocalNodes;
+use larder::generate::Dealer;
+use larder::material::{PoolSpec, ShareReader};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -186,7 +186,7 @@ pub async fn soak(b: &SoakBench, report: impl Fn(&SoakFigure)) -> anyhow::Result
                         })
                         .collect::<Result<_, _>>()
                         .unwrap_or_default();
-                    ok = crate::consortium::verify(&files).is_ok();
+                    ok = larder::consortium::verify(&files).is_ok();
                     reconstructed = ok;
                     for f in files {
                         let _ = std::fs::remove_file(f);
