@@ -6,8 +6,8 @@ use crate::auth::Token;
 use crate::generate::{BatchPlan, Generator};
 use crate::material::PoolSpec;
 use crate::node::config::ClusterConfig;
-use crate::node::error::Problem;
 use crate::wire::{CheckoutRequest, CheckoutView, HealthView, StockView};
+use crate::wire::{Code, Problem};
 use futures_util::StreamExt;
 use std::time::Duration;
 
@@ -35,7 +35,16 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// The problem code of an API error.
+    /// Whether this is an API error with problem code `code`.
+    pub fn is(&self, code: Code) -> bool {
+        match self {
+            ClientError::Api { problem, .. } => problem.code() == code,
+            ClientError::Party { source, .. } => source.is(code),
+            _ => false,
+        }
+    }
+
+    /// The problem code of an API error, as the node spelled it.
     pub fn code(&self) -> Option<&str> {
         match self {
             ClientError::Api { problem, .. } => Some(&problem.code),
@@ -462,7 +471,7 @@ impl DealerClient {
                 )
                 .await;
                 match leader_abort {
-                    Err(e) if e.code() == Some("illegal-transition") => {}
+                    Err(e) if e.is(Code::IllegalTransition) => {}
                     Err(e) => return Err(self.named(self.cluster.leader, "aborting", e)),
                     Ok(_) => {
                         for (p, s) in staged.iter().enumerate() {

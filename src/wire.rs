@@ -1,5 +1,5 @@
 //! Request and response bodies of the HTTP API, shared by the node, the Rust client and the
-//! CLI.
+//! CLI, and the problem body and codes of every error answer.
 
 use crate::material::{PoolSpec, ShareRange};
 use crate::store::{PoolStock, Reservation, ReservationState};
@@ -91,7 +91,7 @@ pub struct ApplyRequest {
 pub struct ApplyResult {
     pub checkout: String,
     #[serde(default)]
-    pub problem: Option<crate::node::error::Problem>,
+    pub problem: Option<Problem>,
 }
 
 /// `POST /v1/internal/confirmations`: checkouts every party holds.
@@ -113,4 +113,119 @@ pub enum ExpireOutcome {
     Burned,
     /// This party never held it.
     Unknown,
+}
+
+/// The body of every error answer (`application/problem+json`, RFC 9457).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// `urn:larder:problem:<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    /// What was wrong, in words.
+    pub detail: String,
+    /// Stable machine-readable code (see [`Code`]); kept as the node spelled it.
+    pub code: String,
+    /// For `underrun`: how many items the pool has available.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub available: Option<u64>,
+}
+
+impl Problem {
+    /// The problem's code; [`Code::Unknown`] for one this build does not know.
+    pub fn code(&self) -> Code {
+        Code::parse(&self.code)
+    }
+}
+
+macro_rules! codes {
+    ($($(#[$doc:meta])* $variant:ident => $text:literal,)*) => {
+        /// Every problem code a node answers with. Code that reacts to a problem matches on
+        /// these, never on the text.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Code {
+            $($(#[$doc])* $variant,)*
+            /// A code this build does not know (from a newer node).
+            Unknown,
+        }
+
+        impl Code {
+            /// Every code a node answers with.
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            /// The code as the API spells it.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $text,)*
+                    Code::Unknown => "unknown",
+                }
+            }
+
+            /// The code spelled `text`; [`Code::Unknown`] if none.
+            pub fn parse(text: &str) -> Code {
+                match text {
+                    $($text => Code::$variant,)*
+                    _ => Code::Unknown,
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    /// Not enough items available (with `available` and `Retry-After`).
+    Underrun => "underrun",
+    /// The checkout id is used with other parameters.
+    CheckoutConflict => "checkout-conflict",
+    /// Downloaded at this party already.
+    AlreadyConsumed => "already-consumed",
+    /// Expired before any party downloaded it; its items went back to stock.
+    CheckoutReleased => "checkout-released",
+    /// Expired after another party downloaded it; destroyed unused here.
+    CheckoutBurned => "checkout-burned",
+    NotReserved => "not-reserved",
+    UnknownCheckout => "unknown-checkout",
+    NotConfirmed => "not-confirmed",
+    BadRequest => "bad-request",
+    RangeUnavailable => "range-unavailable",
+    UnknownBatch => "unknown-batch",
+    BatchMismatch => "batch-mismatch",
+    IllegalTransition => "illegal-transition",
+    BadBatch => "bad-batch",
+    WrongParty => "wrong-party",
+    Unauthenticated => "unauthenticated",
+    NodesOnly => "nodes-only",
+    DealerOnly => "dealer-only",
+    EnginesOnly => "engines-only",
+    PoolNotGranted => "pool-not-granted",
+    NotLeader => "not-leader",
+    NotStaged => "not-staged",
+    UnknownPool => "unknown-pool",
+    PartyUnavailable => "party-unavailable",
+    Internal => "internal",
+    BodyTooLarge => "body-too-large",
+    UnsupportedMediaType => "unsupported-media-type",
+    RequestTimeout => "request-timeout",
+    NotFound => "not-found",
+    MethodNotAllowed => "method-not-allowed",
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Code;
+
+    #[test]
+    fn codes_round_trip_and_unknown_ones_are_unknown() {
+        for c in [Code::Underrun, Code::CheckoutBurned, Code::MethodNotAllowed] {
+            assert_eq!(Code::parse(c.as_str()), c);
+        }
+        assert_eq!(Code::parse("from-a-newer-node"), Code::Unknown);
+    }
 }

@@ -149,7 +149,7 @@ pub async fn soak(b: &SoakBench, report: impl Fn(&SoakFigure)) -> anyhow::Result
                 )
                 .await;
                 if let Some(Err(e)) = asks.iter().find(|a| a.is_err()) {
-                    let underrun = e.code() == Some("underrun");
+                    let underrun = e.is(larder::wire::Code::Underrun);
                     if underrun {
                         window.lock().unwrap().underruns += 1;
                         tokio::time::sleep(Duration::from_millis(50)).await;

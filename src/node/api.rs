@@ -2,7 +2,7 @@
 //! `/v1/internal`. Control plane JSON, shares as a streamed `application/octet-stream`.
 
 use super::cluster;
-use super::error::ApiError;
+use super::error::{ApiError, Code};
 use super::{Caller, NodeState};
 use crate::material::{BatchHeader, BatchId};
 use crate::store::{Reservation, ReservationState, StoreError};
@@ -56,12 +56,12 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/v1/internal/reservations/{id}/expire", post(expire))
         .route("/v1/internal/reservations/{id}/burn", post(burn))
         .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint")
+            ApiError::new(StatusCode::NOT_FOUND, Code::NotFound, "no such endpoint")
         })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
+                Code::MethodNotAllowed,
                 "this endpoint does not take that method",
             )
         })
@@ -109,7 +109,7 @@ async fn read_body(
 ) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt;
     let timeout =
-        |what: String| ApiError::new(StatusCode::REQUEST_TIMEOUT, "request-timeout", what);
+        |what: String| ApiError::new(StatusCode::REQUEST_TIMEOUT, Code::RequestTimeout, what);
     let end = tokio::time::Instant::now() + deadline;
     let mut body = http_body_util::Limited::new(body, limit);
     let mut out = bytes::BytesMut::new();
@@ -145,7 +145,7 @@ async fn read_body(
             {
                 return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    "body-too-large",
+                    Code::BodyTooLarge,
                     format!("the body exceeds {limit} bytes"),
                 ))
             }
@@ -178,7 +178,7 @@ async fn read_json_limit<T: serde::de::DeserializeOwned>(
     if !is_json(headers) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
+            Code::UnsupportedMediaType,
             "the body must be application/json",
         ));
     }
@@ -206,7 +206,7 @@ fn require_node(caller: &Caller, from: Option<u8>) -> Result<(), ApiError> {
         (Caller::Node(_), None) => Ok(()),
         (Caller::Node(p), Some(want)) if *p == want => Ok(()),
         _ => Err(ApiError::forbidden(
-            "nodes-only",
+            Code::NodesOnly,
             "this endpoint is for the consortium's nodes",
         )),
     }
@@ -217,7 +217,7 @@ fn require_dealer(caller: &Caller, what: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::forbidden(
-            "dealer-only",
+            Code::DealerOnly,
             format!("only the dealer {what}"),
         ))
     }
@@ -252,7 +252,7 @@ fn engine(caller: Caller) -> Result<(String, Vec<crate::material::PoolSpec>), Ap
     match caller {
         Caller::Engine { name, pools } => Ok((name, pools)),
         _ => Err(ApiError::forbidden(
-            "engines-only",
+            Code::EnginesOnly,
             "this endpoint is for online engines",
         )),
     }
@@ -268,7 +268,7 @@ async fn create_checkout(
     known_pool(&st, req.pool)?;
     if !pools.contains(&req.pool) {
         return Err(ApiError::forbidden(
-            "pool-not-granted",
+            Code::PoolNotGranted,
             format!("this engine is not granted pool {}", req.pool),
         ));
     }
@@ -320,7 +320,7 @@ fn known_pool(st: &NodeState, pool: crate::material::PoolSpec) -> Result<(), Api
     } else {
         Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "unknown-pool",
+            Code::UnknownPool,
             format!("pool {pool} is not kept by this consortium"),
         ))
     }
@@ -332,7 +332,7 @@ fn require_leader(st: &NodeState, why: &str) -> Result<(), ApiError> {
     } else {
         Err(ApiError::new(
             StatusCode::MISDIRECTED_REQUEST,
-            "not-leader",
+            Code::NotLeader,
             why.to_string(),
         ))
     }
@@ -374,7 +374,7 @@ async fn get_checkout(
         .ok_or_else(|| ApiError::from(StoreError::UnknownCheckout(id)))?;
     if !pools.contains(&res.pool) {
         return Err(ApiError::forbidden(
-            "pool-not-granted",
+            Code::PoolNotGranted,
             format!("this engine is not granted pool {}", res.pool),
         ));
     }
@@ -492,7 +492,7 @@ async fn download(
         .ok_or_else(|| ApiError::from(StoreError::UnknownCheckout(id.clone())))?;
     if !pools.contains(&res.pool) {
         return Err(ApiError::forbidden(
-            "pool-not-granted",
+            Code::PoolNotGranted,
             format!("this engine is not granted pool {}", res.pool),
         ));
     }
@@ -563,7 +563,7 @@ async fn stage(
             .to_vec(),
     );
     let header = BatchHeader::decode(&bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad-batch", e.to_string()))?;
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, Code::BadBatch, e.to_string()))?;
     if header.batch != id {
         return Err(ApiError::bad_request(format!(
             "the body is batch {}, not {id}",
@@ -591,7 +591,7 @@ async fn batch_state(
         Caller::Node(_) | Caller::Dealer => {}
         _ => {
             return Err(ApiError::forbidden(
-                "nodes-only",
+                Code::NodesOnly,
                 "this endpoint is for the consortium's nodes",
             ))
         }

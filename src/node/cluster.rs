@@ -10,7 +10,7 @@
 //!    leader burns it, so its items are never allocated again.
 
 use super::api::{blocking, blocking_group};
-use super::error::{ApiError, Problem};
+use super::error::{ApiError, Code, Problem};
 use super::NodeState;
 use crate::material::BatchId;
 use crate::store::{now_unix, BatchState, Reservation, ReservationState, Store, StoreError};
@@ -310,7 +310,7 @@ pub async fn commit_batch(st: &Arc<NodeState>, id: BatchId) -> Result<(), ApiErr
         match s {
             Ok(Some(v)) if v.state != BatchState::Exhausted => {}
             Ok(_) => return Err(not_staged(p, id)),
-            Err(e) if e.code == "unknown-batch" => return Err(not_staged(p, id)),
+            Err(e) if e.code == Code::UnknownBatch => return Err(not_staged(p, id)),
             Err(e) => return Err(e),
         }
     }
@@ -334,7 +334,7 @@ pub async fn commit_batch(st: &Arc<NodeState>, id: BatchId) -> Result<(), ApiErr
 fn not_staged(p: u8, id: BatchId) -> ApiError {
     ApiError::new(
         axum::http::StatusCode::CONFLICT,
-        "not-staged",
+        Code::NotStaged,
         format!("party {p} does not hold batch {id}"),
     )
 }
@@ -373,7 +373,7 @@ async fn expire_one(st: &Arc<NodeState>, res: &Reservation) -> Result<(), ApiErr
         async move {
             match call::<Reservation>(st, p, Method::GET, &base, None::<&()>).await {
                 Ok(r) => Ok(r.map(|r| r.state)),
-                Err(e) if e.code == "unknown-checkout" => Ok(None),
+                Err(e) if e.code == Code::UnknownCheckout => Ok(None),
                 Err(e) => Err(e),
             }
         }
@@ -512,7 +512,7 @@ async fn drop_stale_batch(st: &Arc<NodeState>, id: BatchId) -> Result<(), ApiErr
             .await
         {
             Ok(_) => false,
-            Err(e) if e.code == "illegal-transition" => true,
+            Err(e) if e.code == Code::IllegalTransition => true,
             Err(e) => return Err(e),
         }
     };

@@ -3,73 +3,54 @@
 use crate::store::{ReservationState, StoreError};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
 
-/// The body of every error response.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Problem {
-    /// `urn:larder:problem:<code>`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
-    pub status: u16,
-    /// What was wrong, in words.
-    pub detail: String,
-    /// Stable machine-readable code.
-    pub code: String,
-    /// For `underrun`: how many items the pool has available.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub available: Option<u64>,
-}
+pub use crate::wire::{Code, Problem};
 
 /// An error a handler returns.
 #[derive(Clone, Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: std::borrow::Cow<'static, str>,
+    pub code: Code,
     pub detail: String,
     pub available: Option<u64>,
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(
-        status: StatusCode,
-        code: impl Into<std::borrow::Cow<'static, str>>,
-        detail: impl Into<String>,
-    ) -> Self {
+    pub fn new(status: StatusCode, code: Code, detail: impl Into<String>) -> Self {
         ApiError {
             status,
-            code: code.into(),
+            code,
             detail: detail.into(),
             available: None,
             retry_after: None,
         }
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad-request", detail)
+        Self::new(StatusCode::BAD_REQUEST, Code::BadRequest, detail)
     }
     pub fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+            Code::Unauthenticated,
             "a valid bearer token is required",
         )
     }
-    pub fn forbidden(
-        code: impl Into<std::borrow::Cow<'static, str>>,
-        detail: impl Into<String>,
-    ) -> Self {
+    pub fn forbidden(code: Code, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, code, detail)
     }
     pub fn unavailable(detail: impl Into<String>) -> Self {
         ApiError {
             retry_after: Some(1),
-            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "party-unavailable", detail)
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Code::PartyUnavailable,
+                detail,
+            )
         }
     }
     pub fn internal(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", detail)
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, detail)
     }
 }
 
@@ -81,30 +62,32 @@ impl From<StoreError> for ApiError {
             StoreError::Underrun { available, .. } => ApiError {
                 available: Some(available),
                 retry_after: Some(60),
-                ..ApiError::new(S::SERVICE_UNAVAILABLE, "underrun", detail)
+                ..ApiError::new(S::SERVICE_UNAVAILABLE, Code::Underrun, detail)
             },
-            StoreError::Conflict(_) => ApiError::new(S::CONFLICT, "checkout-conflict", detail),
+            StoreError::Conflict(_) => ApiError::new(S::CONFLICT, Code::CheckoutConflict, detail),
             StoreError::Gone { state, .. } | StoreError::NotReserved { state, .. } => {
                 ApiError::new(S::GONE, gone_code(state), detail)
             }
             StoreError::UnknownCheckout(_) => {
-                ApiError::new(S::NOT_FOUND, "unknown-checkout", detail)
+                ApiError::new(S::NOT_FOUND, Code::UnknownCheckout, detail)
             }
             StoreError::Unconfirmed(_) => ApiError {
                 retry_after: Some(1),
-                ..ApiError::new(S::CONFLICT, "not-confirmed", detail)
+                ..ApiError::new(S::CONFLICT, Code::NotConfirmed, detail)
             },
             StoreError::BadCheckoutId | StoreError::ZeroCount => ApiError::bad_request(detail),
             StoreError::RangeUnavailable { .. } => {
-                ApiError::new(S::CONFLICT, "range-unavailable", detail)
+                ApiError::new(S::CONFLICT, Code::RangeUnavailable, detail)
             }
-            StoreError::UnknownBatch(_) => ApiError::new(S::NOT_FOUND, "unknown-batch", detail),
-            StoreError::BatchMismatch(_) => ApiError::new(S::CONFLICT, "batch-mismatch", detail),
+            StoreError::UnknownBatch(_) => ApiError::new(S::NOT_FOUND, Code::UnknownBatch, detail),
+            StoreError::BatchMismatch(_) => ApiError::new(S::CONFLICT, Code::BatchMismatch, detail),
             StoreError::IllegalTransition { .. } => {
-                ApiError::new(S::CONFLICT, "illegal-transition", detail)
+                ApiError::new(S::CONFLICT, Code::IllegalTransition, detail)
             }
-            StoreError::Format(_) => ApiError::new(S::BAD_REQUEST, "bad-batch", detail),
-            StoreError::WrongParty { .. } => ApiError::new(S::BAD_REQUEST, "wrong-party", detail),
+            StoreError::Format(_) => ApiError::new(S::BAD_REQUEST, Code::BadBatch, detail),
+            StoreError::WrongParty { .. } => {
+                ApiError::new(S::BAD_REQUEST, Code::WrongParty, detail)
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::internal("the store failed; see the node's log")
@@ -114,12 +97,12 @@ impl From<StoreError> for ApiError {
 }
 
 /// The code of a `410` for a checkout that can no longer be served here, by its state.
-pub fn gone_code(state: ReservationState) -> &'static str {
+pub fn gone_code(state: ReservationState) -> Code {
     match state {
-        ReservationState::Consumed => "already-consumed",
-        ReservationState::Released => "checkout-released",
-        ReservationState::Burned => "checkout-burned",
-        ReservationState::Reserved => "not-reserved",
+        ReservationState::Consumed => Code::AlreadyConsumed,
+        ReservationState::Released => Code::CheckoutReleased,
+        ReservationState::Burned => Code::CheckoutBurned,
+        ReservationState::Reserved => Code::NotReserved,
     }
 }
 
@@ -128,7 +111,7 @@ impl From<Problem> for ApiError {
     fn from(p: Problem) -> Self {
         ApiError {
             status: StatusCode::from_u16(p.status).unwrap_or(StatusCode::BAD_GATEWAY),
-            code: p.code.into(),
+            code: p.code(),
             detail: p.detail,
             available: p.available,
             retry_after: None,
@@ -148,7 +131,7 @@ impl ApiError {
                 .to_string(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
-            code: self.code.to_string(),
+            code: self.code.as_str().to_string(),
             available: self.available,
         }
     }

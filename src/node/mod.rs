@@ -25,7 +25,7 @@ use crate::store::{Reservation, Store};
 use crate::wire::CheckoutRequest;
 use combine::Combiner;
 use config::{ClusterConfig, NodeConfig};
-use error::ApiError;
+use error::{ApiError, Code};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -183,7 +183,7 @@ impl NodeState {
         }
         match found {
             Some(Ok(who)) => Ok(who.clone()),
-            Some(Err(why)) => Err(ApiError::forbidden("wrong-party", why.clone())),
+            Some(Err(why)) => Err(ApiError::forbidden(Code::WrongParty, why.clone())),
             None => Err(ApiError::unauthorized()),
         }
     }

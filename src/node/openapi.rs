@@ -145,7 +145,7 @@ pub fn document() -> Value {
                 "Problem": {"type": "object", "required": ["type", "title", "status", "detail", "code"], "properties": {
                     "type": {"type": "string", "description": "urn:larder:problem:<code>"}, "title": {"type": "string"}, "status": {"type": "integer"},
                     "detail": {"type": "string", "description": "what was wrong, in words"},
-                    "code": {"type": "string", "description": "stable machine-readable code", "examples": ["underrun", "checkout-conflict", "already-consumed", "checkout-released", "checkout-burned", "unknown-pool"]},
+                    "code": {"type": "string", "description": "stable machine-readable code", "enum": crate::wire::Code::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>()},
                     "available": {"type": "integer", "description": "for underrun: items available"}}}
             }
         }
