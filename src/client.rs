@@ -377,7 +377,29 @@ impl DealerClient {
     ) -> Result<u64, ClientError> {
         let parties = self.cluster.parties();
         let mut done = 0;
-        let mut index = rand::random::<u32>() as u64;
+        // The correction-party rule (see `PoolSpec::correction_party`): batches of the pool
+        // the leader holds, then one more per batch of this deal.
+        let leader = self.cluster.leader;
+        let stock_url = self.url(leader, "/v1/stock");
+        let until = tokio::time::Instant::now()
+            + Duration::from_secs(self.cluster.staging_deadline_seconds / 2);
+        let stock: crate::wire::StockView = self
+            .retrying(leader, "reading stock", until, || async {
+                let r = check(
+                    &stock_url,
+                    self.http
+                        .get(&stock_url)
+                        .bearer_auth(self.token.expose())
+                        .send()
+                        .await,
+                )
+                .await?;
+                r.json()
+                    .await
+                    .map_err(|e| ClientError::Other(format!("reading the leader's stock: {e}")))
+            })
+            .await?;
+        let mut index = stock.pools.get(&pool).map_or(0, |s| s.batches);
         while done < count {
             let items = (count - done).min(self.cluster.batch_size);
             let plan_pool = pool;

@@ -250,13 +250,14 @@ impl LocalConsortium {
         self.check_pool(pool)?;
         let parties = self.config.parties;
         let batch_size = self.config.batch_size;
+        // The correction-party rule (see `PoolSpec::correction_party`): batches of the pool
+        // the leader holds, then one more per batch of this deal.
         let mut index = self
             .leader()
-            .all_batches()
+            .stock()
             .map_err(party_err(self.config.leader))?
-            .iter()
-            .filter(|m| m.pool == pool)
-            .count() as u64;
+            .get(&pool)
+            .map_or(0, |s| s.batches);
         let (tx, rx) = mpsc::sync_channel::<Result<Vec<PartyBatch>>>(1);
         let mut report = DealReport {
             items: 0,

@@ -81,3 +81,31 @@ async fn a_party_down_for_a_while_delays_a_deal_and_one_down_for_good_is_named()
         );
     }
 }
+
+/// The correction-party rule is the same over HTTPS as on party stores (tests/dealer.rs):
+/// the leader's count of the pool's batches, then one more per batch. Six deals of one batch
+/// each give each of three parties two batches of explicit values (with the earlier rule, a
+/// random start per deal, that came out so one time in eight).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correction_parties_rotate_across_batches_dealt_over_https() {
+    let c = common::net::spawn_cluster_with(600, &[POOL.parse().unwrap()]).await;
+    for _ in 0..6 {
+        c.deal(POOL, 5000).await; // one batch; the rotation continues from the leader's count
+    }
+    let explicit_files: Vec<usize> = (0..3)
+        .map(|p| {
+            let dir = c.nodes[p]
+                .as_ref()
+                .unwrap()
+                .state
+                .store
+                .dir()
+                .join("batches");
+            std::fs::read_dir(dir)
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().metadata().unwrap().len() > 5000 * 8)
+                .count()
+        })
+        .collect();
+    assert_eq!(explicit_files, vec![2, 2, 2]);
+}

@@ -191,6 +191,12 @@ impl PoolSpec {
 
     /// The correction party of the `index`-th batch of this pool: rotates so storage spreads
     /// evenly, and skips an input mask's owner (whose record is wholly seeded).
+    ///
+    /// The one rule, whoever deals (`larder deal` on party stores, `larder dealer` over
+    /// HTTPS): `index` is the number of batches of the pool the leader holds (its stock's
+    /// `batches`) when a deal starts, plus one for each batch dealt before this one in the
+    /// deal. Two dealers at once may pick the same party for a batch each; that only evens
+    /// out more slowly.
     pub fn correction_party(&self, parties: u8, index: u64) -> u8 {
         match (self.kind, self.owner) {
             (Kind::InputMask, Some(o)) => {
