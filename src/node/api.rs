@@ -3,6 +3,7 @@
 
 use super::cluster;
 use super::error::{ApiError, Code};
+use super::extract::{Engine, FromLeader, JsonBody, NodeAtLeader};
 use super::{Caller, NodeState};
 use crate::material::{BatchHeader, BatchId};
 use crate::store::{Reservation, ReservationState, StoreError};
@@ -102,7 +103,7 @@ pub const STAGE_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 
 /// Reads a whole body of at most `limit` bytes within `deadline`, with no pause longer than
 /// [`BODY_IDLE_TIMEOUT`]: a body that never ends cannot hold a connection forever.
-async fn read_body(
+pub(crate) async fn read_body(
     body: Body,
     limit: usize,
     deadline: std::time::Duration,
@@ -158,39 +159,13 @@ async fn read_body(
     }
 }
 
-/// Parses a JSON body of at most [`JSON_LIMIT`] bytes into `T`.
-async fn read_json<T: serde::de::DeserializeOwned>(
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<T, ApiError> {
-    read_json_limit(headers, body, JSON_LIMIT).await
-}
-
 /// Largest node-to-node JSON body (a group of reservations, or of confirmations).
 pub const INTERNAL_JSON_LIMIT: usize = 4 << 20;
-
-/// As [`read_json`], with a limit of its own.
-async fn read_json_limit<T: serde::de::DeserializeOwned>(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-) -> Result<T, ApiError> {
-    if !is_json(headers) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Code::UnsupportedMediaType,
-            "the body must be application/json",
-        ));
-    }
-    let bytes = read_body(body, limit, JSON_BODY_TIMEOUT).await?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
-}
 
 /// Whether the body is declared `application/json`: the media type compared without regard
 /// to case (RFC 9110), parameters such as `charset` allowed, nothing else (`application/jsonx`
 /// is not JSON).
-fn is_json(headers: &HeaderMap) -> bool {
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
     let Some(ct) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -201,7 +176,7 @@ fn is_json(headers: &HeaderMap) -> bool {
     essence.eq_ignore_ascii_case("application/json")
 }
 
-fn require_node(caller: &Caller, from: Option<u8>) -> Result<(), ApiError> {
+pub(crate) fn require_node(caller: &Caller, from: Option<u8>) -> Result<(), ApiError> {
     match (caller, from) {
         (Caller::Node(_), None) => Ok(()),
         (Caller::Node(p), Some(want)) if *p == want => Ok(()),
@@ -238,8 +213,7 @@ async fn health(State(st): St) -> Json<HealthView> {
     })
 }
 
-async fn stock(State(st): St, headers: HeaderMap) -> Result<Json<StockView>, ApiError> {
-    st.authenticate(&headers)?;
+async fn stock(State(st): St, _caller: Caller) -> Result<Json<StockView>, ApiError> {
     let store = st.store.clone();
     let pools = blocking(move || store.stock()).await?;
     Ok(Json(StockView {
@@ -248,7 +222,7 @@ async fn stock(State(st): St, headers: HeaderMap) -> Result<Json<StockView>, Api
     }))
 }
 
-fn engine(caller: Caller) -> Result<(String, Vec<crate::material::PoolSpec>), ApiError> {
+pub(crate) fn engine(caller: Caller) -> Result<(String, Vec<crate::material::PoolSpec>), ApiError> {
     match caller {
         Caller::Engine { name, pools } => Ok((name, pools)),
         _ => Err(ApiError::forbidden(
@@ -260,11 +234,9 @@ fn engine(caller: Caller) -> Result<(String, Vec<crate::material::PoolSpec>), Ap
 
 async fn create_checkout(
     State(st): St,
-    headers: HeaderMap,
-    body: Body,
+    Engine { pools, .. }: Engine,
+    JsonBody(req): JsonBody<CheckoutRequest>,
 ) -> Result<Json<CheckoutView>, ApiError> {
-    let (_, pools) = engine(st.authenticate(&headers)?)?;
-    let req: CheckoutRequest = read_json(&headers, body).await?;
     known_pool(&st, req.pool)?;
     if !pools.contains(&req.pool) {
         return Err(ApiError::forbidden(
@@ -326,7 +298,7 @@ fn known_pool(st: &NodeState, pool: crate::material::PoolSpec) -> Result<(), Api
     }
 }
 
-fn require_leader(st: &NodeState, why: &str) -> Result<(), ApiError> {
+pub(crate) fn require_leader(st: &NodeState, why: &str) -> Result<(), ApiError> {
     if st.is_leader() {
         Ok(())
     } else {
@@ -350,12 +322,9 @@ fn check_count(st: &NodeState, count: u64) -> Result<(), ApiError> {
 
 async fn leader_checkout(
     State(st): St,
-    headers: HeaderMap,
-    body: Body,
+    _: NodeAtLeader,
+    JsonBody(req): JsonBody<CheckoutRequest>,
 ) -> Result<Json<Reservation>, ApiError> {
-    require_node(&st.authenticate(&headers)?, None)?;
-    require_leader(&st, "this node is not the leader")?;
-    let req: CheckoutRequest = read_json(&headers, body).await?;
     known_pool(&st, req.pool)?;
     check_count(&st, req.count)?;
     Ok(Json(cluster::checkout_at_leader(&st, req).await?))
@@ -363,10 +332,9 @@ async fn leader_checkout(
 
 async fn get_checkout(
     State(st): St,
-    headers: HeaderMap,
+    Engine { pools, .. }: Engine,
     Path(id): Path<String>,
 ) -> Result<Json<CheckoutView>, ApiError> {
-    let (_, pools) = engine(st.authenticate(&headers)?)?;
     let store = st.store.clone();
     let lookup = id.clone();
     let res = blocking(move || store.reservation(&lookup))
@@ -481,10 +449,9 @@ impl Drop for Streaming {
 
 async fn download(
     State(st): St,
-    headers: HeaderMap,
+    Engine { name, pools }: Engine,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (name, pools) = engine(st.authenticate(&headers)?)?;
     // A read of recent metadata, served from sled's cache: no need to leave this thread.
     let res = st
         .store
@@ -551,11 +518,11 @@ async fn download(
 
 async fn stage(
     State(st): St,
-    headers: HeaderMap,
+    caller: Caller,
     Path(batch): Path<String>,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    require_dealer(&st.authenticate(&headers)?, "stages batches")?;
+    require_dealer(&caller, "stages batches")?;
     let id = batch_id(&batch)?;
     let bytes = zeroize::Zeroizing::new(
         read_body(body, STAGE_LIMIT, STAGE_BODY_TIMEOUT)
@@ -584,10 +551,10 @@ async fn stage(
 
 async fn batch_state(
     State(st): St,
-    headers: HeaderMap,
+    caller: Caller,
     Path(batch): Path<String>,
 ) -> Result<Json<BatchStateView>, ApiError> {
-    match st.authenticate(&headers)? {
+    match caller {
         Caller::Node(_) | Caller::Dealer => {}
         _ => {
             return Err(ApiError::forbidden(
@@ -609,12 +576,12 @@ async fn batch_state(
 
 async fn abort_batch(
     State(st): St,
-    headers: HeaderMap,
+    caller: Caller,
     Path(batch): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     // The dealer may abort anywhere; at the leader, a follower may ask it to abort (the
     // leader's copy is the one that decides); at a follower, only the leader may.
-    match st.authenticate(&headers)? {
+    match caller {
         Caller::Dealer => {}
         c if st.is_leader() => require_node(&c, None)?,
         c => require_node(&c, Some(st.cluster.leader))?,
@@ -627,10 +594,10 @@ async fn abort_batch(
 
 async fn commit(
     State(st): St,
-    headers: HeaderMap,
+    caller: Caller,
     Path(batch): Path<String>,
 ) -> Result<Json<BatchStateView>, ApiError> {
-    require_dealer(&st.authenticate(&headers)?, "commits batches")?;
+    require_dealer(&caller, "commits batches")?;
     require_leader(&st, "batches are committed at the leader")?;
     let id = batch_id(&batch)?;
     cluster::commit_batch(&st, id).await?;
@@ -642,10 +609,10 @@ async fn commit(
 
 async fn activate(
     State(st): St,
-    headers: HeaderMap,
+    caller: Caller,
     Path(batch): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    require_node(&st.authenticate(&headers)?, Some(st.cluster.leader))?;
+    require_node(&caller, Some(st.cluster.leader))?;
     let id = batch_id(&batch)?;
     let store = st.store.clone();
     blocking(move || store.activate(&id)).await?;
@@ -655,11 +622,9 @@ async fn activate(
 
 async fn apply(
     State(st): St,
-    headers: HeaderMap,
-    body: Body,
+    _: FromLeader,
+    JsonBody(req): JsonBody<ApplyRequest, INTERNAL_JSON_LIMIT>,
 ) -> Result<Json<Vec<ApplyResult>>, ApiError> {
-    require_node(&st.authenticate(&headers)?, Some(st.cluster.leader))?;
-    let req: ApplyRequest = read_json_limit(&headers, body, INTERNAL_JSON_LIMIT).await?;
     let store = st.store.clone();
     let (ids, results) = blocking(move || {
         let results = store.apply_many(&req.reservations);
@@ -681,10 +646,10 @@ async fn apply(
 
 async fn reservation_state(
     State(st): St,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Reservation>, ApiError> {
-    require_node(&st.authenticate(&headers)?, None)?;
+    require_node(&caller, None)?;
     let store = st.store.clone();
     let lookup = id.clone();
     Ok(Json(
@@ -694,9 +659,11 @@ async fn reservation_state(
     ))
 }
 
-async fn confirm(State(st): St, headers: HeaderMap, body: Body) -> Result<StatusCode, ApiError> {
-    require_node(&st.authenticate(&headers)?, Some(st.cluster.leader))?;
-    let req: ConfirmRequest = read_json_limit(&headers, body, INTERNAL_JSON_LIMIT).await?;
+async fn confirm(
+    State(st): St,
+    _: FromLeader,
+    JsonBody(req): JsonBody<ConfirmRequest, INTERNAL_JSON_LIMIT>,
+) -> Result<StatusCode, ApiError> {
     let store = st.store.clone();
     blocking(move || {
         for id in &req.checkouts {
@@ -717,10 +684,10 @@ async fn confirm(State(st): St, headers: HeaderMap, body: Body) -> Result<Status
 
 async fn expire(
     State(st): St,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ExpireOutcome>, ApiError> {
-    require_node(&st.authenticate(&headers)?, Some(st.cluster.leader))?;
+    require_node(&caller, Some(st.cluster.leader))?;
     let store = st.store.clone();
     let lookup = id.clone();
     let outcome = blocking(move || Ok(cluster::expire_locally(&store, &lookup))).await??;
@@ -733,10 +700,10 @@ async fn expire(
 
 async fn burn(
     State(st): St,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    require_node(&st.authenticate(&headers)?, Some(st.cluster.leader))?;
+    require_node(&caller, Some(st.cluster.leader))?;
     let store = st.store.clone();
     let lookup = id.clone();
     let burned = blocking(move || match store.burn(&lookup) {

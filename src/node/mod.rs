@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod combine;
 pub mod config;
 pub mod error;
+mod extract;
 pub mod listener;
 pub mod openapi;
 pub mod provision;
