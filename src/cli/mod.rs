@@ -1,6 +1,8 @@
-//! The `larder` command's tools that are not library: the benchmarks, the soak and the demo.
+//! The `larder` command's parts that are not library: the commands, the benchmarks, the soak
+//! and the demo.
 //! They drive the library as a user would (real stores, real nodes, real HTTPS).
 
 pub mod bench;
+pub mod commands;
 pub mod demo;
 pub mod soak;

@@ -1,20 +1,18 @@
-//! The HTTP API: engine endpoints under `/v1`, node-to-node and dealer endpoints under
-//! `/v1/internal`. Control plane JSON, shares as a streamed `application/octet-stream`.
+//! The HTTP API: the router, the engine endpoints under `/v1` and what every handler shares
+//! (node-to-node and dealer endpoints under `/v1/internal` are in `internal.rs`). Control plane JSON, shares as a streamed `application/octet-stream`.
 
 use super::cluster;
 use super::error::{ApiError, Code};
-use super::extract::{Engine, FromLeader, JsonBody, NodeAtLeader};
+use super::extract::{Engine, JsonBody};
+use super::internal;
 use super::{Caller, NodeState};
-use crate::material::{BatchHeader, BatchId};
+use crate::material::BatchId;
 use crate::store::{Reservation, ReservationState, StoreError};
-use crate::wire::{
-    ApplyRequest, ApplyResult, BatchStateView, CheckoutRequest, CheckoutView, ConfirmRequest,
-    ExpireOutcome, HealthView, StockView,
-};
+use crate::wire::{CheckoutRequest, CheckoutView, HealthView, StockView};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use std::io::{self, Write};
@@ -46,16 +44,30 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/v1/checkouts/{id}/shares", get(download))
         .route(
             "/v1/internal/batches/{batch}",
-            put(stage).get(batch_state).delete(abort_batch),
+            put(internal::stage)
+                .get(internal::batch_state)
+                .delete(internal::abort_batch),
         )
-        .route("/v1/internal/batches/{batch}/commit", post(commit))
-        .route("/v1/internal/batches/{batch}/activate", post(activate))
-        .route("/v1/internal/checkouts", post(leader_checkout))
-        .route("/v1/internal/reservations", post(apply))
-        .route("/v1/internal/reservations/{id}", get(reservation_state))
-        .route("/v1/internal/confirmations", post(confirm))
-        .route("/v1/internal/reservations/{id}/expire", post(expire))
-        .route("/v1/internal/reservations/{id}/burn", post(burn))
+        .route(
+            "/v1/internal/batches/{batch}/commit",
+            post(internal::commit),
+        )
+        .route(
+            "/v1/internal/batches/{batch}/activate",
+            post(internal::activate),
+        )
+        .route("/v1/internal/checkouts", post(internal::leader_checkout))
+        .route("/v1/internal/reservations", post(internal::apply))
+        .route(
+            "/v1/internal/reservations/{id}",
+            get(internal::reservation_state),
+        )
+        .route("/v1/internal/confirmations", post(internal::confirm))
+        .route(
+            "/v1/internal/reservations/{id}/expire",
+            post(internal::expire),
+        )
+        .route("/v1/internal/reservations/{id}/burn", post(internal::burn))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, Code::NotFound, "no such endpoint")
         })
@@ -187,7 +199,7 @@ pub(crate) fn require_node(caller: &Caller, from: Option<u8>) -> Result<(), ApiE
     }
 }
 
-fn require_dealer(caller: &Caller, what: &str) -> Result<(), ApiError> {
+pub(crate) fn require_dealer(caller: &Caller, what: &str) -> Result<(), ApiError> {
     if *caller == Caller::Dealer {
         Ok(())
     } else {
@@ -198,7 +210,7 @@ fn require_dealer(caller: &Caller, what: &str) -> Result<(), ApiError> {
     }
 }
 
-fn batch_id(s: &str) -> Result<BatchId, ApiError> {
+pub(crate) fn batch_id(s: &str) -> Result<BatchId, ApiError> {
     s.parse().map_err(|e: String| ApiError::bad_request(e))
 }
 
@@ -286,7 +298,7 @@ fn servable(leader: ReservationState, here: Option<ReservationState>) -> Reserva
     }
 }
 
-fn known_pool(st: &NodeState, pool: crate::material::PoolSpec) -> Result<(), ApiError> {
+pub(crate) fn known_pool(st: &NodeState, pool: crate::material::PoolSpec) -> Result<(), ApiError> {
     if st.cluster.pools.contains(&pool) {
         Ok(())
     } else {
@@ -310,7 +322,7 @@ pub(crate) fn require_leader(st: &NodeState, why: &str) -> Result<(), ApiError> 
     }
 }
 
-fn check_count(st: &NodeState, count: u64) -> Result<(), ApiError> {
+pub(crate) fn check_count(st: &NodeState, count: u64) -> Result<(), ApiError> {
     if count == 0 || count > st.cluster.max_checkout_items {
         return Err(ApiError::bad_request(format!(
             "count must be between 1 and {}",
@@ -318,16 +330,6 @@ fn check_count(st: &NodeState, count: u64) -> Result<(), ApiError> {
         )));
     }
     Ok(())
-}
-
-async fn leader_checkout(
-    State(st): St,
-    _: NodeAtLeader,
-    JsonBody(req): JsonBody<CheckoutRequest>,
-) -> Result<Json<Reservation>, ApiError> {
-    known_pool(&st, req.pool)?;
-    check_count(&st, req.count)?;
-    Ok(Json(cluster::checkout_at_leader(&st, req).await?))
 }
 
 async fn get_checkout(
@@ -514,207 +516,4 @@ async fn download(
     response
         .body(Body::from_stream(stream))
         .map_err(|e| ApiError::internal(e.to_string()))
-}
-
-async fn stage(
-    State(st): St,
-    caller: Caller,
-    Path(batch): Path<String>,
-    body: Body,
-) -> Result<impl IntoResponse, ApiError> {
-    require_dealer(&caller, "stages batches")?;
-    let id = batch_id(&batch)?;
-    let bytes = zeroize::Zeroizing::new(
-        read_body(body, STAGE_LIMIT, STAGE_BODY_TIMEOUT)
-            .await?
-            .to_vec(),
-    );
-    let header = BatchHeader::decode(&bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, Code::BadBatch, e.to_string()))?;
-    if header.batch != id {
-        return Err(ApiError::bad_request(format!(
-            "the body is batch {}, not {id}",
-            header.batch
-        )));
-    }
-    let store = st.store.clone();
-    blocking(move || store.stage(&bytes)).await?;
-    crate::failpoint::hit("stage.durable");
-    Ok((
-        StatusCode::CREATED,
-        Json(BatchStateView {
-            batch: id,
-            state: crate::store::BatchState::Staged,
-        }),
-    ))
-}
-
-async fn batch_state(
-    State(st): St,
-    caller: Caller,
-    Path(batch): Path<String>,
-) -> Result<Json<BatchStateView>, ApiError> {
-    match caller {
-        Caller::Node(_) | Caller::Dealer => {}
-        _ => {
-            return Err(ApiError::forbidden(
-                Code::NodesOnly,
-                "this endpoint is for the consortium's nodes",
-            ))
-        }
-    }
-    let id = batch_id(&batch)?;
-    let store = st.store.clone();
-    let meta = blocking(move || store.batch_meta(&id))
-        .await?
-        .ok_or(ApiError::from(StoreError::UnknownBatch(id)))?;
-    Ok(Json(BatchStateView {
-        batch: id,
-        state: meta.state,
-    }))
-}
-
-async fn abort_batch(
-    State(st): St,
-    caller: Caller,
-    Path(batch): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    // The dealer may abort anywhere; at the leader, a follower may ask it to abort (the
-    // leader's copy is the one that decides); at a follower, only the leader may.
-    match caller {
-        Caller::Dealer => {}
-        c if st.is_leader() => require_node(&c, None)?,
-        c => require_node(&c, Some(st.cluster.leader))?,
-    }
-    let id = batch_id(&batch)?;
-    let store = st.store.clone();
-    blocking(move || store.abort(&id)).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn commit(
-    State(st): St,
-    caller: Caller,
-    Path(batch): Path<String>,
-) -> Result<Json<BatchStateView>, ApiError> {
-    require_dealer(&caller, "commits batches")?;
-    require_leader(&st, "batches are committed at the leader")?;
-    let id = batch_id(&batch)?;
-    cluster::commit_batch(&st, id).await?;
-    Ok(Json(BatchStateView {
-        batch: id,
-        state: crate::store::BatchState::Available,
-    }))
-}
-
-async fn activate(
-    State(st): St,
-    caller: Caller,
-    Path(batch): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    require_node(&caller, Some(st.cluster.leader))?;
-    let id = batch_id(&batch)?;
-    let store = st.store.clone();
-    blocking(move || store.activate(&id)).await?;
-    crate::failpoint::hit("activate.durable");
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn apply(
-    State(st): St,
-    _: FromLeader,
-    JsonBody(req): JsonBody<ApplyRequest, INTERNAL_JSON_LIMIT>,
-) -> Result<Json<Vec<ApplyResult>>, ApiError> {
-    let store = st.store.clone();
-    let (ids, results) = blocking(move || {
-        let results = store.apply_many(&req.reservations);
-        let ids: Vec<String> = req.reservations.into_iter().map(|r| r.checkout).collect();
-        Ok((ids, results))
-    })
-    .await?;
-    crate::failpoint::hit("apply.durable");
-    Ok(Json(
-        ids.into_iter()
-            .zip(results)
-            .map(|(checkout, r)| ApplyResult {
-                checkout,
-                problem: r.err().map(|e| ApiError::from(e).problem()),
-            })
-            .collect(),
-    ))
-}
-
-async fn reservation_state(
-    State(st): St,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Reservation>, ApiError> {
-    require_node(&caller, None)?;
-    let store = st.store.clone();
-    let lookup = id.clone();
-    Ok(Json(
-        blocking(move || store.reservation(&lookup))
-            .await?
-            .ok_or(ApiError::from(StoreError::UnknownCheckout(id)))?,
-    ))
-}
-
-async fn confirm(
-    State(st): St,
-    _: FromLeader,
-    JsonBody(req): JsonBody<ConfirmRequest, INTERNAL_JSON_LIMIT>,
-) -> Result<StatusCode, ApiError> {
-    let store = st.store.clone();
-    blocking(move || {
-        for id in &req.checkouts {
-            // Unknown here or released: nothing to record (the leader confirms only what
-            // every party held; a later download asks the leader anyway).
-            match store.confirm(id) {
-                Ok(_) | Err(StoreError::UnknownCheckout(_) | StoreError::NotReserved { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    })
-    .await?;
-    st.confirmations.send_modify(|n| *n = n.wrapping_add(1));
-    crate::failpoint::hit("confirm.durable");
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn expire(
-    State(st): St,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<ExpireOutcome>, ApiError> {
-    require_node(&caller, Some(st.cluster.leader))?;
-    let store = st.store.clone();
-    let lookup = id.clone();
-    let outcome = blocking(move || Ok(cluster::expire_locally(&store, &lookup))).await??;
-    crate::failpoint::hit("expire.follower");
-    if outcome == ExpireOutcome::Released {
-        tracing::info!(checkout = %id, "reservation expired at the leader's request: items back to stock here");
-    }
-    Ok(Json(outcome))
-}
-
-async fn burn(
-    State(st): St,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    require_node(&caller, Some(st.cluster.leader))?;
-    let store = st.store.clone();
-    let lookup = id.clone();
-    let burned = blocking(move || match store.burn(&lookup) {
-        Ok(_) => Ok(true),
-        Err(StoreError::NotReserved { .. }) | Err(StoreError::UnknownCheckout(_)) => Ok(false),
-        Err(e) => Err(e),
-    })
-    .await?;
-    if burned {
-        tracing::info!(checkout = %id, "reservation burned at the leader's request: downloaded elsewhere, destroyed unused here");
-    }
-    crate::failpoint::hit("expire.follower");
-    Ok(StatusCode::NO_CONTENT)
 }

@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`config`]: the consortium and node files.
 //! - [`error`]: problem+json errors.
-//! - [`api`]: the axum router and handlers.
+//! - [`api`]: the axum router and the engine handlers; `internal`: node-to-node and dealer
+//!   handlers; `extract`: who is calling, and JSON bodies within limits.
 //! - [`cluster`]: calls between nodes and the leader's side of the protocol.
 //! - [`combine`]: grouping of concurrent checkouts into one flush and one call per node.
 //! - [`listener`]: connection limits and timeouts of the accept loop.
@@ -16,6 +17,7 @@ pub mod combine;
 pub mod config;
 pub mod error;
 mod extract;
+mod internal;
 pub mod listener;
 pub mod openapi;
 pub mod provision;

@@ -1,0 +1,199 @@
+//! The commands that drive the library: dealing on party stores, a node, the dealer over
+//! HTTPS, an engine's checkout, status; and what they share (runtime, logging, tokens).
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use larder::auth::Token;
+use larder::client::{DealerClient, EngineClient};
+use larder::consortium::{write_stock_table, LocalConsortium};
+use larder::generate::Dealer;
+use larder::interop::mp_spdz;
+use larder::material::PoolSpec;
+use larder::node::config::{ClusterConfig, NodeConfig};
+use std::path::Path;
+
+pub(crate) fn deal(c: &LocalConsortium, pool: PoolSpec, count: u64) -> Result<()> {
+    let bar = ProgressBar::new(count).with_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:40}] {human_pos}/{human_len} ({per_sec}, eta {eta})",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(format!("dealing {pool}"));
+    let mut dealer = Dealer::from_os_rng();
+    let r = c.deal(&mut dealer, pool, count, |done| bar.set_position(done))?;
+    bar.finish();
+    println!("dealt {} items of {pool} in {} batches", r.items, r.batches);
+    Ok(())
+}
+
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+pub(crate) fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        // Colours only on a terminal: log files and journals get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub(crate) fn read_token(path: &Path) -> Result<Token> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the token file {}", path.display()))?;
+    Ok(Token::new(text.trim()))
+}
+
+pub(crate) async fn serve(node: &Path) -> Result<()> {
+    let cfg = NodeConfig::load(node)?;
+    let running = larder::node::start(&cfg).await?;
+    tracing::info!(party = cfg.party, addr = %running.addr, "node serving");
+    larder::node::shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
+}
+
+pub(crate) async fn dealer(
+    consortium: &Path,
+    token_file: &Path,
+    pool: PoolSpec,
+    count: u64,
+) -> Result<()> {
+    let cluster = ClusterConfig::load(consortium)?;
+    let batch_size = cluster.batch_size;
+    let d = DealerClient::new(cluster, read_token(token_file)?)?;
+    let bar = crate::cli::demo::progress_bar(count, format!("dealing {pool}"));
+    let start = std::time::Instant::now();
+    let dealt = d
+        .deal(Dealer::from_os_rng(), pool, count, |done| {
+            bar.set_position(done)
+        })
+        .await?;
+    bar.finish();
+    // Always, terminal or not: scripts and logs see what was committed.
+    println!(
+        "dealt {dealt} items of {pool} in {} batches, committed at every party ({:.1} s)",
+        dealt.div_ceil(batch_size.max(1)),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+pub(crate) async fn checkout_mp_spdz(
+    client: &EngineClient,
+    plan: &mp_spdz::CheckoutPlan,
+) -> Result<()> {
+    if plan.pipes {
+        eprintln!(
+            "waiting for the engine to open its pipes under {} (Ctrl-C to stop)",
+            plan.player_data.display()
+        );
+    }
+    mp_spdz::checkout(client, plan, report_export).await?;
+    Ok(())
+}
+
+pub(crate) fn report_export(done: &mp_spdz::Exported) {
+    println!("{} ({} items)", done.path.display(), done.items);
+    let usable = done.items / mp_spdz::READ_BLOCK * mp_spdz::READ_BLOCK;
+    if usable != done.items {
+        eprintln!(
+            "note: MP-SPDZ reads {} items at a time, so a program can use {usable} of these",
+            mp_spdz::READ_BLOCK
+        );
+    }
+}
+
+pub(crate) async fn checkout(
+    client: &EngineClient,
+    pool: PoolSpec,
+    count: u64,
+    id: &str,
+    out: &Path,
+) -> Result<()> {
+    use std::io::Write;
+    let view = client.checkout(id, pool, count).await?;
+    eprintln!(
+        "checkout {:?}: {} items of {} in {} range(s)",
+        view.id,
+        view.count,
+        view.pool,
+        view.ranges.len()
+    );
+    // Written under a temporary name and renamed once complete: a rerun that the node
+    // refuses (`410 already-consumed`) leaves the first run's shares as they were.
+    let mut file = larder::secret_file::SecretFile::create(out)
+        .with_context(|| format!("creating a file next to {}", out.display()))?;
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(
+            "downloading [{bar:30}] {binary_bytes} ({binary_bytes_per_sec})",
+        )
+        .expect("static template"),
+    );
+    let n = client
+        .download_with(id, |piece| {
+            bar.inc(piece.len() as u64);
+            file.write_all(piece)
+        })
+        .await?;
+    bar.finish();
+    file.commit()
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!("{} ({} bytes)", out.display(), n);
+    Ok(())
+}
+
+pub(crate) async fn status(
+    consortium: &Path,
+    token_file: Option<&Path>,
+    party: Option<u8>,
+) -> Result<()> {
+    use std::io::Write;
+    let cluster = ClusterConfig::load(consortium)?;
+    let ca = std::fs::read_to_string(&cluster.ca_certificate)?;
+    let token = token_file
+        .map(read_token)
+        .transpose()?
+        .unwrap_or_else(|| Token::new(""));
+    let mut out = std::io::stdout().lock();
+    for p in &cluster.parties {
+        let client = EngineClient::new(&p.url, &ca, token.clone())?;
+        let state = match client.health().await {
+            Ok(h) => format!("up{}", if h.leader { ", leader" } else { "" }),
+            Err(e) => format!("DOWN ({e})"),
+        };
+        writeln!(out, "party {} {:<10} {:<28} {state}", p.id, p.name, p.url)?;
+    }
+    drop(out);
+    if token_file.is_some() {
+        let mine = party.or_else(|| {
+            let hash = token.hash();
+            cluster
+                .engines
+                .iter()
+                .find(|e| e.token_sha256 == hash)
+                .map(|e| e.party)
+        });
+        let p = mine.context("the token belongs to no engine of this consortium; pass --party")?;
+        let client = EngineClient::new(&cluster.parties[p as usize].url, &ca, token)?;
+        let stock = client.stock().await.map_err(|e| {
+            let hint = if e.status() == Some(403) && party.is_some() {
+                "\n(an engine's token reads its own party's stock only; other parties' stock \
+                 needs the dealer's token)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("stock at party {p}: {e}{hint}")
+        })?;
+        write_stock_table(std::io::stdout().lock(), &[(p, &stock.pools)])?;
+    }
+    Ok(())
+}

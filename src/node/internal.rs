@@ -1,0 +1,237 @@
+//! Node-to-node and dealer endpoints under `/v1/internal`: staging and committing batches,
+//! the leader's checkouts, replication, confirmation and expiry at the followers.
+
+use super::api::{
+    batch_id, blocking, check_count, known_pool, read_body, require_dealer, require_leader,
+    require_node, INTERNAL_JSON_LIMIT, STAGE_BODY_TIMEOUT, STAGE_LIMIT,
+};
+use super::cluster;
+use super::error::{ApiError, Code};
+use super::extract::{FromLeader, JsonBody, NodeAtLeader};
+use super::{Caller, NodeState};
+use crate::material::BatchHeader;
+use crate::store::{Reservation, StoreError};
+use crate::wire::{
+    ApplyRequest, ApplyResult, BatchStateView, CheckoutRequest, ConfirmRequest, ExpireOutcome,
+};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use std::sync::Arc;
+
+type St = State<Arc<NodeState>>;
+
+pub(super) async fn leader_checkout(
+    State(st): St,
+    _: NodeAtLeader,
+    JsonBody(req): JsonBody<CheckoutRequest>,
+) -> Result<Json<Reservation>, ApiError> {
+    known_pool(&st, req.pool)?;
+    check_count(&st, req.count)?;
+    Ok(Json(cluster::checkout_at_leader(&st, req).await?))
+}
+
+pub(super) async fn stage(
+    State(st): St,
+    caller: Caller,
+    Path(batch): Path<String>,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    require_dealer(&caller, "stages batches")?;
+    let id = batch_id(&batch)?;
+    let bytes = zeroize::Zeroizing::new(
+        read_body(body, STAGE_LIMIT, STAGE_BODY_TIMEOUT)
+            .await?
+            .to_vec(),
+    );
+    let header = BatchHeader::decode(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, Code::BadBatch, e.to_string()))?;
+    if header.batch != id {
+        return Err(ApiError::bad_request(format!(
+            "the body is batch {}, not {id}",
+            header.batch
+        )));
+    }
+    let store = st.store.clone();
+    blocking(move || store.stage(&bytes)).await?;
+    crate::failpoint::hit("stage.durable");
+    Ok((
+        StatusCode::CREATED,
+        Json(BatchStateView {
+            batch: id,
+            state: crate::store::BatchState::Staged,
+        }),
+    ))
+}
+
+pub(super) async fn batch_state(
+    State(st): St,
+    caller: Caller,
+    Path(batch): Path<String>,
+) -> Result<Json<BatchStateView>, ApiError> {
+    match caller {
+        Caller::Node(_) | Caller::Dealer => {}
+        _ => {
+            return Err(ApiError::forbidden(
+                Code::NodesOnly,
+                "this endpoint is for the consortium's nodes",
+            ))
+        }
+    }
+    let id = batch_id(&batch)?;
+    let store = st.store.clone();
+    let meta = blocking(move || store.batch_meta(&id))
+        .await?
+        .ok_or(ApiError::from(StoreError::UnknownBatch(id)))?;
+    Ok(Json(BatchStateView {
+        batch: id,
+        state: meta.state,
+    }))
+}
+
+pub(super) async fn abort_batch(
+    State(st): St,
+    caller: Caller,
+    Path(batch): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    // The dealer may abort anywhere; at the leader, a follower may ask it to abort (the
+    // leader's copy is the one that decides); at a follower, only the leader may.
+    match caller {
+        Caller::Dealer => {}
+        c if st.is_leader() => require_node(&c, None)?,
+        c => require_node(&c, Some(st.cluster.leader))?,
+    }
+    let id = batch_id(&batch)?;
+    let store = st.store.clone();
+    blocking(move || store.abort(&id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn commit(
+    State(st): St,
+    caller: Caller,
+    Path(batch): Path<String>,
+) -> Result<Json<BatchStateView>, ApiError> {
+    require_dealer(&caller, "commits batches")?;
+    require_leader(&st, "batches are committed at the leader")?;
+    let id = batch_id(&batch)?;
+    cluster::commit_batch(&st, id).await?;
+    Ok(Json(BatchStateView {
+        batch: id,
+        state: crate::store::BatchState::Available,
+    }))
+}
+
+pub(super) async fn activate(
+    State(st): St,
+    caller: Caller,
+    Path(batch): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require_node(&caller, Some(st.cluster.leader))?;
+    let id = batch_id(&batch)?;
+    let store = st.store.clone();
+    blocking(move || store.activate(&id)).await?;
+    crate::failpoint::hit("activate.durable");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn apply(
+    State(st): St,
+    _: FromLeader,
+    JsonBody(req): JsonBody<ApplyRequest, INTERNAL_JSON_LIMIT>,
+) -> Result<Json<Vec<ApplyResult>>, ApiError> {
+    let store = st.store.clone();
+    let (ids, results) = blocking(move || {
+        let results = store.apply_many(&req.reservations);
+        let ids: Vec<String> = req.reservations.into_iter().map(|r| r.checkout).collect();
+        Ok((ids, results))
+    })
+    .await?;
+    crate::failpoint::hit("apply.durable");
+    Ok(Json(
+        ids.into_iter()
+            .zip(results)
+            .map(|(checkout, r)| ApplyResult {
+                checkout,
+                problem: r.err().map(|e| ApiError::from(e).problem()),
+            })
+            .collect(),
+    ))
+}
+
+pub(super) async fn reservation_state(
+    State(st): St,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Reservation>, ApiError> {
+    require_node(&caller, None)?;
+    let store = st.store.clone();
+    let lookup = id.clone();
+    Ok(Json(
+        blocking(move || store.reservation(&lookup))
+            .await?
+            .ok_or(ApiError::from(StoreError::UnknownCheckout(id)))?,
+    ))
+}
+
+pub(super) async fn confirm(
+    State(st): St,
+    _: FromLeader,
+    JsonBody(req): JsonBody<ConfirmRequest, INTERNAL_JSON_LIMIT>,
+) -> Result<StatusCode, ApiError> {
+    let store = st.store.clone();
+    blocking(move || {
+        for id in &req.checkouts {
+            // Unknown here or released: nothing to record (the leader confirms only what
+            // every party held; a later download asks the leader anyway).
+            match store.confirm(id) {
+                Ok(_) | Err(StoreError::UnknownCheckout(_) | StoreError::NotReserved { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    st.confirmations.send_modify(|n| *n = n.wrapping_add(1));
+    crate::failpoint::hit("confirm.durable");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn expire(
+    State(st): St,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ExpireOutcome>, ApiError> {
+    require_node(&caller, Some(st.cluster.leader))?;
+    let store = st.store.clone();
+    let lookup = id.clone();
+    let outcome = blocking(move || Ok(cluster::expire_locally(&store, &lookup))).await??;
+    crate::failpoint::hit("expire.follower");
+    if outcome == ExpireOutcome::Released {
+        tracing::info!(checkout = %id, "reservation expired at the leader's request: items back to stock here");
+    }
+    Ok(Json(outcome))
+}
+
+pub(super) async fn burn(
+    State(st): St,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require_node(&caller, Some(st.cluster.leader))?;
+    let store = st.store.clone();
+    let lookup = id.clone();
+    let burned = blocking(move || match store.burn(&lookup) {
+        Ok(_) => Ok(true),
+        Err(StoreError::NotReserved { .. }) | Err(StoreError::UnknownCheckout(_)) => Ok(false),
+        Err(e) => Err(e),
+    })
+    .await?;
+    if burned {
+        tracing::info!(checkout = %id, "reservation burned at the leader's request: downloaded elsewhere, destroyed unused here");
+    }
+    crate::failpoint::hit("expire.follower");
+    Ok(StatusCode::NO_CONTENT)
+}
