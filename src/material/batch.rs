@@ -317,6 +317,44 @@ impl BatchHeader {
         Ok((seed, &body[SEED_BYTES..]))
     }
 
+    /// Checks and expands the chunks `chunks` of this batch from their on-disk bytes `raw`
+    /// (read whole, from the first chunk's offset), keeping the items `items` (numbered within
+    /// the batch): each chunk's encoded records, in order, zeroed when dropped. A few chunks
+    /// expand on the calling thread (small checkouts are latency-bound), more in parallel.
+    ///
+    /// # Errors
+    /// A [`FormatError`] if a chunk's checksum or contents are wrong.
+    pub fn expand_chunks(
+        &self,
+        raw: &[u8],
+        chunks: std::ops::Range<u64>,
+        items: std::ops::Range<u64>,
+    ) -> Result<Vec<zeroize::Zeroizing<Vec<u8>>>, FormatError> {
+        use rayon::prelude::*;
+        let layout = self.layout();
+        let ring = self.pool.domain.ring();
+        let ci = self.chunk_items as u64;
+        let off = self.chunk_offset(chunks.start);
+        let expand = |c: u64| -> Result<zeroize::Zeroizing<Vec<u8>>, FormatError> {
+            let at = (self.chunk_offset(c) - off) as usize;
+            let bytes = raw
+                .get(at..at + self.chunk_bytes(c))
+                .ok_or_else(|| invalid("batch chunk", "chunk bytes missing from the read"))?;
+            let (seed, explicit) = self.decode_chunk(c, bytes)?;
+            let start = c * ci;
+            let skip = items.start.max(start) - start;
+            let stop = items.end.min(start + self.chunk_len(c)) - start;
+            let mut out = zeroize::Zeroizing::new(Vec::new());
+            crate::with_ring!(ring, rg => expand_chunk(rg, &layout, &seed, explicit, self.chunk_len(c) as usize, skip as usize..stop as usize, &mut out))?;
+            Ok(out)
+        };
+        if chunks.end - chunks.start < 4 {
+            chunks.map(expand).collect()
+        } else {
+            chunks.into_par_iter().map(expand).collect()
+        }
+    }
+
     /// Checks a whole batch file: header, length and every chunk checksum.
     ///
     /// # Errors

@@ -56,13 +56,11 @@ pub use records::*;
 use reservations::*;
 use view::View;
 
-use crate::material::batch::{expand_chunk, HEADER_BYTES};
+use crate::material::batch::HEADER_BYTES;
 use crate::material::shares::MAX_CHECKOUT_ID;
 use crate::material::{
     BatchHeader, BatchId, FormatError, PoolSpec, ShareHeader, ShareRange, ShareWriter,
 };
-use crate::with_ring;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;

@@ -70,9 +70,7 @@ impl Store {
             .unwrap_or(0);
         let mut raw = zeroize::Zeroizing::new(Vec::with_capacity(max_group));
         for (r, (path, file, bh)) in res.ranges.iter().zip(&files) {
-            let layout = bh.layout();
             let ci = bh.chunk_items as u64;
-            let ring = bh.pool.domain.ring();
             let end = r.first + r.count;
             let (first_chunk, last_chunk) = (r.first / ci, (end - 1) / ci);
             let mut group = first_chunk;
@@ -84,25 +82,8 @@ impl Store {
                 raw.resize(len, 0);
                 file.read_exact_at(&mut raw, off)
                     .map_err(io_err("read", path))?;
-                let expand = |c: u64| -> Result<zeroize::Zeroizing<Vec<u8>>> {
-                    let at = (bh.chunk_offset(c) - off) as usize;
-                    let (seed, explicit) = bh.decode_chunk(c, &raw[at..at + bh.chunk_bytes(c)])?;
-                    let start = c * ci;
-                    let skip = r.first.max(start) - start;
-                    let stop = end.min(start + bh.chunk_len(c)) - start;
-                    let mut out = zeroize::Zeroizing::new(Vec::new());
-                    with_ring!(ring, rg => expand_chunk(rg, &layout, &seed, explicit, bh.chunk_len(c) as usize, skip as usize..stop as usize, &mut out))?;
-                    Ok(out)
-                };
-                // A few chunks expand faster here than handed to the thread pool and back
-                // (small checkouts are latency-bound; large ones are throughput-bound).
-                let expanded: Vec<Result<zeroize::Zeroizing<Vec<u8>>>> = if g_end - group < 4 {
-                    (group..g_end).map(expand).collect()
-                } else {
-                    (group..g_end).into_par_iter().map(expand).collect()
-                };
-                for records in expanded {
-                    w.write_records(&records?).map_err(wio)?;
+                for records in bh.expand_chunks(&raw, group..g_end, r.first..end)? {
+                    w.write_records(&records).map_err(wio)?;
                 }
                 group = g_end;
             }
