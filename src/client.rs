@@ -105,6 +105,18 @@ async fn check(
     })
 }
 
+/// Sends `req` to `url` with `token` and reads a JSON answer.
+async fn call_json<T: serde::de::DeserializeOwned>(
+    url: &str,
+    req: reqwest::RequestBuilder,
+    token: &Token,
+) -> Result<T, ClientError> {
+    let r = check(url, req.bearer_auth(token.expose()).send().await).await?;
+    r.json()
+        .await
+        .map_err(|e| ClientError::Other(e.to_string()))
+}
+
 /// An engine's client of its own party's node.
 #[derive(Clone)]
 pub struct EngineClient {
@@ -144,10 +156,7 @@ impl EngineClient {
         url: &str,
         req: reqwest::RequestBuilder,
     ) -> Result<T, ClientError> {
-        let r = check(url, req.bearer_auth(self.token.expose()).send().await).await?;
-        r.json()
-            .await
-            .map_err(|e| ClientError::Other(e.to_string()))
+        call_json(url, req, &self.token).await
     }
 
     /// # Errors
@@ -315,6 +324,12 @@ impl DealerClient {
         )
     }
 
+    /// How long from now an unreachable party is retried: half the staging deadline (the
+    /// nodes drop batches staged longer than the whole deadline).
+    fn retry_deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + Duration::from_secs(self.cluster.staging_deadline_seconds / 2)
+    }
+
     /// `e`, naming the party it came from.
     fn named(&self, party: u8, what: &'static str, e: ClientError) -> ClientError {
         if matches!(e, ClientError::Party { .. }) {
@@ -381,22 +396,9 @@ impl DealerClient {
         // the leader holds, then one more per batch of this deal.
         let leader = self.cluster.leader;
         let stock_url = self.url(leader, "/v1/stock");
-        let until = tokio::time::Instant::now()
-            + Duration::from_secs(self.cluster.staging_deadline_seconds / 2);
-        let stock: crate::wire::StockView = self
-            .retrying(leader, "reading stock", until, || async {
-                let r = check(
-                    &stock_url,
-                    self.http
-                        .get(&stock_url)
-                        .bearer_auth(self.token.expose())
-                        .send()
-                        .await,
-                )
-                .await?;
-                r.json()
-                    .await
-                    .map_err(|e| ClientError::Other(format!("reading the leader's stock: {e}")))
+        let stock: StockView = self
+            .retrying(leader, "reading stock", self.retry_deadline(), || {
+                call_json(&stock_url, self.http.get(&stock_url), &self.token)
             })
             .await?;
         let mut index = stock.pools.get(&pool).map_or(0, |s| s.batches);
@@ -421,10 +423,8 @@ impl DealerClient {
             let shares = shares.map_err(|e| ClientError::Other(e.to_string()))?;
             let batch = shares[0].header.batch;
             // Each party's share at its own node; a party that is briefly unreachable is asked
-            // again until half the staging deadline has passed (the nodes drop batches staged
-            // longer than the whole deadline).
-            let until = tokio::time::Instant::now()
-                + Duration::from_secs(self.cluster.staging_deadline_seconds / 2);
+            // again until the retry deadline.
+            let until = self.retry_deadline();
             let staged =
                 futures_util::future::join_all(shares.into_iter().enumerate().map(|(p, share)| {
                     let url = self.url(p as u8, &format!("/v1/internal/batches/{batch}"));

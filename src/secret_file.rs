@@ -84,11 +84,6 @@ impl SecretFile {
         self.out.as_mut().expect("present until commit")
     }
 
-    /// The path this file will have once committed.
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
     /// Syncs the content, renames it over the target and syncs the directory.
     ///
     /// # Errors

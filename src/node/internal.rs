@@ -126,10 +126,9 @@ pub(super) async fn commit(
 
 pub(super) async fn activate(
     State(st): St,
-    caller: Caller,
+    _: FromLeader,
     Path(batch): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    require_node(&caller, Some(st.cluster.leader))?;
     let id = batch_id(&batch)?;
     let store = st.store.clone();
     blocking(move || store.activate(&id)).await?;
@@ -201,10 +200,9 @@ pub(super) async fn confirm(
 
 pub(super) async fn expire(
     State(st): St,
-    caller: Caller,
+    _: FromLeader,
     Path(id): Path<String>,
 ) -> Result<Json<ExpireOutcome>, ApiError> {
-    require_node(&caller, Some(st.cluster.leader))?;
     let store = st.store.clone();
     let lookup = id.clone();
     let outcome = blocking(move || Ok(cluster::expire_locally(&store, &lookup))).await??;
@@ -217,10 +215,9 @@ pub(super) async fn expire(
 
 pub(super) async fn burn(
     State(st): St,
-    caller: Caller,
+    _: FromLeader,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    require_node(&caller, Some(st.cluster.leader))?;
     let store = st.store.clone();
     let lookup = id.clone();
     let burned = blocking(move || match store.burn(&lookup) {

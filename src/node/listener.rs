@@ -242,10 +242,6 @@ impl Acceptor {
         self.last_log = Some(now);
         true
     }
-
-    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        self.listener.local_addr()
-    }
 }
 
 /// Serves `app` over TLS on `listener` within `limits` until `cancel` fires; then stops

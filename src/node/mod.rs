@@ -8,8 +8,8 @@
 //!   handlers; `extract`: who is calling, and JSON bodies within limits.
 //! - [`cluster`]: calls between nodes and the leader's side of the protocol.
 //! - [`combine`]: grouping of concurrent checkouts into one flush and one call per node.
-//! - [`listener`]: connection limits and timeouts of the accept loop.
-//! - this module: shared state, authentication, serving, background sweeps.
+//! - [`listener`]: the HTTPS serving loop, its connection limits and deadlines.
+//! - this module: shared state, authentication, and startup of a node's tasks.
 
 pub mod api;
 pub mod cluster;
