@@ -3,7 +3,8 @@
 //! leader to commit once all have it.
 
 use crate::auth::Token;
-use crate::generate::{BatchPlan, Generator};
+use crate::cluster::{self, DealPlan, PartyName, ProtocolError, RemoteParty, Retry};
+use crate::generate::Generator;
 use crate::material::PoolSpec;
 use crate::node::config::ClusterConfig;
 use crate::wire::{CheckoutRequest, CheckoutView, HealthView, StockView};
@@ -24,14 +25,6 @@ pub enum ClientError {
     Transport { url: String, source: reqwest::Error },
     #[error("{0}")]
     Other(String),
-    /// A call to one party of the consortium failed, named so an operator knows which.
-    #[error("party {party} ({name}): {what}: {source}")]
-    Party {
-        party: u8,
-        name: String,
-        what: &'static str,
-        source: Box<ClientError>,
-    },
 }
 
 impl ClientError {
@@ -39,7 +32,6 @@ impl ClientError {
     pub fn is(&self, code: Code) -> bool {
         match self {
             ClientError::Api { problem, .. } => problem.code() == code,
-            ClientError::Party { source, .. } => source.is(code),
             _ => false,
         }
     }
@@ -48,14 +40,12 @@ impl ClientError {
     pub fn code(&self) -> Option<&str> {
         match self {
             ClientError::Api { problem, .. } => Some(&problem.code),
-            ClientError::Party { source, .. } => source.code(),
             _ => None,
         }
     }
     pub fn status(&self) -> Option<u16> {
         match self {
             ClientError::Api { status, .. } => Some(*status),
-            ClientError::Party { source, .. } => source.status(),
             _ => None,
         }
     }
@@ -66,7 +56,6 @@ impl ClientError {
         match self {
             ClientError::Transport { .. } => true,
             ClientError::Api { status, .. } => matches!(status, 502..=504 | 408 | 429),
-            ClientError::Party { source, .. } => source.is_transient(),
             ClientError::Other(_) => false,
         }
     }
@@ -200,10 +189,7 @@ impl EngineClient {
     /// # Errors
     /// Transport or API errors (`unknown-checkout`).
     pub async fn get_checkout(&self, id: &str) -> Result<CheckoutView, ClientError> {
-        let url = self.url(&format!(
-            "/v1/checkouts/{}",
-            crate::node::cluster::urlencode(id)
-        ));
+        let url = self.url(&format!("/v1/checkouts/{}", crate::wire::path_segment(id)));
         self.call(&url, self.http.get(&url)).await
     }
 
@@ -221,7 +207,7 @@ impl EngineClient {
     > {
         let url = self.url(&format!(
             "/v1/checkouts/{}/shares",
-            crate::node::cluster::urlencode(id)
+            crate::wire::path_segment(id)
         ));
         let r = check(
             &url,
@@ -293,11 +279,11 @@ impl EngineClient {
     }
 }
 
-/// The dealer's client: stages at every node, commits at the leader.
+/// The dealer's client: stages at every node, commits at the leader (the protocol is
+/// [`crate::cluster::deal`]'s).
 pub struct DealerClient {
     cluster: ClusterConfig,
-    token: Token,
-    http: reqwest::Client,
+    parties: Vec<RemoteParty>,
 }
 
 impl DealerClient {
@@ -308,219 +294,53 @@ impl DealerClient {
             .map_err(|e| ClientError::Other(format!("reading the CA certificate: {e}")))?;
         let http = crate::tls::client(&ca, Duration::from_secs(600))
             .map_err(|e| ClientError::Other(e.to_string()))?;
-        Ok(DealerClient {
-            cluster,
-            token,
-            http,
-        })
-    }
-
-    fn url(&self, party: u8, path: &str) -> String {
-        format!(
-            "{}{path}",
-            self.cluster.parties[party as usize]
-                .url
-                .trim_end_matches('/')
-        )
-    }
-
-    /// How long from now an unreachable party is retried: half the staging deadline (the
-    /// nodes drop batches staged longer than the whole deadline).
-    fn retry_deadline(&self) -> tokio::time::Instant {
-        tokio::time::Instant::now() + Duration::from_secs(self.cluster.staging_deadline_seconds / 2)
-    }
-
-    /// `e`, naming the party it came from.
-    fn named(&self, party: u8, what: &'static str, e: ClientError) -> ClientError {
-        if matches!(e, ClientError::Party { .. }) {
-            return e;
-        }
-        ClientError::Party {
-            party,
-            name: self.cluster.parties[party as usize].name.clone(),
-            what,
-            source: Box::new(e),
-        }
-    }
-
-    /// Runs `call` against `party` until it succeeds, fails for good, or `until` would pass
-    /// before the next try; waits 0.2 s between tries, doubling up to 5 s. Errors name the
-    /// party.
-    async fn retrying<T, F, Fut>(
-        &self,
-        party: u8,
-        what: &'static str,
-        until: tokio::time::Instant,
-        mut call: F,
-    ) -> Result<T, ClientError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, ClientError>>,
-    {
-        let mut wait = Duration::from_millis(200);
-        loop {
-            match call().await {
-                Ok(v) => return Ok(v),
-                Err(e) if e.is_transient() && tokio::time::Instant::now() + wait < until => {
-                    tracing::warn!(
-                        party,
-                        name = %self.cluster.parties[party as usize].name,
-                        what,
-                        error = %e,
-                        retry_in_ms = wait.as_millis() as u64,
-                        "party unavailable; trying again"
-                    );
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => return Err(self.named(party, what, e)),
-            }
-        }
+        // An unreachable party is retried for half the staging deadline (the nodes drop
+        // batches staged longer than the whole deadline).
+        let retry = Retry::Until(Duration::from_secs(cluster.staging_deadline_seconds / 2));
+        let parties = cluster
+            .parties
+            .iter()
+            .map(|p| {
+                let at = PartyName {
+                    party: p.id,
+                    name: Some(p.name.clone()),
+                };
+                RemoteParty::new(at, &p.url, token.clone(), http.clone(), retry)
+            })
+            .collect();
+        Ok(DealerClient { cluster, parties })
     }
 
     /// Deals `count` items of `pool` batch by batch; `progress` gets the items committed.
+    /// Generation of the next batch overlaps the staging of this one.
     ///
     /// # Errors
-    /// Generation, transport or API errors. A batch that fails half-way is aborted at the
-    /// parties that staged it (and would be cleaned up by their sweeps otherwise).
+    /// Generation, transport or API errors, naming the party. A batch that fails half-way is
+    /// aborted at the parties that staged it (and would be cleaned up by their sweeps
+    /// otherwise).
     pub async fn deal<G: Generator + Send + 'static>(
         &self,
         mut generator: G,
         pool: PoolSpec,
         count: u64,
-        mut progress: impl FnMut(u64),
-    ) -> Result<u64, ClientError> {
-        let parties = self.cluster.parties();
-        let mut done = 0;
-        // The correction-party rule (see `PoolSpec::correction_party`): batches of the pool
-        // the leader holds, then one more per batch of this deal.
-        let leader = self.cluster.leader;
-        let stock_url = self.url(leader, "/v1/stock");
-        let stock: StockView = self
-            .retrying(leader, "reading stock", self.retry_deadline(), || {
-                call_json(&stock_url, self.http.get(&stock_url), &self.token)
-            })
-            .await?;
-        let mut index = stock.pools.get(&pool).map_or(0, |s| s.batches);
-        while done < count {
-            let items = (count - done).min(self.cluster.batch_size);
-            let plan_pool = pool;
-            let (g, shares) = tokio::task::spawn_blocking(move || {
-                let plan = BatchPlan {
-                    pool: plan_pool,
-                    parties,
-                    batch: generator.next_batch_id(),
-                    items,
-                    correction: plan_pool.correction_party(parties, index),
-                };
-                let out = generator.generate(&plan);
-                (generator, out)
-            })
-            .await
-            .map_err(|e| ClientError::Other(e.to_string()))?;
-            generator = g;
-            index += 1;
-            let shares = shares.map_err(|e| ClientError::Other(e.to_string()))?;
-            let batch = shares[0].header.batch;
-            // Each party's share at its own node; a party that is briefly unreachable is asked
-            // again until the retry deadline.
-            let until = self.retry_deadline();
-            let staged =
-                futures_util::future::join_all(shares.into_iter().enumerate().map(|(p, share)| {
-                    let url = self.url(p as u8, &format!("/v1/internal/batches/{batch}"));
-                    async move {
-                        let r = self
-                            .retrying(p as u8, "staging", until, || async {
-                                check(
-                                    &url,
-                                    self.http
-                                        .put(&url)
-                                        .bearer_auth(self.token.expose())
-                                        .header("content-type", "application/octet-stream")
-                                        .body(share.bytes.to_vec())
-                                        .send()
-                                        .await,
-                                )
-                                .await
-                            })
-                            .await;
-                        if r.is_ok() {
-                            crate::failpoint::hit("dealer.staged");
-                        }
-                        r
-                    }
-                }))
-                .await;
-            let failed = staged.iter().any(Result::is_err);
-            let commit = if failed {
-                None
-            } else {
-                crate::failpoint::hit("dealer.before-commit");
-                let url = self.url(
-                    self.cluster.leader,
-                    &format!("/v1/internal/batches/{batch}/commit"),
-                );
-                Some(
-                    self.retrying(self.cluster.leader, "committing", until, || async {
-                        check(
-                            &url,
-                            self.http
-                                .post(&url)
-                                .bearer_auth(self.token.expose())
-                                .send()
-                                .await,
-                        )
-                        .await
-                    })
-                    .await,
-                )
-            };
-            if !matches!(commit, Some(Ok(_))) {
-                // Unclear or failed: the leader decides. Abort its copy first; if it refuses
-                // because it made the batch available (a commit whose answer was lost), the
-                // batch is committed after all. Only then drop the followers' copies.
-                let leader_url = self.url(
-                    self.cluster.leader,
-                    &format!("/v1/internal/batches/{batch}"),
-                );
-                let leader_abort = check(
-                    &leader_url,
-                    self.http
-                        .delete(&leader_url)
-                        .bearer_auth(self.token.expose())
-                        .send()
-                        .await,
-                )
-                .await;
-                match leader_abort {
-                    Err(e) if e.is(Code::IllegalTransition) => {}
-                    Err(e) => return Err(self.named(self.cluster.leader, "aborting", e)),
-                    Ok(_) => {
-                        for (p, s) in staged.iter().enumerate() {
-                            if s.is_ok() && p as u8 != self.cluster.leader {
-                                let url =
-                                    self.url(p as u8, &format!("/v1/internal/batches/{batch}"));
-                                let _ = self
-                                    .http
-                                    .delete(&url)
-                                    .bearer_auth(self.token.expose())
-                                    .send()
-                                    .await;
-                            }
-                        }
-                        return Err(match commit {
-                            Some(Err(e)) => e,
-                            _ => staged
-                                .into_iter()
-                                .find_map(Result::err)
-                                .expect("a staging failed"),
-                        });
-                    }
-                }
-            }
-            done += items;
-            progress(done);
-        }
-        Ok(done)
+        progress: impl FnMut(u64),
+    ) -> Result<u64, ProtocolError> {
+        let leader = &self.parties[self.cluster.leader as usize];
+        let plan = DealPlan {
+            pool,
+            parties: self.cluster.parties(),
+            batch_size: self.cluster.batch_size,
+            count,
+            first_index: cluster::next_batch_index(leader, pool).await?,
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let making = tokio::task::spawn_blocking(move || {
+            cluster::generate_batches(&mut generator, plan, tx)
+        });
+        let dealt =
+            cluster::deal(rx, &self.parties, leader, |id| leader.commit(id), progress).await;
+        // Generation stops at the next batch once the receiver is gone.
+        let _ = making.await;
+        dealt
     }
 }

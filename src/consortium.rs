@@ -1,29 +1,31 @@
 //! A consortium whose party stores all sit on this machine: init, deal, take, verify.
 //!
-//! This is the single-machine form of DESIGN.md's data flow; the networked nodes reuse the same
-//! store operations. Party 0..n-1 each have a store under `<root>/party-<i>`; the leader's
-//! store is the authority on which batches are available.
+//! Party 0..n-1 each have a store under `<root>/party-<i>`; the leader's store is the authority
+//! on which batches are available. Deal, take and the reconciliation on open run the same
+//! protocol as the networked nodes ([`crate::cluster`]), with every party a [`LocalParty`].
 //!
 //! # Crash safety
 //! A deal stages each batch at every party (durably), then activates it at the leader (the
-//! commit point), then at the followers. On open, a batch staged anywhere but not available at
-//! the leader was interrupted before its commit point and is aborted everywhere; one available
-//! at the leader is activated at every follower. Each store is locked by its process (sled's
-//! file lock), so no deal can be running while another process reconciles.
+//! commit point), then at the followers. On open, every batch still staged somewhere is settled
+//! by the leader's copy ([`cluster::settle_staged`]): aborted everywhere if the leader never
+//! committed it, activated if it did. Each store is locked by its process (sled's file lock),
+//! so no deal can be running while another process reconciles.
 
-use crate::generate::{BatchPlan, Generator, PartyBatch};
+use crate::cluster::{self, DealPlan, LocalParty, ProtocolError};
+use crate::generate::Generator;
 use crate::material::{PoolSpec, ShareReader};
 use crate::math::Ring;
 use crate::secret_file::SecretFile;
 use crate::sharing::{additive_open, shamir_open};
 use crate::store::{BatchState, PoolStock, Store, StoreError, StoreIdentity};
+use crate::wire::CheckoutRequest;
 use crate::with_ring;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::Arc;
 
 /// `<root>/consortium.toml`: the same for every party.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,8 +97,8 @@ pub enum ConsortiumError {
     Io(String),
     #[error("pool {0} is not configured for this consortium")]
     UnknownPool(PoolSpec),
-    #[error("generation failed: {0}")]
-    Generate(#[from] crate::generate::GenerateError),
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
     #[error("verification failed: {0}")]
     Verify(String),
 }
@@ -107,7 +109,9 @@ type Result<T> = std::result::Result<T, ConsortiumError>;
 pub struct LocalConsortium {
     root: PathBuf,
     pub config: ConsortiumConfig,
-    stores: Vec<Store>,
+    parties: Vec<LocalParty>,
+    /// Runs the protocol's steps; the store calls run on its blocking threads.
+    runtime: tokio::runtime::Runtime,
 }
 
 fn party_err(party: u8) -> impl Fn(StoreError) -> ConsortiumError {
@@ -177,10 +181,18 @@ impl LocalConsortium {
                 Ok(store)
             })
             .collect::<Result<Vec<_>>>()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| ConsortiumError::Io(format!("starting the runtime: {e}")))?;
         let c = LocalConsortium {
             root: root.to_path_buf(),
             config,
-            stores,
+            parties: stores
+                .into_iter()
+                .map(|s| LocalParty::new(Arc::new(s)))
+                .collect(),
+            runtime,
         };
         c.reconcile()?;
         Ok(c)
@@ -191,36 +203,40 @@ impl LocalConsortium {
     }
 
     pub fn store(&self, party: u8) -> &Store {
-        &self.stores[party as usize]
+        self.parties[party as usize].store()
     }
 
-    fn leader(&self) -> &Store {
-        &self.stores[self.config.leader as usize]
+    fn leader(&self) -> &LocalParty {
+        &self.parties[self.config.leader as usize]
     }
 
+    fn followers(&self) -> Vec<LocalParty> {
+        let leader = self.config.leader as usize;
+        let mut f = self.parties.clone();
+        f.remove(leader);
+        f
+    }
+
+    /// Settles every batch still staged somewhere (see the module docs): the followers' first,
+    /// then the leader's own.
     fn reconcile(&self) -> Result<()> {
-        let leader = self.config.leader;
-        let mut committed = BTreeMap::new();
-        for meta in self.leader().all_batches().map_err(party_err(leader))? {
-            committed.insert(meta.id, meta.state != BatchState::Staged);
-        }
-        for (p, store) in self.stores.iter().enumerate() {
-            let p = p as u8;
-            for meta in store.all_batches().map_err(party_err(p))? {
-                if meta.state != BatchState::Staged {
-                    continue;
-                }
-                if committed.get(&meta.id).copied().unwrap_or(false) {
-                    store.activate(&meta.id).map_err(party_err(p))?;
-                } else if p != leader {
-                    store.abort(&meta.id).map_err(party_err(p))?;
-                }
-            }
-        }
-        // The leader's own uncommitted batches go last, after every follower dropped its copy.
-        for (id, done) in committed {
-            if !done {
-                self.leader().abort(&id).map_err(party_err(leader))?;
+        let leader = self.config.leader as usize;
+        let order = (0..self.parties.len())
+            .filter(|&p| p != leader)
+            .chain([leader]);
+        for p in order {
+            let here = &self.parties[p];
+            let staged: Vec<_> = here
+                .store()
+                .all_batches()
+                .map_err(party_err(p as u8))?
+                .into_iter()
+                .filter(|m| m.state == BatchState::Staged)
+                .map(|m| m.id)
+                .collect();
+            for id in staged {
+                self.runtime
+                    .block_on(cluster::settle_staged(self.leader(), here, id))?;
             }
         }
         Ok(())
@@ -245,78 +261,36 @@ impl LocalConsortium {
         generator: &mut G,
         pool: PoolSpec,
         count: u64,
-        mut progress: impl FnMut(u64),
+        progress: impl FnMut(u64),
     ) -> Result<DealReport> {
         self.check_pool(pool)?;
-        let parties = self.config.parties;
-        let batch_size = self.config.batch_size;
-        // The correction-party rule (see `PoolSpec::correction_party`): batches of the pool
-        // the leader holds, then one more per batch of this deal.
-        let mut index = self
-            .leader()
-            .stock()
-            .map_err(party_err(self.config.leader))?
-            .get(&pool)
-            .map_or(0, |s| s.batches);
-        let (tx, rx) = mpsc::sync_channel::<Result<Vec<PartyBatch>>>(1);
-        let mut report = DealReport {
-            items: 0,
-            batches: 0,
+        let leader = self.leader();
+        let followers = self.followers();
+        let plan = DealPlan {
+            pool,
+            parties: self.config.parties,
+            batch_size: self.config.batch_size,
+            count,
+            first_index: self
+                .runtime
+                .block_on(cluster::next_batch_index(leader, pool))?,
         };
-        std::thread::scope(|s| -> Result<()> {
-            s.spawn(move || {
-                let mut left = count;
-                while left > 0 {
-                    let items = left.min(batch_size);
-                    let plan = BatchPlan {
-                        pool,
-                        parties,
-                        batch: generator.next_batch_id(),
-                        items,
-                        correction: pool.correction_party(parties, index),
-                    };
-                    index += 1;
-                    left -= items;
-                    let out = generator.generate(&plan).map_err(ConsortiumError::from);
-                    let failed = out.is_err();
-                    if tx.send(out).is_err() || failed {
-                        break;
-                    }
-                }
-            });
-            for shares in rx {
-                let shares = shares?;
-                let header = shares[0].header.clone();
-                // Stage at every party in parallel; each party's store gets only its share.
-                std::thread::scope(|s2| {
-                    let handles: Vec<_> = self
-                        .stores
-                        .iter()
-                        .zip(&shares)
-                        .map(|(store, share)| s2.spawn(move || store.stage(&share.bytes)))
-                        .collect();
-                    handles.into_iter().enumerate().try_for_each(|(p, h)| {
-                        h.join()
-                            .expect("staging thread panicked")
-                            .map(|_| ())
-                            .map_err(party_err(p as u8))
-                    })
-                })?;
-                self.leader()
-                    .activate(&header.batch)
-                    .map_err(party_err(self.config.leader))?;
-                for (p, store) in self.stores.iter().enumerate() {
-                    if p as u8 != self.config.leader {
-                        store.activate(&header.batch).map_err(party_err(p as u8))?;
-                    }
-                }
-                report.items += header.items;
-                report.batches += 1;
-                progress(report.items);
-            }
-            Ok(())
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let items = std::thread::scope(|s| {
+            // The generator runs on a thread of its own, one batch ahead of the staging.
+            s.spawn(move || cluster::generate_batches(generator, plan, tx));
+            self.runtime.block_on(cluster::deal(
+                rx,
+                &self.parties,
+                leader,
+                |id| cluster::commit_batch(leader, &followers, id),
+                progress,
+            ))
         })?;
-        Ok(report)
+        Ok(DealReport {
+            items,
+            batches: items.div_ceil(self.config.batch_size),
+        })
     }
 
     /// Takes `count` items of `pool` from every party at once under `checkout`: the leader
@@ -333,32 +307,25 @@ impl LocalConsortium {
         out_dir: &Path,
     ) -> Result<Vec<PathBuf>> {
         self.check_pool(pool)?;
-        let leader = self.config.leader;
-        let res = self
-            .leader()
-            .allocate(checkout, pool, count)
-            .map_err(party_err(leader))?;
-        for (p, store) in self.stores.iter().enumerate() {
-            if p as u8 != leader {
-                store.apply(&res).map_err(party_err(p as u8))?;
-            }
-        }
-        // Every party holds it: confirm at the leader first, then everywhere.
-        self.leader().confirm(checkout).map_err(party_err(leader))?;
-        for (p, store) in self.stores.iter().enumerate() {
-            store.confirm(checkout).map_err(party_err(p as u8))?;
-        }
+        let req = CheckoutRequest {
+            id: checkout.to_string(),
+            pool,
+            count,
+        };
+        self.runtime
+            .block_on(cluster::checkout(self.leader(), &self.followers(), req))?;
         fs::create_dir_all(out_dir)
             .map_err(|e| ConsortiumError::Io(format!("create {}: {e}", out_dir.display())))?;
         let mut paths = Vec::new();
-        for (p, store) in self.stores.iter().enumerate() {
+        for (p, party) in self.parties.iter().enumerate() {
             let path = out_dir.join(format!("party-{p}.shares"));
             let ioe =
                 |e: std::io::Error| ConsortiumError::Io(format!("write {}: {e}", path.display()));
             // Written under a fresh name and renamed once complete: a retried take never
             // truncates shares an earlier run already handed out.
             let mut file = SecretFile::create(&path).map_err(ioe)?;
-            store
+            party
+                .store()
                 .take(checkout, "cli", file.writer())
                 .map_err(party_err(p as u8))?;
             file.commit().map_err(ioe)?;
@@ -372,10 +339,10 @@ impl LocalConsortium {
     /// # Errors
     /// Store errors.
     pub fn stock(&self) -> Result<Vec<BTreeMap<PoolSpec, PoolStock>>> {
-        self.stores
+        self.parties
             .iter()
             .enumerate()
-            .map(|(p, s)| s.stock().map_err(party_err(p as u8)))
+            .map(|(p, s)| s.store().stock().map_err(party_err(p as u8)))
             .collect()
     }
 }

@@ -12,8 +12,10 @@
 //! - [`generate`]: the [`generate::Generator`] seam and the trusted dealer behind it.
 //! - [`store`]: one party's store: sled metadata, bulk batch files, the lifecycle
 //!   staged -> available -> reserved -> consumed, audit log, migrations; a file per concept.
+//! - [`cluster`]: the consortium protocol (commit, checkout, expiry, settling staged batches),
+//!   written once against a party that is either a store on this machine or a remote node.
 //! - [`consortium`]: a consortium whose party stores sit on this machine; deal, take, verify.
-//! - [`node`]: the party node (HTTPS API, the consortium protocol, connection limits).
+//! - [`node`]: the party node (HTTPS API, authentication, connection limits, the sweep).
 //! - [`wire`]: the API's request and response bodies; [`client`]: engine and dealer clients.
 //! - [`interop`]: material in the files existing engines read (MP-SPDZ).
 //! - [`secret_file`]: share files written whole or not at all; [`tls`]: TLS and the consortium
@@ -34,6 +36,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod cluster;
 pub mod consortium;
 pub mod failpoint;
 pub mod generate;

@@ -64,7 +64,6 @@ fn retryable(e: &ClientError) -> bool {
         ClientError::Api {
             status, problem, ..
         } => *status == 503 || problem.code == "not-confirmed" || problem.code == "not-leader",
-        ClientError::Party { source, .. } => retryable(source),
         ClientError::Other(_) => false,
     }
 }

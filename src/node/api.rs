@@ -1,11 +1,11 @@
 //! The HTTP API: the router, the engine endpoints under `/v1` and what every handler shares
 //! (node-to-node and dealer endpoints under `/v1/internal` are in `internal.rs`). Control plane JSON, shares as a streamed `application/octet-stream`.
 
-use super::cluster;
 use super::error::{ApiError, Code};
 use super::extract::{Engine, JsonBody};
 use super::internal;
 use super::{Caller, NodeState};
+use crate::cluster;
 use crate::material::BatchId;
 use crate::store::{Reservation, ReservationState, StoreError};
 use crate::wire::{CheckoutRequest, CheckoutView, HealthView, StockView};
@@ -257,10 +257,9 @@ async fn create_checkout(
         ));
     }
     check_count(&st, req.count)?;
-    let res = if st.is_leader() {
-        cluster::checkout_at_leader(&st, req).await?
-    } else {
-        cluster::forward_checkout(&st, &req).await?
+    let res = match st.leader() {
+        None => cluster::checkout(&st.own, st.followers(), req).await?,
+        Some(leader) => leader.forward_checkout(&req).await?,
     };
     // A checkout this engine can no longer download here is a 410, not a 200 whose state the
     // engine would have to read.
@@ -449,6 +448,36 @@ impl Drop for Streaming {
     }
 }
 
+/// How long a download at a follower waits for the leader's confirmation to arrive before it
+/// asks the leader itself. The leader sends confirmations as it answers the engine, so they
+/// usually arrive first or within a millisecond.
+const CONFIRMATION_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A follower makes sure a reservation is confirmed before serving it: it waits briefly for
+/// the leader's confirmation, then asks the leader (see [`cluster::confirmed_at_leader`]).
+///
+/// # Errors
+/// 409 `not-confirmed` if the leader has not confirmed it (or released it).
+async fn learn_confirmation(st: &NodeState, id: &str) -> Result<(), ApiError> {
+    let Some(leader) = st.leader() else {
+        return Err(StoreError::Unconfirmed(id.to_string()).into());
+    };
+    let deadline = tokio::time::Instant::now() + CONFIRMATION_WAIT;
+    let mut arrivals = st.confirmations.subscribe();
+    loop {
+        // A read of recent metadata, as the download's own: no need to leave this thread.
+        let known = st.store.reservation(id)?;
+        if known.is_some_and(|r| r.confirmed || r.state != ReservationState::Reserved) {
+            return Ok(());
+        }
+        match tokio::time::timeout_at(deadline, arrivals.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => break,
+        }
+    }
+    Ok(cluster::confirmed_at_leader(leader, &st.own, id).await?)
+}
+
 async fn download(
     State(st): St,
     Engine { name, pools }: Engine,
@@ -466,7 +495,7 @@ async fn download(
         ));
     }
     if res.state == ReservationState::Reserved && !res.confirmed {
-        cluster::learn_confirmation(&st, &id).await?;
+        learn_confirmation(&st, &id).await?;
     }
     let len = st.store.share_stream_len(&res);
     let response = Response::builder()

@@ -1,6 +1,8 @@
 //! API errors as `application/problem+json` (RFC 9457) with a stable machine-readable code.
 
-use crate::store::{ReservationState, StoreError};
+pub use crate::cluster::gone_code;
+use crate::cluster::ProtocolError;
+use crate::store::StoreError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -56,53 +58,58 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        use StatusCode as S;
+        let (status, code) = crate::cluster::store_problem(&e);
         let detail = e.to_string();
         match e {
             StoreError::Underrun { available, .. } => ApiError {
                 available: Some(available),
                 retry_after: Some(60),
-                ..ApiError::new(S::SERVICE_UNAVAILABLE, Code::Underrun, detail)
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
             },
-            StoreError::Conflict(_) => ApiError::new(S::CONFLICT, Code::CheckoutConflict, detail),
-            StoreError::Gone { state, .. } | StoreError::NotReserved { state, .. } => {
-                ApiError::new(S::GONE, gone_code(state), detail)
-            }
-            StoreError::UnknownCheckout(_) => {
-                ApiError::new(S::NOT_FOUND, Code::UnknownCheckout, detail)
-            }
             StoreError::Unconfirmed(_) => ApiError {
                 retry_after: Some(1),
-                ..ApiError::new(S::CONFLICT, Code::NotConfirmed, detail)
+                ..ApiError::new(StatusCode::CONFLICT, code, detail)
             },
-            StoreError::BadCheckoutId | StoreError::ZeroCount => ApiError::bad_request(detail),
-            StoreError::RangeUnavailable { .. } => {
-                ApiError::new(S::CONFLICT, Code::RangeUnavailable, detail)
-            }
-            StoreError::UnknownBatch(_) => ApiError::new(S::NOT_FOUND, Code::UnknownBatch, detail),
-            StoreError::BatchMismatch(_) => ApiError::new(S::CONFLICT, Code::BatchMismatch, detail),
-            StoreError::IllegalTransition { .. } => {
-                ApiError::new(S::CONFLICT, Code::IllegalTransition, detail)
-            }
-            StoreError::Format(_) => ApiError::new(S::BAD_REQUEST, Code::BadBatch, detail),
-            StoreError::WrongParty { .. } => {
-                ApiError::new(S::BAD_REQUEST, Code::WrongParty, detail)
-            }
-            other => {
-                tracing::error!(error = %other, "store failure");
+            _ if code == Code::Internal => {
+                tracing::error!(error = %e, "store failure");
                 ApiError::internal("the store failed; see the node's log")
             }
+            _ => ApiError::new(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                code,
+                detail,
+            ),
         }
     }
 }
 
-/// The code of a `410` for a checkout that can no longer be served here, by its state.
-pub fn gone_code(state: ReservationState) -> Code {
-    match state {
-        ReservationState::Consumed => Code::AlreadyConsumed,
-        ReservationState::Released => Code::CheckoutReleased,
-        ReservationState::Burned => Code::CheckoutBurned,
-        ReservationState::Reserved => Code::NotReserved,
+impl From<ProtocolError> for ApiError {
+    /// This node's own store's refusals keep their words; another party's name it.
+    fn from(e: ProtocolError) -> Self {
+        use crate::cluster::Refusal;
+        match e {
+            ProtocolError::Refused {
+                refusal: Refusal::Store(e),
+                ..
+            } => ApiError::from(*e),
+            ProtocolError::Refused {
+                at,
+                refusal: Refusal::Problem(mut p),
+                ..
+            } => {
+                p.detail = format!("{at}: {}", p.detail);
+                ApiError::from(*p)
+            }
+            // Logged where it happened (`cluster::RemoteParty`).
+            ProtocolError::Unavailable { .. } => ApiError::unavailable(e.to_string()),
+            ProtocolError::NotStaged { .. } => {
+                ApiError::new(StatusCode::CONFLICT, Code::NotStaged, e.to_string())
+            }
+            ProtocolError::Generate(_) | ProtocolError::Internal(_) => {
+                tracing::error!(error = %e, "protocol failure");
+                ApiError::internal(e.to_string())
+            }
+        }
     }
 }
 

@@ -5,10 +5,10 @@ use super::api::{
     batch_id, blocking, check_count, known_pool, read_body, require_dealer, require_leader,
     require_node, INTERNAL_JSON_LIMIT, STAGE_BODY_TIMEOUT, STAGE_LIMIT,
 };
-use super::cluster;
 use super::error::{ApiError, Code};
 use super::extract::{FromLeader, JsonBody, NodeAtLeader};
 use super::{Caller, NodeState};
+use crate::cluster::{self, Party};
 use crate::material::BatchHeader;
 use crate::store::{Reservation, StoreError};
 use crate::wire::{
@@ -30,7 +30,7 @@ pub(super) async fn leader_checkout(
 ) -> Result<Json<Reservation>, ApiError> {
     known_pool(&st, req.pool)?;
     check_count(&st, req.count)?;
-    Ok(Json(cluster::checkout_at_leader(&st, req).await?))
+    Ok(Json(cluster::checkout(&st.own, st.followers(), req).await?))
 }
 
 pub(super) async fn stage(
@@ -117,7 +117,7 @@ pub(super) async fn commit(
     require_dealer(&caller, "commits batches")?;
     require_leader(&st, "batches are committed at the leader")?;
     let id = batch_id(&batch)?;
-    cluster::commit_batch(&st, id).await?;
+    cluster::commit_batch(&st.own, st.followers(), id).await?;
     Ok(Json(BatchStateView {
         batch: id,
         state: crate::store::BatchState::Available,
@@ -180,19 +180,7 @@ pub(super) async fn confirm(
     _: FromLeader,
     JsonBody(req): JsonBody<ConfirmRequest, INTERNAL_JSON_LIMIT>,
 ) -> Result<StatusCode, ApiError> {
-    let store = st.store.clone();
-    blocking(move || {
-        for id in &req.checkouts {
-            // Unknown here or released: nothing to record (the leader confirms only what
-            // every party held; a later download asks the leader anyway).
-            match store.confirm(id) {
-                Ok(_) | Err(StoreError::UnknownCheckout(_) | StoreError::NotReserved { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    })
-    .await?;
+    st.own.confirmed(req.checkouts).await?;
     st.confirmations.send_modify(|n| *n = n.wrapping_add(1));
     crate::failpoint::hit("confirm.durable");
     Ok(StatusCode::NO_CONTENT)
@@ -203,9 +191,7 @@ pub(super) async fn expire(
     _: FromLeader,
     Path(id): Path<String>,
 ) -> Result<Json<ExpireOutcome>, ApiError> {
-    let store = st.store.clone();
-    let lookup = id.clone();
-    let outcome = blocking(move || Ok(cluster::expire_locally(&store, &lookup))).await??;
+    let outcome = st.own.expire(id.clone()).await?;
     crate::failpoint::hit("expire.follower");
     if outcome == ExpireOutcome::Released {
         tracing::info!(checkout = %id, "reservation expired at the leader's request: items back to stock here");
@@ -218,14 +204,7 @@ pub(super) async fn burn(
     _: FromLeader,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let store = st.store.clone();
-    let lookup = id.clone();
-    let burned = blocking(move || match store.burn(&lookup) {
-        Ok(_) => Ok(true),
-        Err(StoreError::NotReserved { .. }) | Err(StoreError::UnknownCheckout(_)) => Ok(false),
-        Err(e) => Err(e),
-    })
-    .await?;
+    let burned = st.own.burn(id.clone()).await?;
     if burned {
         tracing::info!(checkout = %id, "reservation burned at the leader's request: downloaded elsewhere, destroyed unused here");
     }

@@ -6,14 +6,12 @@
 //! - [`error`]: problem+json errors.
 //! - [`api`]: the axum router and the engine handlers; `internal`: node-to-node and dealer
 //!   handlers; `extract`: who is calling, and JSON bodies within limits.
-//! - [`cluster`]: calls between nodes and the leader's side of the protocol.
-//! - [`combine`]: grouping of concurrent checkouts into one flush and one call per node.
+//! - `sweep`: the periodic sweep (expiry, stale staged batches, erasure); the protocol it
+//!   runs is [`crate::cluster`]'s.
 //! - [`listener`]: the HTTPS serving loop, its connection limits and deadlines.
 //! - this module: shared state, authentication, and startup of a node's tasks.
 
 pub mod api;
-pub mod cluster;
-pub mod combine;
 pub mod config;
 pub mod error;
 mod extract;
@@ -21,12 +19,13 @@ mod internal;
 pub mod listener;
 pub mod openapi;
 pub mod provision;
+mod sweep;
 
 use crate::auth::Token;
+use crate::cluster::combine::Combiner;
+use crate::cluster::{LocalParty, PartyName, RemoteParty, Retry};
 use crate::material::PoolSpec;
-use crate::store::{Reservation, Store};
-use crate::wire::CheckoutRequest;
-use combine::Combiner;
+use crate::store::Store;
 use config::{ClusterConfig, NodeConfig};
 use error::{ApiError, Code};
 use sha2::{Digest, Sha256};
@@ -62,13 +61,10 @@ pub struct NodeState {
     /// HTTPS client trusting only the consortium CA.
     pub http: reqwest::Client,
     credentials: Vec<Credential>,
-    /// At the leader: checkouts allocated a group at a time, one flush per group.
-    pub(crate) allocations: Group<CheckoutRequest, Result<Reservation, ApiError>>,
-    /// At the leader, per party: reservations sent to that follower a group per request.
-    pub(crate) replicas: Vec<Group<Reservation, Result<(), ApiError>>>,
-    /// At the leader: checkouts confirmed a group at a time; each group's confirmations go
-    /// to every follower in one request.
-    pub(crate) confirms: Group<String, Result<Reservation, ApiError>>,
+    /// This party's store, as the protocol reaches it.
+    pub(crate) own: LocalParty,
+    /// Every other party's node, in party order.
+    pub(crate) others: Vec<RemoteParty>,
     /// Small downloads consumed a group at a time, one flush per group (engine name per
     /// checkout); the answer is the share stream.
     pub(crate) consumes: Group<(String, String), Result<axum::body::Bytes, ApiError>>,
@@ -134,27 +130,27 @@ impl NodeState {
             hash: decode_hash(&cluster.dealer_token_sha256),
             who: Ok(Caller::Dealer),
         });
-        let cluster_parties = cluster.parties.len();
+        let others = cluster
+            .parties
+            .iter()
+            .filter(|p| p.id != me)
+            .map(|p| {
+                let at = PartyName {
+                    party: p.id,
+                    name: Some(p.name.clone()),
+                };
+                RemoteParty::new(at, &p.url, token.clone(), http.clone(), Retry::Once)
+            })
+            .collect();
         Ok(NodeState {
+            own: LocalParty::new(store.clone()),
+            others,
             store,
             cluster,
             me,
             token,
             http,
             credentials,
-            allocations: Combiner::new(GROUP, |st: &St, group| {
-                cluster::allocate_group(st.clone(), group)
-            }),
-            replicas: (0..cluster_parties as u8)
-                .map(|p| {
-                    Combiner::new(GROUP, move |st: &St, group| {
-                        cluster::apply_at(st.clone(), p, group)
-                    })
-                })
-                .collect(),
-            confirms: Combiner::new(GROUP, |st: &St, group| {
-                cluster::confirm_group(st.clone(), group)
-            }),
             consumes: Combiner::new(GROUP, |st: &St, group| {
                 api::consume_group(st.clone(), group)
             }),
@@ -164,6 +160,18 @@ impl NodeState {
 
     pub fn is_leader(&self) -> bool {
         self.me == self.cluster.leader
+    }
+
+    /// The other parties' nodes: the followers, at the leader.
+    pub(crate) fn followers(&self) -> &[RemoteParty] {
+        &self.others
+    }
+
+    /// The leader's node, at a follower (`None` at the leader).
+    pub(crate) fn leader(&self) -> Option<&RemoteParty> {
+        self.others
+            .iter()
+            .find(|p| crate::cluster::Party::at(*p).party == self.cluster.leader)
     }
 
     /// Identifies the caller from `Authorization: Bearer <token>`.
@@ -207,8 +215,7 @@ type St = Arc<NodeState>;
 /// A combiner of this node's.
 type Group<I, O> = Arc<Combiner<St, I, O>>;
 
-/// Most checkouts allocated, or sent to a follower, in one group. Bounds the size of a
-/// node-to-node request and the time the store's lock is held at once.
+/// Most downloads consumed in one group.
 const GROUP: usize = 64;
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -272,7 +279,7 @@ pub fn spawn(
     let tasks = tokio_util::task::TaskTracker::new();
     let app = api::router(state.clone());
     tasks.spawn(listener::serve(listener, tls, app, limits, cancel.clone()));
-    tasks.spawn(cluster::sweep_forever(state.clone(), cancel.clone()));
+    tasks.spawn(sweep::sweep_forever(state.clone(), cancel.clone()));
     Ok(RunningNode {
         addr,
         state,

@@ -1,0 +1,94 @@
+//! The node's periodic sweep: erasure of consumed chunks everywhere, expiry at the leader,
+//! stale staged batches everywhere. The protocol steps are [`crate::cluster`]'s.
+
+use super::error::ApiError;
+use super::NodeState;
+use crate::cluster::{self, Expired, Settled};
+use crate::material::BatchId;
+use crate::store::{now_unix, BatchState, Reservation, ReservationState};
+use std::sync::Arc;
+
+/// Runs sweeps until `cancel` fires; a sweep cut short by it is safe (every step is idempotent
+/// and the next start sweeps again).
+pub async fn sweep_forever(st: Arc<NodeState>, cancel: tokio_util::sync::CancellationToken) {
+    let every = std::time::Duration::from_millis(st.cluster.sweep_interval_ms.max(50));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = sweep_once(&st) => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e.detail, "sweep incomplete; retried next time");
+                }
+            }
+        }
+    }
+}
+
+/// One sweep.
+///
+/// # Errors
+/// The first failure; the rest is retried next sweep.
+pub async fn sweep_once(st: &Arc<NodeState>) -> Result<(), ApiError> {
+    let now = now_unix();
+    st.own.run("erasing", |s| s.erase_due()).await?;
+    if st.is_leader() {
+        let cutoff = now.saturating_sub(st.cluster.reservation_ttl_seconds);
+        let due: Vec<Reservation> = st
+            .own
+            .run("reading reservations", move |s| {
+                s.open_reservations_until(cutoff)
+            })
+            .await?
+            .into_iter()
+            .filter(|r| {
+                matches!(
+                    r.state,
+                    ReservationState::Reserved | ReservationState::Consumed
+                )
+            })
+            .collect();
+        for r in &due {
+            // One reservation that cannot be expired yet must not hold up the others.
+            match cluster::expire(&st.own, st.followers(), r).await {
+                // Why stock moved, for the operator (checkout ids are engines' names).
+                Ok(Expired::Burned) => tracing::info!(checkout = %r.checkout, pool = %r.pool,
+                    items = r.count,
+                    "reservation expired after a download somewhere: burned at every party that had not downloaded it"),
+                Ok(Expired::Released) => tracing::info!(checkout = %r.checkout, pool = %r.pool,
+                    items = r.count,
+                    "reservation expired undownloaded: its items went back to stock at every party"),
+                Err(e) => {
+                    tracing::debug!(checkout = %r.checkout, error = %e, "expiry postponed");
+                }
+            }
+        }
+    }
+    let deadline = st.cluster.staging_deadline_seconds;
+    let stale: Vec<BatchId> = st
+        .own
+        .run("reading batches", |s| s.all_batches())
+        .await?
+        .into_iter()
+        .filter(|m| m.state == BatchState::Staged && m.staged_at + deadline <= now)
+        .map(|m| m.id)
+        .collect();
+    for id in stale {
+        // The leader's copy decides (see `cluster::settle_staged`).
+        let settled = match st.leader() {
+            Some(leader) => cluster::settle_staged(leader, &st.own, id).await,
+            None => cluster::settle_staged(&st.own, &st.own, id).await,
+        };
+        match settled {
+            Ok(Settled::Activated) => tracing::info!(batch = %id,
+                "staged batch found committed at the leader: available here now"),
+            Ok(Settled::Aborted) => tracing::info!(batch = %id, deadline_s = deadline,
+                "staged batch never committed within the staging deadline: removed"),
+            Err(e) => tracing::debug!(batch = %id, error = %e, "stale batch kept for now"),
+        }
+    }
+    Ok(())
+}
