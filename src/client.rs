@@ -4,10 +4,12 @@
 
 use crate::auth::Token;
 use crate::cluster::{self, DealPlan, PartyName, ProtocolError, RemoteParty, Retry};
-use crate::generate::Generator;
+use crate::generate::{BatchPlan, Generator};
 use crate::material::PoolSpec;
 use crate::node::config::ClusterConfig;
-use crate::wire::{CheckoutRequest, CheckoutView, HealthView, StockView};
+use crate::wire::{
+    CheckoutRequest, CheckoutView, HealthView, NextPiece, Piece, PieceRequest, StockView,
+};
 use crate::wire::{Code, Problem};
 use futures_util::StreamExt;
 use std::time::Duration;
@@ -342,5 +344,54 @@ impl DealerClient {
         // Generation stops at the next batch once the receiver is gone.
         let _ = making.await;
         dealt
+    }
+
+    fn leader(&self) -> &RemoteParty {
+        &self.parties[self.cluster.leader as usize]
+    }
+
+    /// As a dealer worker: asks the leader for the next piece of a generation job.
+    ///
+    /// # Errors
+    /// The leader's refusal, or it cannot be reached (after retries).
+    pub async fn next_piece(&self, worker: &str) -> Result<NextPiece, ProtocolError> {
+        let req = PieceRequest {
+            worker: worker.to_string(),
+        };
+        self.leader().next_piece(&req).await
+    }
+
+    /// As a dealer worker: makes one piece (its batch, under the id the leader chose), stages
+    /// it at every party and has the leader commit it. Returns the generator for the next.
+    ///
+    /// # Errors
+    /// Generation, staging or commit errors (`piece-revoked` if the leader took the piece
+    /// back meanwhile).
+    pub async fn make_piece<G: Generator + Send + 'static>(
+        &self,
+        mut generator: G,
+        piece: &Piece,
+    ) -> (G, Result<(), ProtocolError>) {
+        let plan = BatchPlan {
+            pool: piece.pool,
+            parties: self.cluster.parties(),
+            batch: piece.batch,
+            items: piece.items,
+            correction: piece.correction,
+        };
+        let (generator, shares) = tokio::task::spawn_blocking(move || {
+            let out = generator.generate(&plan);
+            (generator, out)
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let leader = self.leader();
+        let delivered = match shares {
+            Ok(shares) => {
+                cluster::deliver(&self.parties, leader, shares, &|id| leader.commit(id)).await
+            }
+            Err(e) => Err(e.into()),
+        };
+        (generator, delivered)
     }
 }

@@ -72,6 +72,14 @@ pub const POINTS: &[(&str, &str)] = &[
         "expire.settling",
         "leader: every follower done, before settling here",
     ),
+    (
+        "job.leased",
+        "leader: a job's piece leased durably, before answering the worker",
+    ),
+    (
+        "job.committed",
+        "leader: a piece's batch committed, before the job counts it",
+    ),
 ];
 
 static PLAN: OnceLock<Option<(String, u64)>> = OnceLock::new();

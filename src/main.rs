@@ -178,13 +178,34 @@ enum Command {
         #[arg(long)]
         token_file: PathBuf,
         /// Pool to fill, such as triple-z64.
-        #[arg(long)]
-        pool: PoolSpec,
+        #[arg(long, required_unless_present = "worker")]
+        pool: Option<PoolSpec>,
         /// Items to generate.
-        #[arg(long)]
-        count: u64,
+        #[arg(long, required_unless_present = "worker")]
+        count: Option<u64>,
+        /// Run as a long-lived worker: take pieces of the leader's generation jobs (see
+        /// `larder jobs`) until stopped. Start as many as the dealing needs.
+        #[arg(long, conflicts_with_all = ["pool", "count"])]
+        worker: bool,
+        /// The worker's name in the jobs' records (default: worker-<pid>).
+        #[arg(long, requires = "worker")]
+        name: Option<String>,
+        /// With --worker: stop once the leader has no job left to make.
+        #[arg(long, requires = "worker")]
+        until_idle: bool,
         #[command(flatten)]
         threads: Threads,
+    },
+    /// As an operator: create, list or cancel generation jobs at the leader.
+    Jobs {
+        /// The consortium file (consortium.toml).
+        #[arg(long)]
+        consortium: PathBuf,
+        /// The file holding the operators' token (operator.token).
+        #[arg(long)]
+        token_file: PathBuf,
+        #[command(subcommand)]
+        action: JobsCommand,
     },
     /// As an engine: check out items at your party's node and download your shares.
     Checkout {
@@ -462,10 +483,37 @@ fn run() -> Result<()> {
         Command::Dealer {
             consortium,
             token_file,
-            pool,
-            count,
+            worker: true,
+            name,
+            until_idle,
+            ..
+        } => runtime()?.block_on(cli::worker::work(
+            &consortium,
+            &token_file,
+            name,
+            until_idle,
+        ))?,
+        Command::Dealer {
+            consortium,
+            token_file,
+            pool: Some(pool),
+            count: Some(count),
             ..
         } => runtime()?.block_on(dealer(&consortium, &token_file, pool, count))?,
+        Command::Dealer { .. } => unreachable!("clap requires --pool and --count without --worker"),
+        Command::Jobs {
+            consortium,
+            token_file,
+            action,
+        } => {
+            use cli::worker::JobsAction;
+            let action = match action {
+                JobsCommand::Create { pool, count } => JobsAction::Create { pool, count },
+                JobsCommand::List => JobsAction::List,
+                JobsCommand::Cancel { id } => JobsAction::Cancel { id },
+            };
+            runtime()?.block_on(cli::worker::jobs(&consortium, &token_file, action))?
+        }
         Command::Checkout {
             url,
             ca,
@@ -558,4 +606,19 @@ enum BenchWhat {
     Checkout,
     /// Sustained generation and checkouts at every party.
     Soak,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum JobsCommand {
+    /// Queue a job: make COUNT items of POOL with dealer workers.
+    Create {
+        #[arg(long)]
+        pool: PoolSpec,
+        #[arg(long)]
+        count: u64,
+    },
+    /// Every job: state, items made, pieces being made.
+    List,
+    /// Stop a job; what it committed stays.
+    Cancel { id: u64 },
 }

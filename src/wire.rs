@@ -115,6 +115,52 @@ pub enum ExpireOutcome {
     Unknown,
 }
 
+pub use crate::store::{Job, JobState, Lease};
+
+/// `POST /v1/jobs`: make `count` items of `pool` with `generator`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    pub pool: PoolSpec,
+    pub count: u64,
+    /// `dealer` (the default): made by dealer workers (`larder dealer --worker`).
+    #[serde(default = "default_generator")]
+    pub generator: String,
+}
+
+fn default_generator() -> String {
+    "dealer".into()
+}
+
+/// `POST /v1/internal/jobs/next`: a dealer worker asks the leader for a piece of work.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PieceRequest {
+    /// The worker's name, shown to operators in the job's leases.
+    pub worker: String,
+}
+
+/// One batch of a job for a worker to make: generate it under `batch`, stage it at every
+/// party, and have the leader commit it before `until` (Unix seconds).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Piece {
+    pub job: u64,
+    pub pool: PoolSpec,
+    pub batch: crate::material::BatchId,
+    pub items: u64,
+    pub correction: u8,
+    pub until: u64,
+}
+
+/// The answer to a [`PieceRequest`]: a piece, or none for now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextPiece {
+    pub piece: Option<Piece>,
+    /// Jobs that are not over yet: with no piece and no live job, a worker that runs until
+    /// idle stops.
+    pub live_jobs: u64,
+}
+
 /// The body of every error answer (`application/problem+json`, RFC 9457).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
@@ -197,6 +243,13 @@ codes! {
     Unauthenticated => "unauthenticated",
     NodesOnly => "nodes-only",
     DealerOnly => "dealer-only",
+    /// Only an operator of the consortium may do this (generation jobs).
+    OperatorsOnly => "operators-only",
+    UnknownJob => "unknown-job",
+    /// The job is over (done, failed or cancelled).
+    JobOver => "job-over",
+    /// A piece of a job that was taken back from its worker: its batch is never committed.
+    PieceRevoked => "piece-revoked",
     EnginesOnly => "engines-only",
     PoolNotGranted => "pool-not-granted",
     NotLeader => "not-leader",

@@ -587,6 +587,7 @@ enum Caller {
     LeaderNode,
     FollowerNode,
     Dealer,
+    Operator,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -610,6 +611,7 @@ async fn authorization_matrix_every_endpoint_every_caller() {
         Caller::LeaderNode,
         Caller::FollowerNode,
         Caller::Dealer,
+        Caller::Operator,
     ];
     let mut checked = 0;
     let mut undocumented = Vec::new();
@@ -645,6 +647,7 @@ async fn authorization_matrix_every_endpoint_every_caller() {
                         // Another follower's node: party 2 (never the target).
                         Caller::FollowerNode => Some(node_token(2)),
                         Caller::Dealer => Some(c.prov.dealer_token.expose().to_string()),
+                        Caller::Operator => Some(c.prov.operator_token.expose().to_string()),
                     };
                     let m: reqwest::Method = method.to_uppercase().parse().unwrap();
                     let (status, body, ct) =
@@ -663,6 +666,7 @@ async fn authorization_matrix_every_endpoint_every_caller() {
                                     schemes.contains(&"nodeToken") && !leader_only
                                 }
                                 Caller::Dealer => schemes.contains(&"dealerToken"),
+                                Caller::Operator => schemes.contains(&"operatorToken"),
                             };
                     if allowed {
                         assert!(status != 401 && status != 403, "refused: {what}");

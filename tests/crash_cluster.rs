@@ -6,7 +6,10 @@
 //! - no item was delivered twice at any party;
 //! - every checkout downloaded at all parties holds the same items everywhere and reconstructs;
 //! - every batch anything was served from is committed (available or exhausted) at every party;
-//! - every node restarts on its store (and at the end every store reopens offline).
+//! - every node restarts on its store (and at the end every store reopens offline);
+//! - every generation job (about half the rounds refill by a job made by a dealer worker, which
+//!   may be the one killed) ends done, its pieces in the leader's audit log adding up to
+//!   exactly its count, no batch counted twice, each committed at every party.
 //!
 //! The plan of kills comes from a seed, so a failing round can be replayed:
 //! `LARDER_CRASH_SEED=<seed> LARDER_CRASH_ROUNDS=<n> cargo test --release --test
@@ -44,6 +47,7 @@ fn target_of(point: &str, rng: &mut impl Rng) -> Target {
         "activate" | "apply" | "confirm" => follower(rng),
         "expire" if point == "expire.follower" => follower(rng),
         "expire" => Target::Node(LEADER),
+        "job" => Target::Node(LEADER),
         other => panic!("unplaced crash point {other}"),
     }
 }
@@ -176,6 +180,8 @@ struct Report {
     complete_checkouts: u64,
     duplicates: u64,
     mismatches: u64,
+    jobs: u64,
+    pieces_revoked: u64,
 }
 
 #[test]
@@ -189,7 +195,9 @@ fn nothing_is_handed_out_twice_or_mismatched_whatever_is_killed() {
         .enable_all()
         .build()
         .unwrap();
-    let mut h = Harness::new("warn");
+    // Staging deadline 6 s: a killed dealer worker's piece is taken back and made again
+    // within the run.
+    let mut h = Harness::with_staging_deadline("warn", Some(6));
     rt.block_on(h.wait_healthy());
     // Opening stock.
     h.start_dealer(20_000, None);
@@ -200,6 +208,8 @@ fn nothing_is_handed_out_twice_or_mismatched_whatever_is_killed() {
     let mut delivered: Vec<HashSet<(BatchId, u64)>> = vec![HashSet::new(); 3];
     let mut served_batches: HashSet<BatchId> = HashSet::new();
     let mut report = Report::default();
+    // Every job created: id -> items asked for.
+    let mut jobs_made: BTreeMap<u64, u64> = BTreeMap::new();
 
     for round in 0..rounds {
         // The plan: a crash point in some process, or a random SIGKILL.
@@ -233,7 +243,15 @@ fn nothing_is_handed_out_twice_or_mismatched_whatever_is_killed() {
         } else {
             None
         };
-        h.start_dealer(6000, dealer_plan);
+        // The round's stock comes from the one-shot dealer or from a job made by a dealer
+        // worker (always for the jobs' own crash points).
+        if point.is_some_and(|p| p.starts_with("job.")) || rng.random_bool(0.5) {
+            let id = rt.block_on(h.create_job(6000));
+            jobs_made.insert(id, 6000u64);
+            h.start_worker(&format!("round-{round}"), dealer_plan);
+        } else {
+            h.start_dealer(6000, dealer_plan);
+        }
 
         // The engines' work for this round.
         let out = Arc::new(Mutex::new(Downloads::default()));
@@ -407,10 +425,25 @@ fn nothing_is_handed_out_twice_or_mismatched_whatever_is_killed() {
         report.rounds += 1;
     }
 
-    // Every store reopens offline once the nodes are gone.
-    for p in 0..3 {
-        h.sigkill(Target::Node(p));
+    // A last worker finishes every job, including pieces whose workers were killed.
+    h.start_worker("last", None);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while h.ended(Target::Dealer).is_none() {
+        assert!(Instant::now() < deadline, "the jobs were not finished");
+        std::thread::sleep(Duration::from_millis(100));
     }
+    let (status, jobs) = rt.block_on(h.operator(reqwest::Method::GET, "/v1/jobs", None));
+    assert_eq!(status, 200);
+    for j in jobs.as_array().unwrap() {
+        assert_eq!(j["state"], "done", "{j}");
+        assert_eq!(j["made"], j["count"], "{j}");
+    }
+    // The leader's audit log, read offline: every job's pieces add up to exactly its count,
+    // no batch counted twice, each committed at every party (every store reopens).
+    let (made, revoked) = h.job_evidence();
+    assert_eq!(made, jobs_made, "items committed per job");
+    report.jobs = jobs_made.len() as u64;
+    report.pieces_revoked = revoked.len() as u64;
     for node in &h.prov.nodes {
         let cfg = NodeConfig::load(node).unwrap();
         larder::store::Store::open(&cfg.data_dir)
@@ -418,10 +451,12 @@ fn nothing_is_handed_out_twice_or_mismatched_whatever_is_killed() {
     }
     let killed: u64 = report.kills.values().sum();
     eprintln!(
-        "crash harness report (seed {seed}):\n  rounds {}\n  kills {killed} {:?}\n  planned points not reached (killed at round end) {}\n  checkouts {}\n  downloads {} ({} items)\n  checkouts downloaded and reconstructed at all parties {}\n  downloads lost to crashes {}\n  duplicates {}\n  mismatches {}",
+        "crash harness report (seed {seed}):\n  rounds {}\n  kills {killed} {:?}\n  planned points not reached (killed at round end) {}\n  jobs {} (every one made exactly; pieces taken back from killed workers {})\n  checkouts {}\n  downloads {} ({} items)\n  checkouts downloaded and reconstructed at all parties {}\n  downloads lost to crashes {}\n  duplicates {}\n  mismatches {}",
         report.rounds,
         report.kills,
         report.planned_not_reached,
+        report.jobs,
+        report.pieces_revoked,
         report.checkouts,
         report.downloads,
         report.items_downloaded,

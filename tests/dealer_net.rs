@@ -23,13 +23,7 @@ async fn run(mut c: Command) -> Output {
 
 /// Sets the consortium's staging deadline (the dealer reads it when it starts).
 fn set_staging_deadline(h: &Harness, seconds: u64) {
-    let text = std::fs::read_to_string(&h.prov.consortium).unwrap();
-    let mut table: toml::Table = toml::from_str(&text).unwrap();
-    table.insert(
-        "staging_deadline_seconds".into(),
-        toml::Value::Integer(seconds as i64),
-    );
-    std::fs::write(&h.prov.consortium, toml::to_string(&table).unwrap()).unwrap();
+    common::procs::set_staging_deadline(&h.prov.consortium, seconds);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

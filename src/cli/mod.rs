@@ -6,3 +6,4 @@ pub mod bench;
 pub mod commands;
 pub mod demo;
 pub mod soak;
+pub mod worker;

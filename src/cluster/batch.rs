@@ -55,13 +55,10 @@ pub fn generate_batches<G: Generator + ?Sized>(
     }
 }
 
-/// Stages each generated batch at every party (party i gets only share i), then has it
-/// committed by `commit` (at the leader). Generation of the next batch overlaps the staging of
-/// this one when `batches` is fed by [`generate_batches`] on another thread. `progress` gets
-/// the items committed so far; the total is returned.
-///
-/// A batch that fails half-way is abandoned: the leader's copy decides ([`Abort`]); if the
-/// leader made it available after all (a commit whose answer was lost), it counts as dealt.
+/// Stages each generated batch at every party and has it committed ([`deliver`]).
+/// Generation of the next batch overlaps the staging of this one when `batches` is fed by
+/// [`generate_batches`] on another thread. `progress` gets the items committed so far; the
+/// total is returned.
 ///
 /// # Errors
 /// Generation, staging or commit errors, naming the party. Batches committed before stay.
@@ -80,49 +77,74 @@ where
     let mut done = 0u64;
     while let Some(shares) = batches.recv().await {
         let shares = shares?;
-        if shares.len() != parties.len() {
-            return Err(ProtocolError::Internal(format!(
-                "the generator made {} shares for {} parties",
-                shares.len(),
-                parties.len()
-            )));
-        }
-        let (batch, items) = (shares[0].header.batch, shares[0].header.items);
-        let staged = join_all(parties.iter().zip(shares).map(|(p, share)| async move {
-            let r = p.stage(share).await;
-            if r.is_ok() {
-                crate::failpoint::hit("dealer.staged");
-            }
-            r
-        }))
-        .await;
-        let failure = match staged.into_iter().find_map(Result::err) {
-            Some(e) => Some(e),
-            None => {
-                crate::failpoint::hit("dealer.before-commit");
-                commit(batch).await.err()
-            }
-        };
-        if let Some(e) = failure {
-            // Unclear or failed: the leader decides. Only once its copy is gone may the
-            // followers drop theirs.
-            match leader.abort(batch).await? {
-                Abort::Committed => {}
-                Abort::Aborted => {
-                    for p in parties.iter().filter(|p| p.at() != leader.at()) {
-                        if let Err(e) = p.abort(batch).await {
-                            tracing::debug!(error = %e, batch = %batch,
-                                "abandoned batch not dropped; the party's sweep drops it");
-                        }
-                    }
-                    return Err(e);
-                }
-            }
-        }
+        let items = shares.first().map_or(0, |s| s.header.items);
+        deliver(parties, leader, shares, &commit).await?;
         done += items;
         progress(done);
     }
     Ok(done)
+}
+
+/// Stages one batch at every party (party i gets only share i), then has it committed by
+/// `commit` (at the leader).
+///
+/// A batch that fails half-way is abandoned: the leader's copy decides ([`Abort`]); if the
+/// leader made it available after all (a commit whose answer was lost), it counts as
+/// delivered.
+///
+/// # Errors
+/// Staging or commit errors, naming the party.
+pub async fn deliver<P, C, Fut>(
+    parties: &[P],
+    leader: &P,
+    shares: Vec<PartyBatch>,
+    commit: &C,
+) -> Result<()>
+where
+    P: Party,
+    C: Fn(BatchId) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    if shares.len() != parties.len() {
+        return Err(ProtocolError::Internal(format!(
+            "the generator made {} shares for {} parties",
+            shares.len(),
+            parties.len()
+        )));
+    }
+    let batch = shares[0].header.batch;
+    let staged = join_all(parties.iter().zip(shares).map(|(p, share)| async move {
+        let r = p.stage(share).await;
+        if r.is_ok() {
+            crate::failpoint::hit("dealer.staged");
+        }
+        r
+    }))
+    .await;
+    let failure = match staged.into_iter().find_map(Result::err) {
+        Some(e) => e,
+        None => {
+            crate::failpoint::hit("dealer.before-commit");
+            match commit(batch).await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            }
+        }
+    };
+    // Unclear or failed: the leader decides. Only once its copy is gone may the followers
+    // drop theirs.
+    match leader.abort(batch).await? {
+        Abort::Committed => Ok(()),
+        Abort::Aborted => {
+            for p in parties.iter().filter(|p| p.at() != leader.at()) {
+                if let Err(e) = p.abort(batch).await {
+                    tracing::debug!(error = %e, batch = %batch,
+                        "abandoned batch not dropped; the party's sweep drops it");
+                }
+            }
+            Err(failure)
+        }
+    }
 }
 
 /// The leader commits a batch staged everywhere: it checks every follower holds it, makes it

@@ -8,7 +8,7 @@ use crate::material::{BatchId, PoolSpec};
 use crate::store::{BatchState, PoolStock, Reservation};
 use crate::wire::{
     path_segment, ApplyRequest, ApplyResult, BatchStateView, CheckoutRequest, Code, ConfirmRequest,
-    ExpireOutcome, Problem, StockView,
+    ExpireOutcome, NextPiece, PieceRequest, Problem, StockView,
 };
 use bytes::Bytes;
 use reqwest::{Method, StatusCode};
@@ -98,6 +98,23 @@ impl RemoteParty {
             .call::<BatchStateView>("committing", Method::POST, &path, None)
             .await
             .map(|_| ())
+    }
+
+    /// A dealer worker asks the leader's node for the next piece of a generation job.
+    ///
+    /// # Errors
+    /// The leader's refusal (wrong credential, not the leader), or it cannot be reached.
+    pub async fn next_piece(&self, req: &PieceRequest) -> Result<NextPiece> {
+        let body = json(req)?;
+        self.inner
+            .call::<NextPiece>(
+                "asking for work",
+                Method::POST,
+                "/v1/internal/jobs/next",
+                Some(body),
+            )
+            .await?
+            .ok_or_else(|| self.inner.bad_answer("asking for work", "an empty answer"))
     }
 
     /// A follower passes an engine's checkout to the leader's node, which runs the protocol.

@@ -4,6 +4,7 @@
 use super::error::{ApiError, Code};
 use super::extract::{Engine, JsonBody};
 use super::internal;
+use super::jobs;
 use super::{Caller, NodeState};
 use crate::cluster;
 use crate::material::BatchId;
@@ -68,6 +69,9 @@ pub fn router(state: Arc<NodeState>) -> Router {
             post(internal::expire),
         )
         .route("/v1/internal/reservations/{id}/burn", post(internal::burn))
+        .route("/v1/jobs", post(jobs::create).get(jobs::list))
+        .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
+        .route("/v1/internal/jobs/next", post(jobs::next_piece))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, Code::NotFound, "no such endpoint")
         })

@@ -37,6 +37,10 @@ pub struct ClusterConfig {
     pub engines: Vec<EngineEntry>,
     /// SHA-256 of the dealer's token.
     pub dealer_token_sha256: String,
+    /// The operators' token (creates and lists generation jobs at the leader); none in
+    /// consortiums provisioned before jobs existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_token_sha256: Option<String>,
 }
 
 mod defaults {

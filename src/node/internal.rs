@@ -117,7 +117,12 @@ pub(super) async fn commit(
     require_dealer(&caller, "commits batches")?;
     require_leader(&st, "batches are committed at the leader")?;
     let id = batch_id(&batch)?;
-    cluster::commit_batch(&st.own, st.followers(), id).await?;
+    // Run to the end even if the dealer hangs up: a commit and the job's count of it are
+    // one step (see `jobs`).
+    let run = st.clone();
+    tokio::spawn(async move { super::jobs::commit(&run, id).await })
+        .await
+        .map_err(|e| ApiError::internal(format!("the commit task failed: {e}")))??;
     Ok(Json(BatchStateView {
         batch: id,
         state: crate::store::BatchState::Available,

@@ -5,7 +5,8 @@
 //! - [`config`]: the consortium and node files.
 //! - [`error`]: problem+json errors.
 //! - [`api`]: the axum router and the engine handlers; `internal`: node-to-node and dealer
-//!   handlers; `extract`: who is calling, and JSON bodies within limits.
+//!   handlers; `extract`: who is calling, and JSON bodies within limits; `jobs`: generation
+//!   jobs at the leader (operators create them, dealer workers take their pieces).
 //! - `sweep`: the periodic sweep (expiry, stale staged batches, erasure); the protocol it
 //!   runs is [`crate::cluster`]'s.
 //! - [`listener`]: the HTTPS serving loop, its connection limits and deadlines.
@@ -16,6 +17,7 @@ pub mod config;
 pub mod error;
 mod extract;
 mod internal;
+mod jobs;
 pub mod listener;
 pub mod openapi;
 pub mod provision;
@@ -41,8 +43,10 @@ pub enum Caller {
     Engine { name: String, pools: Vec<PoolSpec> },
     /// Another party's node.
     Node(u8),
-    /// The dealer.
+    /// The dealer (and its workers).
     Dealer,
+    /// An operator of the consortium: creates and lists generation jobs.
+    Operator,
 }
 
 /// A credential hash and whom it belongs to; `None` for an engine of another party.
@@ -71,6 +75,8 @@ pub struct NodeState {
     /// At a follower: bumped whenever the leader's confirmations arrive, so downloads waiting
     /// for one look again.
     pub(crate) confirmations: tokio::sync::watch::Sender<u64>,
+    /// At the leader: serialises changes to generation jobs (see `jobs`).
+    pub(crate) jobs: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for NodeState {
@@ -130,6 +136,12 @@ impl NodeState {
             hash: decode_hash(&cluster.dealer_token_sha256),
             who: Ok(Caller::Dealer),
         });
+        if let Some(h) = &cluster.operator_token_sha256 {
+            credentials.push(Credential {
+                hash: decode_hash(h),
+                who: Ok(Caller::Operator),
+            });
+        }
         let others = cluster
             .parties
             .iter()
@@ -155,6 +167,7 @@ impl NodeState {
                 api::consume_group(st.clone(), group)
             }),
             confirmations: tokio::sync::watch::Sender::new(0),
+            jobs: tokio::sync::Mutex::new(()),
         })
     }
 

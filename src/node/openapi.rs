@@ -37,6 +37,10 @@ fn checkout_id_schema() -> Value {
         "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"})
 }
 
+fn job_param() -> Value {
+    json!({"name": "id", "in": "path", "required": true, "description": "job id", "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"}})
+}
+
 /// The document.
 pub fn document() -> Value {
     let auth_errors = [
@@ -46,6 +50,7 @@ pub fn document() -> Value {
     let engine_sec = json!([{"engineToken": []}]);
     let node_sec = json!([{"nodeToken": []}]);
     let dealer_sec = json!([{"dealerToken": []}]);
+    let operator_sec = json!([{"operatorToken": []}]);
     let ok_json = |schema: &str, what: &str| json!({"200": {"description": what, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}}});
     let no_content = |what: &str| json!({"204": {"description": what}});
     json!({
@@ -58,7 +63,7 @@ pub fn document() -> Value {
         "paths": {
             "/v1/health": {"get": {"summary": "Who this node is", "operationId": "health", "security": [], "responses": ok_json("Health", "this node")}},
             "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi", "security": [], "responses": {"200": {"description": "OpenAPI document", "content": {"application/json": {}}}}}},
-            "/v1/stock": {"get": {"summary": "Stock per pool at this party", "operationId": "stock", "security": [{"engineToken": []}, {"nodeToken": []}, {"dealerToken": []}],
+            "/v1/stock": {"get": {"summary": "Stock per pool at this party", "operationId": "stock", "security": [{"engineToken": []}, {"nodeToken": []}, {"dealerToken": []}, {"operatorToken": []}],
                 "responses": merge(ok_json("Stock", "stock"), problem_responses(&auth_errors))}},
             "/v1/checkouts": {"post": {
                 "summary": "Reserve items under a checkout id (the same at every party)", "operationId": "createCheckout", "security": engine_sec,
@@ -103,6 +108,22 @@ pub fn document() -> Value {
                 "responses": merge(no_content("recorded (checkouts unknown or released here are skipped)"), problem_responses(&[("400", "bad input"), ("401", "missing or unknown token"), ("403", "not the leader"), ("413", "body too large"), ("415", "not application/json")]))}},
             "/v1/internal/reservations/{id}/expire": {"post": {"summary": "Release unless downloaded here (leader to follower)", "operationId": "expireReservation", "security": node_sec, "parameters": [id_param("id", "checkout id")],
                 "responses": merge(json!({"200": {"description": "what this party did", "content": {"application/json": {"schema": {"type": "string", "enum": ["released", "consumed", "burned", "unknown"]}}}}}), problem_responses(&[("401", "missing or unknown token"), ("403", "not the leader")]))}},
+            "/v1/jobs": {
+                "post": {"summary": "Queue a generation job (operators, at the leader)", "operationId": "createJob", "security": operator_sec,
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobRequest"}}}},
+                    "responses": merge(json!({"201": {"description": "queued durably", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Job"}}}}}),
+                        problem_responses(&[("400", "bad input: count, unknown generator"), ("401", "missing or unknown token"), ("403", "not an operator"), ("404", "unknown pool"), ("413", "body too large"), ("415", "not application/json"), ("421", "not the leader")]))},
+                "get": {"summary": "Every generation job, oldest first (operators, at the leader)", "operationId": "listJobs", "security": operator_sec,
+                    "responses": merge(json!({"200": {"description": "the jobs", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}}}}}),
+                        problem_responses(&[("401", "missing or unknown token"), ("403", "not an operator"), ("421", "not the leader")]))}},
+            "/v1/jobs/{id}": {
+                "get": {"summary": "One generation job", "operationId": "getJob", "security": operator_sec, "parameters": [job_param()],
+                    "responses": merge(ok_json("Job", "the job"), problem_responses(&[("400", "not a job id"), ("401", "missing or unknown token"), ("403", "not an operator"), ("404", "unknown job"), ("421", "not the leader")]))},
+                "delete": {"summary": "Cancel a job: no more pieces; what it committed stays", "operationId": "cancelJob", "security": operator_sec, "parameters": [job_param()],
+                    "responses": merge(ok_json("Job", "the cancelled job"), problem_responses(&[("400", "not a job id"), ("401", "missing or unknown token"), ("403", "not an operator"), ("404", "unknown job"), ("409", "the job is over (`job-over`)"), ("421", "not the leader")]))}},
+            "/v1/internal/jobs/next": {"post": {"summary": "A dealer worker takes the next piece of a job (at the leader)", "operationId": "nextPiece", "security": dealer_sec,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PieceRequest"}}}},
+                "responses": merge(ok_json("NextPiece", "a piece leased to this worker, or none for now"), problem_responses(&[("400", "bad input"), ("401", "missing or unknown token"), ("403", "not the dealer"), ("413", "body too large"), ("415", "not application/json"), ("421", "not the leader")]))}},
             "/v1/internal/reservations/{id}/burn": {"post": {"summary": "Consume without serving (leader to follower)", "operationId": "burnReservation", "security": node_sec, "parameters": [id_param("id", "checkout id")],
                 "responses": merge(no_content("burned"), problem_responses(&[("401", "missing or unknown token"), ("403", "not the leader")]))}}
         },
@@ -110,7 +131,8 @@ pub fn document() -> Value {
             "securitySchemes": {
                 "engineToken": {"type": "http", "scheme": "bearer", "description": "an engine's token: one party, a set of pools"},
                 "nodeToken": {"type": "http", "scheme": "bearer", "description": "another party node's token"},
-                "dealerToken": {"type": "http", "scheme": "bearer", "description": "the dealer's token"}
+                "dealerToken": {"type": "http", "scheme": "bearer", "description": "the dealer's token (also its workers')"},
+                "operatorToken": {"type": "http", "scheme": "bearer", "description": "the consortium operators' token: generation jobs"}
             },
             "schemas": {
                 "Pool": {"type": "string", "description": "kind-domain[-tT][-oO], e.g. triple-z64, double-p128-t1, input-mask-p61-o0", "examples": ["triple-z64"]},
@@ -142,6 +164,27 @@ pub fn document() -> Value {
                 "Health": {"type": "object", "required": ["consortium", "party", "parties", "name", "leader", "version"], "properties": {
                     "consortium": {"type": "string"}, "party": {"type": "integer"}, "parties": {"type": "integer", "description": "parties in the consortium"}, "name": {"type": "string"}, "leader": {"type": "boolean"}, "version": {"type": "string"}}},
                 "BatchState": {"type": "object", "required": ["batch", "state"], "properties": {"batch": {"type": "string"}, "state": {"type": "string", "enum": ["staged", "available", "exhausted"]}}},
+                "JobRequest": {"type": "object", "additionalProperties": false, "required": ["pool", "count"], "properties": {
+                    "pool": {"$ref": "#/components/schemas/Pool"},
+                    "count": {"type": "integer", "minimum": 1, "maximum": super::jobs::MAX_JOB_ITEMS, "format": "uint64"},
+                    "generator": {"type": "string", "enum": ["dealer"], "default": "dealer"}}},
+                "Lease": {"type": "object", "required": ["batch", "items", "correction", "worker", "until"], "properties": {
+                    "batch": {"type": "string", "pattern": "^[0-9a-f]{32}$"}, "items": {"type": "integer"}, "correction": {"type": "integer"},
+                    "worker": {"type": "string"}, "until": {"type": "integer", "description": "Unix seconds; then the leader takes the piece back"}}},
+                "Job": {"type": "object", "required": ["id", "pool", "count", "generator", "state", "made", "leases", "revoked", "created_at"], "properties": {
+                    "id": {"type": "integer"}, "pool": {"$ref": "#/components/schemas/Pool"}, "count": {"type": "integer"}, "generator": {"type": "string"},
+                    "state": {"type": "string", "enum": ["queued", "running", "done", "failed", "cancelled"]},
+                    "made": {"type": "integer", "description": "items committed at every party"},
+                    "leases": {"type": "array", "items": {"$ref": "#/components/schemas/Lease"}, "description": "pieces being made"},
+                    "revoked": {"type": "array", "items": {"type": "string"}, "description": "batches of pieces taken back; never committed"},
+                    "created_at": {"type": "integer"}, "started_at": {"type": ["integer", "null"]}, "finished_at": {"type": ["integer", "null"]},
+                    "error": {"type": ["string", "null"]}}},
+                "PieceRequest": {"type": "object", "additionalProperties": false, "required": ["worker"], "properties": {"worker": {"type": "string"}}},
+                "Piece": {"type": "object", "required": ["job", "pool", "batch", "items", "correction", "until"], "properties": {
+                    "job": {"type": "integer"}, "pool": {"$ref": "#/components/schemas/Pool"}, "batch": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                    "items": {"type": "integer"}, "correction": {"type": "integer"}, "until": {"type": "integer"}}},
+                "NextPiece": {"type": "object", "required": ["piece", "live_jobs"], "properties": {
+                    "piece": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Piece"}]}, "live_jobs": {"type": "integer"}}},
                 "Problem": {"type": "object", "required": ["type", "title", "status", "detail", "code"], "properties": {
                     "type": {"type": "string", "description": "urn:larder:problem:<code>"}, "title": {"type": "string"}, "status": {"type": "integer"},
                     "detail": {"type": "string", "description": "what was wrong, in words"},

@@ -42,6 +42,8 @@ pub struct Provisioned {
     pub engines: Vec<EngineCredentials>,
     pub dealer_token: Token,
     pub dealer_token_file: PathBuf,
+    pub operator_token: Token,
+    pub operator_token_file: PathBuf,
 }
 
 /// Writes a secret file readable by its owner only.
@@ -61,6 +63,7 @@ fn write_secret(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Creates the consortium under `dir`: `consortium.toml`, `ca.pem`, `dealer.token`,
+/// `operator.token`,
 /// `engines/<name>.token` and `engines/<name>.url` (its node), and `party-<i>/{node.toml,cert.pem,key.pem}` (stores go in
 /// `party-<i>/store`). One engine per party, granted every pool.
 ///
@@ -74,6 +77,9 @@ pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
     let dealer_token = Token::generate("ld");
     let dealer_token_file = dir.join("dealer.token");
     write_secret(&dealer_token_file, dealer_token.expose())?;
+    let operator_token = Token::generate("lo");
+    let operator_token_file = dir.join("operator.token");
+    write_secret(&operator_token_file, operator_token.expose())?;
     let mut parties = Vec::new();
     let mut nodes = Vec::new();
     let mut engines = Vec::new();
@@ -145,6 +151,7 @@ pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
         pools: plan.pools.clone(),
         engines: engine_entries,
         dealer_token_sha256: dealer_token.hash(),
+        operator_token_sha256: Some(operator_token.hash()),
     };
     cluster.validate()?;
     let consortium = dir.join("consortium.toml");
@@ -156,5 +163,7 @@ pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
         engines,
         dealer_token,
         dealer_token_file,
+        operator_token,
+        operator_token_file,
     })
 }

@@ -36,6 +36,7 @@ pub async fn sweep_once(st: &Arc<NodeState>) -> Result<(), ApiError> {
     let now = now_unix();
     st.own.run("erasing", |s| s.erase_due()).await?;
     if st.is_leader() {
+        super::jobs::sweep(st).await?;
         let cutoff = now.saturating_sub(st.cluster.reservation_ttl_seconds);
         let due: Vec<Reservation> = st
             .own

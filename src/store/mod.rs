@@ -26,7 +26,8 @@
 //!   release, burn; `view.rs`: a group of such changes planned in memory, written at once.
 //! - `shares.rs`: share streams out of batch files; `erase.rs`: erasure of consumed material;
 //!   `stock.rs`: stock, audit log, size; `ranges.rs`: item range sets; `schema.rs`:
-//!   migrations (the numbered steps live in `migrations/`).
+//!   migrations (the numbered steps live in `migrations/`); `jobs.rs`: generation jobs (kept
+//!   at the leader).
 
 mod batches;
 mod commit;
@@ -34,6 +35,7 @@ mod durable;
 mod erase;
 mod error;
 mod files;
+mod jobs;
 mod kv;
 mod ranges;
 mod records;
@@ -49,6 +51,7 @@ pub use error::ShareBytes;
 pub use error::StoreError;
 use error::{io_err, Result};
 use files::*;
+pub use jobs::{Job, JobState, Lease};
 pub use kv::now_unix;
 use kv::*;
 pub use ranges::RangeSet;
@@ -83,6 +86,8 @@ pub struct Store {
     /// Reservations allocated here and not yet settled, by reservation time (migration 2).
     open: sled::Tree,
     audit: sled::Tree,
+    /// Generation jobs (at the leader).
+    jobs: sled::Tree,
     identity: StoreIdentity,
     /// Serialises read-modify-write of metadata (allocation scans the stock index, which sled
     /// transactions cannot do). Held only for in-memory work; flushes happen outside it, so
@@ -180,6 +185,7 @@ impl Store {
             reservations: db.open_tree("reservations")?,
             open: db.open_tree("open")?,
             audit: db.open_tree("audit")?,
+            jobs: db.open_tree("jobs")?,
             db,
             identity,
             lock: Mutex::new(()),

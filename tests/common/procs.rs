@@ -3,7 +3,10 @@
 
 use larder::client::EngineClient;
 use larder::material::BatchId;
+use larder::node::config::NodeConfig;
 use larder::node::provision::{provision, Plan, Provisioned};
+use larder::store::{BatchState, Store};
+use std::collections::{BTreeMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,6 +36,12 @@ pub struct Harness {
 impl Harness {
     /// Three `larder serve` processes on free loopback ports; `log_filter` is their RUST_LOG.
     pub fn new(log_filter: &str) -> Harness {
+        Self::with_staging_deadline(log_filter, None)
+    }
+
+    /// As [`Harness::new`], with the consortium's staging deadline (which is also how long a
+    /// dealer worker has to commit a piece of a job) set to `seconds`.
+    pub fn with_staging_deadline(log_filter: &str, seconds: Option<u64>) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let addrs = (0..3)
             .map(|_| {
@@ -52,6 +61,9 @@ impl Harness {
             sweep_interval_ms: 200,
         };
         let prov = provision(dir.path(), &plan).unwrap();
+        if let Some(s) = seconds {
+            set_staging_deadline(&prov.consortium, s);
+        }
         let ca = std::fs::read_to_string(&prov.ca).unwrap();
         let http = larder::tls::client(&ca, Duration::from_secs(10)).unwrap();
         let dealer_token = prov.dealer_token.expose().to_string();
@@ -113,6 +125,117 @@ impl Harness {
             .arg(&self.prov.dealer_token_file)
             .args(["--pool", POOL, "--count", &count.to_string()]);
         c
+    }
+
+    /// `larder dealer --worker --until-idle` named `name`.
+    pub fn worker_command(&self, name: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_larder"));
+        c.args([
+            "dealer",
+            "--worker",
+            "--until-idle",
+            "--name",
+            name,
+            "--consortium",
+        ])
+        .arg(&self.prov.consortium)
+        .arg("--token-file")
+        .arg(&self.prov.dealer_token_file);
+        c
+    }
+
+    /// Starts a dealer worker as this harness's dealer process (the [`Target::Dealer`]).
+    pub fn start_worker(&mut self, name: &str, crash_at: Option<&str>) {
+        let mut c = self.worker_command(name);
+        c.env("RUST_LOG", &self.log_filter)
+            .env("RUST_BACKTRACE", "0")
+            .stdout(Stdio::null())
+            .stderr(self.log("dealer"));
+        if let Some(at) = crash_at {
+            c.env("LARDER_CRASH_AT", at);
+        }
+        self.dealer = Some(c.spawn().unwrap());
+    }
+
+    /// Calls the leader's `/v1/jobs...` as an operator: (status, JSON body).
+    pub async fn operator(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let url = format!("{}{path}", self.prov.engines[LEADER as usize].url);
+        let mut req = self
+            .http
+            .request(method, &url)
+            .bearer_auth(self.prov.operator_token.expose());
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Creates a job for `count` items of [`POOL`]; returns its id.
+    pub async fn create_job(&self, count: u64) -> u64 {
+        let (status, job) = self
+            .operator(
+                reqwest::Method::POST,
+                "/v1/jobs",
+                Some(serde_json::json!({"pool": POOL, "count": count})),
+            )
+            .await;
+        assert_eq!(status, 201, "{job}");
+        job["id"].as_u64().unwrap()
+    }
+
+    /// Stops the nodes and reads every store offline: the batches the leader's audit log says
+    /// were committed for each job (checked to be unique and available at every party), and the
+    /// batches it says were revoked.
+    pub fn job_evidence(&mut self) -> (BTreeMap<u64, u64>, HashSet<BatchId>) {
+        for p in 0..3 {
+            self.sigkill(Target::Node(p));
+        }
+        let stores: Vec<Store> = self
+            .prov
+            .nodes
+            .iter()
+            .map(|n| Store::open(&NodeConfig::load(n).unwrap().data_dir).unwrap())
+            .collect();
+        let mut made: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut seen = HashSet::new();
+        let mut revoked = HashSet::new();
+        for r in stores[LEADER as usize].audit_log().unwrap() {
+            let batch = r.batch.unwrap_or(BatchId([0; 16]));
+            let job: u64 = match r.by.as_deref().and_then(|b| b.strip_prefix("job ")) {
+                Some(rest) => rest.split(' ').next().unwrap().parse().unwrap(),
+                None => continue,
+            };
+            match r.event.as_str() {
+                "job-piece" => {
+                    assert!(seen.insert(batch), "batch {batch} counted twice for a job");
+                    *made.entry(job).or_default() += r.ranges[0].count;
+                    for (p, s) in stores.iter().enumerate() {
+                        let meta = s.batch_meta(&batch).unwrap().unwrap_or_else(|| {
+                            panic!("batch {batch} of job {job} is missing at party {p}")
+                        });
+                        assert!(
+                            matches!(meta.state, BatchState::Available | BatchState::Exhausted),
+                            "party {p}: {:?}",
+                            meta.state
+                        );
+                        assert_eq!(meta.items, r.ranges[0].count, "party {p}");
+                    }
+                }
+                "job-piece-revoked" => {
+                    revoked.insert(batch);
+                }
+                other => panic!("unexpected job audit event {other}"),
+            }
+        }
+        assert!(seen.is_disjoint(&revoked), "a revoked piece was counted");
+        (made, revoked)
     }
 
     pub fn start_dealer(&mut self, count: u64, crash_at: Option<&str>) {
@@ -228,4 +351,15 @@ impl Drop for Harness {
         }
         self.sigkill(Target::Dealer);
     }
+}
+
+/// Sets a consortium file's staging deadline (nodes and dealers read it when they start).
+pub fn set_staging_deadline(consortium: &std::path::Path, seconds: u64) {
+    let text = std::fs::read_to_string(consortium).unwrap();
+    let mut table: toml::Table = toml::from_str(&text).unwrap();
+    table.insert(
+        "staging_deadline_seconds".into(),
+        toml::Value::Integer(seconds as i64),
+    );
+    std::fs::write(consortium, toml::to_string(&table).unwrap()).unwrap();
 }

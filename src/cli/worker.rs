@@ -1,0 +1,157 @@
+//! `larder dealer --worker`: a long-lived dealer that pulls pieces of generation jobs from the
+//! leader, and `larder jobs`: operators create, list and cancel jobs.
+
+use anyhow::{bail, Context, Result};
+use larder::client::DealerClient;
+use larder::generate::Dealer;
+use larder::material::PoolSpec;
+use larder::node::config::ClusterConfig;
+use larder::wire::{Code, Job, JobRequest};
+use std::path::Path;
+use std::time::Duration;
+
+/// How long a worker with nothing to do waits before asking again.
+const IDLE_POLL: Duration = Duration::from_secs(2);
+
+/// Runs a dealer worker until SIGTERM or Ctrl-C (finishing the piece in hand), or, with
+/// `until_idle`, until the leader has no live job left.
+pub(crate) async fn work(
+    consortium: &Path,
+    token_file: &Path,
+    name: Option<String>,
+    until_idle: bool,
+) -> Result<()> {
+    let cluster = ClusterConfig::load(consortium)?;
+    let client = DealerClient::new(cluster, super::commands::read_token(token_file)?)?;
+    let name = name.unwrap_or_else(|| format!("worker-{}", std::process::id()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let signal = stop.clone();
+    tokio::spawn(async move {
+        larder::node::shutdown_signal().await;
+        signal.cancel();
+    });
+    let mut generator = Dealer::from_os_rng();
+    let mut made = 0u64;
+    tracing::info!(worker = %name, "dealer worker started");
+    while !stop.is_cancelled() {
+        let next = tokio::select! {
+            _ = stop.cancelled() => break,
+            n = client.next_piece(&name) => n,
+        };
+        let piece = match next {
+            Ok(n) => match n.piece {
+                Some(p) => p,
+                None if until_idle && n.live_jobs == 0 => break,
+                None => {
+                    idle(&stop, IDLE_POLL).await;
+                    continue;
+                }
+            },
+            // Wrong credentials or not the leader: no use asking again.
+            Err(e) if !e.is_transient() => return Err(e).context("asking the leader for work"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the leader is unavailable; asking again");
+                idle(&stop, IDLE_POLL).await;
+                continue;
+            }
+        };
+        let (g, done) = client.make_piece(generator, &piece).await;
+        generator = g;
+        match done {
+            Ok(()) => {
+                made += piece.items;
+                tracing::info!(job = piece.job, batch = %piece.batch, items = piece.items, "piece committed");
+            }
+            Err(e) if e.code() == Code::PieceRevoked => {
+                tracing::warn!(job = piece.job, batch = %piece.batch,
+                    "the leader took this piece back (too late); asking for another");
+            }
+            // The leader takes the piece back at its deadline and hands it out again.
+            Err(e) => {
+                tracing::warn!(job = piece.job, batch = %piece.batch, error = %e,
+                    "piece failed; the leader hands it out again after its deadline");
+                idle(&stop, IDLE_POLL).await;
+            }
+        }
+    }
+    println!("worker {name}: {made} items committed");
+    Ok(())
+}
+
+async fn idle(stop: &tokio_util::sync::CancellationToken, d: Duration) {
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::time::sleep(d) => {}
+    }
+}
+
+/// What `larder jobs` does.
+pub(crate) enum JobsAction {
+    Create { pool: PoolSpec, count: u64 },
+    List,
+    Cancel { id: u64 },
+}
+
+/// `larder jobs`: talks to the leader's node with the operators' token.
+pub(crate) async fn jobs(consortium: &Path, token_file: &Path, action: JobsAction) -> Result<()> {
+    let cluster = ClusterConfig::load(consortium)?;
+    let token = super::commands::read_token(token_file)?;
+    let ca = std::fs::read_to_string(&cluster.ca_certificate)
+        .with_context(|| format!("reading {}", cluster.ca_certificate.display()))?;
+    let http = larder::tls::client(&ca, Duration::from_secs(60))?;
+    let base = cluster.parties[cluster.leader as usize]
+        .url
+        .trim_end_matches('/')
+        .to_string();
+    let req = match &action {
+        JobsAction::Create { pool, count } => {
+            http.post(format!("{base}/v1/jobs")).json(&JobRequest {
+                pool: *pool,
+                count: *count,
+                generator: "dealer".into(),
+            })
+        }
+        JobsAction::List => http.get(format!("{base}/v1/jobs")),
+        JobsAction::Cancel { id } => http.delete(format!("{base}/v1/jobs/{id}")),
+    };
+    let resp = req
+        .bearer_auth(token.expose())
+        .send()
+        .await
+        .with_context(|| format!("reaching the leader at {base}"))?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    if !status.is_success() {
+        match serde_json::from_str::<larder::wire::Problem>(&text) {
+            Ok(p) => bail!("{status} {}: {}", p.code, p.detail),
+            Err(_) => bail!("{status}: {text}"),
+        }
+    }
+    match action {
+        JobsAction::List => {
+            let jobs: Vec<Job> = serde_json::from_str(&text)?;
+            print_jobs(&jobs);
+        }
+        _ => print_jobs(&[serde_json::from_str::<Job>(&text)?]),
+    }
+    Ok(())
+}
+
+fn print_jobs(jobs: &[Job]) {
+    println!(
+        "{:>5} {:<22} {:<10} {:>14} {:>14} {:>7}  error",
+        "id", "pool", "state", "count", "made", "pieces"
+    );
+    for j in jobs {
+        println!(
+            "{:>5} {:<22} {:<10} {:>14} {:>14} {:>7}  {}",
+            j.id,
+            j.pool.to_string(),
+            format!("{:?}", j.state).to_lowercase(),
+            j.count,
+            j.made,
+            j.leases.len(),
+            j.error.as_deref().unwrap_or("")
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! Generation jobs, kept at the leader: what to make, who is making which piece, how far it
+//! got. The rules that move a job live with the node (`node/jobs.rs`); this file keeps the
+//! records durable.
+
+use super::*;
+
+/// Where a job stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Created; no piece handed out yet.
+    Queued,
+    /// Pieces handed out; not every item committed yet.
+    Running,
+    /// Every item committed.
+    Done,
+    /// Stopped by an error (`error` says which); committed items stay.
+    Failed,
+    /// Stopped by an operator; committed items stay.
+    Cancelled,
+}
+
+impl JobState {
+    /// Whether the job can still make items.
+    pub fn is_live(self) -> bool {
+        matches!(self, JobState::Queued | JobState::Running)
+    }
+}
+
+/// One batch of a job handed to a worker: it generates the batch under this id, stages it at
+/// every party and has the leader commit it before `until`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub batch: BatchId,
+    pub items: u64,
+    /// The batch's correction party.
+    pub correction: u8,
+    /// The worker's name, for operators.
+    pub worker: String,
+    /// Unix seconds after which the leader takes the piece back.
+    pub until: u64,
+}
+
+/// A generation job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: u64,
+    pub pool: PoolSpec,
+    /// Items to make.
+    pub count: u64,
+    /// Which generator makes them (`dealer`).
+    pub generator: String,
+    pub state: JobState,
+    /// Items committed: available at the leader, staged at every party.
+    pub made: u64,
+    /// Pieces handed out and not yet committed or taken back.
+    pub leases: Vec<Lease>,
+    /// Batches of pieces taken back (their worker was too slow or gone): never committed for
+    /// this job, whoever asks.
+    #[serde(default)]
+    pub revoked: Vec<BatchId>,
+    pub created_at: u64,
+    #[serde(default)]
+    pub started_at: Option<u64>,
+    #[serde(default)]
+    pub finished_at: Option<u64>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl Job {
+    /// Items neither committed nor handed out.
+    pub fn unissued(&self) -> u64 {
+        let leased: u64 = self.leases.iter().map(|l| l.items).sum();
+        self.count.saturating_sub(self.made + leased)
+    }
+}
+
+/// Most revoked batch ids a job remembers (the oldest are forgotten; by then the staging
+/// deadline has removed their batches everywhere).
+const MAX_REVOKED: usize = 4096;
+
+impl Store {
+    /// Creates a queued job, durably.
+    ///
+    /// # Errors
+    /// Sled errors.
+    pub fn create_job(&self, pool: PoolSpec, count: u64, generator: &str) -> Result<Job> {
+        let job = Job {
+            id: self.db.generate_id()? + 1,
+            pool,
+            count,
+            generator: generator.to_string(),
+            state: JobState::Queued,
+            made: 0,
+            leases: Vec::new(),
+            revoked: Vec::new(),
+            created_at: now_unix(),
+            started_at: None,
+            finished_at: None,
+            error: None,
+        };
+        self.put_job(&job)?;
+        Ok(job)
+    }
+
+    /// Writes a job's new state, durably.
+    ///
+    /// # Errors
+    /// Sled errors.
+    pub fn put_job(&self, job: &Job) -> Result<()> {
+        self.put_job_noting(job, &[])
+    }
+
+    /// Writes a job's new state and, in the same transaction, an audit record of what
+    /// happened to each of `pieces` (`job-piece`: its batch was committed for the job;
+    /// `job-piece-revoked`: taken back, never to be committed). The audit log is the
+    /// evidence of which batches made which job.
+    ///
+    /// # Errors
+    /// Sled errors.
+    pub fn put_job_noting(&self, job: &Job, pieces: &[(&str, &Lease)]) -> Result<()> {
+        let mut job = job.clone();
+        let extra = job.revoked.len().saturating_sub(MAX_REVOKED);
+        job.revoked.drain(..extra);
+        let mut records = Vec::new();
+        for (event, lease) in pieces {
+            let record = audit_entry(
+                event,
+                job.pool,
+                None,
+                Some(lease.batch),
+                vec![ShareRange {
+                    batch: lease.batch,
+                    first: 0,
+                    count: lease.items,
+                }],
+                Some(&format!("job {} (worker {})", job.id, lease.worker)),
+            );
+            records.push((self.db.generate_id()?, record));
+        }
+        unwrap_tx((&self.jobs, &self.audit).transaction(|(j, a)| {
+            j.insert(&job.id.to_be_bytes(), to_json(&job))?;
+            for (seq, r) in &records {
+                a.insert(&seq.to_be_bytes(), to_json(r))?;
+            }
+            Ok(())
+        }))?;
+        self.flush()
+    }
+
+    /// # Errors
+    /// Sled errors or a corrupt record.
+    pub fn job(&self, id: u64) -> Result<Option<Job>> {
+        match self.jobs.get(id.to_be_bytes())? {
+            Some(v) => from_json("job", &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every job, oldest first.
+    ///
+    /// # Errors
+    /// Sled errors or corrupt records.
+    pub fn jobs(&self) -> Result<Vec<Job>> {
+        self.jobs
+            .iter()
+            .values()
+            .map(|v| from_json("job", &v?))
+            .collect()
+    }
+}
