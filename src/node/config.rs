@@ -4,6 +4,8 @@
 use crate::auth::Token;
 use crate::material::PoolSpec;
 use anyhow::{anyhow, bail, Context, Result};
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -88,10 +90,8 @@ impl ClusterConfig {
     /// # Errors
     /// Unreadable or invalid files, with the reason.
     pub fn load(path: &Path) -> Result<ClusterConfig> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let mut cfg: ClusterConfig =
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+            layered(path, Env::prefixed("LARDER__CONSORTIUM__").split("__"))?;
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.ca_certificate = base.join(&cfg.ca_certificate);
         for p in &mut cfg.parties {
@@ -176,32 +176,53 @@ pub struct NodeConfig {
     /// Most connections from one client address (default 512).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections_per_address: Option<usize>,
+    /// The metrics listener (none unless configured).
+    #[serde(default, skip_serializing_if = "MetricsConfig::is_off")]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]` in a node file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where to serve `GET /metrics` (plain HTTP; keep it on loopback or a private network),
+    /// such as `127.0.0.1:9464`. None: no metrics listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+}
+
+impl MetricsConfig {
+    fn is_off(&self) -> bool {
+        self.listen.is_none()
+    }
+}
+
+/// A configuration file with environment overrides on top (figment): the file's values, then
+/// `env`'s.
+fn layered<T: serde::de::DeserializeOwned>(path: &Path, env: Env) -> Result<T> {
+    if !path.exists() {
+        bail!("reading {}: no such file", path.display());
+    }
+    Figment::from(Toml::file_exact(path))
+        .merge(env)
+        .extract()
+        .map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
 impl NodeConfig {
-    /// Reads a node file, applies `LARDER__<KEY>=value` environment overrides (for example
-    /// `LARDER__LISTEN=0.0.0.0:7443`), and resolves relative paths against the file's
-    /// directory.
+    /// Reads a node file, applies `LARDER__<KEY>=value` environment overrides, nested keys
+    /// separated by `__` (for example `LARDER__LISTEN=0.0.0.0:7443`,
+    /// `LARDER__METRICS__LISTEN=127.0.0.1:9464`), and resolves relative paths against the
+    /// file's directory.
     ///
     /// # Errors
     /// Unreadable or invalid files and overrides.
     pub fn load(path: &Path) -> Result<NodeConfig> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut table: toml::Table =
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        for (key, value) in std::env::vars() {
-            if let Some(k) = key.strip_prefix("LARDER__") {
-                let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
-                    .ok()
-                    .and_then(|mut t| t.remove("v"))
-                    .unwrap_or(toml::Value::String(value));
-                table.insert(k.to_ascii_lowercase(), parsed);
-            }
-        }
-        let mut cfg: NodeConfig = table
-            .try_into()
-            .with_context(|| format!("checking {} and LARDER__ overrides", path.display()))?;
+        // `LARDER__CONSORTIUM__*` belongs to the consortium file (see `ClusterConfig::load`).
+        let env = Env::prefixed("LARDER__")
+            .filter(|k| !k.as_str().to_ascii_lowercase().starts_with("consortium__"))
+            .split("__");
+        let mut cfg: NodeConfig = layered(path, env)?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut cfg.consortium,

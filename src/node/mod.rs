@@ -19,6 +19,7 @@ mod extract;
 mod internal;
 mod jobs;
 pub mod listener;
+pub mod metrics;
 pub mod openapi;
 pub mod provision;
 mod sweep;
@@ -77,6 +78,8 @@ pub struct NodeState {
     pub(crate) confirmations: tokio::sync::watch::Sender<u64>,
     /// At the leader: serialises changes to generation jobs (see `jobs`).
     pub(crate) jobs: tokio::sync::Mutex<()>,
+    /// What the metrics listener serves.
+    pub(crate) metrics: metrics::Metrics,
 }
 
 impl std::fmt::Debug for NodeState {
@@ -154,6 +157,7 @@ impl NodeState {
                 RemoteParty::new(at, &p.url, token.clone(), http.clone(), Retry::Once)
             })
             .collect();
+        let metrics = metrics::Metrics::new(&cluster.pools, me);
         Ok(NodeState {
             own: LocalParty::new(store.clone()),
             others,
@@ -168,6 +172,7 @@ impl NodeState {
             }),
             confirmations: tokio::sync::watch::Sender::new(0),
             jobs: tokio::sync::Mutex::new(()),
+            metrics,
         })
     }
 
@@ -250,6 +255,8 @@ pub async fn shutdown_signal() {
 /// A running node: its address, its state, and the tasks it runs.
 pub struct RunningNode {
     pub addr: SocketAddr,
+    /// The metrics listener's address, if the node has one.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: Arc<NodeState>,
     cancel: tokio_util::sync::CancellationToken,
     tasks: tokio_util::task::TaskTracker,
@@ -278,11 +285,13 @@ impl RunningNode {
 }
 
 /// Starts a node's tasks, in one place, under one cancellation token: the HTTPS API on an
-/// already bound listener within `limits` (see [`listener`]), and the periodic sweeps (expiry
-/// at the leader, abandoned batches and erasure everywhere). Later background work (metrics,
-/// generation jobs, the scheduler) starts here too.
+/// already bound listener within `limits` (see [`listener`]), the metrics listener if there is
+/// one (plain HTTP, [`metrics`]), and the periodic sweeps (expiry at the leader, job leases,
+/// abandoned batches and erasure everywhere). Later background work (the scheduler) starts
+/// here too.
 pub fn spawn(
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     tls: Arc<rustls::ServerConfig>,
     state: Arc<NodeState>,
     limits: listener::Limits,
@@ -292,9 +301,28 @@ pub fn spawn(
     let tasks = tokio_util::task::TaskTracker::new();
     let app = api::router(state.clone());
     tasks.spawn(listener::serve(listener, tls, app, limits, cancel.clone()));
+    let metrics_addr = match metrics_listener {
+        Some(l) => {
+            let at = l.local_addr()?;
+            let stop = cancel.clone();
+            let app = metrics::router(state.clone());
+            tasks.spawn(async move {
+                let served = axum::serve(l, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            });
+            tracing::info!(addr = %at, "metrics listener serving /metrics");
+            Some(at)
+        }
+        None => None,
+    };
     tasks.spawn(sweep::sweep_forever(state.clone(), cancel.clone()));
     Ok(RunningNode {
         addr,
+        metrics_addr,
         state,
         cancel,
         tasks,
@@ -368,5 +396,11 @@ pub async fn start_with(
     )?);
     let limits =
         listener::Limits::for_process(node.max_connections, node.max_connections_per_address);
-    Ok(spawn(listener, tls, state, limits)?)
+    let metrics_listener = match node.metrics.listen {
+        Some(at) => Some(TcpListener::bind(at).await.with_context(|| {
+            format!("cannot serve metrics on {at} (metrics.listen in the node file)")
+        })?),
+        None => None,
+    };
+    Ok(spawn(listener, metrics_listener, tls, state, limits)?)
 }

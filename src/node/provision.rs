@@ -111,6 +111,7 @@ pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
             node_token,
             max_connections: None,
             max_connections_per_address: None,
+            metrics: Default::default(),
         };
         let node_path = pdir.join("node.toml");
         write_secret(&node_path, &toml::to_string_pretty(&node)?)?;
