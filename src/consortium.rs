@@ -12,7 +12,7 @@
 //! so no deal can be running while another process reconciles.
 
 use crate::cluster::{self, DealPlan, LocalParty, ProtocolError};
-use crate::generate::Generator;
+use crate::generate::{Generator, PartyGenerator};
 use crate::material::{PoolSpec, ShareReader};
 use crate::math::Ring;
 use crate::secret_file::SecretFile;
@@ -263,6 +263,50 @@ impl LocalConsortium {
         count: u64,
         progress: impl FnMut(u64),
     ) -> Result<DealReport> {
+        self.run_deal(pool, count, progress, move |plan, tx| {
+            cluster::generate_batches(generator, plan, tx)
+        })
+    }
+
+    /// As [`LocalConsortium::deal`] with a generator without a dealer: `generators` holds one
+    /// instance per party, each making only its own party's share (on a thread of its own,
+    /// talking to the others in memory).
+    ///
+    /// # Errors
+    /// An unknown pool or one the generators cannot make, generation or store errors.
+    pub fn make<P: PartyGenerator + Send>(
+        &self,
+        generators: &mut [P],
+        pool: PoolSpec,
+        count: u64,
+        progress: impl FnMut(u64),
+    ) -> Result<DealReport> {
+        if generators.len() != self.parties.len() {
+            return Err(ConsortiumError::Config(format!(
+                "{} generators for {} parties",
+                generators.len(),
+                self.parties.len()
+            )));
+        }
+        if let Some(g) = generators.iter().find(|g| !g.supports(&pool)) {
+            return Err(ConsortiumError::Config(format!(
+                "the {} generator cannot make {pool}",
+                g.name()
+            )));
+        }
+        self.run_deal(pool, count, progress, move |plan, tx| {
+            cluster::generate_with_parties(generators, plan, tx)
+        })
+    }
+
+    /// Stages and commits what `generate` makes (on a thread of its own, one batch ahead).
+    fn run_deal(
+        &self,
+        pool: PoolSpec,
+        count: u64,
+        progress: impl FnMut(u64),
+        generate: impl FnOnce(DealPlan, cluster::Batches) + Send,
+    ) -> Result<DealReport> {
         self.check_pool(pool)?;
         let leader = self.leader();
         let followers = self.followers();
@@ -277,8 +321,7 @@ impl LocalConsortium {
         };
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let items = std::thread::scope(|s| {
-            // The generator runs on a thread of its own, one batch ahead of the staging.
-            s.spawn(move || cluster::generate_batches(generator, plan, tx));
+            s.spawn(move || generate(plan, tx));
             self.runtime.block_on(cluster::deal(
                 rx,
                 &self.parties,

@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Clone, Copy, Debug, clap::Args)]
 struct Threads {
     /// Worker threads for generation (default: one per core).
-    #[arg(long, env = "LARDER_THREADS")]
+    #[arg(long, env = "LARDER_THREADS", global = true)]
     threads: Option<usize>,
 }
 
@@ -58,7 +58,7 @@ enum Command {
         #[arg(long = "pool")]
         pools: Vec<PoolSpec>,
     },
-    /// Run the trusted dealer: generate items of a pool into every party's store.
+    /// Generate items of a pool into every party's store (the trusted dealer by default).
     Deal {
         /// The consortium's directory (made by `larder init`).
         #[arg(long)]
@@ -69,6 +69,10 @@ enum Command {
         /// Items to generate.
         #[arg(long)]
         count: u64,
+        /// Who makes the material: the trusted dealer, or the parties themselves with no
+        /// dealer (input masks: each party draws its own share, the mask's owner adds them up).
+        #[arg(long, value_enum, default_value = "dealer")]
+        generator: GeneratorChoice,
         #[command(flatten)]
         threads: Threads,
     },
@@ -107,40 +111,9 @@ enum Command {
     /// (download throughput, round-trip latency and node memory of a TLS consortium) or
     /// `soak` (sustained generation and checkouts at every party, reported per interval).
     Bench {
-        /// Which figures.
-        #[arg(value_enum, default_value = "dealer")]
-        what: BenchWhat,
-        /// Items per figure (dealer), or of the download checkout (checkout).
-        #[arg(long, default_value_t = 10_000_000)]
-        items: u64,
-        /// checkout: items of a large download whose node memory is reported (0 skips it).
-        #[arg(long, default_value_t = 100_000_000)]
-        big_items: u64,
-        /// checkout: 1000-item checkouts in the latency figure.
-        #[arg(long, default_value_t = 2000)]
-        jobs: u64,
-        /// checkout, soak: engines running at once.
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
-        /// soak: how long to run.
-        #[arg(long, default_value_t = 600)]
-        seconds: u64,
-        /// soak: seconds per reported interval.
-        #[arg(long, default_value_t = 30)]
-        interval: u64,
-        #[arg(long, default_value_t = 3)]
-        parties: u8,
-        #[arg(long, default_value_t = 1 << 20)]
-        batch_size: u64,
-        /// Pools to measure (default: triple-z64 and triple-p128).
-        #[arg(long = "pool")]
-        pools: Vec<PoolSpec>,
-        /// Directory for the temporary stores (on the disk you want to measure).
-        #[arg(long, default_value = "larder-bench")]
-        dir: PathBuf,
-        /// One JSON object per figure instead of a table.
-        #[arg(long)]
-        json: bool,
+        /// Which figures (default: dealer).
+        #[command(subcommand)]
+        what: Option<bench::BenchCommand>,
         #[command(flatten)]
         threads: Threads,
     },
@@ -339,10 +312,14 @@ fn run() -> Result<()> {
             );
         }
         Command::Deal {
-            dir, pool, count, ..
+            dir,
+            pool,
+            count,
+            generator,
+            ..
         } => {
             let c = LocalConsortium::open(&dir)?;
-            deal(&c, pool, count)?;
+            deal(&c, pool, count, generator == GeneratorChoice::Parties)?;
         }
         Command::Stock { dir } => {
             let c = LocalConsortium::open(&dir)?;
@@ -376,105 +353,7 @@ fn run() -> Result<()> {
                 r.items, r.pool, r.checkout
             );
         }
-        Command::Bench {
-            what: BenchWhat::Checkout,
-            items,
-            big_items,
-            jobs,
-            concurrency,
-            dir,
-            json,
-            ..
-        } => {
-            let b = bench::CheckoutBench {
-                dir: dir.clone(),
-                download_items: items,
-                big_items,
-                jobs,
-                concurrency,
-            };
-            let figures = runtime()?.block_on(bench::checkout(&b))?;
-            let _ = std::fs::remove_dir(&dir);
-            if json {
-                for f in &figures {
-                    println!("{}", serde_json::to_string(f)?);
-                }
-            } else {
-                print!("{}", bench::checkout_table(&figures));
-            }
-        }
-        Command::Bench {
-            what: BenchWhat::Soak,
-            concurrency,
-            seconds,
-            interval,
-            dir,
-            json,
-            ..
-        } => {
-            let b = cli::soak::SoakBench {
-                dir: dir.clone(),
-                seconds,
-                interval,
-                concurrency,
-                items: 1000,
-                verify_every: 50,
-            };
-            if !json {
-                println!(
-                    "soak: {seconds} s, {concurrency} engines, 1000-triple checkouts at all 3 parties (TLS), {} cores",
-                    std::thread::available_parallelism().map_or(1, |n| n.get())
-                );
-                println!("{}", cli::soak::header());
-            }
-            let report = |f: &cli::soak::SoakFigure| {
-                if json {
-                    println!("{}", serde_json::to_string(f).expect("figures serialize"));
-                } else {
-                    println!("{}", cli::soak::line(f));
-                }
-            };
-            let summary = runtime()?.block_on(cli::soak::soak(&b, report))?;
-            let _ = std::fs::remove_dir(&dir);
-            if json {
-                println!("{}", serde_json::to_string(&summary)?);
-            } else {
-                println!("{}\n{}", "-".repeat(88), cli::soak::line(&summary));
-                println!("(last line: the whole run; node RSS is each node's peak)");
-            }
-            if summary.errors > 0 {
-                bail!("the soak saw {} errors", summary.errors);
-            }
-        }
-        Command::Bench {
-            what: BenchWhat::Dealer,
-            items,
-            parties,
-            batch_size,
-            pools,
-            dir,
-            json,
-            ..
-        } => {
-            let pools = if pools.is_empty() {
-                vec!["triple-z64".parse()?, "triple-p128".parse()?]
-            } else {
-                pools
-            };
-            std::fs::create_dir_all(&dir)?;
-            let mut figures = Vec::new();
-            for pool in pools {
-                let f = bench::dealer(&dir, pool, parties, items, batch_size)?;
-                if json {
-                    println!("{}", serde_json::to_string(&f)?);
-                }
-                figures.push(f);
-            }
-            let _ = std::fs::remove_dir(&dir);
-            if !json {
-                print!("{}", bench::table(&figures));
-            }
-        }
+        Command::Bench { what, .. } => bench::run(what)?,
         Command::Demo {
             dir, items, once, ..
         } => runtime()?.block_on(cli::demo::run(cli::demo::Options { dir, items, once }))?,
@@ -598,16 +477,6 @@ struct ExportArgs {
     canonical: bool,
 }
 
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum BenchWhat {
-    /// Generation into durable stores.
-    Dealer,
-    /// Download throughput, round trips and node memory of a TLS consortium.
-    Checkout,
-    /// Sustained generation and checkouts at every party.
-    Soak,
-}
-
 #[derive(Debug, clap::Subcommand)]
 enum JobsCommand {
     /// Queue a job: make COUNT items of POOL with dealer workers.
@@ -621,4 +490,13 @@ enum JobsCommand {
     List,
     /// Stop a job; what it committed stays.
     Cancel { id: u64 },
+}
+
+/// `larder deal --generator`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum GeneratorChoice {
+    /// The trusted dealer (every pool).
+    Dealer,
+    /// The parties themselves, no dealer (input masks).
+    Parties,
 }

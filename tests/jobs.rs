@@ -121,19 +121,14 @@ async fn a_worker_killed_mid_piece_loses_nothing_and_its_piece_is_made_again() {
         "{j}"
     );
     // The dead worker's batch is never committed, whoever asks.
-    let url = format!(
-        "{}/v1/internal/batches/{lost}/commit",
-        h.prov.engines[LEADER as usize].url
-    );
-    let r = h
-        .http
-        .post(&url)
-        .bearer_auth(&h.dealer_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 409);
-    let body: Value = r.json().await.unwrap();
+    let (status, body) = h
+        .as_dealer(
+            Method::POST,
+            LEADER,
+            &format!("/v1/internal/batches/{lost}/commit"),
+        )
+        .await;
+    assert_eq!(status, 409);
     assert_eq!(body["code"], "piece-revoked", "{body}");
     // Its staged copies are swept everywhere (staging deadline 3 s, sweeps every 200 ms).
     let engines = h.engines();
@@ -212,47 +207,60 @@ async fn only_operators_manage_jobs_and_bad_requests_change_nothing() {
     let good = json!({"pool": POOL, "count": 10});
     let engine = h.prov.engines[0].token.expose().to_string();
     let operator = h.prov.operator_token.expose().to_string();
-    let (s, b) = call(
-        format!("{leader}/v1/jobs"),
-        engine,
-        Method::POST,
-        Some(good.clone()),
-    )
-    .await;
-    assert_eq!(
-        (s, b["code"].as_str()),
-        (403, Some("operators-only")),
-        "{b}"
-    );
-    let (s, b) = call(
-        format!("{leader}/v1/jobs"),
-        h.dealer_token.clone(),
-        Method::GET,
-        None,
-    )
-    .await;
-    assert_eq!(
-        (s, b["code"].as_str()),
-        (403, Some("operators-only")),
-        "{b}"
-    );
-    let (s, b) = call(
-        format!("{follower}/v1/jobs"),
-        operator.clone(),
-        Method::GET,
-        None,
-    )
-    .await;
-    assert_eq!((s, b["code"].as_str()), (421, Some("not-leader")), "{b}");
-    // An operator cannot take pieces: that is the dealer's.
-    let (s, b) = call(
-        format!("{leader}/v1/internal/jobs/next"),
-        operator.clone(),
-        Method::POST,
-        Some(json!({"worker": "me"})),
-    )
-    .await;
-    assert_eq!((s, b["code"].as_str()), (403, Some("dealer-only")), "{b}");
+    let piece = json!({"worker": "me"});
+    let refused = [
+        // (node, caller, method, path, body, status, code)
+        (
+            leader,
+            &engine,
+            Method::POST,
+            "/v1/jobs",
+            Some(good.clone()),
+            403,
+            "operators-only",
+        ),
+        (
+            leader,
+            &h.dealer_token,
+            Method::GET,
+            "/v1/jobs",
+            None,
+            403,
+            "operators-only",
+        ),
+        (
+            follower,
+            &operator,
+            Method::GET,
+            "/v1/jobs",
+            None,
+            421,
+            "not-leader",
+        ),
+        // An operator cannot take pieces: that is the dealer's.
+        (
+            leader,
+            &operator,
+            Method::POST,
+            "/v1/internal/jobs/next",
+            Some(piece.clone()),
+            403,
+            "dealer-only",
+        ),
+        (
+            follower,
+            &h.dealer_token,
+            Method::POST,
+            "/v1/internal/jobs/next",
+            Some(piece),
+            421,
+            "not-leader",
+        ),
+    ];
+    for (node, who, method, path, body, status, code) in refused {
+        let (s, b) = call(format!("{node}{path}"), who.clone(), method, body).await;
+        assert_eq!((s, b["code"].as_str()), (status, Some(code)), "{path}: {b}");
+    }
     for bad in [
         json!({"pool": POOL, "count": 0}),
         json!({"pool": "triple-p128", "count": 10}),

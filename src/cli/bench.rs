@@ -1,12 +1,187 @@
 //! `larder bench`: figures a user can measure on their own hardware, like redis-benchmark or
 //! fio. Every figure is measured on real stores on disk; nothing is estimated.
 
+use anyhow::bail;
 use larder::consortium::{ConsortiumConfig, LocalConsortium};
 use larder::generate::Dealer;
 use larder::material::PoolSpec;
 use serde::Serialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// `larder bench <what>`, each with its own flags.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Generation into durable stores (the default).
+    Dealer {
+        /// Items per figure.
+        #[arg(long, default_value_t = 10_000_000)]
+        items: u64,
+        #[arg(long, default_value_t = 3)]
+        parties: u8,
+        #[arg(long, default_value_t = 1 << 20)]
+        batch_size: u64,
+        /// Pools to measure (default: triple-z64 and triple-p128).
+        #[arg(long = "pool")]
+        pools: Vec<PoolSpec>,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Download throughput, round trips and node memory of a TLS consortium.
+    Checkout {
+        /// Items of the download checkout.
+        #[arg(long, default_value_t = 10_000_000)]
+        items: u64,
+        /// Items of a large download whose node memory is reported (0 skips it).
+        #[arg(long, default_value_t = 100_000_000)]
+        big_items: u64,
+        /// 1000-item checkouts in the latency figure.
+        #[arg(long, default_value_t = 2000)]
+        jobs: u64,
+        /// Engines running at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Sustained generation and checkouts at every party.
+    Soak {
+        /// Engines running at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// How long to run.
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+        /// Seconds per reported interval.
+        #[arg(long, default_value_t = 30)]
+        interval: u64,
+        #[command(flatten)]
+        out: Output,
+    },
+}
+
+/// Where the temporary stores go and how figures are printed.
+#[derive(Debug, clap::Args)]
+pub struct Output {
+    /// Directory for the temporary stores (on the disk you want to measure).
+    #[arg(long, default_value = "larder-bench")]
+    dir: PathBuf,
+    /// One JSON object per figure instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `larder bench`; no subcommand is the dealer figures with their defaults.
+///
+/// # Errors
+/// The benchmark's failures; a soak that saw errors.
+pub fn run(what: Option<BenchCommand>) -> anyhow::Result<()> {
+    let what = what.unwrap_or(BenchCommand::Dealer {
+        items: 10_000_000,
+        parties: 3,
+        batch_size: 1 << 20,
+        pools: Vec::new(),
+        out: Output {
+            dir: "larder-bench".into(),
+            json: false,
+        },
+    });
+    match what {
+        BenchCommand::Dealer {
+            items,
+            parties,
+            batch_size,
+            pools,
+            out,
+        } => {
+            let pools = if pools.is_empty() {
+                vec!["triple-z64".parse()?, "triple-p128".parse()?]
+            } else {
+                pools
+            };
+            std::fs::create_dir_all(&out.dir)?;
+            let mut figures = Vec::new();
+            for pool in pools {
+                let f = dealer(&out.dir, pool, parties, items, batch_size)?;
+                if out.json {
+                    println!("{}", serde_json::to_string(&f)?);
+                }
+                figures.push(f);
+            }
+            let _ = std::fs::remove_dir(&out.dir);
+            if !out.json {
+                print!("{}", table(&figures));
+            }
+        }
+        BenchCommand::Checkout {
+            items,
+            big_items,
+            jobs,
+            concurrency,
+            out,
+        } => {
+            let b = CheckoutBench {
+                dir: out.dir.clone(),
+                download_items: items,
+                big_items,
+                jobs,
+                concurrency,
+            };
+            let figures = super::commands::runtime()?.block_on(checkout(&b))?;
+            let _ = std::fs::remove_dir(&out.dir);
+            if out.json {
+                for f in &figures {
+                    println!("{}", serde_json::to_string(f)?);
+                }
+            } else {
+                print!("{}", checkout_table(&figures));
+            }
+        }
+        BenchCommand::Soak {
+            concurrency,
+            seconds,
+            interval,
+            out,
+        } => {
+            use super::soak;
+            let b = soak::SoakBench {
+                dir: out.dir.clone(),
+                seconds,
+                interval,
+                concurrency,
+                items: 1000,
+                verify_every: 50,
+            };
+            let json = out.json;
+            if !json {
+                println!(
+                    "soak: {seconds} s, {concurrency} engines, 1000-triple checkouts at all 3 parties (TLS), {} cores",
+                    std::thread::available_parallelism().map_or(1, |n| n.get())
+                );
+                println!("{}", soak::header());
+            }
+            let report = |f: &soak::SoakFigure| {
+                if json {
+                    println!("{}", serde_json::to_string(f).expect("figures serialize"));
+                } else {
+                    println!("{}", soak::line(f));
+                }
+            };
+            let summary = super::commands::runtime()?.block_on(soak::soak(&b, report))?;
+            let _ = std::fs::remove_dir(&out.dir);
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                println!("{}\n{}", "-".repeat(88), soak::line(&summary));
+                println!("(last line: the whole run; node RSS is each node's peak)");
+            }
+            if summary.errors > 0 {
+                bail!("the soak saw {} errors", summary.errors);
+            }
+        }
+    }
+    Ok(())
+}
 
 /// One measured figure; printed as one JSON line with `--json`.
 #[derive(Clone, Debug, Serialize)]

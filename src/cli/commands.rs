@@ -6,13 +6,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 use larder::auth::Token;
 use larder::client::{DealerClient, EngineClient};
 use larder::consortium::{write_stock_table, LocalConsortium};
-use larder::generate::Dealer;
+use larder::generate::{Dealer, OwnMasks};
 use larder::interop::mp_spdz;
 use larder::material::PoolSpec;
 use larder::node::config::{ClusterConfig, NodeConfig};
 use std::path::Path;
 
-pub(crate) fn deal(c: &LocalConsortium, pool: PoolSpec, count: u64) -> Result<()> {
+/// `larder deal`: with the trusted dealer, or (`parties`) with every party's own generator.
+pub(crate) fn deal(c: &LocalConsortium, pool: PoolSpec, count: u64, parties: bool) -> Result<()> {
     let bar = ProgressBar::new(count).with_style(
         ProgressStyle::with_template(
             "{msg} [{bar:40}] {human_pos}/{human_len} ({per_sec}, eta {eta})",
@@ -21,8 +22,15 @@ pub(crate) fn deal(c: &LocalConsortium, pool: PoolSpec, count: u64) -> Result<()
         .progress_chars("=> "),
     );
     bar.set_message(format!("dealing {pool}"));
-    let mut dealer = Dealer::from_os_rng();
-    let r = c.deal(&mut dealer, pool, count, |done| bar.set_position(done))?;
+    let r = if parties {
+        let mut own: Vec<OwnMasks> = (0..c.config.parties)
+            .map(|_| OwnMasks::from_os_rng())
+            .collect();
+        c.make(&mut own, pool, count, |done| bar.set_position(done))?
+    } else {
+        let mut dealer = Dealer::from_os_rng();
+        c.deal(&mut dealer, pool, count, |done| bar.set_position(done))?
+    };
     bar.finish();
     println!("dealt {} items of {pool} in {} batches", r.items, r.batches);
     Ok(())

@@ -1,7 +1,7 @@
 //! Batches: staged at every party, committed at the leader, or abandoned.
 
 use super::{Abort, Party, ProtocolError, Refusal, Result};
-use crate::generate::{BatchPlan, GenerateError, Generator, PartyBatch};
+use crate::generate::{BatchPlan, GenerateError, Generator, PartyBatch, PartyGenerator};
 use crate::material::{BatchId, PoolSpec};
 use crate::store::{BatchState, StoreError};
 use futures_util::future::join_all;
@@ -27,6 +27,9 @@ pub struct DealPlan {
     pub first_index: u64,
 }
 
+/// Where generated batches go, one batch (every party's share) at a time.
+pub type Batches = tokio::sync::mpsc::Sender<std::result::Result<Vec<PartyBatch>, GenerateError>>;
+
 /// Generates the batches of `plan` one after the other into `out` (a blocking loop: run it on
 /// a thread of its own). Stops after a failure, or when `out` is closed.
 pub fn generate_batches<G: Generator + ?Sized>(
@@ -48,6 +51,46 @@ pub fn generate_batches<G: Generator + ?Sized>(
         index += 1;
         left -= items;
         let made = generator.generate(&batch);
+        let failed = made.is_err();
+        if out.blocking_send(made).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// As [`generate_batches`] for generators without a dealer: for each batch of `plan`, every
+/// party's instance of `generators` runs on a thread of its own, joined to the others by an
+/// in-memory [`crate::generate::mesh`], and makes its own share.
+pub fn generate_with_parties<P: PartyGenerator>(
+    generators: &mut [P],
+    plan: DealPlan,
+    out: tokio::sync::mpsc::Sender<std::result::Result<Vec<PartyBatch>, GenerateError>>,
+) {
+    let mut left = plan.count;
+    while left > 0 {
+        let items = left.min(plan.batch_size.max(1));
+        left -= items;
+        let batch = BatchPlan {
+            pool: plan.pool,
+            parties: plan.parties,
+            batch: BatchId(rand::random()),
+            items,
+            correction: 0,
+        };
+        let made = std::thread::scope(|s| {
+            let running: Vec<_> = generators
+                .iter_mut()
+                .zip(crate::generate::mesh(plan.parties))
+                .map(|(g, mut end)| {
+                    let batch = &batch;
+                    s.spawn(move || g.generate_share(batch, &mut end))
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|h| h.join().expect("a party's generator panicked"))
+                .collect::<std::result::Result<Vec<_>, _>>()
+        });
         let failed = made.is_err();
         if out.blocking_send(made).is_err() || failed {
             return;

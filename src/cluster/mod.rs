@@ -36,8 +36,8 @@ mod local;
 mod remote;
 
 pub use batch::{
-    commit_batch, deal, deliver, generate_batches, next_batch_index, settle_staged, DealPlan,
-    Settled,
+    commit_batch, deal, deliver, generate_batches, generate_with_parties, next_batch_index,
+    settle_staged, Batches, DealPlan, Settled,
 };
 pub use checkout::{checkout, confirmed_at_leader, expire, Expired};
 pub use error::{gone_code, store_problem, PartyName, ProtocolError, Refusal, Result};

@@ -89,6 +89,7 @@ impl Generator for Dealer {
                 batch: plan.batch,
                 items: plan.items,
                 chunk_items: CHUNK_ITEMS,
+                maker: crate::material::Maker::Dealer,
             })
             .collect();
         let chunks = headers[0].chunks() as usize;

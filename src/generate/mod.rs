@@ -2,8 +2,12 @@
 //! one implementation of [`Generator`], never a special case in the store.
 
 mod dealer;
+mod masks;
+mod mesh;
 
 pub use dealer::Dealer;
+pub use masks::OwnMasks;
+pub use mesh::{mesh, MeshEnd};
 
 use crate::material::{BatchHeader, BatchId, PoolError, PoolSpec};
 use zeroize::Zeroizing;
@@ -42,6 +46,9 @@ pub enum GenerateError {
     Pool(#[from] PoolError),
     #[error("invalid plan: {0}")]
     Plan(String),
+    /// A message to or from another party was lost, or made no sense.
+    #[error("exchange with party {party}: {what}")]
+    Channel { party: u8, what: String },
 }
 
 /// The generator seam.
@@ -59,4 +66,48 @@ pub trait Generator {
     /// # Errors
     /// [`GenerateError`] if the plan is invalid.
     fn generate(&mut self, plan: &BatchPlan) -> Result<Vec<PartyBatch>, GenerateError>;
+}
+
+/// How the parties running a [`PartyGenerator`] reach each other: ordered, reliable,
+/// authenticated messages between each pair of parties (threads on one machine, or the
+/// nodes' channel over HTTPS). Blocking: generators run on threads of their own.
+pub trait Channel: Send {
+    /// This party.
+    fn me(&self) -> u8;
+
+    /// Sends `message` to party `to`.
+    ///
+    /// # Errors
+    /// [`GenerateError::Channel`] if `to` cannot be reached.
+    fn send(&mut self, to: u8, message: Zeroizing<Vec<u8>>) -> Result<(), GenerateError>;
+
+    /// The next message from party `from`, in the order it sent them.
+    ///
+    /// # Errors
+    /// [`GenerateError::Channel`] if `from` stopped or did not send in time.
+    fn recv(&mut self, from: u8) -> Result<Zeroizing<Vec<u8>>, GenerateError>;
+}
+
+/// The seam for generators without a dealer: one instance runs at every party, makes only that
+/// party's share of a batch, and talks to the other parties' instances over a [`Channel`].
+/// Its batches are laid out by `material::party_layout` ([`crate::material::Maker::Parties`]):
+/// a party's random components come from its own seeds; what is computed jointly is explicit.
+/// Once every party has staged its share, the leader commits the batch as any other.
+pub trait PartyGenerator: Send {
+    /// A short name for logs, jobs and metrics.
+    fn name(&self) -> &'static str;
+
+    /// Whether it can make `pool`.
+    fn supports(&self, pool: &PoolSpec) -> bool;
+
+    /// Makes this party's share of the batch `plan` describes (its `correction` is unused),
+    /// exchanging messages with the other parties through `channel`.
+    ///
+    /// # Errors
+    /// An invalid plan, or a failed exchange.
+    fn generate_share(
+        &mut self,
+        plan: &BatchPlan,
+        channel: &mut dyn Channel,
+    ) -> Result<PartyBatch, GenerateError>;
 }

@@ -5,7 +5,11 @@
 //! header (66 bytes, little-endian):
 //!   magic "LARDERBT" | format version u16 | kind u8 | domain 17 B | threshold u8 | owner u8
 //!   | parties u8 | party u8 | correction party u8 | batch id 16 B | items u64
-//!   | chunk items u32 | crc32 of the preceding 62 bytes
+//!   | chunk items u32 | maker u8 | crc32 of the preceding 62 bytes
+//! Version 1: made by a dealer (maker byte 0). Version 2: any maker (0 dealer, 1 the parties
+//! themselves, whose records are laid out by `party_layout`; the correction party is unused).
+//! Dealer batches are still written as version 1, so older builds keep reading them and
+//! refuse, rather than misread, batches the parties made.
 //! then for each chunk of `chunk items` items (the last may be shorter):
 //!   seed 32 B | explicit elements (items x explicit-per-item x element bytes) | crc32 of both
 //! ```
@@ -15,7 +19,7 @@
 //! let a consumed chunk be erased (seed and values overwritten) while the rest of the batch
 //! stays usable, and let any item range be expanded without reading the whole batch.
 
-use super::{record_layout, Kind, PoolSpec, Source};
+use super::{party_layout, record_layout, Kind, Maker, PoolSpec, Source};
 use crate::math::{Domain, Ring};
 use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
@@ -29,8 +33,8 @@ pub const CHUNK_ITEMS: u32 = 1024;
 pub const SEED_BYTES: usize = 32;
 /// Bytes of the fixed batch header.
 pub const HEADER_BYTES: usize = 66;
-/// The batch file format version this build writes and reads.
-pub const BATCH_FORMAT_VERSION: u16 = 1;
+/// The newest batch file format version this build writes and reads (it reads 1 too).
+pub const BATCH_FORMAT_VERSION: u16 = 2;
 const MAGIC: &[u8; 8] = b"LARDERBT";
 const CRC_BYTES: usize = 4;
 
@@ -127,17 +131,22 @@ pub struct BatchHeader {
     pub pool: PoolSpec,
     pub parties: u8,
     pub party: u8,
-    /// The party storing the explicit corrections for this batch.
+    /// The party storing the explicit corrections for this batch (a dealer's batch only).
     pub correction: u8,
     pub batch: BatchId,
     pub items: u64,
     pub chunk_items: u32,
+    /// Who made the batch: decides the record layout.
+    pub maker: Maker,
 }
 
 impl BatchHeader {
     /// This party's record layout in this batch.
     pub fn layout(&self) -> Vec<Source> {
-        record_layout(&self.pool, self.parties, self.party, self.correction)
+        match self.maker {
+            Maker::Dealer => record_layout(&self.pool, self.parties, self.party, self.correction),
+            Maker::Parties => party_layout(&self.pool, self.party),
+        }
     }
 
     pub fn explicit_per_item(&self) -> usize {
@@ -185,7 +194,11 @@ impl BatchHeader {
     pub fn encode(&self) -> [u8; HEADER_BYTES] {
         let mut h = [0u8; HEADER_BYTES];
         h[0..8].copy_from_slice(MAGIC);
-        h[8..10].copy_from_slice(&BATCH_FORMAT_VERSION.to_le_bytes());
+        let version: u16 = match self.maker {
+            Maker::Dealer => 1,
+            Maker::Parties => 2,
+        };
+        h[8..10].copy_from_slice(&version.to_le_bytes());
         h[10] = self.pool.kind.code();
         h[11..28].copy_from_slice(&self.pool.domain.to_bytes());
         h[28] = self.pool.threshold.unwrap_or(0);
@@ -196,7 +209,7 @@ impl BatchHeader {
         h[33..49].copy_from_slice(&self.batch.0);
         h[49..57].copy_from_slice(&self.items.to_le_bytes());
         h[57..61].copy_from_slice(&self.chunk_items.to_le_bytes());
-        // byte 61 is reserved (zero)
+        h[61] = self.maker.code();
         let crc = crc32fast::hash(&h[..62]);
         h[62..66].copy_from_slice(&crc.to_le_bytes());
         h
@@ -218,7 +231,7 @@ impl BatchHeader {
             });
         }
         let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-        if version != BATCH_FORMAT_VERSION {
+        if !(1..=BATCH_FORMAT_VERSION).contains(&version) {
             return Err(FormatError::UnsupportedVersion {
                 what: "batch",
                 found: version,
@@ -239,7 +252,13 @@ impl BatchHeader {
             threshold: (bytes[28] != 0).then_some(bytes[28]),
             owner: (bytes[29] != u8::MAX).then_some(bytes[29]),
         };
+        // Version 1 reserved the byte (zero): a dealer's batch.
+        let maker = match (version, Maker::from_code(bytes[61])) {
+            (1, Some(Maker::Dealer)) | (2, Some(_)) => Maker::from_code(bytes[61]).expect("known"),
+            _ => return Err(invalid("batch header", "unknown maker")),
+        };
         let header = BatchHeader {
+            maker,
             pool,
             parties: bytes[30],
             party: bytes[31],
@@ -270,7 +289,10 @@ impl BatchHeader {
                 format!("chunks must hold {CHUNK_ITEMS} items"),
             ));
         }
-        if self.pool.kind == Kind::InputMask && self.pool.owner == Some(self.correction) {
+        if self.maker == Maker::Dealer
+            && self.pool.kind == Kind::InputMask
+            && self.pool.owner == Some(self.correction)
+        {
             return Err(invalid(
                 "batch header",
                 "an input mask's owner cannot be its correction party",
@@ -458,6 +480,7 @@ mod tests {
             batch: BatchId([7; 16]),
             items: 2500,
             chunk_items: 1024,
+            maker: Maker::Dealer,
         }
     }
 

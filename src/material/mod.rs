@@ -212,6 +212,53 @@ impl PoolSpec {
     }
 }
 
+/// Who made a batch, which decides how each party's record is laid out (see
+/// [`record_layout`] and [`party_layout`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Maker {
+    /// A dealer made every party's share in one place; one correction party stores what
+    /// cannot be random.
+    Dealer,
+    /// Each party made its own share with the others (an interactive generator, such as the
+    /// HE generator): its random components come from its own seeds, and every component
+    /// computed jointly is explicit at every party.
+    Parties,
+}
+
+impl Maker {
+    /// The code in a batch header (byte 61).
+    pub fn code(self) -> u8 {
+        match self {
+            Maker::Dealer => 0,
+            Maker::Parties => 1,
+        }
+    }
+
+    pub fn from_code(c: u8) -> Option<Maker> {
+        match c {
+            0 => Some(Maker::Dealer),
+            1 => Some(Maker::Parties),
+            _ => None,
+        }
+    }
+}
+
+/// The sources of each element of `party`'s record in a batch its parties made themselves
+/// ([`Maker::Parties`]): shares of fresh random values are the party's own (seeded); values
+/// that depend on the other parties' shares are explicit.
+pub fn party_layout(spec: &PoolSpec, party: u8) -> Vec<Source> {
+    use Source::*;
+    match spec.kind {
+        Kind::Triple => vec![Seeded, Seeded, Explicit],
+        Kind::Square | Kind::Inverse => vec![Seeded, Explicit],
+        Kind::Bit => vec![Explicit],
+        Kind::InputMask if spec.owner == Some(party) => vec![Seeded, Explicit],
+        Kind::InputMask => vec![Seeded],
+        Kind::Double => vec![Explicit, Explicit],
+    }
+}
+
 /// Where one element of a party's record comes from.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Source {

@@ -4,7 +4,8 @@
 //! body deadlines).
 
 use super::api::{
-    engine, is_json, read_body, require_leader, require_node, JSON_BODY_TIMEOUT, JSON_LIMIT,
+    engine, is_json, read_body, require_dealer, require_leader, require_node, JSON_BODY_TIMEOUT,
+    JSON_LIMIT,
 };
 use super::error::{ApiError, Code};
 use super::{Caller, NodeState};
@@ -42,38 +43,65 @@ impl FromRequestParts<Arc<NodeState>> for Engine {
     }
 }
 
-/// Another node of the consortium, calling this node while it leads (else `403`, or `421` at
-/// a follower).
-pub struct NodeAtLeader;
+/// Extractors that admit only callers in one role: each checks the caller (`401`/`403`) and,
+/// where the role needs it, that this node leads (`421` at a follower).
+macro_rules! role {
+    ($(#[$doc:meta])* $name:ident, |$caller:ident, $st:ident| $check:expr) => {
+        $(#[$doc])*
+        pub struct $name;
 
-impl FromRequestParts<Arc<NodeState>> for NodeAtLeader {
-    type Rejection = ApiError;
+        impl FromRequestParts<Arc<NodeState>> for $name {
+            type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        st: &Arc<NodeState>,
-    ) -> Result<Self, Self::Rejection> {
-        require_node(&Caller::from_request_parts(parts, st).await?, None)?;
+            async fn from_request_parts(
+                parts: &mut Parts,
+                $st: &Arc<NodeState>,
+            ) -> Result<Self, Self::Rejection> {
+                let $caller = Caller::from_request_parts(parts, $st).await?;
+                $check;
+                Ok($name)
+            }
+        }
+    };
+}
+
+role!(
+    /// Another node of the consortium, calling this node while it leads.
+    NodeAtLeader,
+    |caller, st| {
+        require_node(&caller, None)?;
         require_leader(st, "this node is not the leader")?;
-        Ok(NodeAtLeader)
     }
-}
+);
 
-/// The leader's node, calling a follower (else `403`).
-pub struct FromLeader;
+role!(
+    /// The leader's node, calling a follower.
+    FromLeader,
+    |caller, st| require_node(&caller, Some(st.cluster.leader))?
+);
 
-impl FromRequestParts<Arc<NodeState>> for FromLeader {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        st: &Arc<NodeState>,
-    ) -> Result<Self, Self::Rejection> {
-        let caller = Caller::from_request_parts(parts, st).await?;
-        require_node(&caller, Some(st.cluster.leader))?;
-        Ok(FromLeader)
+role!(
+    /// An operator of the consortium, calling the leader (generation jobs).
+    Operator,
+    |caller, st| {
+        if caller != Caller::Operator {
+            return Err(ApiError::forbidden(
+                Code::OperatorsOnly,
+                "generation jobs are for the consortium's operators",
+            ));
+        }
+        require_leader(st, "jobs are kept at the leader")?;
     }
-}
+);
+
+role!(
+    /// The dealer (one of its workers), calling the leader for pieces of jobs.
+    DealerAtLeader,
+    |caller, st| {
+        require_dealer(&caller, "takes pieces of jobs")?;
+        require_leader(st, "jobs are kept at the leader")?;
+    }
+);
 
 /// A JSON body of type `T`, at most `LIMIT` bytes. Extracted last, after the caller is known
 /// to be allowed: a refused caller's body is never read.

@@ -14,16 +14,14 @@
 //! So every item of a job is committed exactly once, in exactly one batch, whatever workers
 //! or the leader crash; a restart resumes the job.
 
-use super::api::require_leader;
 use super::error::{ApiError, Code};
-use super::extract::JsonBody;
-use super::{Caller, NodeState};
+use super::extract::{DealerAtLeader, JsonBody, Operator};
+use super::NodeState;
 use crate::cluster::{self, Abort, Party};
 use crate::material::BatchId;
 use crate::store::{now_unix, BatchState, Job, JobState, Lease};
 use crate::wire::{JobRequest, NextPiece, Piece, PieceRequest};
-use axum::extract::{FromRequestParts, Path, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use std::sync::Arc;
@@ -35,44 +33,6 @@ const GENERATORS: &[&str] = &["dealer"];
 
 /// Most items one job may ask for.
 pub const MAX_JOB_ITEMS: u64 = 1 << 50;
-
-/// An operator of the consortium, calling the leader (else `403`, or `421` at a follower).
-pub struct Operator;
-
-impl FromRequestParts<Arc<NodeState>> for Operator {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        st: &Arc<NodeState>,
-    ) -> Result<Self, Self::Rejection> {
-        if Caller::from_request_parts(parts, st).await? != Caller::Operator {
-            return Err(ApiError::forbidden(
-                Code::OperatorsOnly,
-                "generation jobs are for the consortium's operators",
-            ));
-        }
-        require_leader(st, "jobs are kept at the leader")?;
-        Ok(Operator)
-    }
-}
-
-/// The dealer (one of its workers), calling the leader (else `403`, or `421` at a follower).
-pub struct DealerAtLeader;
-
-impl FromRequestParts<Arc<NodeState>> for DealerAtLeader {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        st: &Arc<NodeState>,
-    ) -> Result<Self, Self::Rejection> {
-        let caller = Caller::from_request_parts(parts, st).await?;
-        super::api::require_dealer(&caller, "takes pieces of jobs")?;
-        require_leader(st, "jobs are kept at the leader")?;
-        Ok(DealerAtLeader)
-    }
-}
 
 fn unknown_job(id: u64) -> ApiError {
     ApiError::new(

@@ -146,7 +146,12 @@ impl Harness {
 
     /// Starts a dealer worker as this harness's dealer process (the [`Target::Dealer`]).
     pub fn start_worker(&mut self, name: &str, crash_at: Option<&str>) {
-        let mut c = self.worker_command(name);
+        let c = self.worker_command(name);
+        self.spawn_dealer(c, crash_at);
+    }
+
+    /// Runs `c` as this harness's dealer process, logging to `dealer.log`.
+    fn spawn_dealer(&mut self, mut c: Command, crash_at: Option<&str>) {
         c.env("RUST_LOG", &self.log_filter)
             .env("RUST_BACKTRACE", "0")
             .stdout(Stdio::null())
@@ -239,15 +244,8 @@ impl Harness {
     }
 
     pub fn start_dealer(&mut self, count: u64, crash_at: Option<&str>) {
-        let mut c = self.dealer_command(count);
-        c.env("RUST_LOG", &self.log_filter)
-            .env("RUST_BACKTRACE", "0")
-            .stdout(Stdio::null())
-            .stderr(self.log("dealer"));
-        if let Some(at) = crash_at {
-            c.env("LARDER_CRASH_AT", at);
-        }
-        self.dealer = Some(c.spawn().unwrap());
+        let c = self.dealer_command(count);
+        self.spawn_dealer(c, crash_at);
     }
 
     pub fn child(&mut self, t: Target) -> &mut Option<Child> {
@@ -323,20 +321,29 @@ impl Harness {
         }
     }
 
-    /// A batch's state at a party, as the node reports it to the dealer.
-    pub async fn batch_state(&self, p: u8, batch: BatchId) -> String {
-        let url = format!(
-            "{}/v1/internal/batches/{batch}",
-            self.prov.engines[p as usize].url
-        );
+    /// Calls `path` at party `p`'s node as the dealer: (status, JSON body).
+    pub async fn as_dealer(
+        &self,
+        method: reqwest::Method,
+        p: u8,
+        path: &str,
+    ) -> (u16, serde_json::Value) {
+        let url = format!("{}{path}", self.prov.engines[p as usize].url);
         let r = self
             .http
-            .get(&url)
+            .request(method, &url)
             .bearer_auth(&self.dealer_token)
             .send()
             .await
             .unwrap();
-        let v: serde_json::Value = r.json().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// A batch's state at a party, as the node reports it to the dealer.
+    pub async fn batch_state(&self, p: u8, batch: BatchId) -> String {
+        let path = format!("/v1/internal/batches/{batch}");
+        let (_, v) = self.as_dealer(reqwest::Method::GET, p, &path).await;
         v.get("state")
             .and_then(|s| s.as_str())
             .map(str::to_string)
