@@ -123,7 +123,8 @@ pub use crate::store::{Job, JobState, Lease};
 pub struct JobRequest {
     pub pool: PoolSpec,
     pub count: u64,
-    /// `dealer` (the default): made by dealer workers (`larder dealer --worker`).
+    /// `dealer` (the default): made by dealer workers (`larder dealer --worker`); `parties`:
+    /// made by the nodes themselves with no dealer (input masks).
     #[serde(default = "default_generator")]
     pub generator: String,
 }
@@ -150,6 +151,9 @@ pub struct Piece {
     pub items: u64,
     pub correction: u8,
     pub until: u64,
+    /// Which generator makes it (`dealer`, or `parties`: every node makes its own share).
+    #[serde(default = "default_generator")]
+    pub generator: String,
 }
 
 /// The answer to a [`PieceRequest`]: a piece, or none for now.

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::procs::{Harness, Target, LEADER, POOL};
+use common::procs::{Harness, Target, LEADER, MASKS, POOL};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::os::unix::process::ExitStatusExt;
@@ -315,4 +315,58 @@ async fn only_operators_manage_jobs_and_bad_requests_change_nothing() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("cancelled") && text.contains(POOL), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_the_nodes_make_themselves_needs_no_dealer_and_reconstructs() {
+    let mut h = Harness::new("info");
+    h.wait_healthy().await;
+    // The dealer's own generator only: refused for the parties' generator.
+    let (status, body) = h
+        .operator(
+            Method::POST,
+            "/v1/jobs",
+            Some(json!({"pool": POOL, "count": 10, "generator": "parties"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("bad-request")),
+        "{body}"
+    );
+    // 5001 input masks in batches of 2000, made by the three nodes with no worker and no
+    // dealer: each party's own shares, summed at the owner (party 1).
+    let count = 5001;
+    let (status, job) = h
+        .operator(
+            Method::POST,
+            "/v1/jobs",
+            Some(json!({"pool": MASKS, "count": count, "generator": "parties"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_u64().unwrap();
+    let j = wait_done(&h, id, 60).await;
+    assert_eq!(
+        (&j["state"], &j["made"]),
+        (&json!("done"), &json!(count)),
+        "{j}"
+    );
+    let engines = h.engines();
+    let pool = MASKS.parse().unwrap();
+    let mut files = Vec::new();
+    for (p, e) in engines.iter().enumerate() {
+        let s = e.stock().await.unwrap();
+        assert_eq!(s.pools[&pool].available, count, "party {p}: {s:?}");
+    }
+    for (p, e) in engines.iter().enumerate() {
+        e.checkout("masks", pool, count).await.unwrap();
+        let f = h.dir.path().join(format!("masks-{p}.shares"));
+        std::fs::write(&f, e.download("masks").await.unwrap()).unwrap();
+        files.push(f);
+    }
+    assert_eq!(larder::consortium::verify(&files).unwrap().items, count);
+    let (made, revoked) = h.job_evidence();
+    assert_eq!(made.get(&id), Some(&count));
+    assert!(revoked.is_empty());
 }

@@ -8,7 +8,7 @@ use crate::material::{BatchId, PoolSpec};
 use crate::store::{BatchState, PoolStock, Reservation};
 use crate::wire::{
     path_segment, ApplyRequest, ApplyResult, BatchStateView, CheckoutRequest, Code, ConfirmRequest,
-    ExpireOutcome, NextPiece, PieceRequest, Problem, StockView,
+    ExpireOutcome, NextPiece, Piece, PieceRequest, Problem, StockView,
 };
 use bytes::Bytes;
 use reqwest::{Method, StatusCode};
@@ -115,6 +115,41 @@ impl RemoteParty {
             )
             .await?
             .ok_or_else(|| self.inner.bad_answer("asking for work", "an empty answer"))
+    }
+
+    /// Sends message `seq` of `session` to this node's mailbox (generators without a dealer).
+    ///
+    /// # Errors
+    /// The node's refusal, or it cannot be reached.
+    pub async fn send_message(&self, session: &str, seq: u64, message: Bytes) -> Result<()> {
+        let path = format!("/v1/internal/messages/{}/{seq}", path_segment(session));
+        self.inner
+            .call::<serde_json::Value>(
+                "sending a message",
+                Method::PUT,
+                &path,
+                Some(Body::Octets(message)),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// The leader asks this node to make its share of a piece of a job run by the parties'
+    /// own generators, and stage it.
+    ///
+    /// # Errors
+    /// The node's refusal (its generator failed), or it cannot be reached.
+    pub async fn make_piece(&self, piece: &Piece) -> Result<()> {
+        let body = json(piece)?;
+        self.inner
+            .call::<BatchStateView>(
+                "making its share",
+                Method::POST,
+                "/v1/internal/pieces",
+                Some(body),
+            )
+            .await
+            .map(|_| ())
     }
 
     /// A follower passes an engine's checkout to the leader's node, which runs the protocol.

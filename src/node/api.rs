@@ -72,6 +72,11 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/v1/jobs", post(jobs::create).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/v1/internal/jobs/next", post(jobs::next_piece))
+        .route("/v1/internal/pieces", post(jobs::make_piece))
+        .route(
+            "/v1/internal/messages/{session}/{seq}",
+            put(super::channel::receive),
+        )
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, Code::NotFound, "no such endpoint")
         })

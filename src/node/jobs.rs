@@ -14,13 +14,15 @@
 //! So every item of a job is committed exactly once, in exactly one batch, whatever workers
 //! or the leader crash; a restart resumes the job.
 
+use super::channel::NodeChannel;
 use super::error::{ApiError, Code};
-use super::extract::{DealerAtLeader, JsonBody, Operator};
+use super::extract::{DealerAtLeader, FromLeader, JsonBody, Operator};
 use super::NodeState;
 use crate::cluster::{self, Abort, Party};
+use crate::generate::{BatchPlan, OwnMasks, PartyGenerator};
 use crate::material::BatchId;
 use crate::store::{now_unix, BatchState, Job, JobState, Lease};
-use crate::wire::{JobRequest, NextPiece, Piece, PieceRequest};
+use crate::wire::{BatchStateView, JobRequest, NextPiece, Piece, PieceRequest};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -28,8 +30,10 @@ use std::sync::Arc;
 
 type St = State<Arc<NodeState>>;
 
-/// Generators whose jobs this build runs.
-const GENERATORS: &[&str] = &["dealer"];
+/// Jobs made by dealer workers.
+const DEALER: &str = "dealer";
+/// Jobs made by the nodes themselves, with no dealer ([`OwnMasks`]).
+const PARTIES: &str = "parties";
 
 /// Most items one job may ask for.
 pub const MAX_JOB_ITEMS: u64 = 1 << 50;
@@ -53,12 +57,23 @@ pub(super) async fn create(
     JsonBody(req): JsonBody<JobRequest>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
     super::api::known_pool(&st, req.pool)?;
-    if !GENERATORS.contains(&req.generator.as_str()) {
-        return Err(ApiError::bad_request(format!(
-            "unknown generator {:?}; this node runs {}",
-            req.generator,
-            GENERATORS.join(", ")
-        )));
+    match req.generator.as_str() {
+        DEALER => {}
+        name => match party_generator(name) {
+            Some(g) if g.supports(&req.pool) => {}
+            Some(g) => {
+                return Err(ApiError::bad_request(format!(
+                    "the {} generator cannot make {}; the dealer can",
+                    g.name(),
+                    req.pool
+                )))
+            }
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown generator {name:?}; this node runs {DEALER} and {PARTIES}"
+                )))
+            }
+        },
     }
     if req.count == 0 || req.count > MAX_JOB_ITEMS {
         return Err(ApiError::bad_request(format!(
@@ -179,24 +194,37 @@ async fn take_back(
     Ok(())
 }
 
-/// The next piece of the oldest job with items left, leased to the asking worker.
+/// The next piece of the oldest dealer job with items left, leased to the asking worker.
 pub(super) async fn next_piece(
     State(st): St,
     _: DealerAtLeader,
     JsonBody(req): JsonBody<PieceRequest>,
 ) -> Result<Json<NextPiece>, ApiError> {
+    let (piece, live_jobs) = lease(&st, DEALER, req.worker).await?;
+    Ok(Json(NextPiece { piece, live_jobs }))
+}
+
+/// Leases the next piece of the oldest live job of `generator` with items left (for the
+/// parties' own generators, one piece per job at a time); also returns how many jobs are live.
+async fn lease(
+    st: &NodeState,
+    generator: &str,
+    worker: String,
+) -> Result<(Option<Piece>, u64), ApiError> {
     let _g = st.jobs.lock().await;
     let jobs = st.own.run("reading jobs", |s| s.jobs()).await?;
     let live_jobs = jobs.iter().filter(|j| j.state.is_live()).count() as u64;
     let Some(mut job) = jobs
         .iter()
-        .find(|j| j.state.is_live() && j.unissued() > 0)
+        .find(|j| {
+            j.state.is_live()
+                && j.generator == generator
+                && j.unissued() > 0
+                && (generator == DEALER || j.leases.is_empty())
+        })
         .cloned()
     else {
-        return Ok(Json(NextPiece {
-            piece: None,
-            live_jobs,
-        }));
+        return Ok((None, live_jobs));
     };
     // The correction-party rule: batches the leader holds, plus those out being made.
     let pool = job.pool;
@@ -210,7 +238,7 @@ pub(super) async fn next_piece(
         batch: BatchId(rand::random()),
         items: job.unissued().min(st.cluster.batch_size),
         correction: pool.correction_party(st.cluster.parties(), index),
-        worker: req.worker,
+        worker,
         until: now_unix() + st.cluster.staging_deadline_seconds,
     };
     let piece = Piece {
@@ -220,16 +248,148 @@ pub(super) async fn next_piece(
         items: lease.items,
         correction: lease.correction,
         until: lease.until,
+        generator: job.generator.clone(),
     };
     job.leases.push(lease);
     job.state = JobState::Running;
     job.started_at.get_or_insert_with(now_unix);
-    save(&st, &job, Vec::new()).await?;
+    save(st, &job, Vec::new()).await?;
     crate::failpoint::hit("job.leased");
-    Ok(Json(NextPiece {
-        piece: Some(piece),
-        live_jobs,
-    }))
+    Ok((Some(piece), live_jobs))
+}
+
+/// A generator without a dealer, by the name jobs give it.
+fn party_generator(name: &str) -> Option<Box<dyn PartyGenerator>> {
+    match name {
+        PARTIES => Some(Box::new(OwnMasks::from_os_rng())),
+        _ => None,
+    }
+}
+
+/// Makes this node's share of a piece of a job of the parties' own generators, talking to the
+/// other nodes over the message channel, and stages it here.
+///
+/// # Errors
+/// An unknown generator, or its failure (a party that stopped, a message that never came).
+pub(super) async fn make_own_share(st: &Arc<NodeState>, piece: Piece) -> Result<(), ApiError> {
+    let mut g = party_generator(&piece.generator).ok_or_else(|| {
+        ApiError::bad_request(format!("no generator {:?} at this node", piece.generator))
+    })?;
+    let plan = BatchPlan {
+        pool: piece.pool,
+        parties: st.cluster.parties(),
+        batch: piece.batch,
+        items: piece.items,
+        correction: piece.correction,
+    };
+    let mut channel = NodeChannel::new(
+        st.clone(),
+        piece.batch.to_string(),
+        tokio::runtime::Handle::current(),
+    );
+    let share = tokio::task::spawn_blocking(move || g.generate_share(&plan, &mut channel))
+        .await
+        .map_err(|e| ApiError::internal(format!("the generator failed: {e}")))?
+        .map_err(|e| ApiError::unavailable(format!("generating this party's share: {e}")))?;
+    st.own.stage(share).await?;
+    Ok(())
+}
+
+/// `POST /v1/internal/pieces`: the leader has this node make and stage its share of a piece.
+pub(super) async fn make_piece(
+    State(st): St,
+    _: FromLeader,
+    JsonBody(piece): JsonBody<Piece>,
+) -> Result<(StatusCode, Json<BatchStateView>), ApiError> {
+    super::api::known_pool(&st, piece.pool)?;
+    if piece.items == 0 || piece.items > st.cluster.batch_size {
+        return Err(ApiError::bad_request(format!(
+            "a piece holds 1 to {} items",
+            st.cluster.batch_size
+        )));
+    }
+    let batch = piece.batch;
+    make_own_share(&st, piece).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(BatchStateView {
+            batch,
+            state: BatchState::Staged,
+        }),
+    ))
+}
+
+/// At the leader, until `cancel`: runs the jobs of the parties' own generators, a piece at a
+/// time: every node (this one included) makes and stages its share, then the leader commits.
+/// A piece that fails anywhere is taken back at once (and its staged shares swept).
+pub(super) async fn run_party_jobs(
+    st: Arc<NodeState>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    if !st.is_leader() {
+        return;
+    }
+    let every = std::time::Duration::from_millis(st.cluster.sweep_interval_ms.max(50));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        loop {
+            let piece = match lease(&st, PARTIES, "nodes".into()).await {
+                Ok((Some(p), _)) => p,
+                Ok((None, _)) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e.detail, "no piece leased; tried again later");
+                    break;
+                }
+            };
+            let made = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = make_everywhere(&st, &piece) => r,
+            };
+            let done = match made {
+                Ok(()) => commit(&st, piece.batch).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = done {
+                tracing::warn!(job = piece.job, batch = %piece.batch, error = %e.detail,
+                    "piece failed; taken back, made again later");
+                if let Err(e) = abandon(&st, &piece).await {
+                    tracing::debug!(error = %e.detail, "piece kept until its deadline");
+                }
+                break;
+            }
+        }
+    }
+}
+
+/// Every node makes its share of `piece` at once (they talk to each other meanwhile).
+async fn make_everywhere(st: &Arc<NodeState>, piece: &Piece) -> Result<(), ApiError> {
+    let own = make_own_share(st, piece.clone());
+    let others = futures_util::future::join_all(st.followers().iter().map(|f| f.make_piece(piece)));
+    let (own, others) = tokio::join!(own, others);
+    own?;
+    for r in others {
+        r?;
+    }
+    Ok(())
+}
+
+/// Takes a piece back now (it failed somewhere).
+async fn abandon(st: &NodeState, piece: &Piece) -> Result<(), ApiError> {
+    let _g = st.jobs.lock().await;
+    let id = piece.job;
+    let Some(mut job) = st.own.run("reading a job", move |s| s.job(id)).await? else {
+        return Ok(());
+    };
+    let Some(at) = job.leases.iter().position(|l| l.batch == piece.batch) else {
+        return Ok(());
+    };
+    let lease = job.leases.remove(at);
+    let mut notes = Vec::new();
+    take_back(st, &mut job, lease, &mut notes).await?;
+    save(st, &job, notes).await
 }
 
 /// Commits a batch staged everywhere; if it is a job's piece, counts it toward the job in the

@@ -13,6 +13,7 @@
 //! - this module: shared state, authentication, and startup of a node's tasks.
 
 pub mod api;
+mod channel;
 pub mod config;
 pub mod error;
 mod extract;
@@ -80,6 +81,8 @@ pub struct NodeState {
     pub(crate) jobs: tokio::sync::Mutex<()>,
     /// What the metrics listener serves.
     pub(crate) metrics: metrics::Metrics,
+    /// Messages from other nodes for this node's generators (see `channel`).
+    pub(crate) mailbox: channel::Mailbox,
 }
 
 impl std::fmt::Debug for NodeState {
@@ -173,6 +176,7 @@ impl NodeState {
             confirmations: tokio::sync::watch::Sender::new(0),
             jobs: tokio::sync::Mutex::new(()),
             metrics,
+            mailbox: channel::Mailbox::default(),
         })
     }
 
@@ -320,6 +324,7 @@ pub fn spawn(
         None => None,
     };
     tasks.spawn(sweep::sweep_forever(state.clone(), cancel.clone()));
+    tasks.spawn(jobs::run_party_jobs(state.clone(), cancel.clone()));
     Ok(RunningNode {
         addr,
         metrics_addr,

@@ -124,6 +124,15 @@ pub fn document() -> Value {
             "/v1/internal/jobs/next": {"post": {"summary": "A dealer worker takes the next piece of a job (at the leader)", "operationId": "nextPiece", "security": dealer_sec,
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PieceRequest"}}}},
                 "responses": merge(ok_json("NextPiece", "a piece leased to this worker, or none for now"), problem_responses(&[("400", "bad input"), ("401", "missing or unknown token"), ("403", "not the dealer"), ("413", "body too large"), ("415", "not application/json"), ("421", "not the leader")]))}},
+            "/v1/internal/pieces": {"post": {"summary": "Make and stage this party's share of a piece of a job the parties make themselves (leader to every node)", "operationId": "makePiece", "security": node_sec,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Piece"}}}},
+                "responses": merge(json!({"201": {"description": "this party's share staged durably", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchState"}}}}}),
+                    problem_responses(&[("400", "bad input: pool, items or generator"), ("401", "missing or unknown token"), ("403", "not the leader"), ("404", "unknown pool"), ("409", "another batch under this id"), ("413", "body too large"), ("415", "not application/json"), ("503", "the generator failed: a party stopped or a message did not come")]))}},
+            "/v1/internal/messages/{session}/{seq}": {"put": {"summary": "A message from another node for this node's generator (generators without a dealer)", "operationId": "sendMessage", "security": node_sec,
+                "parameters": [{"name": "session", "in": "path", "required": true, "description": "the batch the message is about", "schema": {"type": "string", "minLength": 1, "maxLength": 64}},
+                    {"name": "seq", "in": "path", "required": true, "description": "the message's number from this sender in this session, from 0", "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"}}],
+                "requestBody": {"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                "responses": merge(no_content("kept until the generator takes it"), problem_responses(&[("400", "bad message number or session"), ("401", "missing or unknown token"), ("403", "not a node"), ("413", "too large"), ("503", "the mailbox is full")]))}},
             "/v1/internal/reservations/{id}/burn": {"post": {"summary": "Consume without serving (leader to follower)", "operationId": "burnReservation", "security": node_sec, "parameters": [id_param("id", "checkout id")],
                 "responses": merge(no_content("burned"), problem_responses(&[("401", "missing or unknown token"), ("403", "not the leader")]))}}
         },
@@ -167,7 +176,7 @@ pub fn document() -> Value {
                 "JobRequest": {"type": "object", "additionalProperties": false, "required": ["pool", "count"], "properties": {
                     "pool": {"$ref": "#/components/schemas/Pool"},
                     "count": {"type": "integer", "minimum": 1, "maximum": super::jobs::MAX_JOB_ITEMS, "format": "uint64"},
-                    "generator": {"type": "string", "enum": ["dealer"], "default": "dealer"}}},
+                    "generator": {"type": "string", "enum": ["dealer", "parties"], "default": "dealer", "description": "dealer: made by dealer workers; parties: made by the nodes themselves, no dealer (input masks)"}}},
                 "Lease": {"type": "object", "required": ["batch", "items", "correction", "worker", "until"], "properties": {
                     "batch": {"type": "string", "pattern": "^[0-9a-f]{32}$"}, "items": {"type": "integer"}, "correction": {"type": "integer"},
                     "worker": {"type": "string"}, "until": {"type": "integer", "description": "Unix seconds; then the leader takes the piece back"}}},
@@ -182,7 +191,8 @@ pub fn document() -> Value {
                 "PieceRequest": {"type": "object", "additionalProperties": false, "required": ["worker"], "properties": {"worker": {"type": "string"}}},
                 "Piece": {"type": "object", "required": ["job", "pool", "batch", "items", "correction", "until"], "properties": {
                     "job": {"type": "integer"}, "pool": {"$ref": "#/components/schemas/Pool"}, "batch": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-                    "items": {"type": "integer"}, "correction": {"type": "integer"}, "until": {"type": "integer"}}},
+                    "items": {"type": "integer"}, "correction": {"type": "integer"}, "until": {"type": "integer"},
+                    "generator": {"type": "string", "enum": ["dealer", "parties"], "default": "dealer"}}},
                 "NextPiece": {"type": "object", "required": ["piece", "live_jobs"], "properties": {
                     "piece": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Piece"}]}, "live_jobs": {"type": "integer"}}},
                 "Problem": {"type": "object", "required": ["type", "title", "status", "detail", "code"], "properties": {

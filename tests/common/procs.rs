@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 pub const POOL: &str = "triple-z64";
 pub const LEADER: u8 = 0;
+/// Input masks, which the nodes can make themselves (no dealer).
+pub const MASKS: &str = "input-mask-p128-o1";
 
 /// A process of the consortium.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,7 +57,7 @@ impl Harness {
             name: "crash".into(),
             leader: LEADER,
             addrs,
-            pools: vec![POOL.parse().unwrap()],
+            pools: vec![POOL.parse().unwrap(), MASKS.parse().unwrap()],
             batch_size: 2000,
             reservation_ttl_seconds: 2,
             sweep_interval_ms: 200,

@@ -1,0 +1,192 @@
+//! The node-to-node message channel that generators without a dealer talk over: a node `PUT`s
+//! a message to another at `/v1/internal/messages/{session}/{seq}`; the receiving node keeps
+//! it in its mailbox until its generator asks for it. [`NodeChannel`] is a
+//! [`crate::generate::Channel`] over it, for a generator running on a blocking thread.
+//!
+//! A session is one batch (its id); each direction numbers its messages from 0, so they are
+//! taken in the order they were sent, and a message resent after a lost answer is the same
+//! message. Messages are authenticated as any node-to-node call (the sender's node token) and
+//! bounded in size and in total; unclaimed ones are dropped after [`MESSAGE_TTL`].
+
+use super::api::{read_body, STAGE_BODY_TIMEOUT, STAGE_LIMIT};
+use super::error::{ApiError, Code};
+use super::{Caller, NodeState};
+use crate::cluster::Party;
+use crate::generate::{Channel, GenerateError};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// How long an unclaimed message is kept, and how long a generator waits for one.
+pub const MESSAGE_TTL: Duration = Duration::from_secs(600);
+
+/// How long a generator waits for another party's next message (a party that failed makes
+/// the others give up after this).
+pub const RECV_WAIT: Duration = Duration::from_secs(120);
+
+/// Most bytes of unclaimed messages a node keeps at once.
+pub const MAILBOX_BYTES: usize = 2 << 30;
+
+type Key = (String, u8, u64);
+
+/// Messages from other nodes, waiting for this node's generators.
+#[derive(Default)]
+pub struct Mailbox {
+    held: Mutex<HashMap<Key, (Instant, Bytes)>>,
+    arrived: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Mailbox(..)")
+    }
+}
+
+impl Mailbox {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (Instant, Bytes)>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps a message; `false` if the mailbox is full (after dropping expired ones).
+    pub fn put(&self, session: &str, from: u8, seq: u64, message: Bytes) -> bool {
+        let mut held = self.held();
+        held.retain(|_, (at, _)| at.elapsed() < MESSAGE_TTL);
+        let used: usize = held.values().map(|(_, m)| m.len()).sum();
+        if used + message.len() > MAILBOX_BYTES {
+            return false;
+        }
+        held.insert((session.to_string(), from, seq), (Instant::now(), message));
+        drop(held);
+        self.arrived.notify_waiters();
+        true
+    }
+
+    /// Takes the message `seq` of `session` from `from`, waiting for it until `deadline`.
+    pub async fn take(
+        &self,
+        session: &str,
+        from: u8,
+        seq: u64,
+        deadline: Instant,
+    ) -> Option<Bytes> {
+        let key = (session.to_string(), from, seq);
+        loop {
+            let arrived = self.arrived.notified();
+            if let Some((_, m)) = self.held().remove(&key) {
+                return Some(m);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            if tokio::time::timeout(left, arrived).await.is_err() {
+                return self.held().remove(&key).map(|(_, m)| m);
+            }
+        }
+    }
+}
+
+/// A generator's channel at this node, for one session (batch): messages to the other nodes
+/// over HTTPS, messages from them out of this node's mailbox. Call it from a blocking thread.
+pub struct NodeChannel {
+    st: Arc<NodeState>,
+    session: String,
+    runtime: tokio::runtime::Handle,
+    sent: Vec<u64>,
+    taken: Vec<u64>,
+}
+
+impl NodeChannel {
+    pub fn new(st: Arc<NodeState>, session: String, runtime: tokio::runtime::Handle) -> Self {
+        let n = st.cluster.parties() as usize;
+        NodeChannel {
+            st,
+            session,
+            runtime,
+            sent: vec![0; n],
+            taken: vec![0; n],
+        }
+    }
+}
+
+impl Channel for NodeChannel {
+    fn me(&self) -> u8 {
+        self.st.me
+    }
+
+    fn send(&mut self, to: u8, message: Zeroizing<Vec<u8>>) -> Result<(), GenerateError> {
+        let fail = |what: String| GenerateError::Channel { party: to, what };
+        let peer = self
+            .st
+            .others
+            .iter()
+            .find(|p| p.at().party == to)
+            .ok_or_else(|| fail("no such party".into()))?;
+        let seq = self.sent[to as usize];
+        // The body keeps the secret buffer, zeroized once sent.
+        let body = Bytes::from_owner(Secret(message));
+        self.runtime
+            .block_on(peer.send_message(&self.session, seq, body))
+            .map_err(|e| fail(e.to_string()))?;
+        self.sent[to as usize] += 1;
+        Ok(())
+    }
+
+    fn recv(&mut self, from: u8) -> Result<Zeroizing<Vec<u8>>, GenerateError> {
+        let seq = *self
+            .taken
+            .get(from as usize)
+            .ok_or_else(|| GenerateError::Channel {
+                party: from,
+                what: "no such party".into(),
+            })?;
+        let deadline = Instant::now() + RECV_WAIT;
+        let m = self
+            .runtime
+            .block_on(self.st.mailbox.take(&self.session, from, seq, deadline))
+            .ok_or_else(|| GenerateError::Channel {
+                party: from,
+                what: format!("no message within {} s", RECV_WAIT.as_secs()),
+            })?;
+        self.taken[from as usize] += 1;
+        Ok(Zeroizing::new(m.to_vec()))
+    }
+}
+
+struct Secret(Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for Secret {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// `PUT /v1/internal/messages/{session}/{seq}`: another node's message for this node's
+/// generator.
+pub(super) async fn receive(
+    State(st): State<Arc<NodeState>>,
+    caller: Caller,
+    Path((session, seq)): Path<(String, String)>,
+    body: axum::body::Body,
+) -> Result<StatusCode, ApiError> {
+    let Caller::Node(from) = caller else {
+        return Err(ApiError::forbidden(
+            Code::NodesOnly,
+            "messages come from the consortium's nodes",
+        ));
+    };
+    let seq: u64 = seq
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("{seq:?} is not a message number")))?;
+    if session.is_empty() || session.len() > 64 {
+        return Err(ApiError::bad_request("a session is 1 to 64 characters"));
+    }
+    let message = read_body(body, STAGE_LIMIT, STAGE_BODY_TIMEOUT).await?;
+    if !st.mailbox.put(&session, from, seq, message) {
+        return Err(ApiError::unavailable(
+            "this node's mailbox is full; try again",
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
