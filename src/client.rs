@@ -1,15 +1,10 @@
-//! Rust clients of the node API: [`EngineClient`] for online engines and the CLI, and
-//! [`DealerClient`], which stages each party's share at that party's node only and asks the
-//! leader to commit once all have it.
+//! The Rust client of the node API for online engines and the CLI: [`EngineClient`]. It
+//! depends on the API's types (`wire`), TLS and tokens only. (The dealer's client is a
+//! participant in the protocol: `cluster::DealerClient`.)
 
 use crate::auth::Token;
-use crate::cluster::{self, DealPlan, PartyName, ProtocolError, RemoteParty, Retry};
-use crate::generate::{BatchPlan, Generator};
 use crate::material::PoolSpec;
-use crate::node::config::ClusterConfig;
-use crate::wire::{
-    CheckoutRequest, CheckoutView, HealthView, NextPiece, Piece, PieceRequest, StockView,
-};
+use crate::wire::{CheckoutRequest, CheckoutView, HealthView, StockView};
 use crate::wire::{Code, Problem};
 use futures_util::StreamExt;
 use std::time::Duration;
@@ -278,120 +273,5 @@ impl EngineClient {
         })
         .await?;
         Ok(out)
-    }
-}
-
-/// The dealer's client: stages at every node, commits at the leader (the protocol is
-/// [`crate::cluster::deal`]'s).
-pub struct DealerClient {
-    cluster: ClusterConfig,
-    parties: Vec<RemoteParty>,
-}
-
-impl DealerClient {
-    /// # Errors
-    /// An unreadable CA certificate.
-    pub fn new(cluster: ClusterConfig, token: Token) -> Result<Self, ClientError> {
-        let ca = std::fs::read_to_string(&cluster.ca_certificate)
-            .map_err(|e| ClientError::Other(format!("reading the CA certificate: {e}")))?;
-        let http = crate::tls::client(&ca, Duration::from_secs(600))
-            .map_err(|e| ClientError::Other(e.to_string()))?;
-        // An unreachable party is retried for half the staging deadline (the nodes drop
-        // batches staged longer than the whole deadline).
-        let retry = Retry::Until(Duration::from_secs(cluster.staging_deadline_seconds / 2));
-        let parties = cluster
-            .parties
-            .iter()
-            .map(|p| {
-                let at = PartyName {
-                    party: p.id,
-                    name: Some(p.name.clone()),
-                };
-                RemoteParty::new(at, &p.url, token.clone(), http.clone(), retry)
-            })
-            .collect();
-        Ok(DealerClient { cluster, parties })
-    }
-
-    /// Deals `count` items of `pool` batch by batch; `progress` gets the items committed.
-    /// Generation of the next batch overlaps the staging of this one.
-    ///
-    /// # Errors
-    /// Generation, transport or API errors, naming the party. A batch that fails half-way is
-    /// aborted at the parties that staged it (and would be cleaned up by their sweeps
-    /// otherwise).
-    pub async fn deal<G: Generator + Send + 'static>(
-        &self,
-        mut generator: G,
-        pool: PoolSpec,
-        count: u64,
-        progress: impl FnMut(u64),
-    ) -> Result<u64, ProtocolError> {
-        let leader = &self.parties[self.cluster.leader as usize];
-        let plan = DealPlan {
-            pool,
-            parties: self.cluster.parties(),
-            batch_size: self.cluster.batch_size,
-            count,
-            first_index: cluster::next_batch_index(leader, pool).await?,
-        };
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let making = tokio::task::spawn_blocking(move || {
-            cluster::generate_batches(&mut generator, plan, tx)
-        });
-        let dealt =
-            cluster::deal(rx, &self.parties, leader, |id| leader.commit(id), progress).await;
-        // Generation stops at the next batch once the receiver is gone.
-        let _ = making.await;
-        dealt
-    }
-
-    fn leader(&self) -> &RemoteParty {
-        &self.parties[self.cluster.leader as usize]
-    }
-
-    /// As a dealer worker: asks the leader for the next piece of a generation job.
-    ///
-    /// # Errors
-    /// The leader's refusal, or it cannot be reached (after retries).
-    pub async fn next_piece(&self, worker: &str) -> Result<NextPiece, ProtocolError> {
-        let req = PieceRequest {
-            worker: worker.to_string(),
-        };
-        self.leader().next_piece(&req).await
-    }
-
-    /// As a dealer worker: makes one piece (its batch, under the id the leader chose), stages
-    /// it at every party and has the leader commit it. Returns the generator for the next.
-    ///
-    /// # Errors
-    /// Generation, staging or commit errors (`piece-revoked` if the leader took the piece
-    /// back meanwhile).
-    pub async fn make_piece<G: Generator + Send + 'static>(
-        &self,
-        mut generator: G,
-        piece: &Piece,
-    ) -> (G, Result<(), ProtocolError>) {
-        let plan = BatchPlan {
-            pool: piece.pool,
-            parties: self.cluster.parties(),
-            batch: piece.batch,
-            items: piece.items,
-            correction: piece.correction,
-        };
-        let (generator, shares) = tokio::task::spawn_blocking(move || {
-            let out = generator.generate(&plan);
-            (generator, out)
-        })
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        let leader = self.leader();
-        let delivered = match shares {
-            Ok(shares) => {
-                cluster::deliver(&self.parties, leader, shares, &|id| leader.commit(id)).await
-            }
-            Err(e) => Err(e.into()),
-        };
-        (generator, delivered)
     }
 }

@@ -9,15 +9,18 @@
 //! - [`math`]: rings and prime fields (Z_2^64, Z_2^128, GF(p)); pure arithmetic, no IO.
 //! - [`sharing`]: additive and Shamir sharing and opening.
 //! - [`material`]: kinds, pools, the per-party batch file and share stream encodings.
-//! - [`generate`]: the [`generate::Generator`] seam and the trusted dealer behind it.
+//! - [`generate`]: the seams [`generate::Generator`] (a dealer) and [`generate::PartyGenerator`]
+//!   (each party makes its own share over a [`generate::Channel`]), the trusted dealer and the
+//!   parties' own input masks.
 //! - [`store`]: one party's store: sled metadata, bulk batch files, the lifecycle
 //!   staged -> available -> reserved -> consumed, audit log, migrations; a file per concept.
 //! - [`cluster`]: the consortium protocol (commit, checkout, expiry, settling staged batches),
 //!   written once against a party that is either a store on this machine or a remote node.
 //! - [`consortium`]: a consortium whose party stores sit on this machine; deal, take, verify.
 //! - [`node`]: the party node (HTTPS API, authentication, connection limits, the sweep).
-//! - [`wire`]: the API's request and response bodies; [`client`]: engine and dealer clients.
-//! - [`interop`]: material in the files existing engines read (MP-SPDZ).
+//! - [`config`]: the consortium and node files, layered with `LARDER__` environment overrides.
+//! - [`wire`]: the API's request and response bodies; [`client`]: the engines' client.
+//! - [`interop`]: material in the files existing engines read (MP-SPDZ), a pure format.
 //! - [`secret_file`]: share files written whole or not at all; [`tls`]: TLS and the consortium
 //!   CA; [`auth`]: tokens; [`failpoint`]: crash points for the crash harness.
 //!
@@ -25,7 +28,7 @@
 //! `src/cli/`, not in the library.
 //!
 //! Dependencies point one way: math <- sharing <- material <- generate; material <- store <-
-//! consortium, node. The pure layers never touch disk.
+//! cluster <- consortium, node. The pure layers never touch disk.
 //!
 //! # Security model
 //! Semi-honest parties; in dealer mode the dealer is trusted not to collude with any party.
@@ -37,6 +40,7 @@
 pub mod auth;
 pub mod client;
 pub mod cluster;
+pub mod config;
 pub mod consortium;
 pub mod failpoint;
 pub mod generate;

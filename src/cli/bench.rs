@@ -381,7 +381,7 @@ impl Drop for Children {
 pub(crate) struct LocalNodes {
     children: Children,
     pub engines: Vec<larder::client::EngineClient>,
-    pub dealer: larder::client::DealerClient,
+    pub dealer: larder::cluster::DealerClient,
 }
 
 impl LocalNodes {
@@ -391,7 +391,8 @@ impl LocalNodes {
         pool: PoolSpec,
         batch_size: u64,
     ) -> anyhow::Result<LocalNodes> {
-        use larder::client::{DealerClient, EngineClient};
+        use larder::client::EngineClient;
+        use larder::cluster::DealerClient;
         use larder::node::config::ClusterConfig;
         use larder::node::provision::{provision, Plan};
         if root.exists() {

@@ -4,7 +4,8 @@
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use larder::auth::Token;
-use larder::client::{DealerClient, EngineClient};
+use larder::client::EngineClient;
+use larder::cluster::DealerClient;
 use larder::consortium::{write_stock_table, LocalConsortium};
 use larder::generate::{Dealer, OwnMasks};
 use larder::interop::mp_spdz;
@@ -105,7 +106,7 @@ pub(crate) async fn checkout_mp_spdz(
             plan.player_data.display()
         );
     }
-    mp_spdz::checkout(client, plan, report_export).await?;
+    crate::cli::mp_spdz::checkout(client, plan, report_export).await?;
     Ok(())
 }
 

@@ -4,7 +4,8 @@
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use larder::client::{DealerClient, EngineClient};
+use larder::client::EngineClient;
+use larder::cluster::DealerClient;
 use larder::consortium::{default_pools, verify};
 use larder::generate::Dealer;
 use larder::node::config::{ClusterConfig, NodeConfig};

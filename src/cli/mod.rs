@@ -5,5 +5,6 @@
 pub mod bench;
 pub mod commands;
 pub mod demo;
+pub mod mp_spdz;
 pub mod soak;
 pub mod worker;

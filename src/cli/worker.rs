@@ -2,7 +2,7 @@
 //! leader, and `larder jobs`: operators create, list and cancel jobs.
 
 use anyhow::{bail, Context, Result};
-use larder::client::DealerClient;
+use larder::cluster::DealerClient;
 use larder::generate::Dealer;
 use larder::material::PoolSpec;
 use larder::node::config::ClusterConfig;

@@ -31,6 +31,7 @@
 mod batch;
 mod checkout;
 pub mod combine;
+mod dealer;
 mod error;
 mod local;
 mod remote;
@@ -40,6 +41,7 @@ pub use batch::{
     settle_staged, Batches, DealPlan, Settled,
 };
 pub use checkout::{checkout, confirmed_at_leader, expire, Expired};
+pub use dealer::DealerClient;
 pub use error::{gone_code, store_problem, PartyName, ProtocolError, Refusal, Result};
 pub use local::LocalParty;
 pub use remote::{RemoteParty, Retry};

@@ -40,8 +40,6 @@ pub enum ExportError {
     Io { path: PathBuf, source: io::Error },
     #[error("{}", .0)]
     Conflict(String),
-    #[error(transparent)]
-    Client(#[from] crate::client::ClientError),
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ExportError + '_ {
@@ -433,72 +431,19 @@ impl CheckoutPlan {
     }
 }
 
-/// Checks out `plan` at this engine's node and writes it for MP-SPDZ: every part concurrently,
-/// each into its file (replaced once complete) or its pipe (opened first, so nothing is
-/// reserved for a thread that never reads). `on_done` hears of each part as it completes.
+/// Writes a share stream for MP-SPDZ into a pipe the engine has opened; returns the items.
 ///
 /// # Errors
-/// What MP-SPDZ cannot read is refused before anything is reserved; then API, stream and IO
-/// errors.
-pub async fn checkout(
-    client: &crate::client::EngineClient,
-    plan: &CheckoutPlan,
-    on_done: impl Fn(&Exported) + Sync,
-) -> Result<Vec<Exported>, ExportError> {
-    let health = client.health().await?;
-    let layout = Layout::new(plan.pool, health.parties, health.party, plan.montgomery)?;
-    let dir = prepare_dir(&plan.player_data, &layout)?;
-    let parts = plan.parts()?;
-    let one = |(id, thread, count): (String, Option<u32>, u64)| {
-        let (layout, dir, on_done) = (&layout, &dir, &on_done);
-        async move {
-            let path = dir.join(layout.file_name(thread));
-            let pipe = if plan.pipes {
-                make_pipe(&path)?;
-                let p = path.clone();
-                Some(blocking(move || open_pipe(&p)).await?)
-            } else {
-                None
-            };
-            client.checkout(&id, plan.pool, count).await?;
-            let reader = client.download_reader(&id).await?;
-            let (layout, player_data) = (layout.clone(), plan.player_data.clone());
-            let done = blocking(move || {
-                let shares = ShareReader::new(reader)?;
-                if Layout::of_stream(&shares.header, layout.montgomery)? != layout {
-                    return Err(ExportError::Conflict(format!(
-                        "checkout {id:?} holds {} at party {}, not what was asked",
-                        shares.header.pool, shares.header.party
-                    )));
-                }
-                match pipe {
-                    Some(file) => {
-                        let mut shares = shares;
-                        let mut w = io::BufWriter::with_capacity(1 << 20, file);
-                        let items =
-                            write(&mut shares, &layout, &mut w).map_err(|e| at(&path, e))?;
-                        Ok(Exported { path, items })
-                    }
-                    None => export_file(shares, &player_data, thread, layout.montgomery),
-                }
-            })
-            .await?;
-            on_done(&done);
-            Ok::<_, ExportError>(done)
-        }
-    };
-    futures_util::future::join_all(parts.into_iter().map(one))
-        .await
-        .into_iter()
-        .collect()
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ExportError> + Send + 'static,
-) -> Result<T, ExportError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ExportError::Conflict(format!("export task failed: {e}")))?
+/// Stream, format and IO errors (naming the pipe).
+pub fn export_to_pipe<R: Read>(
+    mut shares: ShareReader<R>,
+    layout: &Layout,
+    pipe: File,
+    path: PathBuf,
+) -> Result<Exported, ExportError> {
+    let mut w = io::BufWriter::with_capacity(1 << 20, pipe);
+    let items = write(&mut shares, layout, &mut w).map_err(|e| at(&path, e))?;
+    Ok(Exported { path, items })
 }
 
 #[cfg(test)]

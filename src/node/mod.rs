@@ -14,7 +14,8 @@
 
 pub mod api;
 mod channel;
-pub mod config;
+/// The configuration files (kept at the crate's top, [`crate::config`]; here for old paths).
+pub use crate::config;
 pub mod error;
 mod extract;
 mod internal;

@@ -1,7 +1,8 @@
 //! A real consortium for integration tests: three party nodes on port 0 with TLS, the dealer
 //! over HTTPS.
 
-use larder::client::{DealerClient, EngineClient};
+use larder::client::EngineClient;
+use larder::cluster::DealerClient;
 use larder::consortium::verify;
 use larder::generate::Dealer;
 use larder::material::{PoolSpec, ShareReader};
