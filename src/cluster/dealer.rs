@@ -11,7 +11,7 @@ use crate::wire::{NextPiece, Piece, PieceRequest};
 use std::time::Duration;
 
 /// The dealer's client: stages at every node, commits at the leader (the protocol is
-/// [`crate::super::deal`]'s).
+/// [`super::deal`]'s).
 pub struct DealerClient {
     cluster: ClusterConfig,
     parties: Vec<RemoteParty>,

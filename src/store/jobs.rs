@@ -3,78 +3,7 @@
 //! records durable.
 
 use super::*;
-
-/// Where a job stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    /// Created; no piece handed out yet.
-    Queued,
-    /// Pieces handed out; not every item committed yet.
-    Running,
-    /// Every item committed.
-    Done,
-    /// Stopped by an error (`error` says which); committed items stay.
-    Failed,
-    /// Stopped by an operator; committed items stay.
-    Cancelled,
-}
-
-impl JobState {
-    /// Whether the job can still make items.
-    pub fn is_live(self) -> bool {
-        matches!(self, JobState::Queued | JobState::Running)
-    }
-}
-
-/// One batch of a job handed to a worker: it generates the batch under this id, stages it at
-/// every party and has the leader commit it before `until`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lease {
-    pub batch: BatchId,
-    pub items: u64,
-    /// The batch's correction party.
-    pub correction: u8,
-    /// The worker's name, for operators.
-    pub worker: String,
-    /// Unix seconds after which the leader takes the piece back.
-    pub until: u64,
-}
-
-/// A generation job.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Job {
-    pub id: u64,
-    pub pool: PoolSpec,
-    /// Items to make.
-    pub count: u64,
-    /// Which generator makes them (`dealer`).
-    pub generator: String,
-    pub state: JobState,
-    /// Items committed: available at the leader, staged at every party.
-    pub made: u64,
-    /// Pieces handed out and not yet committed or taken back.
-    pub leases: Vec<Lease>,
-    /// Batches of pieces taken back (their worker was too slow or gone): never committed for
-    /// this job, whoever asks.
-    #[serde(default)]
-    pub revoked: Vec<BatchId>,
-    pub created_at: u64,
-    #[serde(default)]
-    pub started_at: Option<u64>,
-    #[serde(default)]
-    pub finished_at: Option<u64>,
-    #[serde(default)]
-    pub error: Option<String>,
-}
-
-impl Job {
-    /// Items neither committed nor handed out.
-    pub fn unissued(&self) -> u64 {
-        let leased: u64 = self.leases.iter().map(|l| l.items).sum();
-        self.count.saturating_sub(self.made + leased)
-    }
-}
+pub use crate::wire::{Job, JobState, Lease};
 
 /// Most revoked batch ids a job remembers (the oldest are forgotten; by then the staging
 /// deadline has removed their batches everywhere).

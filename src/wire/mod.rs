@@ -2,7 +2,9 @@
 //! CLI, and the problem body and codes of every error answer.
 
 use crate::material::{PoolSpec, ShareRange};
-use crate::store::{PoolStock, Reservation, ReservationState};
+mod records;
+
+pub use records::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -74,7 +76,7 @@ pub struct HealthView {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchStateView {
     pub batch: crate::material::BatchId,
-    pub state: crate::store::BatchState,
+    pub state: BatchState,
 }
 
 /// `POST /v1/internal/reservations`: the leader's reservations for a follower to hold, many
@@ -114,8 +116,6 @@ pub enum ExpireOutcome {
     /// This party never held it.
     Unknown,
 }
-
-pub use crate::store::{Job, JobState, Lease};
 
 /// `POST /v1/jobs`: make `count` items of `pool` with `generator`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
