@@ -11,19 +11,20 @@
 //! committed it, activated if it did. Each store is locked by its process (sled's file lock),
 //! so no deal can be running while another process reconciles.
 
+mod verify;
+
+pub use verify::{verify, VerifyReport};
+
 use crate::cluster::{self, DealPlan, LocalParty, ProtocolError};
 use crate::generate::{Generator, PartyGenerator};
-use crate::material::{PoolSpec, ShareReader};
-use crate::math::Ring;
+use crate::material::PoolSpec;
 use crate::secret_file::SecretFile;
-use crate::sharing::{additive_open, shamir_open};
 use crate::store::{BatchState, PoolStock, Store, StoreError, StoreIdentity};
 use crate::wire::CheckoutRequest;
-use crate::with_ring;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{BufReader, Write};
+use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -388,193 +389,6 @@ impl LocalConsortium {
             .map(|(p, s)| s.store().stock().map_err(party_err(p as u8)))
             .collect()
     }
-}
-
-/// What [`verify`] checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VerifyReport {
-    pub pool: PoolSpec,
-    pub checkout: String,
-    pub items: u64,
-}
-
-/// Reconstructs a set of share files (one per party) and checks every item's correlation.
-///
-/// This combines every party's shares, which no single party should ever be able to do: it is
-/// for tests and demos only.
-///
-/// # Errors
-/// [`ConsortiumError::Verify`] naming the first inconsistency or failed item.
-pub fn verify(files: &[PathBuf]) -> Result<VerifyReport> {
-    let mut readers = files
-        .iter()
-        .map(|f| {
-            let file = File::open(f)
-                .map_err(|e| ConsortiumError::Io(format!("open {}: {e}", f.display())))?;
-            ShareReader::new(BufReader::with_capacity(1 << 20, file))
-                .map_err(|e| ConsortiumError::Verify(format!("{}: {e}", f.display())))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let bad = |s: String| ConsortiumError::Verify(s);
-    let first = readers
-        .first()
-        .ok_or_else(|| bad("no share files given".into()))?
-        .header
-        .clone();
-    let n = first.parties as usize;
-    if readers.len() != n {
-        return Err(bad(format!(
-            "the pool has {n} parties but {} files were given",
-            readers.len()
-        )));
-    }
-    // Each party's file exactly once, named by path when not.
-    let mut by_party: Vec<Vec<&PathBuf>> = vec![Vec::new(); n];
-    for (r, f) in readers.iter().zip(files) {
-        if let Some(slot) = by_party.get_mut(r.header.party as usize) {
-            slot.push(f);
-        }
-    }
-    for (p, given) in by_party.iter().enumerate() {
-        match given.len() {
-            1 => {}
-            0 => return Err(bad(format!("no file holds party {p}'s shares"))),
-            _ => {
-                let names: Vec<String> = given.iter().map(|f| f.display().to_string()).collect();
-                return Err(bad(format!(
-                    "party {p}'s shares are given more than once: {}",
-                    names.join(", ")
-                )));
-            }
-        }
-    }
-    for (r, f) in readers.iter().zip(files) {
-        let h = &r.header;
-        if h.pool != first.pool
-            || h.checkout != first.checkout
-            || h.ranges != first.ranges
-            || h.parties != first.parties
-        {
-            return Err(bad(format!(
-                "{} (party {}) does not belong to the same checkout as {} (party {})",
-                f.display(),
-                h.party,
-                files[0].display(),
-                first.party
-            )));
-        }
-    }
-    readers.sort_by_key(|r| r.header.party);
-    let pool = first.pool;
-    let ring = pool.domain.ring();
-    let mut checked = 0u64;
-    const BLOCK: usize = 8192;
-    loop {
-        let blocks = readers
-            .iter_mut()
-            .map(|r| {
-                r.next_records(BLOCK)
-                    .map_err(|e| bad(format!("party {}: {e}", r.header.party)))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        if blocks.iter().all(Option::is_none) {
-            break;
-        }
-        let blocks: Vec<Vec<u8>> = blocks
-            .into_iter()
-            .map(|b| b.ok_or_else(|| bad("a party's file ended early".into())))
-            .collect::<Result<_>>()?;
-        let got = with_ring!(ring, r => check_block(r, &pool, &blocks, checked))?;
-        checked += got;
-    }
-    Ok(VerifyReport {
-        pool,
-        checkout: first.checkout,
-        items: checked,
-    })
-}
-
-/// Checks one block of records from every party; returns how many items it held.
-fn check_block<R: Ring>(r: &R, pool: &PoolSpec, blocks: &[Vec<u8>], offset: u64) -> Result<u64> {
-    use crate::material::Kind;
-    let eb = r.elem_bytes();
-    let n = blocks.len();
-    let lens: Vec<usize> = (0..n).map(|p| pool.record_len(p as u8)).collect();
-    let items = blocks[0].len() / (lens[0] * eb);
-    let elem = |p: usize, item: usize, comp: usize| -> Result<R::Elem> {
-        let at = (item * lens[p] + comp) * eb;
-        blocks[p]
-            .get(at..at + eb)
-            .and_then(|b| r.decode(b))
-            .ok_or_else(|| {
-                ConsortiumError::Verify(format!(
-                    "party {p}: item {} is missing or not canonical",
-                    offset + item as u64
-                ))
-            })
-    };
-    let open = |item: usize, comp: usize| -> Result<R::Elem> {
-        let shares = (0..n)
-            .map(|p| elem(p, item, comp))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(additive_open(r, &shares))
-    };
-    for i in 0..items {
-        let fail = |what: &str| {
-            Err(ConsortiumError::Verify(format!(
-                "item {}: {what}",
-                offset + i as u64
-            )))
-        };
-        match pool.kind {
-            Kind::Triple => {
-                if r.mul(open(i, 0)?, open(i, 1)?) != open(i, 2)? {
-                    return fail("c != a * b");
-                }
-            }
-            Kind::Square => {
-                let a = open(i, 0)?;
-                if r.mul(a, a) != open(i, 1)? {
-                    return fail("a^2 does not open to the square");
-                }
-            }
-            Kind::Bit => {
-                let b = open(i, 0)?;
-                if b != r.zero() && b != r.one() {
-                    return fail("the bit opens to neither 0 nor 1");
-                }
-            }
-            Kind::Inverse => {
-                if r.mul(open(i, 0)?, open(i, 1)?) != r.one() {
-                    return fail("a * inverse != 1");
-                }
-            }
-            Kind::InputMask => {
-                let owner = pool.owner.unwrap_or(0) as usize;
-                if open(i, 0)? != elem(owner, i, 1)? {
-                    return fail("the owner's clear mask differs from the shared one");
-                }
-            }
-            Kind::Double => {
-                let t = pool.threshold.unwrap_or(1) as usize;
-                let pts = |comp: usize| -> Result<Vec<(u64, R::Elem)>> {
-                    (0..n)
-                        .map(|p| Ok((p as u64 + 1, elem(p, i, comp)?)))
-                        .collect()
-                };
-                let rt = shamir_open(r, &pts(0)?, t).map_err(|e| {
-                    ConsortiumError::Verify(format!("item {}: [r]_t: {e}", offset + i as u64))
-                })?;
-                let r2t = shamir_open(r, &pts(1)?, 2 * t).map_err(|e| {
-                    ConsortiumError::Verify(format!("item {}: [r]_2t: {e}", offset + i as u64))
-                })?;
-                if rt != r2t {
-                    return fail("[r]_t and [r]_2t open to different values");
-                }
-            }
-        }
-    }
-    Ok(items as u64)
 }
 
 /// Prints stock per pool and party as a table; `stock` holds (party, its stock) pairs.
