@@ -1,0 +1,277 @@
+//! Schema drift: the OpenAPI document's schemas against the types that really go over the
+//! wire. Every field a type serializes is a property of its schema and every property of the
+//! schema is a field of the type (so neither can grow alone); every required property is always
+//! sent; every value of a state enum is listed, and nothing else. (tests/cluster.rs checks the
+//! served document equals the repo's and that every documented route exists; schemathesis in
+//! CI checks live answers against these schemas.)
+
+use larder::material::{BatchId, ShareRange};
+use larder::wire::*;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+fn doc() -> Value {
+    serde_json::from_str(&larder::node::openapi::document_text()).unwrap()
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+/// Checks `value`'s serialized fields against schema `name`.
+fn same_fields(doc: &Value, name: &str, value: impl serde::Serialize) {
+    let schema = &doc["components"]["schemas"][name];
+    assert!(schema.is_object(), "no schema {name}");
+    let sent = serde_json::to_value(value).unwrap();
+    let props = keys(&schema["properties"]);
+    assert_eq!(keys(&sent), props, "{name}: fields sent vs documented");
+    for r in schema["required"].as_array().into_iter().flatten() {
+        assert!(
+            sent.get(r.as_str().unwrap()).is_some(),
+            "{name}: required {r} not sent"
+        );
+    }
+}
+
+/// Checks that an enum's values are exactly those the schema at `path` lists.
+fn same_values<T: serde::Serialize>(doc: &Value, path: &[&str], values: &[T]) {
+    let mut schema = doc;
+    for p in path {
+        schema = &schema[*p];
+    }
+    let listed: BTreeSet<String> = schema["enum"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{path:?} has no enum"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let sent: BTreeSet<String> = values
+        .iter()
+        .map(|v| {
+            serde_json::to_value(v)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(sent, listed, "{path:?}");
+}
+
+#[test]
+fn every_schema_has_exactly_the_fields_of_its_type() {
+    let doc = doc();
+    let pool = "triple-z64".parse().unwrap();
+    let batch = BatchId([1; 16]);
+    let range = ShareRange {
+        batch,
+        first: 0,
+        count: 3,
+    };
+    let reservation = Reservation {
+        checkout: "c".into(),
+        pool,
+        count: 3,
+        ranges: vec![range],
+        state: ReservationState::Reserved,
+        reserved_at: 1,
+        consumer: Some("e".into()),
+        consumed_at: Some(2),
+        confirmed: true,
+        settled: false,
+    };
+    let problem = Problem {
+        kind: "urn:larder:problem:underrun".into(),
+        title: "t".into(),
+        status: 503,
+        detail: "d".into(),
+        code: "underrun".into(),
+        available: Some(1),
+    };
+    let lease = Lease {
+        batch,
+        items: 3,
+        correction: 0,
+        worker: "w".into(),
+        until: 9,
+    };
+    let piece = Piece {
+        job: 1,
+        pool,
+        batch,
+        items: 3,
+        correction: 0,
+        until: 9,
+        generator: "dealer".into(),
+    };
+    same_fields(&doc, "Range", range);
+    same_fields(&doc, "Reservation", &reservation);
+    same_fields(&doc, "Checkout", CheckoutView::new(&reservation, 0, 600));
+    same_fields(
+        &doc,
+        "CheckoutRequest",
+        CheckoutRequest {
+            id: "c".into(),
+            pool,
+            count: 3,
+        },
+    );
+    same_fields(&doc, "PoolStock", PoolStock::default());
+    same_fields(
+        &doc,
+        "Stock",
+        StockView {
+            party: 0,
+            pools: [(pool, PoolStock::default())].into(),
+        },
+    );
+    same_fields(
+        &doc,
+        "Health",
+        HealthView {
+            consortium: "x".into(),
+            party: 0,
+            parties: 3,
+            name: "a".into(),
+            leader: true,
+            version: "v".into(),
+        },
+    );
+    same_fields(
+        &doc,
+        "BatchState",
+        BatchStateView {
+            batch,
+            state: BatchState::Staged,
+        },
+    );
+    same_fields(
+        &doc,
+        "ApplyRequest",
+        ApplyRequest {
+            reservations: vec![reservation.clone()],
+        },
+    );
+    same_fields(
+        &doc,
+        "ApplyResult",
+        ApplyResult {
+            checkout: "c".into(),
+            problem: Some(problem.clone()),
+        },
+    );
+    same_fields(
+        &doc,
+        "ConfirmRequest",
+        ConfirmRequest {
+            checkouts: vec!["c".into()],
+        },
+    );
+    same_fields(&doc, "Problem", &problem);
+    same_fields(
+        &doc,
+        "JobRequest",
+        JobRequest {
+            pool,
+            count: 3,
+            generator: "dealer".into(),
+        },
+    );
+    same_fields(&doc, "Lease", &lease);
+    same_fields(
+        &doc,
+        "Job",
+        Job {
+            id: 1,
+            pool,
+            count: 3,
+            generator: "dealer".into(),
+            state: JobState::Running,
+            made: 0,
+            leases: vec![lease],
+            revoked: vec![batch],
+            created_at: 1,
+            started_at: Some(2),
+            finished_at: Some(3),
+            error: Some("e".into()),
+        },
+    );
+    same_fields(&doc, "PieceRequest", PieceRequest { worker: "w".into() });
+    same_fields(&doc, "Piece", &piece);
+    same_fields(
+        &doc,
+        "NextPiece",
+        NextPiece {
+            piece: Some(piece),
+            live_jobs: 1,
+        },
+    );
+}
+
+#[test]
+fn every_state_is_listed_and_nothing_else() {
+    let doc = doc();
+    fn s(name: &'static str) -> Vec<&'static str> {
+        vec!["components", "schemas", name]
+    }
+    same_values(
+        &doc,
+        &s("ReservationState"),
+        &[
+            ReservationState::Reserved,
+            ReservationState::Consumed,
+            ReservationState::Released,
+            ReservationState::Burned,
+        ],
+    );
+    let mut batch = s("BatchState");
+    batch.extend(["properties", "state"]);
+    same_values(
+        &doc,
+        &batch,
+        &[
+            BatchState::Staged,
+            BatchState::Available,
+            BatchState::Exhausted,
+        ],
+    );
+    let mut job = s("Job");
+    job.extend(["properties", "state"]);
+    same_values(
+        &doc,
+        &job,
+        &[
+            JobState::Queued,
+            JobState::Running,
+            JobState::Done,
+            JobState::Failed,
+            JobState::Cancelled,
+        ],
+    );
+    let expire = [
+        "paths",
+        "/v1/internal/reservations/{id}/expire",
+        "post",
+        "responses",
+        "200",
+        "content",
+        "application/json",
+        "schema",
+    ];
+    same_values(
+        &doc,
+        &expire,
+        &[
+            ExpireOutcome::Released,
+            ExpireOutcome::Consumed,
+            ExpireOutcome::Burned,
+            ExpireOutcome::Unknown,
+        ],
+    );
+    let codes: Vec<Value> = Code::ALL.iter().map(|c| json!(c.as_str())).collect();
+    same_values(
+        &doc,
+        &["components", "schemas", "Problem", "properties", "code"],
+        &codes,
+    );
+}
