@@ -213,7 +213,10 @@ async fn lease(
 ) -> Result<(Option<Piece>, u64), ApiError> {
     let _g = st.jobs.lock().await;
     let jobs = st.own.run("reading jobs", |s| s.jobs()).await?;
-    let live_jobs = jobs.iter().filter(|j| j.state.is_live()).count() as u64;
+    let live_jobs = jobs
+        .iter()
+        .filter(|j| j.state.is_live() && j.generator == generator)
+        .count() as u64;
     let Some(mut job) = jobs
         .iter()
         .find(|j| {
@@ -398,7 +401,7 @@ async fn abandon(st: &NodeState, piece: &Piece) -> Result<(), ApiError> {
 /// # Errors
 /// `piece-revoked`; the protocol's errors.
 pub(super) async fn commit(st: &Arc<NodeState>, id: BatchId) -> Result<(), ApiError> {
-    let _g = st.jobs.lock().await;
+    let guard = st.jobs.lock().await;
     let jobs = st.own.run("reading jobs", |s| s.jobs()).await?;
     if let Some(job) = jobs.iter().find(|j| j.revoked.contains(&id)) {
         return Err(ApiError::new(
@@ -410,23 +413,27 @@ pub(super) async fn commit(st: &Arc<NodeState>, id: BatchId) -> Result<(), ApiEr
             ),
         ));
     }
-    let owner = jobs
+    let Some(mut job) = jobs
         .into_iter()
-        .find(|j| j.leases.iter().any(|l| l.batch == id));
+        .find(|j| j.leases.iter().any(|l| l.batch == id))
+    else {
+        // No job's piece (a one-shot dealer's batch): it cannot become one (pieces get fresh
+        // ids), so it commits without holding up the jobs.
+        drop(guard);
+        cluster::commit_batch(&st.own, st.followers(), id).await?;
+        return Ok(());
+    };
     cluster::commit_batch(&st.own, st.followers(), id).await?;
-    if let Some(mut job) = owner {
-        crate::failpoint::hit("job.committed");
-        let at = job
-            .leases
-            .iter()
-            .position(|l| l.batch == id)
-            .expect("found above");
-        let lease = job.leases.remove(at);
-        let mut notes = Vec::new();
-        made(&mut job, lease, &mut notes);
-        save(st, &job, notes).await?;
-    }
-    Ok(())
+    crate::failpoint::hit("job.committed");
+    let at = job
+        .leases
+        .iter()
+        .position(|l| l.batch == id)
+        .expect("found above");
+    let lease = job.leases.remove(at);
+    let mut notes = Vec::new();
+    made(&mut job, lease, &mut notes);
+    save(st, &job, notes).await
 }
 
 /// The leader's periodic look at its jobs: leases whose batch is committed count as made,

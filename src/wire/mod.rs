@@ -160,8 +160,8 @@ pub struct Piece {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NextPiece {
     pub piece: Option<Piece>,
-    /// Jobs that are not over yet: with no piece and no live job, a worker that runs until
-    /// idle stops.
+    /// Jobs for dealer workers that are not over yet: with no piece and no such job, a worker
+    /// that runs until idle stops.
     pub live_jobs: u64,
 }
 
