@@ -32,15 +32,8 @@ pub type Batches = tokio::sync::mpsc::Sender<std::result::Result<Vec<PartyBatch>
 
 /// Generates the batches of `plan` one after the other into `out` (a blocking loop: run it on
 /// a thread of its own). Stops after a failure, or when `out` is closed.
-pub fn generate_batches<G: Generator + ?Sized>(
-    generator: &mut G,
-    plan: DealPlan,
-    out: tokio::sync::mpsc::Sender<std::result::Result<Vec<PartyBatch>, GenerateError>>,
-) {
-    let mut left = plan.count;
-    let mut index = plan.first_index;
-    while left > 0 {
-        let items = left.min(plan.batch_size.max(1));
+pub fn generate_batches<G: Generator + ?Sized>(generator: &mut G, plan: DealPlan, out: Batches) {
+    feed(plan, out, |index, items| {
         let batch = BatchPlan {
             pool: plan.pool,
             parties: plan.parties,
@@ -48,14 +41,8 @@ pub fn generate_batches<G: Generator + ?Sized>(
             items,
             correction: plan.pool.correction_party(plan.parties, index),
         };
-        index += 1;
-        left -= items;
-        let made = generator.generate(&batch);
-        let failed = made.is_err();
-        if out.blocking_send(made).is_err() || failed {
-            return;
-        }
-    }
+        generator.generate(&batch)
+    })
 }
 
 /// As [`generate_batches`] for generators without a dealer: for each batch of `plan`, every
@@ -64,12 +51,9 @@ pub fn generate_batches<G: Generator + ?Sized>(
 pub fn generate_with_parties<P: PartyGenerator>(
     generators: &mut [P],
     plan: DealPlan,
-    out: tokio::sync::mpsc::Sender<std::result::Result<Vec<PartyBatch>, GenerateError>>,
+    out: Batches,
 ) {
-    let mut left = plan.count;
-    while left > 0 {
-        let items = left.min(plan.batch_size.max(1));
-        left -= items;
+    feed(plan, out, |_, items| {
         let batch = BatchPlan {
             pool: plan.pool,
             parties: plan.parties,
@@ -77,7 +61,7 @@ pub fn generate_with_parties<P: PartyGenerator>(
             items,
             correction: 0,
         };
-        let made = std::thread::scope(|s| {
+        std::thread::scope(|s| {
             let running: Vec<_> = generators
                 .iter_mut()
                 .zip(crate::generate::mesh(plan.parties))
@@ -89,8 +73,27 @@ pub fn generate_with_parties<P: PartyGenerator>(
             running
                 .into_iter()
                 .map(|h| h.join().expect("a party's generator panicked"))
-                .collect::<std::result::Result<Vec<_>, _>>()
-        });
+                .collect()
+        })
+    })
+}
+
+/// Makes the batches of `plan` one after the other with `make` (given the batch's index for
+/// the correction-party rule and its item count) into `out`. Stops after a failure, or when
+/// `out` is closed.
+fn feed(
+    plan: DealPlan,
+    out: Batches,
+    mut make: impl FnMut(u64, u64) -> std::result::Result<Vec<PartyBatch>, GenerateError>,
+) {
+    let size = plan.batch_size.max(1);
+    let mut left = plan.count;
+    let mut index = plan.first_index;
+    while left > 0 {
+        let items = left.min(size);
+        let made = make(index, items);
+        index += 1;
+        left -= items;
         let failed = made.is_err();
         if out.blocking_send(made).is_err() || failed {
             return;

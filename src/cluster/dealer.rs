@@ -2,7 +2,7 @@
 //! that party's node only and asks the leader to commit once all have it; as a dealer worker
 //! it takes pieces of the leader's generation jobs.
 
-use super::{DealPlan, PartyName, ProtocolError, RemoteParty, Retry};
+use super::{DealPlan, ProtocolError, RemoteParty, Retry};
 use crate::auth::Token;
 use crate::config::ClusterConfig;
 use crate::generate::{BatchPlan, Generator};
@@ -31,13 +31,7 @@ impl DealerClient {
         let parties = cluster
             .parties
             .iter()
-            .map(|p| {
-                let at = PartyName {
-                    party: p.id,
-                    name: Some(p.name.clone()),
-                };
-                RemoteParty::new(at, &p.url, token.clone(), http.clone(), retry)
-            })
+            .map(|p| RemoteParty::of(p, token.clone(), http.clone(), retry))
             .collect();
         Ok(DealerClient { cluster, parties })
     }
@@ -56,7 +50,7 @@ impl DealerClient {
         count: u64,
         progress: impl FnMut(u64),
     ) -> Result<u64, ProtocolError> {
-        let leader = &self.parties[self.cluster.leader as usize];
+        let leader = self.leader();
         let plan = DealPlan {
             pool,
             parties: self.cluster.parties(),

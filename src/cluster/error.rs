@@ -87,16 +87,6 @@ impl ProtocolError {
         }
     }
 
-    /// The party it came from, if any.
-    pub fn party(&self) -> Option<&PartyName> {
-        match self {
-            ProtocolError::Refused { at, .. }
-            | ProtocolError::Unavailable { at, .. }
-            | ProtocolError::NotStaged { at, .. } => Some(at),
-            _ => None,
-        }
-    }
-
     /// Whether trying again later may succeed: the party could not be reached, or said it is
     /// unavailable (a party it depends on is down, or it is overloaded).
     pub fn is_transient(&self) -> bool {

@@ -62,20 +62,32 @@ impl LocalParty {
         &self.inner.store
     }
 
-    /// Runs a store call on a blocking thread; its error names this party and `step`.
+    /// Runs a store call on a blocking thread (off the async workers); its error names this
+    /// party and `step`.
     pub async fn run<T: Send + 'static>(
         &self,
         step: &'static str,
-        f: impl FnOnce(&Store) -> std::result::Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&Arc<Store>) -> std::result::Result<T, StoreError> + Send + 'static,
     ) -> Result<T> {
         run(self.inner.clone(), step, f).await
+    }
+
+    /// As [`LocalParty::run`] for a store call over a group of `n` items: one result per item
+    /// (the same failure for all if the call itself failed).
+    pub async fn run_group<T: Send + 'static>(
+        &self,
+        step: &'static str,
+        n: usize,
+        f: impl FnOnce(&Arc<Store>) -> Vec<std::result::Result<T, StoreError>> + Send + 'static,
+    ) -> Vec<Result<T>> {
+        in_group(self.inner.clone(), step, n, f).await
     }
 }
 
 async fn run<T: Send + 'static>(
     inner: Arc<Inner>,
     step: &'static str,
-    f: impl FnOnce(&Store) -> std::result::Result<T, StoreError> + Send + 'static,
+    f: impl FnOnce(&Arc<Store>) -> std::result::Result<T, StoreError> + Send + 'static,
 ) -> Result<T> {
     let task = inner.clone();
     match tokio::task::spawn_blocking(move || f(&task.store)).await {
@@ -92,7 +104,7 @@ async fn in_group<T: Send + 'static>(
     inner: Arc<Inner>,
     step: &'static str,
     n: usize,
-    f: impl FnOnce(&Store) -> Vec<std::result::Result<T, StoreError>> + Send + 'static,
+    f: impl FnOnce(&Arc<Store>) -> Vec<std::result::Result<T, StoreError>> + Send + 'static,
 ) -> Vec<Result<T>> {
     let at = inner.at.clone();
     match run(inner, step, move |s| Ok(f(s))).await {

@@ -26,7 +26,7 @@
 //!    `PoolSpec::correction_party`) rotates with the number of batches of the pool the leader
 //!    has ever held ([`next_batch_index`]), the same rule whoever deals and however.
 //!
-//! Nothing here branches on an error's text: a party's refusal carries a typed [`Code`].
+//! Nothing here branches on an error's text: a party's refusal carries a typed [`crate::wire::Code`].
 
 mod batch;
 mod checkout;
@@ -49,7 +49,7 @@ pub use remote::{RemoteParty, Retry};
 use crate::generate::PartyBatch;
 use crate::material::{BatchId, PoolSpec};
 use crate::store::{BatchState, PoolStock, Reservation};
-use crate::wire::{CheckoutRequest, Code, ExpireOutcome};
+use crate::wire::{CheckoutRequest, ExpireOutcome};
 use std::collections::BTreeMap;
 use std::future::Future;
 
@@ -110,9 +110,4 @@ pub trait Leader: Party {
 
     /// Closes an expired reservation's bookkeeping once every party has settled it.
     fn settle(&self, id: String) -> impl Future<Output = Result<()>> + Send;
-}
-
-/// Whether `e` is a refusal with `code` (a typed match, never the text).
-pub fn is(e: &ProtocolError, code: Code) -> bool {
-    e.code() == code
 }

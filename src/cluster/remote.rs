@@ -88,6 +88,20 @@ impl RemoteParty {
         }
     }
 
+    /// The node of a party of the consortium file, named as it names it.
+    pub fn of(
+        party: &crate::config::PartyEntry,
+        token: Token,
+        http: reqwest::Client,
+        retry: Retry,
+    ) -> Self {
+        let at = PartyName {
+            party: party.id,
+            name: Some(party.name.clone()),
+        };
+        Self::new(at, &party.url, token, http, retry)
+    }
+
     /// Asks the leader's node to commit a batch staged at every party.
     ///
     /// # Errors
@@ -107,14 +121,13 @@ impl RemoteParty {
     pub async fn next_piece(&self, req: &PieceRequest) -> Result<NextPiece> {
         let body = json(req)?;
         self.inner
-            .call::<NextPiece>(
+            .answer(
                 "asking for work",
                 Method::POST,
                 "/v1/internal/jobs/next",
                 Some(body),
             )
-            .await?
-            .ok_or_else(|| self.inner.bad_answer("asking for work", "an empty answer"))
+            .await
     }
 
     /// Sends message `seq` of `session` to this node's mailbox (generators without a dealer).
@@ -159,14 +172,13 @@ impl RemoteParty {
     pub async fn forward_checkout(&self, req: &CheckoutRequest) -> Result<Reservation> {
         let body = json(req)?;
         self.inner
-            .call::<Reservation>(
+            .answer(
                 "checking out",
                 Method::POST,
                 "/v1/internal/checkouts",
                 Some(body),
             )
-            .await?
-            .ok_or_else(|| self.inner.bad_answer("checking out", "no reservation"))
+            .await
     }
 }
 
@@ -356,6 +368,19 @@ impl Inner {
         }
     }
 
+    /// A call that must answer with a body.
+    async fn answer<T: serde::de::DeserializeOwned>(
+        &self,
+        step: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<Body>,
+    ) -> Result<T> {
+        self.call::<T>(step, method, path, body)
+            .await?
+            .ok_or_else(|| self.bad_answer(step, "an empty answer"))
+    }
+
     /// A call whose refusal with `absent` means the party does not hold the thing asked for.
     async fn lookup<T: serde::de::DeserializeOwned>(
         &self,
@@ -418,12 +443,11 @@ impl Party for RemoteParty {
     }
 
     async fn stock(&self) -> Result<BTreeMap<PoolSpec, PoolStock>> {
-        let view: Option<StockView> = self
+        let view: StockView = self
             .inner
-            .call("reading stock", Method::GET, "/v1/stock", None)
+            .answer("reading stock", Method::GET, "/v1/stock", None)
             .await?;
-        view.map(|v| v.pools)
-            .ok_or_else(|| self.inner.bad_answer("reading stock", "an empty answer"))
+        Ok(view.pools)
     }
 
     async fn hold(&self, reservation: Reservation) -> Result<()> {
@@ -452,9 +476,8 @@ impl Party for RemoteParty {
     async fn expire(&self, id: String) -> Result<ExpireOutcome> {
         let path = format!("/v1/internal/reservations/{}/expire", path_segment(&id));
         self.inner
-            .call::<ExpireOutcome>("expiring", Method::POST, &path, None)
-            .await?
-            .ok_or_else(|| self.inner.bad_answer("expiring", "an empty answer"))
+            .answer("expiring", Method::POST, &path, None)
+            .await
     }
 
     async fn burn(&self, id: String) -> Result<bool> {

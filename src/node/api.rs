@@ -90,31 +90,6 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .with_state(state)
 }
 
-/// Runs a blocking store call off the async workers.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(ApiError::from),
-        Err(e) => Err(ApiError::internal(format!("store task failed: {e}"))),
-    }
-}
-
-/// Runs a blocking store call for a group of `n` items off the async workers: one result per
-/// item, or the same error for all if the call itself failed.
-pub(crate) async fn blocking_group<T: Send + 'static>(
-    n: usize,
-    f: impl FnOnce() -> Vec<Result<T, StoreError>> + Send + 'static,
-) -> Vec<Result<T, ApiError>> {
-    match blocking(move || Ok(f())).await {
-        Ok(results) => results
-            .into_iter()
-            .map(|r| r.map_err(ApiError::from))
-            .collect(),
-        Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
-    }
-}
-
 /// Longest pause between two pieces of a request body.
 pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 /// Longest time to receive a whole JSON body.
@@ -235,8 +210,7 @@ async fn health(State(st): St) -> Json<HealthView> {
 }
 
 async fn stock(State(st): St, _caller: Caller) -> Result<Json<StockView>, ApiError> {
-    let store = st.store.clone();
-    let pools = blocking(move || store.stock()).await?;
+    let pools = st.own.run("reading stock", |s| s.stock()).await?;
     Ok(Json(StockView {
         party: st.me,
         pools,
@@ -345,9 +319,10 @@ async fn get_checkout(
     Engine { pools, .. }: Engine,
     Path(id): Path<String>,
 ) -> Result<Json<CheckoutView>, ApiError> {
-    let store = st.store.clone();
     let lookup = id.clone();
-    let res = blocking(move || store.reservation(&lookup))
+    let res = st
+        .own
+        .run("reading a reservation", move |s| s.reservation(&lookup))
         .await?
         .ok_or_else(|| ApiError::from(StoreError::UnknownCheckout(id)))?;
     if !pools.contains(&res.pool) {
@@ -424,22 +399,22 @@ pub(crate) async fn consume_group(
     st: Arc<NodeState>,
     downloads: Vec<(String, String)>,
 ) -> Vec<Result<Bytes, ApiError>> {
-    let store = st.store.clone();
     let unregister = st.store.clone();
-    blocking_group(downloads.len(), move || {
-        store.consume_many(&downloads, INLINE_BODY)
-    })
-    .await
-    .into_iter()
-    .map(|r| match r? {
-        // Handed to the HTTP stack from here on (not zeroized there).
-        (_, Some(body)) => Ok(Bytes::from(body.to_vec())),
-        (res, None) => {
-            unregister.end_stream(&res);
-            Err(ApiError::internal("a small share stream was not made"))
-        }
-    })
-    .collect()
+    st.own
+        .run_group("consuming", downloads.len(), move |store| {
+            store.consume_many(&downloads, INLINE_BODY)
+        })
+        .await
+        .into_iter()
+        .map(|r| match r? {
+            // Handed to the HTTP stack from here on (not zeroized there).
+            (_, Some(body)) => Ok(Bytes::from(body.to_vec())),
+            (res, None) => {
+                unregister.end_stream(&res);
+                Err(ApiError::internal("a small share stream was not made"))
+            }
+        })
+        .collect()
 }
 
 /// A consumed reservation whose shares are being streamed: its chunks are not erased until
@@ -524,15 +499,19 @@ async fn download(
             .body(Body::from(body))
             .map_err(|e| ApiError::internal(e.to_string()));
     }
-    let store = st.store.clone();
-    let streaming = blocking(move || {
-        let (res, _) = store
-            .consume_many(&[(id, name)], INLINE_BODY)
-            .pop()
-            .expect("one result per download")?;
-        Ok(Streaming { store, res })
-    })
-    .await?;
+    let streaming = st
+        .own
+        .run("consuming", move |store| {
+            let (res, _) = store
+                .consume_many(&[(id, name)], INLINE_BODY)
+                .pop()
+                .expect("one result per download")?;
+            Ok(Streaming {
+                store: store.clone(),
+                res,
+            })
+        })
+        .await?;
     crate::failpoint::hit("download.consumed");
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(16);
     let runtime = tokio::runtime::Handle::current();

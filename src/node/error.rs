@@ -1,6 +1,5 @@
 //! API errors as `application/problem+json` (RFC 9457) with a stable machine-readable code.
 
-pub use crate::cluster::gone_code;
 use crate::cluster::ProtocolError;
 use crate::store::StoreError;
 use axum::http::{header, HeaderValue, StatusCode};

@@ -2,8 +2,8 @@
 //! the leader's checkouts, replication, confirmation and expiry at the followers.
 
 use super::api::{
-    batch_id, blocking, check_count, known_pool, read_body, require_dealer, require_leader,
-    require_node, INTERNAL_JSON_LIMIT, STAGE_BODY_TIMEOUT, STAGE_LIMIT,
+    batch_id, check_count, known_pool, read_body, require_dealer, require_leader, require_node,
+    INTERNAL_JSON_LIMIT, STAGE_BODY_TIMEOUT, STAGE_LIMIT,
 };
 use super::error::{ApiError, Code};
 use super::extract::{FromLeader, JsonBody, NodeAtLeader};
@@ -54,8 +54,7 @@ pub(super) async fn stage(
             header.batch
         )));
     }
-    let store = st.store.clone();
-    blocking(move || store.stage(&bytes)).await?;
+    st.own.run("staging", move |s| s.stage(&bytes)).await?;
     crate::failpoint::hit("stage.durable");
     Ok((
         StatusCode::CREATED,
@@ -81,8 +80,9 @@ pub(super) async fn batch_state(
         }
     }
     let id = batch_id(&batch)?;
-    let store = st.store.clone();
-    let meta = blocking(move || store.batch_meta(&id))
+    let meta = st
+        .own
+        .run("reading a batch", move |s| s.batch_meta(&id))
         .await?
         .ok_or(ApiError::from(StoreError::UnknownBatch(id)))?;
     Ok(Json(BatchStateView {
@@ -104,8 +104,7 @@ pub(super) async fn abort_batch(
         c => require_node(&c, Some(st.cluster.leader))?,
     }
     let id = batch_id(&batch)?;
-    let store = st.store.clone();
-    blocking(move || store.abort(&id)).await?;
+    st.own.run("aborting", move |s| s.abort(&id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -135,8 +134,7 @@ pub(super) async fn activate(
     Path(batch): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = batch_id(&batch)?;
-    let store = st.store.clone();
-    blocking(move || store.activate(&id)).await?;
+    st.own.run("activating", move |s| s.activate(&id)).await?;
     crate::failpoint::hit("activate.durable");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -146,13 +144,14 @@ pub(super) async fn apply(
     _: FromLeader,
     JsonBody(req): JsonBody<ApplyRequest, INTERNAL_JSON_LIMIT>,
 ) -> Result<Json<Vec<ApplyResult>>, ApiError> {
-    let store = st.store.clone();
-    let (ids, results) = blocking(move || {
-        let results = store.apply_many(&req.reservations);
-        let ids: Vec<String> = req.reservations.into_iter().map(|r| r.checkout).collect();
-        Ok((ids, results))
-    })
-    .await?;
+    let (ids, results) = st
+        .own
+        .run("holding reservations", move |s| {
+            let results = s.apply_many(&req.reservations);
+            let ids: Vec<String> = req.reservations.into_iter().map(|r| r.checkout).collect();
+            Ok((ids, results))
+        })
+        .await?;
     crate::failpoint::hit("apply.durable");
     Ok(Json(
         ids.into_iter()
@@ -171,10 +170,10 @@ pub(super) async fn reservation_state(
     Path(id): Path<String>,
 ) -> Result<Json<Reservation>, ApiError> {
     require_node(&caller, None)?;
-    let store = st.store.clone();
     let lookup = id.clone();
     Ok(Json(
-        blocking(move || store.reservation(&lookup))
+        st.own
+            .run("reading a reservation", move |s| s.reservation(&lookup))
             .await?
             .ok_or(ApiError::from(StoreError::UnknownCheckout(id)))?,
     ))

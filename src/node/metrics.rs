@@ -25,7 +25,7 @@ pub struct Metrics {
 impl Metrics {
     /// # Panics
     /// Never: the families' names and labels are static and valid.
-    pub fn new(st_pools: &[crate::material::PoolSpec], party: u8) -> Self {
+    pub fn new(pools: &[crate::material::PoolSpec], party: u8) -> Self {
         let registry = Registry::new();
         let build = IntGaugeVec::new(
             Opts::new("larder_build_info", "This node's build and party; always 1"),
@@ -43,7 +43,7 @@ impl Metrics {
             &["pool", "state"],
         )
         .expect("static metric");
-        for pool in st_pools {
+        for pool in pools {
             for state in STATES {
                 stock.with_label_values(&[&pool.to_string(), state]).set(0);
             }

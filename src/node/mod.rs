@@ -28,7 +28,7 @@ mod sweep;
 
 use crate::auth::Token;
 use crate::cluster::combine::Combiner;
-use crate::cluster::{LocalParty, PartyName, RemoteParty, Retry};
+use crate::cluster::{LocalParty, RemoteParty, Retry};
 use crate::material::PoolSpec;
 use crate::store::Store;
 use config::{ClusterConfig, NodeConfig};
@@ -153,13 +153,7 @@ impl NodeState {
             .parties
             .iter()
             .filter(|p| p.id != me)
-            .map(|p| {
-                let at = PartyName {
-                    party: p.id,
-                    name: Some(p.name.clone()),
-                };
-                RemoteParty::new(at, &p.url, token.clone(), http.clone(), Retry::Once)
-            })
+            .map(|p| RemoteParty::of(p, token.clone(), http.clone(), Retry::Once))
             .collect();
         let metrics = metrics::Metrics::new(&cluster.pools, me);
         Ok(NodeState {
