@@ -92,7 +92,7 @@ impl ProtocolError {
     pub fn is_transient(&self) -> bool {
         match self {
             ProtocolError::Unavailable { status, .. } => {
-                status.map_or(true, |s| matches!(s, 502..=504 | 408 | 429))
+                status.is_none_or(|s| matches!(s, 502..=504 | 408 | 429))
             }
             ProtocolError::Refused {
                 refusal: Refusal::Problem(p),

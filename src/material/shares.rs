@@ -30,7 +30,7 @@ pub const MAX_CHECKOUT_ID_BYTES: usize = 4 * MAX_CHECKOUT_ID;
 const MAX_RANGES: u32 = 1 << 16;
 
 /// A run of consecutive items of one batch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ShareRange {
     pub batch: BatchId,
     pub first: u64,

@@ -117,7 +117,7 @@ impl Domain {
     /// # Errors
     /// [`DomainError::NotPrime`] if `p` is even or composite.
     pub fn prime(p: u128) -> Result<Self, DomainError> {
-        if p < 3 || p % 2 == 0 || !is_prime(p) {
+        if p < 3 || p.is_multiple_of(2) || !is_prime(p) {
             return Err(DomainError::NotPrime(p));
         }
         Ok(Domain::Fp(p))

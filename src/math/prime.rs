@@ -17,7 +17,7 @@ pub fn is_prime(n: u128) -> bool {
         if n == p {
             return true;
         }
-        if n % p == 0 {
+        if n.is_multiple_of(p) {
             return false;
         }
     }
@@ -57,7 +57,7 @@ mod tests {
 
     #[test]
     fn small_numbers_match_trial_division() {
-        let naive = |n: u128| n >= 2 && (2..n).take_while(|d| d * d <= n).all(|d| n % d != 0);
+        let naive = |n: u128| n >= 2 && (2..n).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d));
         for n in 0..5000u128 {
             assert_eq!(is_prime(n), naive(n), "{n}");
         }

@@ -9,10 +9,12 @@ use super::{Caller, NodeState};
 use crate::cluster;
 use crate::material::BatchId;
 use crate::store::{Reservation, ReservationState, StoreError};
+use crate::wire::schema::{Binary, CheckoutId};
 use crate::wire::{CheckoutRequest, CheckoutView, HealthView, StockView};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -30,15 +32,7 @@ type St = State<Arc<NodeState>>;
 pub fn router(state: Arc<NodeState>) -> Router {
     Router::new()
         .route("/v1/health", get(health))
-        .route(
-            "/openapi.json",
-            get(|| async {
-                (
-                    [(header::CONTENT_TYPE, "application/json")],
-                    super::openapi::document_text(),
-                )
-            }),
-        )
+        .route("/openapi.json", get(openapi))
         .route("/v1/stock", get(stock))
         .route("/v1/checkouts", post(create_checkout))
         .route("/v1/checkouts/{id}", get(get_checkout))
@@ -198,7 +192,33 @@ pub(crate) fn batch_id(s: &str) -> Result<BatchId, ApiError> {
     s.parse().map_err(|e: String| ApiError::bad_request(e))
 }
 
-async fn health(State(st): St) -> Json<HealthView> {
+/// `GET /openapi.json`.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    summary = "This document",
+    security(()),
+    responses((status = 200, description = "OpenAPI document", content_type = "application/json")),
+)]
+pub(super) async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        super::openapi::document_text(),
+    )
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/health",
+    operation_id = "health",
+    summary = "Who this node is",
+    security(()),
+    responses(
+        (status = 200, description = "this node", body = HealthView),
+    )
+)]
+pub(super) async fn health(State(st): St) -> Json<HealthView> {
     Json(HealthView {
         consortium: st.cluster.name.clone(),
         party: st.me,
@@ -209,7 +229,19 @@ async fn health(State(st): St) -> Json<HealthView> {
     })
 }
 
-async fn stock(State(st): St, _caller: Caller) -> Result<Json<StockView>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/v1/stock",
+    operation_id = "stock",
+    summary = "Stock per pool at this party",
+    security(("engineToken" = []), ("nodeToken" = []), ("dealerToken" = []), ("operatorToken" = [])),
+    responses(
+        (status = 200, description = "stock", body = StockView),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "wrong party, pool not granted, or wrong role"),
+    )
+)]
+pub(super) async fn stock(State(st): St, _caller: Caller) -> Result<Json<StockView>, ApiError> {
     let pools = st.own.run("reading stock", |s| s.stock()).await?;
     Ok(Json(StockView {
         party: st.me,
@@ -227,7 +259,27 @@ pub(crate) fn engine(caller: Caller) -> Result<(String, Vec<crate::material::Poo
     }
 }
 
-async fn create_checkout(
+#[utoipa::path(
+    post,
+    path = "/v1/checkouts",
+    operation_id = "createCheckout",
+    summary = "Reserve items under a checkout id (the same at every party)",
+    security(("engineToken" = [])),
+    request_body = CheckoutRequest,
+    responses(
+        (status = 200, description = "the reservation, identical at every party", body = CheckoutView),
+        (status = 400, description = "bad input"),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "wrong party or pool not granted"),
+        (status = 404, description = "unknown pool"),
+        (status = 409, description = "the id is used with other parameters"),
+        (status = 410, description = "this checkout can no longer be served at this party: `already-consumed` (downloaded here), `checkout-released` (expired before any download; items back in stock) or `checkout-burned` (expired after another party downloaded it); use a new id"),
+        (status = 413, description = "body too large"),
+        (status = 415, description = "not application/json"),
+        (status = 503, description = "underrun (with `available` and Retry-After) or a party unreachable"),
+    )
+)]
+pub(super) async fn create_checkout(
     State(st): St,
     Engine { pools, .. }: Engine,
     JsonBody(req): JsonBody<CheckoutRequest>,
@@ -314,7 +366,21 @@ pub(crate) fn check_count(st: &NodeState, count: u64) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn get_checkout(
+#[utoipa::path(
+    get,
+    path = "/v1/checkouts/{id}",
+    operation_id = "getCheckout",
+    summary = "A checkout as this party sees it",
+    security(("engineToken" = [])),
+    params(("id" = CheckoutId, Path, description = "checkout id")),
+    responses(
+        (status = 200, description = "the reservation", body = CheckoutView),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "wrong party or pool not granted"),
+        (status = 404, description = "unknown checkout"),
+    )
+)]
+pub(super) async fn get_checkout(
     State(st): St,
     Engine { pools, .. }: Engine,
     Path(id): Path<String>,
@@ -462,7 +528,23 @@ async fn learn_confirmation(st: &NodeState, id: &str) -> Result<(), ApiError> {
     Ok(cluster::confirmed_at_leader(leader, &st.own, id).await?)
 }
 
-async fn download(
+#[utoipa::path(
+    get,
+    path = "/v1/checkouts/{id}/shares",
+    operation_id = "downloadShares",
+    summary = "Download this party's shares, once",
+    security(("engineToken" = [])),
+    params(("id" = CheckoutId, Path, description = "checkout id")),
+    responses(
+        (status = 200, description = "the share stream (versioned header, records, CRC-32 trailer; see src/material/shares.rs)", body = Binary, content_type = "application/octet-stream"),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "wrong party or pool not granted"),
+        (status = 404, description = "unknown checkout"),
+        (status = 409, description = "not confirmed yet"),
+        (status = 410, description = "`already-consumed` (downloaded here), `checkout-released` or `checkout-burned` (expired)"),
+    )
+)]
+pub(super) async fn download(
     State(st): St,
     Engine { name, pools }: Engine,
     Path(id): Path<String>,

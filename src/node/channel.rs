@@ -13,6 +13,7 @@ use super::error::{ApiError, Code};
 use super::{Caller, NodeState};
 use crate::cluster::Party;
 use crate::generate::{Channel, GenerateError};
+use crate::wire::schema::Binary;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use bytes::Bytes;
@@ -164,6 +165,23 @@ impl AsRef<[u8]> for Secret {
 
 /// `PUT /v1/internal/messages/{session}/{seq}`: another node's message for this node's
 /// generator.
+#[utoipa::path(
+    put,
+    path = "/v1/internal/messages/{session}/{seq}",
+    operation_id = "sendMessage",
+    summary = "A message from another node for this node's generator (generators without a dealer)",
+    security(("nodeToken" = [])),
+    params(("session" = String, Path, description = "the batch the message is about", min_length = 1, max_length = 64), ("seq" = String, Path, description = "the message's number from this sender in this session, from 0", pattern = "^[0-9]{1,19}$")),
+    request_body(content = Binary, content_type = "application/octet-stream"),
+    responses(
+        (status = 204, description = "kept until the generator takes it"),
+        (status = 400, description = "bad message number or session"),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "not a node"),
+        (status = 413, description = "too large"),
+        (status = 503, description = "the mailbox is full"),
+    )
+)]
 pub(super) async fn receive(
     State(st): State<Arc<NodeState>>,
     caller: Caller,

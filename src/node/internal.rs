@@ -10,7 +10,9 @@ use super::extract::{FromLeader, JsonBody, NodeAtLeader};
 use super::{Caller, NodeState};
 use crate::cluster::{self, Party};
 use crate::material::BatchHeader;
+use crate::material::BatchId;
 use crate::store::{Reservation, StoreError};
+use crate::wire::schema::{Binary, CheckoutId};
 use crate::wire::{
     ApplyRequest, ApplyResult, BatchStateView, CheckoutRequest, ConfirmRequest, ExpireOutcome,
 };
@@ -23,6 +25,25 @@ use std::sync::Arc;
 
 type St = State<Arc<NodeState>>;
 
+#[utoipa::path(
+    post,
+    path = "/v1/internal/checkouts",
+    operation_id = "leaderCheckout",
+    summary = "A follower forwards a checkout to the leader",
+    security(("nodeToken" = [])),
+    request_body = CheckoutRequest,
+    responses(
+        (status = 200, description = "the confirmed reservation", body = Reservation),
+        (status = 400, description = "bad input"),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "not a node"),
+        (status = 409, description = "conflict"),
+        (status = 413, description = "body too large"),
+        (status = 415, description = "not application/json"),
+        (status = 421, description = "not the leader"),
+        (status = 503, description = "underrun or a party unreachable"),
+    )
+)]
 pub(super) async fn leader_checkout(
     State(st): St,
     _: NodeAtLeader,
@@ -33,6 +54,23 @@ pub(super) async fn leader_checkout(
     Ok(Json(cluster::checkout(&st.own, st.followers(), req).await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/internal/batches/{batch}",
+    operation_id = "stageBatch",
+    summary = "Stage this party's share of a batch (dealer)",
+    security(("dealerToken" = [])),
+    params(("batch" = BatchId, Path, description = "batch id, 32 hex digits")),
+    request_body(content = Binary, content_type = "application/octet-stream"),
+    responses(
+        (status = 201, description = "staged durably", body = BatchStateView),
+        (status = 400, description = "invalid batch file"),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "not the dealer"),
+        (status = 409, description = "another batch under this id"),
+        (status = 413, description = "too large"),
+    )
+)]
 pub(super) async fn stage(
     State(st): St,
     caller: Caller,
@@ -65,6 +103,21 @@ pub(super) async fn stage(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/internal/batches/{batch}",
+    operation_id = "batchState",
+    summary = "A batch's state here (nodes and the dealer)",
+    security(("nodeToken" = []), ("dealerToken" = [])),
+    params(("batch" = BatchId, Path, description = "batch id")),
+    responses(
+        (status = 200, description = "state", body = BatchStateView),
+        (status = 400, description = "bad batch id"),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "not a node or the dealer"),
+        (status = 404, description = "unknown batch"),
+    )
+)]
 pub(super) async fn batch_state(
     State(st): St,
     caller: Caller,
@@ -91,6 +144,21 @@ pub(super) async fn batch_state(
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/internal/batches/{batch}",
+    operation_id = "abortBatch",
+    summary = "Abort a staged batch (the dealer anywhere; at the leader a follower node; at a follower the leader)",
+    security(("dealerToken" = []), ("nodeToken" = [])),
+    params(("batch" = BatchId, Path, description = "batch id")),
+    responses(
+        (status = 204, description = "aborted"),
+        (status = 400, description = "bad batch id"),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "not the dealer, nor (at a follower) the leader"),
+        (status = 409, description = "already available"),
+    )
+)]
 pub(super) async fn abort_batch(
     State(st): St,
     caller: Caller,
@@ -108,6 +176,24 @@ pub(super) async fn abort_batch(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/internal/batches/{batch}/commit",
+    operation_id = "commitBatch",
+    summary = "Commit a batch staged everywhere (dealer, at the leader)",
+    security(("dealerToken" = [])),
+    params(("batch" = BatchId, Path, description = "batch id")),
+    responses(
+        (status = 200, description = "available", body = BatchStateView),
+        (status = 400, description = "bad batch id"),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "not the dealer"),
+        (status = 404, description = "unknown batch"),
+        (status = 409, description = "not staged everywhere"),
+        (status = 421, description = "not the leader"),
+        (status = 503, description = "a party unreachable"),
+    )
+)]
 pub(super) async fn commit(
     State(st): St,
     caller: Caller,
@@ -128,6 +214,21 @@ pub(super) async fn commit(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/internal/batches/{batch}/activate",
+    operation_id = "activateBatch",
+    summary = "Make a committed batch available (leader to follower)",
+    security(("nodeToken" = [])),
+    params(("batch" = BatchId, Path, description = "batch id")),
+    responses(
+        (status = 204, description = "available"),
+        (status = 400, description = "bad batch id"),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "not the leader"),
+        (status = 404, description = "unknown batch"),
+    )
+)]
 pub(super) async fn activate(
     State(st): St,
     _: FromLeader,
@@ -139,6 +240,22 @@ pub(super) async fn activate(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/internal/reservations",
+    operation_id = "applyReservations",
+    summary = "Hold a group of the leader's reservations durably (leader to follower)",
+    security(("nodeToken" = [])),
+    request_body = ApplyRequest,
+    responses(
+        (status = 200, description = "one result per reservation, in order; those without a problem are held durably", body = Vec<ApplyResult>),
+        (status = 400, description = "bad input"),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "not the leader"),
+        (status = 413, description = "body too large"),
+        (status = 415, description = "not application/json"),
+    )
+)]
 pub(super) async fn apply(
     State(st): St,
     _: FromLeader,
@@ -164,6 +281,20 @@ pub(super) async fn apply(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/internal/reservations/{id}",
+    operation_id = "reservationState",
+    summary = "A reservation's state here",
+    security(("nodeToken" = [])),
+    params(("id" = CheckoutId, Path, description = "checkout id")),
+    responses(
+        (status = 200, description = "the reservation", body = Reservation),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "not a node"),
+        (status = 404, description = "unknown checkout"),
+    )
+)]
 pub(super) async fn reservation_state(
     State(st): St,
     caller: Caller,
@@ -179,6 +310,22 @@ pub(super) async fn reservation_state(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/internal/confirmations",
+    operation_id = "confirmReservations",
+    summary = "Every party holds these checkouts (leader to follower)",
+    security(("nodeToken" = [])),
+    request_body = ConfirmRequest,
+    responses(
+        (status = 204, description = "recorded (checkouts unknown or released here are skipped)"),
+        (status = 400, description = "bad input"),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "not the leader"),
+        (status = 413, description = "body too large"),
+        (status = 415, description = "not application/json"),
+    )
+)]
 pub(super) async fn confirm(
     State(st): St,
     _: FromLeader,
@@ -190,6 +337,19 @@ pub(super) async fn confirm(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/internal/reservations/{id}/expire",
+    operation_id = "expireReservation",
+    summary = "Release unless downloaded here (leader to follower)",
+    security(("nodeToken" = [])),
+    params(("id" = CheckoutId, Path, description = "checkout id")),
+    responses(
+        (status = 200, description = "what this party did", body = ExpireOutcome),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "not the leader"),
+    )
+)]
 pub(super) async fn expire(
     State(st): St,
     _: FromLeader,
@@ -203,6 +363,19 @@ pub(super) async fn expire(
     Ok(Json(outcome))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/internal/reservations/{id}/burn",
+    operation_id = "burnReservation",
+    summary = "Consume without serving (leader to follower)",
+    security(("nodeToken" = [])),
+    params(("id" = CheckoutId, Path, description = "checkout id")),
+    responses(
+        (status = 204, description = "burned"),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "not the leader"),
+    )
+)]
 pub(super) async fn burn(
     State(st): St,
     _: FromLeader,

@@ -22,6 +22,8 @@ use crate::cluster::{self, Abort, Party};
 use crate::generate::{BatchPlan, OwnMasks, PartyGenerator};
 use crate::material::BatchId;
 use crate::store::{now_unix, BatchState, Job, JobState, Lease};
+use crate::wire::schema::JobId;
+use crate::wire::MAX_JOB_ITEMS;
 use crate::wire::{BatchStateView, JobRequest, NextPiece, Piece, PieceRequest};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -34,9 +36,6 @@ type St = State<Arc<NodeState>>;
 const DEALER: &str = "dealer";
 /// Jobs made by the nodes themselves, with no dealer ([`OwnMasks`]).
 const PARTIES: &str = "parties";
-
-/// Most items one job may ask for.
-pub const MAX_JOB_ITEMS: u64 = 1 << 50;
 
 fn unknown_job(id: u64) -> ApiError {
     ApiError::new(
@@ -51,6 +50,24 @@ fn job_id(s: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("{s:?} is not a job id (a number)")))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    operation_id = "createJob",
+    summary = "Queue a generation job (operators, at the leader)",
+    security(("operatorToken" = [])),
+    request_body = JobRequest,
+    responses(
+        (status = 201, description = "queued durably", body = Job),
+        (status = 400, description = "bad input: count, unknown generator"),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "not an operator"),
+        (status = 404, description = "unknown pool"),
+        (status = 413, description = "body too large"),
+        (status = 415, description = "not application/json"),
+        (status = 421, description = "not the leader"),
+    )
+)]
 pub(super) async fn create(
     State(st): St,
     _: Operator,
@@ -90,10 +107,39 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(job)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    operation_id = "listJobs",
+    summary = "Every generation job, oldest first (operators, at the leader)",
+    security(("operatorToken" = [])),
+    responses(
+        (status = 200, description = "the jobs", body = Vec<Job>),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "not an operator"),
+        (status = 421, description = "not the leader"),
+    )
+)]
 pub(super) async fn list(State(st): St, _: Operator) -> Result<Json<Vec<Job>>, ApiError> {
     Ok(Json(st.own.run("reading jobs", |s| s.jobs()).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    operation_id = "getJob",
+    summary = "One generation job",
+    security(("operatorToken" = [])),
+    params(("id" = JobId, Path, description = "job id")),
+    responses(
+        (status = 200, description = "the job", body = Job),
+        (status = 400, description = "not a job id"),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "not an operator"),
+        (status = 404, description = "unknown job"),
+        (status = 421, description = "not the leader"),
+    )
+)]
 pub(super) async fn get(
     State(st): St,
     _: Operator,
@@ -109,6 +155,23 @@ pub(super) async fn get(
 
 /// Stops a job: no more pieces; leases are taken back (their batches count if the leader
 /// committed them already).
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    operation_id = "cancelJob",
+    summary = "Cancel a job: no more pieces; what it committed stays",
+    security(("operatorToken" = [])),
+    params(("id" = JobId, Path, description = "job id")),
+    responses(
+        (status = 200, description = "the cancelled job", body = Job),
+        (status = 400, description = "not a job id"),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "not an operator"),
+        (status = 404, description = "unknown job"),
+        (status = 409, description = "the job is over (`job-over`)"),
+        (status = 421, description = "not the leader"),
+    )
+)]
 pub(super) async fn cancel(
     State(st): St,
     _: Operator,
@@ -195,6 +258,23 @@ async fn take_back(
 }
 
 /// The next piece of the oldest dealer job with items left, leased to the asking worker.
+#[utoipa::path(
+    post,
+    path = "/v1/internal/jobs/next",
+    operation_id = "nextPiece",
+    summary = "A dealer worker takes the next piece of a job (at the leader)",
+    security(("dealerToken" = [])),
+    request_body = PieceRequest,
+    responses(
+        (status = 200, description = "a piece leased to this worker, or none for now", body = NextPiece),
+        (status = 400, description = "bad input"),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "not the dealer"),
+        (status = 413, description = "body too large"),
+        (status = 415, description = "not application/json"),
+        (status = 421, description = "not the leader"),
+    )
+)]
 pub(super) async fn next_piece(
     State(st): St,
     _: DealerAtLeader,
@@ -299,6 +379,25 @@ pub(super) async fn make_own_share(st: &Arc<NodeState>, piece: Piece) -> Result<
 }
 
 /// `POST /v1/internal/pieces`: the leader has this node make and stage its share of a piece.
+#[utoipa::path(
+    post,
+    path = "/v1/internal/pieces",
+    operation_id = "makePiece",
+    summary = "Make and stage this party's share of a piece of a job the parties make themselves (leader to every node)",
+    security(("nodeToken" = [])),
+    request_body = Piece,
+    responses(
+        (status = 201, description = "this party's share staged durably", body = BatchStateView),
+        (status = 400, description = "bad input: pool, items or generator"),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "not the leader"),
+        (status = 404, description = "unknown pool"),
+        (status = 409, description = "another batch under this id"),
+        (status = 413, description = "body too large"),
+        (status = 415, description = "not application/json"),
+        (status = 503, description = "the generator failed: a party stopped or a message did not come"),
+    )
+)]
 pub(super) async fn make_piece(
     State(st): St,
     _: FromLeader,

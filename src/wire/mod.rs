@@ -3,23 +3,28 @@
 
 use crate::material::{PoolSpec, ShareRange};
 mod records;
+pub mod schema;
 
 pub use records::*;
+use schema::{CheckoutId, CodeName, GeneratorName};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 /// `POST /v1/checkouts`: reserve `count` items of `pool` under a client-chosen `id`, the same
 /// at every party.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutRequest {
+    #[schema(value_type = CheckoutId)]
     pub id: String,
     pub pool: PoolSpec,
+    #[schema(minimum = 1)]
     pub count: u64,
 }
 
 /// A checkout as one party sees it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CheckoutView {
     pub id: String,
     pub pool: PoolSpec,
@@ -54,14 +59,14 @@ impl CheckoutView {
 }
 
 /// `GET /v1/stock`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StockView {
     pub party: u8,
     pub pools: BTreeMap<PoolSpec, PoolStock>,
 }
 
 /// `GET /v1/health`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HealthView {
     pub consortium: String,
     pub party: u8,
@@ -73,7 +78,7 @@ pub struct HealthView {
 }
 
 /// `GET /v1/internal/batches/{id}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BatchStateView {
     pub batch: crate::material::BatchId,
     pub state: BatchState,
@@ -81,7 +86,7 @@ pub struct BatchStateView {
 
 /// `POST /v1/internal/reservations`: the leader's reservations for a follower to hold, many
 /// checkouts at a time.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyRequest {
     pub reservations: Vec<Reservation>,
@@ -89,7 +94,7 @@ pub struct ApplyRequest {
 
 /// The answer to an [`ApplyRequest`]: one entry per reservation, in order; `problem` is
 /// `None` when it is held durably.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ApplyResult {
     pub checkout: String,
     #[serde(default)]
@@ -97,14 +102,15 @@ pub struct ApplyResult {
 }
 
 /// `POST /v1/internal/confirmations`: checkouts every party holds.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmRequest {
+    #[schema(value_type = Vec<CheckoutId>)]
     pub checkouts: Vec<String>,
 }
 
 /// `POST /v1/internal/reservations/{id}/expire`: what the party did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExpireOutcome {
     /// Not downloaded here: items back to this party's stock.
@@ -117,15 +123,23 @@ pub enum ExpireOutcome {
     Unknown,
 }
 
+/// Most items one job may ask for.
+pub const MAX_JOB_ITEMS: u64 = 1 << 50;
+// The schema of `JobRequest::count` spells it as a literal (utoipa takes no constants there).
+const _: () = assert!(MAX_JOB_ITEMS == 1_125_899_906_842_624);
+
 /// `POST /v1/jobs`: make `count` items of `pool` with `generator`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
     pub pool: PoolSpec,
+    /// Items to make; at most 2^50.
+    #[schema(minimum = 1, maximum = 1125899906842624_u64)]
     pub count: u64,
     /// `dealer` (the default): made by dealer workers (`larder dealer --worker`); `parties`:
     /// made by the nodes themselves with no dealer (input masks).
     #[serde(default = "default_generator")]
+    #[schema(value_type = GeneratorName)]
     pub generator: String,
 }
 
@@ -134,7 +148,7 @@ fn default_generator() -> String {
 }
 
 /// `POST /v1/internal/jobs/next`: a dealer worker asks the leader for a piece of work.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PieceRequest {
     /// The worker's name, shown to operators in the job's leases.
@@ -143,7 +157,7 @@ pub struct PieceRequest {
 
 /// One batch of a job for a worker to make: generate it under `batch`, stage it at every
 /// party, and have the leader commit it before `until` (Unix seconds).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Piece {
     pub job: u64,
     pub pool: PoolSpec,
@@ -153,11 +167,12 @@ pub struct Piece {
     pub until: u64,
     /// Which generator makes it (`dealer`, or `parties`: every node makes its own share).
     #[serde(default = "default_generator")]
+    #[schema(value_type = GeneratorName)]
     pub generator: String,
 }
 
 /// The answer to a [`PieceRequest`]: a piece, or none for now.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NextPiece {
     pub piece: Option<Piece>,
     /// Jobs for dealer workers that are not over yet: with no piece and no such job, a worker
@@ -166,7 +181,7 @@ pub struct NextPiece {
 }
 
 /// The body of every error answer (`application/problem+json`, RFC 9457).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Problem {
     /// `urn:larder:problem:<code>`.
     #[serde(rename = "type")]
@@ -176,6 +191,7 @@ pub struct Problem {
     /// What was wrong, in words.
     pub detail: String,
     /// Stable machine-readable code (see [`Code`]); kept as the node spelled it.
+    #[schema(value_type = CodeName)]
     pub code: String,
     /// For `underrun`: how many items the pool has available.
     #[serde(skip_serializing_if = "Option::is_none", default)]

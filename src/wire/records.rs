@@ -4,9 +4,10 @@
 
 use crate::material::{BatchId, PoolSpec, ShareRange};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A batch's state at this party.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BatchState {
     Staged,
@@ -26,7 +27,7 @@ impl std::fmt::Display for BatchState {
 }
 
 /// A reservation's state at this party.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ReservationState {
     Reserved,
@@ -74,7 +75,7 @@ impl std::fmt::Display for ReservationState {
 }
 
 /// Items of one pool held under a checkout id; identical at every party.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Reservation {
     pub checkout: String,
     pub pool: PoolSpec,
@@ -104,7 +105,7 @@ impl Reservation {
 }
 
 /// Stock of one pool at this party.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PoolStock {
     pub available: u64,
     pub staged: u64,
@@ -114,7 +115,7 @@ pub struct PoolStock {
 }
 
 /// Where a job stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Created; no piece handed out yet.
@@ -138,7 +139,7 @@ impl JobState {
 
 /// One batch of a job handed to a worker: it generates the batch under this id, stages it at
 /// every party and has the leader commit it before `until`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Lease {
     pub batch: BatchId,
     pub items: u64,
@@ -151,7 +152,7 @@ pub struct Lease {
 }
 
 /// A generation job.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Job {
     pub id: u64,
     pub pool: PoolSpec,
