@@ -1,5 +1,12 @@
-//! Configuration of a networked consortium: `consortium.toml`, identical at every party, and
-//! one `node.toml` per party node, with `LARDER__<KEY>` environment overrides.
+//! Configuration: the consortium file, `consortium.toml`, identical at every party (one shape
+//! for every mode), and one `node.toml` per party node, with `LARDER__<KEY>` environment
+//! overrides.
+//!
+//! A consortium whose party stores all sit on this machine (the CLI's local mode: `larder init`,
+//! `deal`, `take`) names how many parties it has, `parties = 3`; a consortium of party nodes
+//! lists them (`[[parties]]` with url, certificate and node token hash) and adds the network
+//! settings (CA, engines, the dealer's and operators' token hashes). Both are the same type,
+//! read the same way; the local mode opens either, a node only the second.
 
 use crate::auth::Token;
 use crate::material::PoolSpec;
@@ -11,11 +18,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The consortium file: the same bytes at every party.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ClusterConfig {
+pub struct ConsortiumConfig {
+    /// A name for the consortium, recorded in every store.
     pub name: String,
-    /// The party whose node allocates checkouts and decides which batches are available.
+    /// The party whose node (or store) allocates checkouts and decides which batches are
+    /// available.
     pub leader: u8,
     /// Items per batch when dealing.
     pub batch_size: u64,
@@ -32,17 +41,31 @@ pub struct ClusterConfig {
     /// Largest checkout an engine may ask for.
     #[serde(default = "defaults::max_checkout")]
     pub max_checkout_items: u64,
-    /// The consortium CA certificate (PEM), relative to this file.
-    pub ca_certificate: PathBuf,
-    pub parties: Vec<PartyEntry>,
+    /// The consortium CA certificate (PEM), relative to this file (party nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certificate: Option<PathBuf>,
+    pub parties: Parties,
+    /// The pools this consortium keeps stock of.
     pub pools: Vec<PoolSpec>,
+    /// The online engines allowed to check out (party nodes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub engines: Vec<EngineEntry>,
-    /// SHA-256 of the dealer's token.
-    pub dealer_token_sha256: String,
+    /// SHA-256 of the dealer's token (also its workers'); none in a consortium without a
+    /// dealer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dealer_token_sha256: Option<String>,
     /// The operators' token (creates and lists generation jobs at the leader); none in
     /// consortiums provisioned before jobs existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_token_sha256: Option<String>,
+}
+
+/// The parties: how many (their stores all on this machine), or their nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Parties {
+    Count(u8),
+    Nodes(Vec<PartyEntry>),
 }
 
 mod defaults {
@@ -61,7 +84,7 @@ mod defaults {
 }
 
 /// One party of the consortium.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartyEntry {
     pub id: u8,
@@ -75,7 +98,7 @@ pub struct PartyEntry {
 }
 
 /// An online engine: which party's node it may use and which pools.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngineEntry {
     pub name: String,
@@ -84,35 +107,85 @@ pub struct EngineEntry {
     pub pools: Vec<PoolSpec>,
 }
 
-impl ClusterConfig {
-    /// Reads and checks a consortium file; relative paths are resolved against its directory.
+impl ConsortiumConfig {
+    /// A consortium whose `parties` party stores all sit on this machine, with the default
+    /// timings.
+    pub fn local(
+        name: &str,
+        parties: u8,
+        leader: u8,
+        batch_size: u64,
+        pools: Vec<PoolSpec>,
+    ) -> Self {
+        ConsortiumConfig {
+            name: name.into(),
+            leader,
+            batch_size,
+            reservation_ttl_seconds: defaults::ttl(),
+            staging_deadline_seconds: defaults::staging_deadline(),
+            sweep_interval_ms: defaults::sweep(),
+            max_checkout_items: defaults::max_checkout(),
+            ca_certificate: None,
+            parties: Parties::Count(parties),
+            pools,
+            engines: Vec::new(),
+            dealer_token_sha256: None,
+            operator_token_sha256: None,
+        }
+    }
+
+    /// Reads and checks a consortium file of either shape, with `LARDER__CONSORTIUM__<KEY>`
+    /// overrides; relative paths are resolved against its directory.
     ///
     /// # Errors
     /// Unreadable or invalid files, with the reason.
-    pub fn load(path: &Path) -> Result<ClusterConfig> {
-        let mut cfg: ClusterConfig =
+    pub fn load(path: &Path) -> Result<ConsortiumConfig> {
+        let mut cfg: ConsortiumConfig =
             layered(path, Env::prefixed("LARDER__CONSORTIUM__").split("__"))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        cfg.ca_certificate = base.join(&cfg.ca_certificate);
-        for p in &mut cfg.parties {
-            p.certificate = base.join(&p.certificate);
+        if let Some(ca) = &mut cfg.ca_certificate {
+            *ca = base.join(&*ca);
+        }
+        if let Parties::Nodes(nodes) = &mut cfg.parties {
+            for p in nodes {
+                p.certificate = base.join(&p.certificate);
+            }
         }
         cfg.validate()
             .with_context(|| format!("checking {}", path.display()))?;
         Ok(cfg)
     }
 
+    /// Reads a consortium file of party nodes (see [`Self::load`]).
+    ///
+    /// # Errors
+    /// As [`Self::load`], and a file that does not list the parties' nodes and the CA.
+    pub fn load_nodes(path: &Path) -> Result<ConsortiumConfig> {
+        let cfg = Self::load(path)?;
+        if cfg.nodes().is_empty() || cfg.ca_certificate.is_none() {
+            bail!(
+                "{}: the consortium's parties are not nodes: list them as [[parties]] \
+                 (id, name, url, certificate, node_token_sha256) and give ca_certificate",
+                path.display()
+            );
+        }
+        Ok(cfg)
+    }
+
     /// # Errors
     /// The first inconsistency found.
     pub fn validate(&self) -> Result<()> {
-        let n = self.parties.len();
+        let n = match &self.parties {
+            Parties::Count(n) => *n as usize,
+            Parties::Nodes(nodes) => nodes.len(),
+        };
         if !(2..=crate::material::MAX_PARTIES as usize).contains(&n) {
             bail!(
                 "a consortium has 2 to {} parties, found {n}",
                 crate::material::MAX_PARTIES
             );
         }
-        for (i, p) in self.parties.iter().enumerate() {
+        for (i, p) in self.nodes().iter().enumerate() {
             if p.id as usize != i {
                 bail!(
                     "parties must be listed in id order 0..{n}; entry {i} has id {}",
@@ -127,7 +200,7 @@ impl ClusterConfig {
             bail!("leader {} is not one of the {n} parties", self.leader);
         }
         if self.batch_size == 0 || self.batch_size > 1 << 26 {
-            bail!("batch_size must be between 1 and 2^26");
+            bail!("batch_size {} must be between 1 and 2^26", self.batch_size);
         }
         for pool in &self.pools {
             pool.validate(n as u8)
@@ -152,7 +225,28 @@ impl ClusterConfig {
     }
 
     pub fn parties(&self) -> u8 {
-        self.parties.len() as u8
+        match &self.parties {
+            Parties::Count(n) => *n,
+            Parties::Nodes(nodes) => nodes.len() as u8,
+        }
+    }
+
+    /// The parties' nodes; none when the parties are only counted.
+    pub fn nodes(&self) -> &[PartyEntry] {
+        match &self.parties {
+            Parties::Count(_) => &[],
+            Parties::Nodes(nodes) => nodes,
+        }
+    }
+
+    /// The CA certificate's path.
+    ///
+    /// # Errors
+    /// A consortium file without one (its parties are not nodes).
+    pub fn ca_certificate(&self) -> Result<&Path> {
+        self.ca_certificate
+            .as_deref()
+            .ok_or_else(|| anyhow!("the consortium file names no ca_certificate"))
     }
 }
 
@@ -218,7 +312,7 @@ impl NodeConfig {
     /// # Errors
     /// Unreadable or invalid files and overrides.
     pub fn load(path: &Path) -> Result<NodeConfig> {
-        // `LARDER__CONSORTIUM__*` belongs to the consortium file (see `ClusterConfig::load`).
+        // `LARDER__CONSORTIUM__*` belongs to the consortium file (see `ConsortiumConfig::load`).
         let env = Env::prefixed("LARDER__")
             .filter(|k| !k.as_str().to_ascii_lowercase().starts_with("consortium__"))
             .split("__");

@@ -296,13 +296,7 @@ fn run() -> Result<()> {
             };
             let c = LocalConsortium::init(
                 &dir,
-                ConsortiumConfig {
-                    name,
-                    parties,
-                    leader,
-                    batch_size,
-                    pools,
-                },
+                ConsortiumConfig::local(&name, parties, leader, batch_size, pools),
             )?;
             println!(
                 "created consortium {:?} with {} parties in {}",

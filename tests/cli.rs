@@ -181,13 +181,7 @@ fn verify_names_the_file_given_twice_not_an_innocent_party() {
     let dir = tempfile::tempdir().unwrap();
     let c = larder::consortium::LocalConsortium::init(
         &dir.path().join("c"),
-        larder::consortium::ConsortiumConfig {
-            name: "t".into(),
-            parties: 3,
-            leader: 0,
-            batch_size: 1000,
-            pools: vec![POOL.parse().unwrap()],
-        },
+        larder::consortium::ConsortiumConfig::local("t", 3, 0, 1000, vec![POOL.parse().unwrap()]),
     )
     .unwrap();
     let mut dealer = larder::generate::Dealer::from_seed([7; 32]);
@@ -350,4 +344,77 @@ fn the_demos_printed_commands_work_as_printed() {
         "says which address and why: {err}"
     );
     drop(demo);
+}
+
+/// One consortium file shape: the local mode writes `parties = N` and nothing of the network;
+/// a node refuses that file with a clear error; and the local mode opens a file of party
+/// nodes (the provisioned shape) just as well, dealing and taking material across its stores.
+#[test]
+fn one_consortium_file_shape_serves_the_local_mode_and_the_nodes() {
+    use larder::consortium::{ConsortiumConfig, LocalConsortium};
+    use larder::node::provision::{provision, Plan};
+    use larder::store::{Store, StoreIdentity};
+    let dir = tempfile::tempdir().unwrap();
+
+    let local = dir.path().join("local");
+    let pools = vec![POOL.parse().unwrap()];
+    drop(
+        LocalConsortium::init(
+            &local,
+            ConsortiumConfig::local("l", 3, 0, 100, pools.clone()),
+        )
+        .unwrap(),
+    );
+    let text = std::fs::read_to_string(local.join("consortium.toml")).unwrap();
+    assert!(text.contains("parties = 3"), "{text}");
+    assert!(
+        !text.contains("ca_certificate") && !text.contains("engines"),
+        "{text}"
+    );
+    let e = ConsortiumConfig::load_nodes(&local.join("consortium.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("[[parties]]") && e.contains("consortium.toml"),
+        "{e}"
+    );
+
+    let plan = Plan {
+        name: "nodes".into(),
+        leader: 1,
+        addrs: (0..3)
+            .map(|i| format!("127.0.0.1:{}", 7400 + i).parse().unwrap())
+            .collect(),
+        pools: pools.clone(),
+        batch_size: 100,
+        reservation_ttl_seconds: 600,
+        sweep_interval_ms: 1000,
+    };
+    let prov = provision(&dir.path().join("prov"), &plan).unwrap();
+    let nodes = ConsortiumConfig::load_nodes(&prov.consortium).unwrap();
+    assert_eq!((nodes.parties(), nodes.nodes().len()), (3, 3));
+    let root = dir.path().join("opened-locally");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::copy(&prov.consortium, root.join("consortium.toml")).unwrap();
+    for party in 0..3 {
+        let identity = StoreIdentity {
+            consortium: "nodes".into(),
+            parties: 3,
+            party,
+        };
+        drop(Store::create(&root.join(format!("party-{party}")), identity).unwrap());
+    }
+    let c = LocalConsortium::open(&root).unwrap();
+    assert_eq!((c.config.parties(), c.config.leader), (3, 1));
+    let pool = pools[0];
+    let mut dealer = larder::generate::Dealer::from_os_rng();
+    c.deal(&mut dealer, pool, 250, |_| {}).unwrap();
+    let files = c
+        .take(pool, 40, "one-shape", &dir.path().join("out"))
+        .unwrap();
+    let report = larder::consortium::verify(&files).unwrap();
+    assert_eq!(report.items, 40, "{report:?}");
+    for stock in c.stock().unwrap() {
+        assert_eq!((stock[&pool].available, stock[&pool].consumed), (210, 40));
+    }
 }

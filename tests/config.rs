@@ -5,7 +5,7 @@
 //!
 //! One test in this binary: it sets process environment variables.
 
-use larder::node::config::{ClusterConfig, NodeConfig};
+use larder::node::config::{ConsortiumConfig, NodeConfig};
 use larder::node::provision::{provision, Plan};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -51,7 +51,7 @@ fn environment_overrides_nested_keys_and_the_metrics_listener_serves_with_the_no
     let node = NodeConfig::load(node_file).unwrap();
     assert_eq!(node.metrics.listen, None);
     assert_eq!(node.max_connections, None);
-    let cluster = ClusterConfig::load(&prov.consortium).unwrap();
+    let cluster = ConsortiumConfig::load(&prov.consortium).unwrap();
     assert_eq!(cluster.reservation_ttl_seconds, 600);
 
     // Overrides: top-level and nested node keys, and the consortium's under CONSORTIUM__.
@@ -62,7 +62,7 @@ fn environment_overrides_nested_keys_and_the_metrics_listener_serves_with_the_no
     let node = NodeConfig::load(node_file).unwrap();
     assert_eq!(node.max_connections, Some(12));
     assert_eq!(node.metrics.listen, Some(metrics));
-    let cluster = ClusterConfig::load(&prov.consortium).unwrap();
+    let cluster = ConsortiumConfig::load(&prov.consortium).unwrap();
     assert_eq!(cluster.reservation_ttl_seconds, 77);
     // Relative paths still resolve against the file's directory.
     assert!(node.tls_certificate.exists(), "{:?}", node.tls_certificate);
@@ -75,7 +75,7 @@ fn environment_overrides_nested_keys_and_the_metrics_listener_serves_with_the_no
         "{e}"
     );
     std::env::set_var("LARDER__CONSORTIUM__BATCH_SIZE", "-3");
-    let e = ClusterConfig::load(&prov.consortium)
+    let e = ConsortiumConfig::load(&prov.consortium)
         .unwrap_err()
         .to_string();
     assert!(e.to_lowercase().contains("batch_size"), "{e}");

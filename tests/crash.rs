@@ -23,7 +23,7 @@ fn larder(args: &[&str]) -> Command {
 /// Checks the invariants after a crash; returns the number of available batches.
 fn check_invariants(root: &Path) -> usize {
     let c = LocalConsortium::open(root).expect("every store reopens after SIGKILL");
-    let parties = c.config.parties;
+    let parties = c.config.parties();
     let available = |p: u8| -> BTreeSet<_> {
         c.store(p)
             .all_batches()

@@ -242,13 +242,7 @@ pub fn dealer(
     if root.exists() {
         std::fs::remove_dir_all(&root)?;
     }
-    let config = ConsortiumConfig {
-        name: "bench".into(),
-        parties,
-        leader: 0,
-        batch_size,
-        pools: vec![pool],
-    };
+    let config = ConsortiumConfig::local("bench", parties, 0, batch_size, vec![pool]);
     let figure = {
         let c = LocalConsortium::init(&root, config)?;
         let mut dealer = Dealer::from_os_rng();
@@ -393,7 +387,7 @@ impl LocalNodes {
     ) -> anyhow::Result<LocalNodes> {
         use larder::client::EngineClient;
         use larder::cluster::DealerClient;
-        use larder::node::config::ClusterConfig;
+        use larder::node::config::ConsortiumConfig;
         use larder::node::provision::{provision, Plan};
         if root.exists() {
             std::fs::remove_dir_all(root)?;
@@ -428,7 +422,7 @@ impl LocalNodes {
                 })
                 .collect::<std::io::Result<Vec<_>>>()?,
         );
-        let cluster = ClusterConfig::load(&prov.consortium)?;
+        let cluster = ConsortiumConfig::load_nodes(&prov.consortium)?;
         let ca = std::fs::read_to_string(&prov.ca)?;
         let engines: Vec<EngineClient> = prov
             .engines

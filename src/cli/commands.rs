@@ -10,7 +10,7 @@ use larder::consortium::{write_stock_table, LocalConsortium};
 use larder::generate::{Dealer, OwnMasks};
 use larder::interop::mp_spdz;
 use larder::material::PoolSpec;
-use larder::node::config::{ClusterConfig, NodeConfig};
+use larder::node::config::{ConsortiumConfig, NodeConfig};
 use std::path::Path;
 
 /// `larder deal`: with the trusted dealer, or (`parties`) with every party's own generator.
@@ -24,7 +24,7 @@ pub(crate) fn deal(c: &LocalConsortium, pool: PoolSpec, count: u64, parties: boo
     );
     bar.set_message(format!("dealing {pool}"));
     let r = if parties {
-        let mut own: Vec<OwnMasks> = (0..c.config.parties)
+        let mut own: Vec<OwnMasks> = (0..c.config.parties())
             .map(|_| OwnMasks::from_os_rng())
             .collect();
         c.make(&mut own, pool, count, |done| bar.set_position(done))?
@@ -76,7 +76,7 @@ pub(crate) async fn dealer(
     pool: PoolSpec,
     count: u64,
 ) -> Result<()> {
-    let cluster = ClusterConfig::load(consortium)?;
+    let cluster = ConsortiumConfig::load_nodes(consortium)?;
     let batch_size = cluster.batch_size;
     let d = DealerClient::new(cluster, read_token(token_file)?)?;
     let bar = crate::cli::demo::progress_bar(count, format!("dealing {pool}"));
@@ -166,14 +166,14 @@ pub(crate) async fn status(
     party: Option<u8>,
 ) -> Result<()> {
     use std::io::Write;
-    let cluster = ClusterConfig::load(consortium)?;
-    let ca = std::fs::read_to_string(&cluster.ca_certificate)?;
+    let cluster = ConsortiumConfig::load_nodes(consortium)?;
+    let ca = std::fs::read_to_string(cluster.ca_certificate()?)?;
     let token = token_file
         .map(read_token)
         .transpose()?
         .unwrap_or_else(|| Token::new(""));
     let mut out = std::io::stdout().lock();
-    for p in &cluster.parties {
+    for p in cluster.nodes() {
         let client = EngineClient::new(&p.url, &ca, token.clone())?;
         let state = match client.health().await {
             Ok(h) => format!("up{}", if h.leader { ", leader" } else { "" }),
@@ -192,7 +192,7 @@ pub(crate) async fn status(
                 .map(|e| e.party)
         });
         let p = mine.context("the token belongs to no engine of this consortium; pass --party")?;
-        let client = EngineClient::new(&cluster.parties[p as usize].url, &ca, token)?;
+        let client = EngineClient::new(&cluster.nodes()[p as usize].url, &ca, token)?;
         let stock = client.stock().await.map_err(|e| {
             let hint = if e.status() == Some(403) && party.is_some() {
                 "\n(an engine's token reads its own party's stock only; other parties' stock \

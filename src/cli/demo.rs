@@ -8,7 +8,7 @@ use larder::client::EngineClient;
 use larder::cluster::DealerClient;
 use larder::consortium::{default_pools, verify};
 use larder::generate::Dealer;
-use larder::node::config::{ClusterConfig, NodeConfig};
+use larder::node::config::{ConsortiumConfig, NodeConfig};
 use larder::node::provision::{provision, Plan};
 use std::path::{Path, PathBuf};
 use tokio::net::TcpListener;
@@ -84,7 +84,7 @@ pub async fn run(opts: Options) -> Result<()> {
         sweep_interval_ms: 1000,
     };
     let prov = provision(dir, &plan)?;
-    let cluster = ClusterConfig::load(&prov.consortium)?;
+    let cluster = ConsortiumConfig::load_nodes(&prov.consortium)?;
     let mut nodes = Vec::new();
     for (path, l) in prov.nodes.iter().zip(listeners) {
         let node = NodeConfig::load(path)?;

@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use larder::cluster::DealerClient;
 use larder::generate::Dealer;
 use larder::material::PoolSpec;
-use larder::node::config::ClusterConfig;
+use larder::node::config::ConsortiumConfig;
 use larder::wire::{Code, Job, JobRequest};
 use std::path::Path;
 use std::time::Duration;
@@ -21,7 +21,7 @@ pub(crate) async fn work(
     name: Option<String>,
     until_idle: bool,
 ) -> Result<()> {
-    let cluster = ClusterConfig::load(consortium)?;
+    let cluster = ConsortiumConfig::load_nodes(consortium)?;
     let client = DealerClient::new(cluster, super::commands::read_token(token_file)?)?;
     let name = name.unwrap_or_else(|| format!("worker-{}", std::process::id()));
     let stop = tokio_util::sync::CancellationToken::new();
@@ -94,12 +94,13 @@ pub(crate) enum JobsAction {
 
 /// `larder jobs`: talks to the leader's node with the operators' token.
 pub(crate) async fn jobs(consortium: &Path, token_file: &Path, action: JobsAction) -> Result<()> {
-    let cluster = ClusterConfig::load(consortium)?;
+    let cluster = ConsortiumConfig::load_nodes(consortium)?;
     let token = super::commands::read_token(token_file)?;
-    let ca = std::fs::read_to_string(&cluster.ca_certificate)
-        .with_context(|| format!("reading {}", cluster.ca_certificate.display()))?;
+    let ca_path = cluster.ca_certificate()?;
+    let ca = std::fs::read_to_string(ca_path)
+        .with_context(|| format!("reading {}", ca_path.display()))?;
     let http = larder::tls::client(&ca, Duration::from_secs(60))?;
-    let base = cluster.parties[cluster.leader as usize]
+    let base = cluster.nodes()[cluster.leader as usize]
         .url
         .trim_end_matches('/')
         .to_string();

@@ -4,7 +4,7 @@
 
 use super::{DealPlan, ProtocolError, RemoteParty, Retry};
 use crate::auth::Token;
-use crate::config::ClusterConfig;
+use crate::config::ConsortiumConfig;
 use crate::generate::{BatchPlan, Generator};
 use crate::material::PoolSpec;
 use crate::wire::{NextPiece, Piece, PieceRequest};
@@ -13,15 +13,17 @@ use std::time::Duration;
 /// The dealer's client: stages at every node, commits at the leader (the protocol is
 /// [`super::deal`]'s).
 pub struct DealerClient {
-    cluster: ClusterConfig,
+    cluster: ConsortiumConfig,
     parties: Vec<RemoteParty>,
 }
 
 impl DealerClient {
     /// # Errors
     /// An unreadable CA certificate.
-    pub fn new(cluster: ClusterConfig, token: Token) -> Result<Self, ProtocolError> {
-        let ca = std::fs::read_to_string(&cluster.ca_certificate)
+    pub fn new(cluster: ConsortiumConfig, token: Token) -> Result<Self, ProtocolError> {
+        let ca = cluster
+            .ca_certificate()
+            .and_then(|p| Ok(std::fs::read_to_string(p)?))
             .map_err(|e| ProtocolError::Internal(format!("reading the CA certificate: {e}")))?;
         let http = crate::tls::client(&ca, Duration::from_secs(600))
             .map_err(|e| ProtocolError::Internal(e.to_string()))?;
@@ -29,7 +31,7 @@ impl DealerClient {
         // batches staged longer than the whole deadline).
         let retry = Retry::Until(Duration::from_secs(cluster.staging_deadline_seconds / 2));
         let parties = cluster
-            .parties
+            .nodes()
             .iter()
             .map(|p| RemoteParty::of(p, token.clone(), http.clone(), retry))
             .collect();

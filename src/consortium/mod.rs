@@ -21,52 +21,15 @@ use crate::material::PoolSpec;
 use crate::secret_file::SecretFile;
 use crate::store::{BatchState, PoolStock, Store, StoreError, StoreIdentity};
 use crate::wire::CheckoutRequest;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// `<root>/consortium.toml`: the same for every party.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConsortiumConfig {
-    /// A name for the consortium, recorded in every store.
-    pub name: String,
-    pub parties: u8,
-    /// The party whose store decides availability and allocates checkouts.
-    pub leader: u8,
-    /// Items per batch when dealing.
-    pub batch_size: u64,
-    /// The pools this consortium keeps stock of.
-    pub pools: Vec<PoolSpec>,
-}
-
-impl ConsortiumConfig {
-    /// # Errors
-    /// A description of the first invalid field.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |s: String| Err(ConsortiumError::Config(s));
-        if self.leader >= self.parties {
-            return bad(format!(
-                "leader {} is not one of the {} parties",
-                self.leader, self.parties
-            ));
-        }
-        if self.batch_size == 0 || self.batch_size > 1 << 26 {
-            return bad(format!(
-                "batch_size {} must be between 1 and 2^26",
-                self.batch_size
-            ));
-        }
-        for p in &self.pools {
-            p.validate(self.parties)
-                .map_err(|e| ConsortiumError::Config(format!("pool {p}: {e}")))?;
-        }
-        Ok(())
-    }
-}
+/// `<root>/consortium.toml`: the consortium file, in the one shape every mode reads
+/// (`parties = N` here; a consortium of nodes lists them and opens here too).
+pub use crate::config::ConsortiumConfig;
 
 /// The pools a new consortium starts with.
 pub fn default_pools(parties: u8) -> Vec<PoolSpec> {
@@ -132,7 +95,9 @@ impl LocalConsortium {
     /// # Errors
     /// Invalid config, or a store that already exists.
     pub fn init(root: &Path, config: ConsortiumConfig) -> Result<Self> {
-        config.validate()?;
+        config
+            .validate()
+            .map_err(|e| ConsortiumError::Config(format!("{e:#}")))?;
         fs::create_dir_all(root)
             .map_err(|e| ConsortiumError::Io(format!("create {}: {e}", root.display())))?;
         let cfg_path = root.join("consortium.toml");
@@ -146,10 +111,10 @@ impl LocalConsortium {
             toml::to_string_pretty(&config).map_err(|e| ConsortiumError::Config(e.to_string()))?;
         fs::write(&cfg_path, text)
             .map_err(|e| ConsortiumError::Io(format!("write {}: {e}", cfg_path.display())))?;
-        for party in 0..config.parties {
+        for party in 0..config.parties() {
             let identity = StoreIdentity {
                 consortium: config.name.clone(),
-                parties: config.parties,
+                parties: config.parties(),
                 party,
             };
             Store::create(&root.join(format!("party-{party}")), identity)
@@ -164,16 +129,13 @@ impl LocalConsortium {
     /// A missing or invalid config, or a store that cannot be opened.
     pub fn open(root: &Path) -> Result<Self> {
         let cfg_path = root.join("consortium.toml");
-        let text = fs::read_to_string(&cfg_path)
-            .map_err(|e| ConsortiumError::Config(format!("read {}: {e}", cfg_path.display())))?;
-        let config: ConsortiumConfig = toml::from_str(&text)
-            .map_err(|e| ConsortiumError::Config(format!("{}: {e}", cfg_path.display())))?;
-        config.validate()?;
-        let stores = (0..config.parties)
+        let config = ConsortiumConfig::load(&cfg_path)
+            .map_err(|e| ConsortiumError::Config(format!("{e:#}")))?;
+        let stores = (0..config.parties())
             .map(|p| {
                 let store = Store::open(&root.join(format!("party-{p}"))).map_err(party_err(p))?;
                 let id = store.identity();
-                if id.party != p || id.parties != config.parties || id.consortium != config.name {
+                if id.party != p || id.parties != config.parties() || id.consortium != config.name {
                     return Err(ConsortiumError::Config(format!(
                         "store party-{p} belongs to party {} of {} in consortium {:?}",
                         id.party, id.parties, id.consortium
@@ -313,7 +275,7 @@ impl LocalConsortium {
         let followers = self.followers();
         let plan = DealPlan {
             pool,
-            parties: self.config.parties,
+            parties: self.config.parties(),
             batch_size: self.config.batch_size,
             count,
             first_index: self

@@ -57,7 +57,12 @@ mod tests {
 
     #[test]
     fn small_numbers_match_trial_division() {
-        let naive = |n: u128| n >= 2 && (2..n).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d));
+        let naive = |n: u128| {
+            n >= 2
+                && (2..n)
+                    .take_while(|d| d * d <= n)
+                    .all(|d| !n.is_multiple_of(d))
+        };
         for n in 0..5000u128 {
             assert_eq!(is_prime(n), naive(n), "{n}");
         }

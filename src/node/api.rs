@@ -222,8 +222,8 @@ pub(super) async fn health(State(st): St) -> Json<HealthView> {
     Json(HealthView {
         consortium: st.cluster.name.clone(),
         party: st.me,
-        parties: st.cluster.parties.len() as u8,
-        name: st.cluster.parties[st.me as usize].name.clone(),
+        parties: st.cluster.parties(),
+        name: st.cluster.nodes()[st.me as usize].name.clone(),
         leader: st.is_leader(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     })

@@ -31,7 +31,7 @@ use crate::cluster::combine::Combiner;
 use crate::cluster::{LocalParty, RemoteParty, Retry};
 use crate::material::PoolSpec;
 use crate::store::Store;
-use config::{ClusterConfig, NodeConfig};
+use config::{ConsortiumConfig, NodeConfig};
 use error::{ApiError, Code};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
@@ -61,7 +61,7 @@ struct Credential {
 /// Everything a handler needs.
 pub struct NodeState {
     pub store: Arc<Store>,
-    pub cluster: ClusterConfig,
+    pub cluster: ConsortiumConfig,
     pub me: u8,
     /// This node's token, presented to the other nodes.
     pub token: Token,
@@ -107,11 +107,11 @@ impl NodeState {
     /// An unreadable CA certificate.
     pub fn new(
         store: Arc<Store>,
-        cluster: ClusterConfig,
+        cluster: ConsortiumConfig,
         me: u8,
         token: Token,
     ) -> anyhow::Result<Self> {
-        let ca = std::fs::read_to_string(&cluster.ca_certificate)?;
+        let ca = std::fs::read_to_string(cluster.ca_certificate()?)?;
         let http = crate::tls::client(&ca, std::time::Duration::from_secs(120))?;
         let mut credentials = Vec::new();
         for e in &cluster.engines {
@@ -131,7 +131,7 @@ impl NodeState {
                 who,
             });
         }
-        for p in &cluster.parties {
+        for p in cluster.nodes() {
             if p.id != me {
                 credentials.push(Credential {
                     hash: decode_hash(&p.node_token_sha256),
@@ -139,10 +139,12 @@ impl NodeState {
                 });
             }
         }
-        credentials.push(Credential {
-            hash: decode_hash(&cluster.dealer_token_sha256),
-            who: Ok(Caller::Dealer),
-        });
+        if let Some(h) = &cluster.dealer_token_sha256 {
+            credentials.push(Credential {
+                hash: decode_hash(h),
+                who: Ok(Caller::Dealer),
+            });
+        }
         if let Some(h) = &cluster.operator_token_sha256 {
             credentials.push(Credential {
                 hash: decode_hash(h),
@@ -150,7 +152,7 @@ impl NodeState {
             });
         }
         let others = cluster
-            .parties
+            .nodes()
             .iter()
             .filter(|p| p.id != me)
             .map(|p| RemoteParty::of(p, token.clone(), http.clone(), Retry::Once))
@@ -335,7 +337,7 @@ pub fn spawn(
 /// Unreadable configuration, certificates or store; a listen address in use.
 pub async fn start(node: &NodeConfig) -> anyhow::Result<RunningNode> {
     use anyhow::Context;
-    let cluster = ClusterConfig::load(&node.consortium)?;
+    let cluster = ConsortiumConfig::load_nodes(&node.consortium)?;
     let listener = TcpListener::bind(node.listen).await.with_context(|| {
         format!(
             "cannot listen on {} (party {}'s address in its node file): is this node, or a \
@@ -352,7 +354,7 @@ pub async fn start(node: &NodeConfig) -> anyhow::Result<RunningNode> {
 /// As [`start`].
 pub async fn start_with(
     node: &NodeConfig,
-    cluster: ClusterConfig,
+    cluster: ConsortiumConfig,
     listener: TcpListener,
 ) -> anyhow::Result<RunningNode> {
     use anyhow::Context;

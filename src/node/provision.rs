@@ -2,7 +2,7 @@
 //! (stored hashed in the consortium file, in clear only in owner-readable files), the
 //! consortium file and one node file per party.
 
-use super::config::{ClusterConfig, EngineEntry, NodeConfig, PartyEntry};
+use super::config::{ConsortiumConfig, EngineEntry, NodeConfig, Parties, PartyEntry};
 use crate::auth::Token;
 use crate::material::PoolSpec;
 use crate::tls::Ca;
@@ -139,7 +139,7 @@ pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
             token_file,
         });
     }
-    let cluster = ClusterConfig {
+    let cluster = ConsortiumConfig {
         name: plan.name.clone(),
         leader: plan.leader,
         batch_size: plan.batch_size,
@@ -147,11 +147,11 @@ pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
         staging_deadline_seconds: 600,
         sweep_interval_ms: plan.sweep_interval_ms,
         max_checkout_items: 1 << 30,
-        ca_certificate: PathBuf::from("ca.pem"),
-        parties,
+        ca_certificate: Some(PathBuf::from("ca.pem")),
+        parties: Parties::Nodes(parties),
         pools: plan.pools.clone(),
         engines: engine_entries,
-        dealer_token_sha256: dealer_token.hash(),
+        dealer_token_sha256: Some(dealer_token.hash()),
         operator_token_sha256: Some(operator_token.hash()),
     };
     cluster.validate()?;

@@ -10,13 +10,7 @@ use std::path::Path;
 pub fn consortium(dir: &Path, parties: u8, batch_size: u64, pools: &[PoolSpec]) -> LocalConsortium {
     LocalConsortium::init(
         &dir.join("c"),
-        ConsortiumConfig {
-            name: "test".into(),
-            parties,
-            leader: 0,
-            batch_size,
-            pools: pools.to_vec(),
-        },
+        ConsortiumConfig::local("test", parties, 0, batch_size, pools.to_vec()),
     )
     .unwrap()
 }

@@ -6,7 +6,7 @@ use larder::cluster::DealerClient;
 use larder::consortium::verify;
 use larder::generate::Dealer;
 use larder::material::{PoolSpec, ShareReader};
-use larder::node::config::{ClusterConfig, NodeConfig};
+use larder::node::config::{ConsortiumConfig, NodeConfig};
 use larder::node::provision::{provision, Plan, Provisioned};
 use larder::node::RunningNode;
 use std::net::SocketAddr;
@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub prov: Provisioned,
-    pub cluster: ClusterConfig,
+    pub cluster: ConsortiumConfig,
     pub addrs: Vec<SocketAddr>,
     pub nodes: Vec<Option<RunningNode>>,
     pub ca: String,
@@ -57,7 +57,7 @@ pub async fn spawn_cluster_with(ttl: u64, pools: &[PoolSpec]) -> Cluster {
         sweep_interval_ms: 200,
     };
     let prov = provision(dir.path(), &plan).unwrap();
-    let cluster = ClusterConfig::load(&prov.consortium).unwrap();
+    let cluster = ConsortiumConfig::load(&prov.consortium).unwrap();
     let mut nodes = Vec::new();
     for (path, l) in prov.nodes.iter().zip(listeners) {
         let node = NodeConfig::load(path).unwrap();
