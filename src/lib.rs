@@ -17,7 +17,8 @@
 //! - [`cluster`]: the consortium protocol (commit, checkout, expiry, settling staged batches),
 //!   written once against a party that is either a store on this machine or a remote node.
 //! - [`consortium`]: a consortium whose party stores sit on this machine; deal, take, verify.
-//! - [`node`]: the party node (HTTPS API, authentication, connection limits, the sweep).
+//! - [`node`]: the party node (HTTPS API, authentication, connection limits, the sweep), and
+//!   `node::launch`, which starts a whole consortium on this machine for the tools and tests.
 //! - [`config`]: the consortium and node files, layered with `LARDER__` environment overrides.
 //! - [`wire`]: the API's request and response bodies; [`client`]: the engines' client.
 //! - [`interop`]: material in the files existing engines read (MP-SPDZ), a pure format.

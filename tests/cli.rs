@@ -380,15 +380,12 @@ fn one_consortium_file_shape_serves_the_local_mode_and_the_nodes() {
     );
 
     let plan = Plan {
-        name: "nodes".into(),
         leader: 1,
         addrs: (0..3)
             .map(|i| format!("127.0.0.1:{}", 7400 + i).parse().unwrap())
             .collect(),
-        pools: pools.clone(),
         batch_size: 100,
-        reservation_ttl_seconds: 600,
-        sweep_interval_ms: 1000,
+        ..Plan::local("nodes", 3, pools.clone())
     };
     let prov = provision(&dir.path().join("prov"), &plan).unwrap();
     let nodes = ConsortiumConfig::load_nodes(&prov.consortium).unwrap();

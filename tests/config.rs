@@ -36,13 +36,13 @@ fn get(addr: SocketAddr, path: &str) -> Option<String> {
 fn environment_overrides_nested_keys_and_the_metrics_listener_serves_with_the_node() {
     let dir = tempfile::tempdir().unwrap();
     let plan = Plan {
-        name: "cfg".into(),
-        leader: 0,
         addrs: (0..3).map(|_| free_addr()).collect(),
-        pools: vec!["triple-z64".parse().unwrap(), "bit-z64".parse().unwrap()],
         batch_size: 1000,
-        reservation_ttl_seconds: 600,
-        sweep_interval_ms: 1000,
+        ..Plan::local(
+            "cfg",
+            3,
+            vec!["triple-z64".parse().unwrap(), "bit-z64".parse().unwrap()],
+        )
     };
     let prov = provision(dir.path(), &plan).unwrap();
     let node_file = &prov.nodes[0];

@@ -227,7 +227,7 @@ fn nothing_is_handed_out_twice_or_mismatched_whatever_is_killed() {
         let crash_at = point.map(|p| format!("{p}:{}", rng.random_range(1..=3u32)));
         if let (Target::Node(p), Some(at)) = (victim, &crash_at) {
             // Restart the node with its crash plan (a clean stop: SIGTERM).
-            if let Some(c) = h.nodes[p as usize].take() {
+            if let Some(c) = h.nodes.children[p as usize].take() {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(c.id() as i32),
                     nix::sys::signal::Signal::SIGTERM,

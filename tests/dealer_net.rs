@@ -88,7 +88,7 @@ async fn correction_parties_rotate_across_batches_dealt_over_https() {
     }
     let explicit_files: Vec<usize> = (0..3)
         .map(|p| {
-            let dir = c.nodes[p]
+            let dir = c.run.nodes[p]
                 .as_ref()
                 .unwrap()
                 .state

@@ -183,14 +183,14 @@ async fn every_log_flush_is_fdatasynced_at_the_leader_and_a_follower() {
 
     // End the traced nodes (SIGKILL to `larder` itself, so no clean shutdown syncs anything).
     for &p in &traced {
-        let tracer = h.nodes[p as usize].as_ref().unwrap().id();
+        let tracer = h.nodes.children[p as usize].as_ref().unwrap().id();
         let node = child_of(tracer).expect("the traced node is running");
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(node),
             nix::sys::signal::Signal::SIGKILL,
         )
         .unwrap();
-        let mut tracer = h.nodes[p as usize].take().unwrap();
+        let mut tracer = h.nodes.children[p as usize].take().unwrap();
         tracer.wait().unwrap();
     }
     for &p in &traced {

@@ -39,7 +39,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 /// The pid of `parent`'s first child (`sh` execs `larder`, so the wrapper's pid is the node's).
 fn node_pid(h: &Harness, p: u8) -> u32 {
-    h.nodes[p as usize].as_ref().unwrap().id()
+    h.nodes.children[p as usize].as_ref().unwrap().id()
 }
 
 async fn tls_connect(h: &Harness, p: u8) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
@@ -253,7 +253,7 @@ async fn sigterm_drains_a_node_with_idle_clients_and_it_starts_again() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let mut node = h.nodes[1].take().unwrap();
+    let mut node = h.nodes.children[1].take().unwrap();
     let status = tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

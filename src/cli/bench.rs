@@ -7,7 +7,7 @@ use larder::generate::Dealer;
 use larder::material::PoolSpec;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// `larder bench <what>`, each with its own flags.
 #[derive(Debug, clap::Subcommand)]
@@ -359,21 +359,11 @@ fn proc_peak_rss(pid: u32) -> u64 {
     vm_hwm(&format!("/proc/{pid}/status"))
 }
 
-struct Children(Vec<std::process::Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// Three party nodes running as separate `larder serve` processes on loopback with TLS,
-/// keeping stock of one pool; the processes are killed when this is dropped.
+/// keeping stock of one pool, with clients for their engines and the dealer; the processes
+/// are killed when this is dropped.
 pub(crate) struct LocalNodes {
-    children: Children,
+    nodes: larder::node::launch::Processes,
     pub engines: Vec<larder::client::EngineClient>,
     pub dealer: larder::cluster::DealerClient,
 }
@@ -385,61 +375,28 @@ impl LocalNodes {
         pool: PoolSpec,
         batch_size: u64,
     ) -> anyhow::Result<LocalNodes> {
-        use larder::client::EngineClient;
-        use larder::cluster::DealerClient;
-        use larder::node::config::ConsortiumConfig;
-        use larder::node::provision::{provision, Plan};
+        use larder::node::launch::Processes;
+        use larder::node::provision::Plan;
         if root.exists() {
             std::fs::remove_dir_all(root)?;
         }
         std::fs::create_dir_all(root)?;
-        let mut addrs = Vec::new();
-        for _ in 0..3 {
-            // Reserve free ports; the node processes bind them again right away.
-            addrs.push(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?);
-        }
         let plan = Plan {
-            name: "bench".into(),
-            leader: 0,
-            addrs,
-            pools: vec![pool],
             batch_size,
             reservation_ttl_seconds: 3600,
-            sweep_interval_ms: 1000,
+            ..Plan::local("bench", 3, vec![pool])
         };
-        let prov = provision(root, &plan)?;
-        let exe = std::env::current_exe()?;
-        let children = Children(
-            prov.nodes
-                .iter()
-                .map(|n| {
-                    std::process::Command::new(&exe)
-                        .args(["serve", "--node"])
-                        .arg(n)
-                        .env("RUST_LOG", "warn")
-                        .stdout(std::process::Stdio::null())
-                        .spawn()
-                })
-                .collect::<std::io::Result<Vec<_>>>()?,
-        );
-        let cluster = ConsortiumConfig::load_nodes(&prov.consortium)?;
-        let ca = std::fs::read_to_string(&prov.ca)?;
-        let engines: Vec<EngineClient> = prov
-            .engines
-            .iter()
-            .map(|e| EngineClient::new(&e.url, &ca, e.token.clone()))
-            .collect::<Result<_, _>>()?;
-        for e in &engines {
-            let mut tries = 0;
-            while e.health().await.is_err() {
-                tries += 1;
-                anyhow::ensure!(tries < 100, "a node did not start");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        let dealer = DealerClient::new(cluster, prov.dealer_token.clone())?;
+        let mut nodes = Processes::provision(root, plan, &std::env::current_exe()?)?;
+        nodes
+            .start_all(|_, c| {
+                c.env("RUST_LOG", "warn")
+                    .stdout(std::process::Stdio::null());
+            })
+            .await?;
+        let engines = nodes.launch.engines()?;
+        let dealer = nodes.launch.dealer()?;
         Ok(LocalNodes {
-            children,
+            nodes,
             engines,
             dealer,
         })
@@ -447,7 +404,7 @@ impl LocalNodes {
 
     /// The process id of party `p`'s node.
     pub fn pid(&self, p: usize) -> u32 {
-        self.children.0[p].id()
+        self.nodes.pid(p).expect("the nodes run until dropped")
     }
 }
 

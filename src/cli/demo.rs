@@ -4,14 +4,11 @@
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use larder::client::EngineClient;
-use larder::cluster::DealerClient;
 use larder::consortium::{default_pools, verify};
 use larder::generate::Dealer;
-use larder::node::config::{ConsortiumConfig, NodeConfig};
-use larder::node::provision::{provision, Plan};
+use larder::node::launch::InProcess;
+use larder::node::provision::Plan;
 use std::path::{Path, PathBuf};
-use tokio::net::TcpListener;
 
 /// Marks a directory as made by `larder demo`, so a later demo may replace it.
 const MARKER: &str = ".larder-demo";
@@ -65,38 +62,16 @@ fn prepare(dir: &Path) -> Result<()> {
 pub async fn run(opts: Options) -> Result<()> {
     let dir = &opts.dir;
     prepare(dir)?;
-    let mut listeners = Vec::new();
-    for _ in 0..3 {
-        listeners.push(TcpListener::bind("127.0.0.1:0").await?);
-    }
-    let addrs = listeners
-        .iter()
-        .map(|l| l.local_addr())
-        .collect::<std::io::Result<Vec<_>>>()?;
     let pools = default_pools(3);
-    let plan = Plan {
-        name: "larder-demo".into(),
-        leader: 0,
-        addrs,
-        pools: pools.clone(),
-        batch_size: 1 << 16,
-        reservation_ttl_seconds: 600,
-        sweep_interval_ms: 1000,
-    };
-    let prov = provision(dir, &plan)?;
-    let cluster = ConsortiumConfig::load_nodes(&prov.consortium)?;
-    let mut nodes = Vec::new();
-    for (path, l) in prov.nodes.iter().zip(listeners) {
-        let node = NodeConfig::load(path)?;
-        nodes.push(larder::node::start_with(&node, cluster.clone(), l).await?);
-    }
+    let consortium = InProcess::start(dir, Plan::local("larder-demo", 3, pools.clone())).await?;
+    let (prov, cluster) = (&consortium.launch.prov, &consortium.launch.cluster);
     println!(
         "Larder demo: consortium {:?}, 3 party nodes with TLS, leader party 0, files in {}",
         cluster.name,
         dir.display()
     );
 
-    let dealer = DealerClient::new(cluster.clone(), prov.dealer_token.clone())?;
+    let dealer = consortium.launch.dealer()?;
     for &pool in &pools {
         let bar = progress_bar(opts.items, format!("dealing {pool}"));
         dealer
@@ -108,12 +83,11 @@ pub async fn run(opts: Options) -> Result<()> {
     }
 
     // A sample checkout: every party's engine asks for the same id and downloads its shares.
-    let ca = std::fs::read_to_string(&prov.ca)?;
     let pool = pools[0];
     let sample = 1000.min(opts.items);
     let mut files = Vec::new();
     for e in &prov.engines {
-        let client = EngineClient::new(&e.url, &ca, e.token.clone())?;
+        let client = consortium.launch.engine(e.party)?;
         client.checkout("demo-sample", pool, sample).await?;
         let path = dir.join(format!("demo-sample-party{}.shares", e.party));
         let shares = client.download("demo-sample").await?;
@@ -123,19 +97,16 @@ pub async fn run(opts: Options) -> Result<()> {
     let report = verify(&files)?;
     println!("sample checkout \"demo-sample\": {} {pool} items downloaded at each party; reconstructed across parties: c = a*b holds for all", report.items);
 
-    print_instructions(dir, &prov, pool);
+    print_instructions(prov, pool);
     if !opts.once {
         println!("\nServing until Ctrl-C.");
         larder::node::shutdown_signal().await;
     }
-    for n in nodes {
-        n.stop().await;
-    }
+    consortium.stop_all().await;
     Ok(())
 }
 
 fn print_instructions(
-    dir: &Path,
     prov: &larder::node::provision::Provisioned,
     pool: larder::material::PoolSpec,
 ) {
@@ -178,5 +149,4 @@ fn print_instructions(
     println!(
         "Then: {exe} verify my-job-party*.shares   (combines every party's shares: for demos only)"
     );
-    let _ = dir;
 }

@@ -20,6 +20,7 @@ pub mod error;
 mod extract;
 mod internal;
 mod jobs;
+pub mod launch;
 pub mod listener;
 pub mod metrics;
 pub mod openapi;

@@ -21,6 +21,27 @@ pub struct Plan {
     pub batch_size: u64,
     pub reservation_ttl_seconds: u64,
     pub sweep_interval_ms: u64,
+    /// A batch staged but never committed is removed after this long (and a dealer worker's
+    /// piece of a job taken back).
+    pub staging_deadline_seconds: u64,
+}
+
+impl Plan {
+    /// `parties` nodes on loopback (ports to be chosen: see [`super::launch`]), leader 0,
+    /// batches of 2^16 items, the consortium file's default timings.
+    pub fn local(name: &str, parties: u8, pools: Vec<PoolSpec>) -> Plan {
+        let defaults = ConsortiumConfig::local(name, parties, 0, 1 << 16, pools);
+        Plan {
+            name: name.into(),
+            leader: 0,
+            addrs: vec![SocketAddr::from(([127, 0, 0, 1], 0)); parties as usize],
+            pools: defaults.pools,
+            batch_size: defaults.batch_size,
+            reservation_ttl_seconds: defaults.reservation_ttl_seconds,
+            sweep_interval_ms: defaults.sweep_interval_ms,
+            staging_deadline_seconds: defaults.staging_deadline_seconds,
+        }
+    }
 }
 
 /// An engine's credentials, as handed to its operator.
@@ -144,7 +165,7 @@ pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
         leader: plan.leader,
         batch_size: plan.batch_size,
         reservation_ttl_seconds: plan.reservation_ttl_seconds,
-        staging_deadline_seconds: 600,
+        staging_deadline_seconds: plan.staging_deadline_seconds,
         sweep_interval_ms: plan.sweep_interval_ms,
         max_checkout_items: 1 << 30,
         ca_certificate: Some(PathBuf::from("ca.pem")),

@@ -2,23 +2,30 @@
 //! over HTTPS.
 
 use larder::client::EngineClient;
-use larder::cluster::DealerClient;
 use larder::consortium::verify;
 use larder::generate::Dealer;
 use larder::material::{PoolSpec, ShareReader};
-use larder::node::config::{ConsortiumConfig, NodeConfig};
-use larder::node::provision::{provision, Plan, Provisioned};
-use larder::node::RunningNode;
-use std::net::SocketAddr;
-use tokio::net::TcpListener;
+use larder::node::launch::{InProcess, Launch};
+use larder::node::provision::Plan;
 
 pub struct Cluster {
     pub dir: tempfile::TempDir,
-    pub prov: Provisioned,
-    pub cluster: ConsortiumConfig,
-    pub addrs: Vec<SocketAddr>,
-    pub nodes: Vec<Option<RunningNode>>,
-    pub ca: String,
+    /// The nodes, in this process; the consortium's files and addresses by `Deref`.
+    pub run: InProcess,
+}
+
+impl std::ops::Deref for Cluster {
+    type Target = Launch;
+    fn deref(&self) -> &Launch {
+        &self.run.launch
+    }
+}
+
+/// A test may change the consortium file a restarted node reads (`cluster`).
+impl std::ops::DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut Launch {
+        &mut self.run.launch
+    }
 }
 
 pub const POOLS: &[&str] = &[
@@ -42,46 +49,19 @@ pub async fn spawn_cluster(ttl: u64) -> Cluster {
 /// Three TLS nodes on port 0 keeping stock of `pools`.
 pub async fn spawn_cluster_with(ttl: u64, pools: &[PoolSpec]) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
-    let mut listeners = Vec::new();
-    for _ in 0..3 {
-        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
-    }
-    let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr().unwrap()).collect();
     let plan = Plan {
-        name: "test".into(),
-        leader: 0,
-        addrs: addrs.clone(),
-        pools: pools.to_vec(),
         batch_size: 5000,
         reservation_ttl_seconds: ttl,
         sweep_interval_ms: 200,
+        ..Plan::local("test", 3, pools.to_vec())
     };
-    let prov = provision(dir.path(), &plan).unwrap();
-    let cluster = ConsortiumConfig::load(&prov.consortium).unwrap();
-    let mut nodes = Vec::new();
-    for (path, l) in prov.nodes.iter().zip(listeners) {
-        let node = NodeConfig::load(path).unwrap();
-        nodes.push(Some(
-            larder::node::start_with(&node, cluster.clone(), l)
-                .await
-                .unwrap(),
-        ));
-    }
-    let ca = std::fs::read_to_string(&prov.ca).unwrap();
-    Cluster {
-        dir,
-        prov,
-        cluster,
-        addrs,
-        nodes,
-        ca,
-    }
+    let run = InProcess::start(dir.path(), plan).await.unwrap();
+    Cluster { dir, run }
 }
 
 impl Cluster {
     pub fn engine(&self, party: u8) -> EngineClient {
-        let e = &self.prov.engines[party as usize];
-        EngineClient::new(&e.url, &self.ca, e.token.clone()).unwrap()
+        self.run.launch.engine(party).unwrap()
     }
 
     /// An engine of party `as_party` talking to party `node`'s node.
@@ -113,7 +93,7 @@ impl Cluster {
     }
 
     pub async fn deal(&self, pool: &str, count: u64) {
-        let d = DealerClient::new(self.cluster.clone(), self.prov.dealer_token.clone()).unwrap();
+        let d = self.dealer().unwrap();
         // A fresh reproducible dealer per deal (batch ids come from its stream).
         static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
         let seed = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -128,17 +108,12 @@ impl Cluster {
     }
 
     pub async fn stop(&mut self, party: usize) {
-        self.nodes[party].take().unwrap().stop().await;
+        assert!(self.run.nodes[party].is_some(), "party {party} is stopped");
+        self.run.stop(party).await;
     }
 
     pub async fn restart(&mut self, party: usize) {
-        let node = NodeConfig::load(&self.prov.nodes[party]).unwrap();
-        let l = TcpListener::bind(self.addrs[party]).await.unwrap();
-        self.nodes[party] = Some(
-            larder::node::start_with(&node, self.cluster.clone(), l)
-                .await
-                .unwrap(),
-        );
+        self.run.restart(party).await.unwrap();
     }
 
     /// Downloads a checkout at every party and reconstructs it; returns its items.

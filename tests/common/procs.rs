@@ -4,11 +4,12 @@
 use larder::client::EngineClient;
 use larder::material::BatchId;
 use larder::node::config::NodeConfig;
-use larder::node::provision::{provision, Plan, Provisioned};
+use larder::node::launch::{Launch, Processes};
+use larder::node::provision::Plan;
 use larder::store::{BatchState, Store};
 use std::collections::{BTreeMap, HashSet};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const POOL: &str = "triple-z64";
 pub const LEADER: u8 = 0;
@@ -24,15 +25,21 @@ pub enum Target {
 
 pub struct Harness {
     pub dir: tempfile::TempDir,
-    pub prov: Provisioned,
-    pub nodes: Vec<Option<Child>>,
+    /// The nodes' processes; the consortium's files and addresses by `Deref`.
+    pub nodes: Processes,
     pub dealer: Option<Child>,
-    pub ca: String,
     pub http: reqwest::Client,
     pub dealer_token: String,
     pub log_filter: String,
     /// A command each node's `larder serve` runs under, such as a tracer (empty: none).
     pub wrap: Vec<Vec<String>>,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = Launch;
+    fn deref(&self) -> &Launch {
+        &self.nodes.launch
+    }
 }
 
 impl Harness {
@@ -45,36 +52,27 @@ impl Harness {
     /// dealer worker has to commit a piece of a job) set to `seconds`.
     pub fn with_staging_deadline(log_filter: &str, seconds: Option<u64>) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let addrs = (0..3)
-            .map(|_| {
-                std::net::TcpListener::bind("127.0.0.1:0")
-                    .unwrap()
-                    .local_addr()
-                    .unwrap()
-            })
-            .collect();
+        let defaults = Plan::local(
+            "crash",
+            3,
+            vec![POOL.parse().unwrap(), MASKS.parse().unwrap()],
+        );
         let plan = Plan {
-            name: "crash".into(),
             leader: LEADER,
-            addrs,
-            pools: vec![POOL.parse().unwrap(), MASKS.parse().unwrap()],
             batch_size: 2000,
             reservation_ttl_seconds: 2,
             sweep_interval_ms: 200,
+            staging_deadline_seconds: seconds.unwrap_or(defaults.staging_deadline_seconds),
+            ..defaults
         };
-        let prov = provision(dir.path(), &plan).unwrap();
-        if let Some(s) = seconds {
-            set_staging_deadline(&prov.consortium, s);
-        }
-        let ca = std::fs::read_to_string(&prov.ca).unwrap();
-        let http = larder::tls::client(&ca, Duration::from_secs(10)).unwrap();
-        let dealer_token = prov.dealer_token.expose().to_string();
+        let exe = std::path::Path::new(env!("CARGO_BIN_EXE_larder"));
+        let nodes = Processes::provision(dir.path(), plan, exe).unwrap();
+        let http = larder::tls::client(&nodes.launch.ca, Duration::from_secs(10)).unwrap();
+        let dealer_token = nodes.launch.prov.dealer_token.expose().to_string();
         let mut h = Harness {
             dir,
-            prov,
-            nodes: vec![None, None, None],
+            nodes,
             dealer: None,
-            ca,
             http,
             dealer_token,
             log_filter: log_filter.to_string(),
@@ -97,25 +95,15 @@ impl Harness {
     }
 
     pub fn start_node(&mut self, p: u8, crash_at: Option<&str>) {
-        let wrap = &self.wrap[p as usize];
-        let mut c = match wrap.split_first() {
-            Some((program, args)) => {
-                let mut c = Command::new(program);
-                c.args(args).arg(env!("CARGO_BIN_EXE_larder"));
-                c
-            }
-            None => Command::new(env!("CARGO_BIN_EXE_larder")),
-        };
-        c.args(["serve", "--node"])
-            .arg(&self.prov.nodes[p as usize])
-            .env("RUST_LOG", &self.log_filter)
+        let mut c = self.nodes.serve_command(p, &self.wrap[p as usize]);
+        c.env("RUST_LOG", &self.log_filter)
             .env("RUST_BACKTRACE", "0")
             .stdout(Stdio::null())
             .stderr(self.log(&format!("node-{p}")));
         if let Some(at) = crash_at {
             c.env("LARDER_CRASH_AT", at);
         }
-        self.nodes[p as usize] = Some(c.spawn().unwrap());
+        self.nodes.children[p as usize] = Some(c.spawn().unwrap());
     }
 
     /// `larder dealer` for `count` items of [`POOL`], as the consortium's dealer.
@@ -252,7 +240,7 @@ impl Harness {
 
     pub fn child(&mut self, t: Target) -> &mut Option<Child> {
         match t {
-            Target::Node(p) => &mut self.nodes[p as usize],
+            Target::Node(p) => &mut self.nodes.children[p as usize],
             Target::Dealer => &mut self.dealer,
         }
     }
@@ -267,27 +255,9 @@ impl Harness {
     /// Kills `t` with SIGKILL (and what it runs, if it runs under a wrapper such as a tracer);
     /// whether it was still running.
     pub fn sigkill(&mut self, t: Target) -> bool {
-        match self.child(t).take() {
-            Some(mut c) => {
-                let running = c.try_wait().unwrap().is_none();
-                let children = format!("/proc/{0}/task/{0}/children", c.id());
-                for pid in std::fs::read_to_string(children)
-                    .unwrap_or_default()
-                    .split_whitespace()
-                {
-                    if let Ok(pid) = pid.parse() {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                    }
-                }
-                let _ = c.kill();
-                let _ = c.wait();
-                running
-            }
-            None => false,
-        }
+        self.child(t)
+            .take()
+            .is_some_and(larder::node::launch::sigkill)
     }
 
     /// Fails the test if a node died of anything but the harness's SIGKILL.
@@ -306,21 +276,15 @@ impl Harness {
     }
 
     pub fn engines(&self) -> Vec<EngineClient> {
-        self.prov
-            .engines
-            .iter()
-            .map(|e| EngineClient::new(&e.url, &self.ca, e.token.clone()).unwrap())
-            .collect()
+        self.nodes.launch.engines().unwrap()
     }
 
     pub async fn wait_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        for e in self.engines() {
-            while e.health().await.is_err() {
-                assert!(Instant::now() < deadline, "a node did not come back");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
+        self.nodes
+            .launch
+            .wait_healthy(Duration::from_secs(20))
+            .await
+            .unwrap();
     }
 
     /// Calls `path` at party `p`'s node as the dealer: (status, JSON body).
@@ -355,6 +319,7 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
+        // Before the directory goes.
         for p in 0..3 {
             self.sigkill(Target::Node(p));
         }
