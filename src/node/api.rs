@@ -13,18 +13,13 @@ use crate::wire::schema::{Binary, CheckoutId};
 use crate::wire::{CheckoutRequest, CheckoutView, HealthView, StockView};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use std::io::{self, Write};
 use std::sync::Arc;
-
-/// Largest JSON body accepted.
-pub const JSON_LIMIT: usize = 64 * 1024;
-/// Largest batch file accepted for staging.
-pub const STAGE_LIMIT: usize = 1 << 30;
 
 type St = State<Arc<NodeState>>;
 
@@ -82,88 +77,6 @@ pub fn router(state: Arc<NodeState>) -> Router {
             )
         })
         .with_state(state)
-}
-
-/// Longest pause between two pieces of a request body.
-pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
-/// Longest time to receive a whole JSON body.
-pub const JSON_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-/// Longest time to receive a whole batch file (1 GiB at a little over 1 MB/s).
-pub const STAGE_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(900);
-
-/// Reads a whole body of at most `limit` bytes within `deadline`, with no pause longer than
-/// [`BODY_IDLE_TIMEOUT`]: a body that never ends cannot hold a connection forever.
-pub(crate) async fn read_body(
-    body: Body,
-    limit: usize,
-    deadline: std::time::Duration,
-) -> Result<Bytes, ApiError> {
-    use http_body_util::BodyExt;
-    let timeout =
-        |what: String| ApiError::new(StatusCode::REQUEST_TIMEOUT, Code::RequestTimeout, what);
-    let end = tokio::time::Instant::now() + deadline;
-    let mut body = http_body_util::Limited::new(body, limit);
-    let mut out = bytes::BytesMut::new();
-    loop {
-        let wait = end
-            .saturating_duration_since(tokio::time::Instant::now())
-            .min(BODY_IDLE_TIMEOUT);
-        let frame = match tokio::time::timeout(wait, body.frame()).await {
-            Ok(Some(frame)) => frame,
-            Ok(None) => return Ok(out.freeze()),
-            Err(_) if tokio::time::Instant::now() >= end => {
-                return Err(timeout(format!(
-                    "the body did not arrive within {} s",
-                    deadline.as_secs()
-                )))
-            }
-            Err(_) => {
-                return Err(timeout(format!(
-                    "the body stalled for {} s",
-                    BODY_IDLE_TIMEOUT.as_secs()
-                )))
-            }
-        };
-        match frame {
-            Ok(frame) => {
-                if let Ok(data) = frame.into_data() {
-                    out.extend_from_slice(&data);
-                }
-            }
-            Err(e)
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    Code::BodyTooLarge,
-                    format!("the body exceeds {limit} bytes"),
-                ))
-            }
-            Err(e) => {
-                return Err(ApiError::bad_request(format!(
-                    "could not read the body: {e}"
-                )))
-            }
-        }
-    }
-}
-
-/// Largest node-to-node JSON body (a group of reservations, or of confirmations).
-pub const INTERNAL_JSON_LIMIT: usize = 4 << 20;
-
-/// Whether the body is declared `application/json`: the media type compared without regard
-/// to case (RFC 9110), parameters such as `charset` allowed, nothing else (`application/jsonx`
-/// is not JSON).
-pub(crate) fn is_json(headers: &HeaderMap) -> bool {
-    let Some(ct) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let essence = ct.split(';').next().unwrap_or("").trim();
-    essence.eq_ignore_ascii_case("application/json")
 }
 
 pub(crate) fn require_node(caller: &Caller, from: Option<u8>) -> Result<(), ApiError> {

@@ -8,8 +8,8 @@
 //! message. Messages are authenticated as any node-to-node call (the sender's node token) and
 //! bounded in size and in total; unclaimed ones are dropped after [`MESSAGE_TTL`].
 
-use super::api::{read_body, STAGE_BODY_TIMEOUT, STAGE_LIMIT};
 use super::error::{ApiError, Code};
+use super::extract::{read_body, STAGE_BODY_TIMEOUT, STAGE_LIMIT};
 use super::{Caller, NodeState};
 use crate::cluster::Party;
 use crate::generate::{Channel, GenerateError};

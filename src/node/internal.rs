@@ -1,11 +1,9 @@
 //! Node-to-node and dealer endpoints under `/v1/internal`: staging and committing batches,
 //! the leader's checkouts, replication, confirmation and expiry at the followers.
 
-use super::api::{
-    batch_id, check_count, known_pool, read_body, require_dealer, require_leader, require_node,
-    INTERNAL_JSON_LIMIT, STAGE_BODY_TIMEOUT, STAGE_LIMIT,
-};
+use super::api::{batch_id, check_count, known_pool, require_dealer, require_leader, require_node};
 use super::error::{ApiError, Code};
+use super::extract::{read_body, INTERNAL_JSON_LIMIT, STAGE_BODY_TIMEOUT, STAGE_LIMIT};
 use super::extract::{FromLeader, JsonBody, NodeAtLeader};
 use super::{Caller, NodeState};
 use crate::cluster::{self, Party};
