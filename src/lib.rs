@@ -28,8 +28,8 @@
 //! The command's tools (`larder bench`, the soak, `larder demo`) live with the binary, in
 //! `src/cli/`, not in the library.
 //!
-//! Dependencies point one way: math <- sharing <- material <- generate; material <- store <-
-//! cluster <- consortium, node. The pure layers never touch disk.
+//! Dependencies point one way: math <- sharing <- material <- generate; material <- wire <-
+//! store <- cluster <- consortium, node; wire <- client. The pure layers never touch disk.
 //!
 //! # Security model
 //! Semi-honest parties; in dealer mode the dealer is trusted not to collude with any party.
