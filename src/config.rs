@@ -270,6 +270,10 @@ pub struct NodeConfig {
     /// Most connections from one client address (default 512).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections_per_address: Option<usize>,
+    /// Bytes of the store's file system a staging must leave free (default 256 MiB): a batch
+    /// that would leave less is refused with 507, so checkouts and downloads keep room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_free_bytes: Option<u64>,
     /// The metrics listener (none unless configured).
     #[serde(default, skip_serializing_if = "MetricsConfig::is_off")]
     pub metrics: MetricsConfig,

@@ -8,6 +8,11 @@
 //!   any parties (an item belongs to one checkout everywhere);
 //! - every checkout downloaded at every party reconstructs (c = a*b).
 //!
+//! The same file system with a capacity is a small disk: a full disk at one party refuses
+//! staging with 507 before writing, keeps serving checkouts from its reserve, and when sled
+//! itself hits ENOSPC the node stops (exit 75), refuses to start while the disk stays full, and
+//! resumes with nothing lost once space is freed.
+//!
 //! CI runs a short form; `LARDER_POWER_CUT_ROUNDS=60 cargo test --release --test power_cut --
 //! --nocapture` is the long one. Build with `--features unsafe-skip-log-sync` (the durability
 //! fix switched off) and the harness finds reuse: that is its negative control.
@@ -155,6 +160,8 @@ struct Site {
     procs: Processes,
     fs: Vec<CutFs>,
     dir: std::path::PathBuf,
+    /// Environment every node starts with.
+    env: Vec<(String, String)>,
 }
 
 impl Site {
@@ -177,6 +184,7 @@ impl Site {
         if let Some(at) = crash_at {
             c.env("LARDER_CRASH_AT", at);
         }
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         self.procs.children[p as usize] = Some(c.spawn().unwrap());
     }
 
@@ -242,7 +250,12 @@ async fn power_cuts_at_every_step_never_hand_out_an_item_twice() {
     };
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_larder"));
     let procs = Processes::provision(&dir.join("files"), plan, exe).unwrap();
-    let mut site = Site { procs, fs, dir };
+    let mut site = Site {
+        procs,
+        fs,
+        dir,
+        env: Vec::new(),
+    };
     for p in 0..3 {
         site.start(p, None);
     }
@@ -450,4 +463,181 @@ async fn power_cuts_at_every_step_never_hand_out_an_item_twice() {
     );
     assert!(conflicts.is_empty(), "{conflicts:?}");
     assert!(reconstructed > 0, "no checkout completed anywhere");
+}
+
+/// A full disk at one party: staging there is refused with 507 before anything is written,
+/// the dealer names the party, the node logs it, no party makes the refused batch available,
+/// checkouts of what is in stock keep working, and once space is freed dealing works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_staging_clearly_and_recovers_when_space_is_freed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let fs = (0..3)
+        .map(|p| mounted(&dir.join(format!("disk-{p}")), 0))
+        .collect();
+    let plan = Plan {
+        batch_size: 20_000,
+        ..Plan::local("full", 3, vec![POOL.parse().unwrap()])
+    };
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_larder"));
+    let procs = Processes::provision(&dir.join("files"), plan, exe).unwrap();
+    let mut site = Site {
+        procs,
+        fs,
+        dir,
+        env: vec![("LARDER__MIN_FREE_BYTES".into(), (2u64 << 20).to_string())],
+    };
+    for p in 0..3 {
+        site.start(p, None);
+    }
+    let launch = site.procs.launch.clone();
+    launch.wait_healthy(Duration::from_secs(30)).await.unwrap();
+    let engines = launch.engines().unwrap();
+    let dealer = launch.dealer().unwrap();
+    let pool = POOL.parse().unwrap();
+    dealer
+        .deal(Dealer::from_seed([1; 32]), pool, 40_000, |_| {})
+        .await
+        .unwrap();
+
+    // Party 2's disk gets 3 MiB of room; it keeps 2 MiB free.
+    site.fs[2].set_capacity(site.fs[2].used() + (3 << 20));
+    let e = dealer
+        .deal(Dealer::from_seed([2; 32]), pool, 2_000_000, |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("party 2") && e.contains("disk full") && e.contains("insufficient-storage"),
+        "the dealer names the party and the cause: {e}"
+    );
+    let log = std::fs::read_to_string(site.dir.join("node-2.log")).unwrap();
+    assert!(log.contains("disk full"), "the node says why: {log}");
+
+    // Whatever was committed is available at every party alike; nothing else is.
+    // Items available or reserved, and consumed: a checkout refused at one party stays
+    // reserved (unconfirmed) at the others until it expires.
+    let stock = |engines: Vec<EngineClient>| async move {
+        let mut out = Vec::new();
+        for e in &engines {
+            let s = &e.stock().await.unwrap().pools[&pool];
+            out.push((s.available + s.reserved, s.consumed));
+        }
+        out
+    };
+    let before = stock(engines.clone()).await;
+    assert!(before.iter().all(|&a| a == before[0]), "{before:?}");
+    assert!(before[0].0 >= 40_000, "{before:?}");
+
+    // Checkouts of what is in stock still work with the disk full.
+    let mut ledger = Ledger::default();
+    for (p, id, bytes) in engine_round(engines.clone(), "while-full".into(), 5000, None).await {
+        ledger.record(p, &id, bytes);
+    }
+    assert_eq!(
+        ledger.shares["while-full"].len(),
+        3,
+        "downloaded at every party"
+    );
+
+    // Filled to the last byte by something else: checkouts go on while sled's log has room
+    // in the space it already holds, then fail with a clear answer and deliver nothing.
+    site.fs[2].set_capacity(site.fs[2].used());
+    let mut taken = 0u64;
+    let mut refusal = None;
+    for n in 0..3000 {
+        let id = format!("no-room-{n}");
+        let held =
+            futures_util::future::join_all(engines.iter().map(|e| e.checkout(&id, pool, 10))).await;
+        if let Some(Err(e)) = held.into_iter().find(Result::is_err) {
+            refusal = Some(format!("after {n} checkouts: {e}"));
+            break;
+        }
+        for (p, e) in engines.iter().enumerate() {
+            match e.download(&id).await {
+                Ok(b) => ledger.record(p as u8, &id, b),
+                Err(e) => {
+                    refusal = Some(format!("download after {n} checkouts: {e}"));
+                }
+            }
+        }
+        taken += 10;
+        if refusal.is_some() {
+            break;
+        }
+    }
+    let refusal = refusal.expect("a disk with no byte free refuses at last");
+    assert!(
+        refusal.contains("507") && refusal.contains("insufficient-storage"),
+        "{refusal}"
+    );
+    // sled writes nothing more after an IO error: the node stops by itself (exit 75) rather
+    // than limp on, and says why.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let child = site.procs.children[2].as_mut().unwrap();
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 2 kept running on a broken store"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    site.procs.children[2] = None;
+    assert_eq!(status.code(), Some(75), "{}", site.log_tail(2));
+    assert!(site.log_tail(2).contains("the store stopped writing"));
+
+    // Still full: a restart refuses to open the store, says why, and serves nothing.
+    site.start(2, None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let child = site.procs.children[2].as_mut().unwrap();
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 2 started on a full disk"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    site.procs.children[2] = None;
+    assert!(!status.success());
+    assert!(
+        site.log_tail(2).contains("disk full at"),
+        "{}",
+        site.log_tail(2)
+    );
+
+    // Space freed: the node restarts on what is durable, dealing works again, and the new
+    // stock is the same everywhere.
+    site.fs[2].set_capacity(0);
+    site.start(2, None);
+    if let Err(e) = launch.wait_healthy(Duration::from_secs(30)).await {
+        panic!("{e}: {}", site.log_tail(2));
+    }
+    dealer
+        .deal(Dealer::from_seed([3; 32]), pool, 40_000, |_| {})
+        .await
+        .unwrap();
+    let after = stock(engines.clone()).await;
+    assert!(after.iter().all(|&a| a == after[0]), "{after:?}");
+    assert_eq!(after[0].1, 5000 + taken, "{after:?}");
+    assert_eq!(
+        after[0].0,
+        before[0].0 + 40_000 - after[0].1,
+        "{before:?} {after:?}"
+    );
+    assert!(ledger.duplicates.is_empty(), "{:?}", ledger.duplicates);
+    let files: Vec<std::path::PathBuf> = ledger.shares["while-full"]
+        .iter()
+        .map(|(p, bytes)| {
+            let f = site.dir.join(format!("full-{p}.shares"));
+            std::fs::write(&f, bytes).unwrap();
+            f
+        })
+        .collect();
+    verify(&files).unwrap();
 }

@@ -190,6 +190,7 @@ pub(crate) fn engine(caller: Caller) -> Result<(String, Vec<crate::material::Poo
         (status = 413, description = "body too large"),
         (status = 415, description = "not application/json"),
         (status = 503, description = "underrun (with `available` and Retry-After) or a party unreachable"),
+        (status = 507, description = "this party's disk is full (`insufficient-storage`): free space there"),
     )
 )]
 pub(super) async fn create_checkout(
@@ -455,6 +456,7 @@ async fn learn_confirmation(st: &NodeState, id: &str) -> Result<(), ApiError> {
         (status = 404, description = "unknown checkout"),
         (status = 409, description = "not confirmed yet"),
         (status = 410, description = "`already-consumed` (downloaded here), `checkout-released` or `checkout-burned` (expired)"),
+        (status = 507, description = "this party's disk is full (`insufficient-storage`): free space there"),
     )
 )]
 pub(super) async fn download(

@@ -69,6 +69,10 @@ impl From<StoreError> for ApiError {
                 retry_after: Some(1),
                 ..ApiError::new(StatusCode::CONFLICT, code, detail)
             },
+            _ if code == Code::InsufficientStorage => {
+                tracing::error!(error = %e, "disk full: this party cannot store more until space is freed");
+                ApiError::new(StatusCode::INSUFFICIENT_STORAGE, code, detail)
+            }
             _ if code == Code::Internal => {
                 tracing::error!(error = %e, "store failure");
                 ApiError::internal("the store failed; see the node's log")

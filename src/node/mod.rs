@@ -373,6 +373,20 @@ pub async fn start_with(
         parties,
         party: node.party,
     };
+    // sled writes when it opens a store (recovery, a snapshot); on a full disk that can leave a
+    // snapshot it cannot read back. A node starts only with its reserve free.
+    let min_free = node
+        .min_free_bytes
+        .unwrap_or(crate::store::DEFAULT_MIN_FREE);
+    let free = Store::free_bytes(&dir)
+        .with_context(|| format!("checking free space at {}", dir.display()))?;
+    if free < min_free {
+        anyhow::bail!(
+            "disk full at {}: {free} bytes free, and this node keeps {min_free} free \
+             (min_free_bytes); free space, then start it again",
+            dir.display()
+        );
+    }
     let store = tokio::task::spawn_blocking(move || {
         if dir.join("meta").exists() {
             Store::open(&dir)
@@ -381,6 +395,9 @@ pub async fn start_with(
         }
     })
     .await??;
+    if let Some(bytes) = node.min_free_bytes {
+        store.set_min_free(bytes);
+    }
     let id = store.identity();
     if id.party != node.party || id.parties != parties || id.consortium != cluster.name {
         anyhow::bail!(

@@ -132,6 +132,7 @@ pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
             node_token,
             max_connections: None,
             max_connections_per_address: None,
+            min_free_bytes: None,
             metrics: Default::default(),
         };
         let node_path = pdir.join("node.toml");

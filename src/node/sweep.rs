@@ -17,6 +17,9 @@ pub async fn sweep_forever(st: Arc<NodeState>, cancel: tokio_util::sync::Cancell
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
+        if st.store.is_broken() {
+            stop_broken();
+        }
         tokio::select! {
             _ = cancel.cancelled() => return,
             r = sweep_once(&st) => {
@@ -26,6 +29,21 @@ pub async fn sweep_forever(st: Arc<NodeState>, cancel: tokio_util::sync::Cancell
             }
         }
     }
+}
+
+/// Exit status of a node whose store stopped writing (EX_TEMPFAIL: try again later).
+pub const BROKEN_STORE_EXIT: i32 = 75;
+
+/// The store cannot record anything more (sled stops writing after an IO error such as a full
+/// disk): this node stops at once, as if it had crashed, so that its supervisor restarts it on
+/// what is durable. Nothing unrecorded was acknowledged, and while the disk stays full the
+/// restart fails with the reason.
+fn stop_broken() -> ! {
+    tracing::error!(
+        "the store stopped writing (disk full or failing): stopping this node; restart it once \
+         space is freed, it resumes from what is durable"
+    );
+    std::process::exit(BROKEN_STORE_EXIT);
 }
 
 /// One sweep.

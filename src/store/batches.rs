@@ -55,6 +55,7 @@ impl Store {
         if let Some(h) = known(self)? {
             return Ok(h);
         }
+        self.check_space(bytes.len() as u64)?;
         let path = self.batch_path(&header.batch);
         // A temporary name of its own, so two stagings of one batch never write one file.
         let tmp = path.with_extension(format!("{:016x}.tmp", rand::random::<u64>()));

@@ -7,6 +7,8 @@ use super::*;
 pub(super) struct GroupCommit {
     state: Mutex<CommitState>,
     done: std::sync::Condvar,
+    /// A flush failed inside sled: it writes nothing more until the store is reopened.
+    broken: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -31,6 +33,14 @@ pub(super) fn fail_all<T>(
     e: &StoreError,
 ) -> Vec<Result<T>> {
     let why = e.to_string();
+    // A full disk stays recognisable as one (507, not 500).
+    let source = || {
+        if e.is_disk_full() {
+            io::Error::from_raw_os_error(libc::ENOSPC)
+        } else {
+            io::Error::other(why.clone())
+        }
+    };
     results
         .into_iter()
         .map(|r| {
@@ -38,7 +48,7 @@ pub(super) fn fail_all<T>(
                 Err(StoreError::Io {
                     op,
                     path: dir.to_path_buf(),
-                    source: io::Error::other(why.clone()),
+                    source: source(),
                 })
             })
         })
@@ -46,6 +56,13 @@ pub(super) fn fail_all<T>(
 }
 
 impl Store {
+    /// Whether sled has stopped writing after an IO error (a full disk, a failing device):
+    /// nothing can be recorded until the store is opened again. A node stops then, so that a
+    /// restart recovers from what is durable (see `node::sweep`).
+    pub fn is_broken(&self) -> bool {
+        self.commit.broken.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Makes every change made before the call durable. Concurrent callers share fsyncs
     /// (group commit): while one flush runs, later callers wait and one of them runs the next
     /// flush for all of them.
@@ -67,6 +84,13 @@ impl Store {
                         .sync()
                         .map_err(io_err("sync", &self.dir.join("meta")))
                 });
+                if let Err(StoreError::Sled(_)) = &r {
+                    // sled stops writing after an IO error (its log is poisoned until the
+                    // store is opened again).
+                    self.commit
+                        .broken
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                }
                 g = self.commit.state.lock().unwrap_or_else(|p| p.into_inner());
                 g.running = false;
                 if r.is_ok() {

@@ -73,6 +73,13 @@ pub enum StoreError {
         state: ReservationState,
         to: &'static str,
     },
+    #[error("disk full at {path}: a batch of {needed} bytes would leave less than the {reserve} bytes kept free ({available} available); free space or add disk")]
+    DiskFull {
+        path: PathBuf,
+        needed: u64,
+        reserve: u64,
+        available: u64,
+    },
     #[error("items {first}..{end} of batch {batch} are not free here")]
     RangeUnavailable {
         batch: BatchId,
@@ -94,5 +101,26 @@ pub(super) fn io_err<'a>(
         op,
         path: path.to_path_buf(),
         source,
+    }
+}
+
+impl StoreError {
+    /// Whether the store's disk is full: a staging refused for space, or a write that failed
+    /// with ENOSPC or EDQUOT (in a batch file or in sled's log).
+    pub fn is_disk_full(&self) -> bool {
+        // sled hands out copies of its IO error that keep the kind but not the OS code.
+        let full = |e: &io::Error| {
+            matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+                || matches!(
+                    e.kind(),
+                    io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+                )
+        };
+        match self {
+            StoreError::DiskFull { .. } => true,
+            StoreError::Io { source, .. } => full(source),
+            StoreError::Sled(sled::Error::Io(e)) => full(e),
+            _ => false,
+        }
     }
 }

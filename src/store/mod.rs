@@ -76,6 +76,9 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One party's store.
+/// Bytes a staging leaves free by default (see [`Store::set_min_free`]).
+pub const DEFAULT_MIN_FREE: u64 = 256 << 20;
+
 pub struct Store {
     dir: PathBuf,
     data: PathBuf,
@@ -104,6 +107,8 @@ pub struct Store {
     commit: GroupCommit,
     /// sled's files, synced after every flush (sled alone is not power-cut safe).
     meta: MetaFiles,
+    /// Bytes a staging must leave free on the store's file system (see [`Store::set_min_free`]).
+    min_free: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -168,6 +173,50 @@ impl Store {
         Store::from_db(dir, open_db(&meta)?)
     }
 
+    /// Sets the bytes a staging must leave free on the store's file system: a batch that would
+    /// leave less is refused ([`StoreError::DiskFull`]) before anything is written, so the
+    /// metadata of checkouts and downloads always has room.
+    pub fn set_min_free(&self, bytes: u64) {
+        self.min_free
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Bytes free for this process on the file system holding `dir` (or its nearest existing
+    /// ancestor).
+    ///
+    /// # Errors
+    /// `statvfs` failing.
+    pub fn free_bytes(dir: &Path) -> io::Result<u64> {
+        let mut at = dir;
+        while !at.exists() {
+            match at.parent() {
+                Some(p) if !p.as_os_str().is_empty() => at = p,
+                _ => {
+                    at = Path::new(".");
+                    break;
+                }
+            }
+        }
+        let st = nix::sys::statvfs::statvfs(at).map_err(io::Error::from)?;
+        Ok(st.blocks_available() as u64 * st.fragment_size() as u64)
+    }
+
+    /// Refuses to write `needed` more bytes of batch data if that would leave less than the
+    /// reserve free.
+    fn check_space(&self, needed: u64) -> Result<()> {
+        let reserve = self.min_free.load(std::sync::atomic::Ordering::Relaxed);
+        let available = Store::free_bytes(&self.data).map_err(io_err("statvfs", &self.data))?;
+        if available < needed.saturating_add(reserve) {
+            return Err(StoreError::DiskFull {
+                path: self.data.clone(),
+                needed,
+                reserve,
+                available,
+            });
+        }
+        Ok(())
+    }
+
     fn from_db(dir: &Path, db: sled::Db) -> Result<Store> {
         schema::migrate(&db, schema::MIGRATIONS)?;
         let meta_dir = dir.join("meta");
@@ -194,6 +243,7 @@ impl Store {
             stage_lock: Mutex::new(()),
             commit: GroupCommit::default(),
             meta,
+            min_free: std::sync::atomic::AtomicU64::new(DEFAULT_MIN_FREE),
         };
         fs::create_dir_all(&store.data).map_err(io_err("create", &store.data))?;
         store.recover()?;

@@ -279,6 +279,8 @@ codes! {
     Internal => "internal",
     BodyTooLarge => "body-too-large",
     UnsupportedMediaType => "unsupported-media-type",
+    /// The party's disk is full (or would be below its reserve): free space there.
+    InsufficientStorage => "insufficient-storage",
     RequestTimeout => "request-timeout",
     NotFound => "not-found",
     MethodNotAllowed => "method-not-allowed",
