@@ -17,7 +17,11 @@ pub async fn sweep_forever(st: Arc<NodeState>, cancel: tokio_util::sync::Cancell
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        if st.store.is_broken() {
+        let store = st.store.clone();
+        if tokio::task::spawn_blocking(move || store.is_broken())
+            .await
+            .unwrap_or(false)
+        {
             stop_broken();
         }
         tokio::select! {

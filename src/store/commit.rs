@@ -60,7 +60,18 @@ impl Store {
     /// nothing can be recorded until the store is opened again. A node stops then, so that a
     /// restart recovers from what is durable (see `node::sweep`).
     pub fn is_broken(&self) -> bool {
-        self.commit.broken.load(std::sync::atomic::Ordering::SeqCst)
+        if self.commit.broken.load(std::sync::atomic::Ordering::SeqCst) {
+            return true;
+        }
+        // sled reports the error that stopped it on the next flush, whichever call met it
+        // first; with nothing to write, a flush costs next to nothing.
+        if let Err(sled::Error::Io(_)) = self.db.flush() {
+            self.commit
+                .broken
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            return true;
+        }
+        false
     }
 
     /// Makes every change made before the call durable. Concurrent callers share fsyncs
