@@ -188,6 +188,21 @@ impl Site {
         self.procs.children[p as usize] = Some(c.spawn().unwrap());
     }
 
+    /// How party `p`'s node ended, waiting up to 10 s for it to end by itself (`otherwise`
+    /// says what it would mean if it did not).
+    async fn ended(&mut self, p: usize, otherwise: &str) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let child = self.procs.children[p].as_mut().expect("started");
+            if let Some(status) = child.try_wait().unwrap() {
+                self.procs.children[p] = None;
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "node {p} {otherwise}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn log_tail(&self, p: u8) -> String {
         let log =
             std::fs::read_to_string(self.dir.join(format!("node-{p}.log"))).unwrap_or_default();
@@ -574,37 +589,13 @@ async fn a_full_disk_refuses_staging_clearly_and_recovers_when_space_is_freed() 
     );
     // sled writes nothing more after an IO error: the node stops by itself (exit 75) rather
     // than limp on, and says why.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        let child = site.procs.children[2].as_mut().unwrap();
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "node 2 kept running on a broken store"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    site.procs.children[2] = None;
+    let status = site.ended(2, "kept running on a broken store").await;
     assert_eq!(status.code(), Some(75), "{}", site.log_tail(2));
     assert!(site.log_tail(2).contains("the store stopped writing"));
 
     // Still full: a restart refuses to open the store, says why, and serves nothing.
     site.start(2, None);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        let child = site.procs.children[2].as_mut().unwrap();
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "node 2 started on a full disk"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    site.procs.children[2] = None;
+    let status = site.ended(2, "started on a full disk").await;
     assert!(!status.success());
     assert!(
         site.log_tail(2).contains("disk full at"),

@@ -220,6 +220,17 @@ impl Fs {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Makes what `keep` says of inode `ino` durable.
+    fn sync(&self, ino: INodeNo, reply: ReplyEmpty, keep: impl FnOnce(&mut Inode)) {
+        match self.lock().inodes.get_mut(&u64::from(ino)) {
+            Some(i) => {
+                keep(i);
+                reply.ok();
+            }
+            None => reply.error(Errno::ENOENT),
+        }
+    }
 }
 
 impl Filesystem for Fs {
@@ -400,13 +411,7 @@ impl Filesystem for Fs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.lock().inodes.get_mut(&u64::from(ino)) {
-            Some(i) => {
-                i.sync_data();
-                reply.ok();
-            }
-            None => reply.error(Errno::ENOENT),
-        }
+        self.sync(ino, reply, Inode::sync_data);
     }
 
     fn fsyncdir(
@@ -417,13 +422,7 @@ impl Filesystem for Fs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.lock().inodes.get_mut(&u64::from(ino)) {
-            Some(i) => {
-                i.durable_entries = i.entries.clone();
-                reply.ok();
-            }
-            None => reply.error(Errno::ENOENT),
-        }
+        self.sync(ino, reply, |i| i.durable_entries = i.entries.clone());
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
