@@ -165,6 +165,26 @@ struct Site {
 }
 
 impl Site {
+    /// Provisions `plan` under `dir`, gives every party its own cut file system for its store,
+    /// and starts every node with `env`.
+    fn start_all(dir: &std::path::Path, plan: Plan, env: Vec<(String, String)>) -> Site {
+        let fs = (0..plan.addrs.len())
+            .map(|p| mounted(&dir.join(format!("disk-{p}")), 0))
+            .collect();
+        let exe = std::path::Path::new(env!("CARGO_BIN_EXE_larder"));
+        let procs = Processes::provision(&dir.join("files"), plan, exe).unwrap();
+        let mut site = Site {
+            procs,
+            fs,
+            dir: dir.to_path_buf(),
+            env,
+        };
+        for p in 0..site.fs.len() as u8 {
+            site.start(p, None);
+        }
+        site
+    }
+
     fn start(&mut self, p: u8, crash_at: Option<String>) {
         let mut c = self.procs.serve_command(p, &[]);
         c.env("RUST_LOG", "warn")
@@ -253,27 +273,13 @@ async fn power_cuts_at_every_step_never_hand_out_an_item_twice() {
         .unwrap_or(4);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
-    let fs = (0..3)
-        .map(|p| mounted(&dir.join(format!("disk-{p}")), 0))
-        .collect();
     let plan = Plan {
         batch_size: 2000,
         reservation_ttl_seconds: 3,
         sweep_interval_ms: 200,
         ..Plan::local("power", 3, vec![POOL.parse().unwrap()])
     };
-    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_larder"));
-    let procs = Processes::provision(&dir.join("files"), plan, exe).unwrap();
-    let mut site = Site {
-        procs,
-        fs,
-        dir,
-        env: Vec::new(),
-    };
-    for p in 0..3 {
-        site.start(p, None);
-    }
+    let mut site = Site::start_all(tmp.path(), plan, Vec::new());
     site.procs
         .launch
         .wait_healthy(Duration::from_secs(30))
@@ -486,25 +492,15 @@ async fn power_cuts_at_every_step_never_hand_out_an_item_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_staging_clearly_and_recovers_when_space_is_freed() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
-    let fs = (0..3)
-        .map(|p| mounted(&dir.join(format!("disk-{p}")), 0))
-        .collect();
     let plan = Plan {
         batch_size: 20_000,
         ..Plan::local("full", 3, vec![POOL.parse().unwrap()])
     };
-    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_larder"));
-    let procs = Processes::provision(&dir.join("files"), plan, exe).unwrap();
-    let mut site = Site {
-        procs,
-        fs,
-        dir,
-        env: vec![("LARDER__MIN_FREE_BYTES".into(), (2u64 << 20).to_string())],
-    };
-    for p in 0..3 {
-        site.start(p, None);
-    }
+    let min_free = (
+        "LARDER__MIN_FREE_BYTES".to_string(),
+        (2u64 << 20).to_string(),
+    );
+    let mut site = Site::start_all(tmp.path(), plan, vec![min_free]);
     let launch = site.procs.launch.clone();
     launch.wait_healthy(Duration::from_secs(30)).await.unwrap();
     let engines = launch.engines().unwrap();
