@@ -190,7 +190,6 @@ pub(crate) fn engine(caller: Caller) -> Result<(String, Vec<crate::material::Poo
         (status = 413, description = "body too large"),
         (status = 415, description = "not application/json"),
         (status = 503, description = "underrun (with `available` and Retry-After) or a party unreachable"),
-        (status = 507, description = "this party's disk is full (`insufficient-storage`): free space there"),
     )
 )]
 pub(super) async fn create_checkout(

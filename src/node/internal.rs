@@ -67,7 +67,6 @@ pub(super) async fn leader_checkout(
         (status = 403, description = "not the dealer"),
         (status = 409, description = "another batch under this id"),
         (status = 413, description = "too large"),
-        (status = 507, description = "this party's disk is full (`insufficient-storage`): free space there"),
     )
 )]
 pub(super) async fn stage(

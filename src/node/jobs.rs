@@ -396,7 +396,6 @@ pub(super) async fn make_own_share(st: &Arc<NodeState>, piece: Piece) -> Result<
         (status = 413, description = "body too large"),
         (status = 415, description = "not application/json"),
         (status = 503, description = "the generator failed: a party stopped or a message did not come"),
-        (status = 507, description = "this party's disk is full (`insufficient-storage`): free space there"),
     )
 )]
 pub(super) async fn make_piece(

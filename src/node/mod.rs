@@ -373,17 +373,27 @@ pub async fn start_with(
         parties,
         party: node.party,
     };
+    if node.party >= parties {
+        anyhow::bail!(
+            "this node is party {}, but the consortium has parties 0 to {}",
+            node.party,
+            parties - 1
+        );
+    }
     // sled writes when it opens a store (recovery, a snapshot); on a full disk that can leave a
-    // snapshot it cannot read back. A node starts only with its reserve free.
+    // snapshot it cannot read back. A node starts only with an eighth of its reserve free (the
+    // rest of the reserve is the room checkouts and downloads use while stages are refused, so
+    // a node that ran into its reserve still restarts).
     let min_free = node
         .min_free_bytes
         .unwrap_or(crate::store::DEFAULT_MIN_FREE);
+    let to_start = min_free / 8;
     let free = Store::free_bytes(&dir)
         .with_context(|| format!("checking free space at {}", dir.display()))?;
-    if free < min_free {
+    if free < to_start {
         anyhow::bail!(
-            "disk full at {}: {free} bytes free, and this node keeps {min_free} free \
-             (min_free_bytes); free space, then start it again",
+            "disk full at {}: {free} bytes free, and this node needs {to_start} free to start \
+             (an eighth of min_free_bytes); free space, then start it again",
             dir.display()
         );
     }

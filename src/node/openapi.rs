@@ -4,8 +4,9 @@
 //! when they differ, or when a documented route is missing from the router; `tests/openapi.rs`
 //! checks each schema against what its type really sends).
 //!
-//! Two rules are applied here once rather than at every handler: every error answer (4xx, 5xx)
-//! is an `application/problem+json` [`Problem`], and the bearer-token schemes.
+//! Rules applied here once rather than at every handler: every error answer (4xx, 5xx) is an
+//! `application/problem+json` [`Problem`]; every write may answer 507 (a full disk) and every
+//! request with a body 408 (it did not arrive in time); the bearer-token schemes.
 
 use super::{api, channel, internal, jobs};
 use crate::material::BatchId;
@@ -82,6 +83,20 @@ impl Modify for Rules {
             );
         }
         for item in doc.paths.paths.values_mut() {
+            for op in [&mut item.put, &mut item.post, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
+                // Every write may meet a full disk here or at another party.
+                add_answer(
+                    op,
+                    "507",
+                    "a party's disk is full (`insufficient-storage`): free space there",
+                );
+                if op.request_body.is_some() {
+                    add_answer(op, "408", "the body did not arrive in time");
+                }
+            }
             for op in [
                 &mut item.get,
                 &mut item.put,
@@ -95,6 +110,14 @@ impl Modify for Rules {
             }
         }
     }
+}
+
+/// Documents answer `status` of `op` unless it is already.
+fn add_answer(op: &mut Operation, status: &str, what: &str) {
+    op.responses
+        .responses
+        .entry(status.to_string())
+        .or_insert_with(|| RefOr::T(utoipa::openapi::Response::new(what)));
 }
 
 /// Every error answer of `op` carries a [`Problem`].

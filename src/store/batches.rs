@@ -55,11 +55,15 @@ impl Store {
         if let Some(h) = known(self)? {
             return Ok(h);
         }
-        self.check_space(bytes.len() as u64)?;
+        let _room = self.claim_space(bytes.len() as u64)?;
         let path = self.batch_path(&header.batch);
         // A temporary name of its own, so two stagings of one batch never write one file.
         let tmp = path.with_extension(format!("{:016x}.tmp", rand::random::<u64>()));
-        write_durably(&tmp, bytes).map_err(io_err("write", &tmp))?;
+        if let Err(e) = write_durably(&tmp, bytes) {
+            // A full disk must not keep the part written.
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err("write", &tmp)(e));
+        }
         // From the check to the commit, one staging at a time: a late rename must never
         // replace a file that is already committed (or already erased).
         let _one = self.stage_lock.lock().unwrap_or_else(|p| p.into_inner());

@@ -95,9 +95,10 @@ impl Store {
                         .sync()
                         .map_err(io_err("sync", &self.dir.join("meta")))
                 });
-                if let Err(StoreError::Sled(_)) = &r {
+                if r.is_err() {
                     // sled stops writing after an IO error (its log is poisoned until the
-                    // store is opened again).
+                    // store is opened again); a failed fdatasync leaves the pages' fate
+                    // unknown, and the next one may report success.
                     self.commit
                         .broken
                         .store(true, std::sync::atomic::Ordering::SeqCst);

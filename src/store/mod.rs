@@ -76,6 +76,20 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One party's store.
+/// Room claimed by a staging being written (see `Store::claim_space`).
+struct SpaceClaim<'a> {
+    store: &'a Store,
+    bytes: u64,
+}
+
+impl Drop for SpaceClaim<'_> {
+    fn drop(&mut self) {
+        self.store
+            .staging_bytes
+            .fetch_sub(self.bytes, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Bytes a staging leaves free by default (see [`Store::set_min_free`]).
 pub const DEFAULT_MIN_FREE: u64 = 256 << 20;
 
@@ -109,6 +123,8 @@ pub struct Store {
     meta: MetaFiles,
     /// Bytes a staging must leave free on the store's file system (see [`Store::set_min_free`]).
     min_free: std::sync::atomic::AtomicU64,
+    /// Bytes of batch files being written now.
+    staging_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -201,20 +217,27 @@ impl Store {
         Ok(st.blocks_available() as u64 * st.fragment_size() as u64)
     }
 
-    /// Refuses to write `needed` more bytes of batch data if that would leave less than the
-    /// reserve free.
-    fn check_space(&self, needed: u64) -> Result<()> {
-        let reserve = self.min_free.load(std::sync::atomic::Ordering::Relaxed);
+    /// Claims room for `needed` more bytes of batch data, or refuses if that would leave less
+    /// than the reserve free, counting the stagings still being written (which `statvfs` does
+    /// not see yet). The claim ends when the returned guard is dropped.
+    fn claim_space(&self, needed: u64) -> Result<SpaceClaim<'_>> {
+        use std::sync::atomic::Ordering;
+        let reserve = self.min_free.load(Ordering::Relaxed);
+        let pending = self.staging_bytes.fetch_add(needed, Ordering::SeqCst);
+        let claim = SpaceClaim {
+            store: self,
+            bytes: needed,
+        };
         let available = Store::free_bytes(&self.data).map_err(io_err("statvfs", &self.data))?;
-        if available < needed.saturating_add(reserve) {
+        if available < needed.saturating_add(pending).saturating_add(reserve) {
             return Err(StoreError::DiskFull {
                 path: self.data.clone(),
                 needed,
                 reserve,
-                available,
+                available: available.saturating_sub(pending),
             });
         }
-        Ok(())
+        Ok(claim)
     }
 
     fn from_db(dir: &Path, db: sled::Db) -> Result<Store> {
@@ -244,6 +267,7 @@ impl Store {
             commit: GroupCommit::default(),
             meta,
             min_free: std::sync::atomic::AtomicU64::new(DEFAULT_MIN_FREE),
+            staging_bytes: std::sync::atomic::AtomicU64::new(0),
         };
         fs::create_dir_all(&store.data).map_err(io_err("create", &store.data))?;
         store.recover()?;
