@@ -162,14 +162,23 @@ impl ConsortiumConfig {
     /// As [`Self::load`], and a file that does not list the parties' nodes and the CA.
     pub fn load_nodes(path: &Path) -> Result<ConsortiumConfig> {
         let cfg = Self::load(path)?;
-        if cfg.nodes().is_empty() || cfg.ca_certificate.is_none() {
+        cfg.require_nodes()
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        Ok(cfg)
+    }
+
+    /// Checks that the parties are nodes, as every networked use needs.
+    ///
+    /// # Errors
+    /// Parties only counted, or no CA certificate.
+    pub fn require_nodes(&self) -> Result<()> {
+        if self.nodes().is_empty() || self.ca_certificate.is_none() {
             bail!(
-                "{}: the consortium's parties are not nodes: list them as [[parties]] \
-                 (id, name, url, certificate, node_token_sha256) and give ca_certificate",
-                path.display()
+                "the consortium's parties are not nodes: list them as [[parties]] \
+                 (id, name, url, certificate, node_token_sha256) and give ca_certificate"
             );
         }
-        Ok(cfg)
+        Ok(())
     }
 
     /// # Errors

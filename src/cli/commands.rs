@@ -192,12 +192,13 @@ pub(crate) async fn status(
                 .map(|e| e.party)
         });
         let p = mine.context("the token belongs to no engine of this consortium; pass --party")?;
-        anyhow::ensure!(
-            p < cluster.parties(),
-            "party {p} is not in this consortium (parties 0 to {})",
-            cluster.parties() - 1
-        );
-        let client = EngineClient::new(&cluster.nodes()[p as usize].url, &ca, token)?;
+        let node = cluster.nodes().get(p as usize).with_context(|| {
+            format!(
+                "party {p} is not in this consortium (parties 0 to {})",
+                cluster.parties() - 1
+            )
+        })?;
+        let client = EngineClient::new(&node.url, &ca, token)?;
         let stock = client.stock().await.map_err(|e| {
             let hint = if e.status() == Some(403) && party.is_some() {
                 "\n(an engine's token reads its own party's stock only; other parties' stock \

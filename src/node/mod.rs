@@ -373,6 +373,7 @@ pub async fn start_with(
         parties,
         party: node.party,
     };
+    cluster.require_nodes()?;
     if node.party >= parties {
         anyhow::bail!(
             "this node is party {}, but the consortium has parties 0 to {}",
@@ -405,9 +406,7 @@ pub async fn start_with(
         }
     })
     .await??;
-    if let Some(bytes) = node.min_free_bytes {
-        store.set_min_free(bytes);
-    }
+    store.set_min_free(min_free);
     let id = store.identity();
     if id.party != node.party || id.parties != parties || id.consortium != cluster.name {
         anyhow::bail!(

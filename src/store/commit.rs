@@ -56,6 +56,13 @@ pub(super) fn fail_all<T>(
 }
 
 impl Store {
+    /// Records that the store can write nothing more (see [`Store::is_broken`]).
+    fn mark_broken(&self) {
+        self.commit
+            .broken
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Whether sled has stopped writing after an IO error (a full disk, a failing device):
     /// nothing can be recorded until the store is opened again. A node stops then, so that a
     /// restart recovers from what is durable (see `node::sweep`).
@@ -66,9 +73,7 @@ impl Store {
         // sled reports the error that stopped it on the next flush, whichever call met it
         // first; with nothing to write, a flush costs next to nothing.
         if let Err(sled::Error::Io(_)) = self.db.flush() {
-            self.commit
-                .broken
-                .store(true, std::sync::atomic::Ordering::SeqCst);
+            self.mark_broken();
             return true;
         }
         false
@@ -99,9 +104,7 @@ impl Store {
                     // sled stops writing after an IO error (its log is poisoned until the
                     // store is opened again); a failed fdatasync leaves the pages' fate
                     // unknown, and the next one may report success.
-                    self.commit
-                        .broken
-                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    self.mark_broken();
                 }
                 g = self.commit.state.lock().unwrap_or_else(|p| p.into_inner());
                 g.running = false;
