@@ -6,6 +6,8 @@
 
 mod m0001_initial;
 mod m0002_open_reservations;
+mod m0003_audit_chain;
+mod m0004_closed_reservations;
 
 /// One schema step: after `up` runs, the store is at `version`.
 pub struct Migration {
@@ -25,5 +27,15 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "open reservations index",
         up: m0002_open_reservations::up,
+    },
+    Migration {
+        version: 3,
+        name: "audit hash chain",
+        up: m0003_audit_chain::up,
+    },
+    Migration {
+        version: 4,
+        name: "closed reservations index",
+        up: m0004_closed_reservations::up,
     },
 ];

@@ -58,6 +58,14 @@ pub struct ConsortiumConfig {
     /// consortiums provisioned before jobs existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_token_sha256: Option<String>,
+    /// The auditors' token: reads any node's audit trail (`GET /v1/audit`) and nothing else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auditor_token_sha256: Option<String>,
+    /// A reservation in its final state (downloaded, released, burned) leaves the store's hot
+    /// metadata this long after it was made (its history stays in the audit trail); after
+    /// that, its checkout id is no longer known there. At least twice the reservation TTL.
+    #[serde(default = "defaults::archive_after")]
+    pub archive_after_seconds: u64,
 }
 
 /// The parties: how many (their stores all on this machine), or their nodes.
@@ -80,6 +88,9 @@ mod defaults {
     }
     pub fn max_checkout() -> u64 {
         1 << 30
+    }
+    pub fn archive_after() -> u64 {
+        86_400
     }
 }
 
@@ -131,6 +142,8 @@ impl ConsortiumConfig {
             engines: Vec::new(),
             dealer_token_sha256: None,
             operator_token_sha256: None,
+            auditor_token_sha256: None,
+            archive_after_seconds: defaults::archive_after(),
         }
     }
 
@@ -207,6 +220,14 @@ impl ConsortiumConfig {
         }
         if self.leader as usize >= n {
             bail!("leader {} is not one of the {n} parties", self.leader);
+        }
+        if self.archive_after_seconds < self.reservation_ttl_seconds.saturating_mul(2) {
+            bail!(
+                "archive_after_seconds ({}) must be at least twice reservation_ttl_seconds ({}): \
+                 a reservation leaves the hot metadata only well after it has expired",
+                self.archive_after_seconds,
+                self.reservation_ttl_seconds
+            );
         }
         if self.batch_size == 0 || self.batch_size > 1 << 26 {
             bail!("batch_size {} must be between 1 and 2^26", self.batch_size);
@@ -286,6 +307,40 @@ pub struct NodeConfig {
     /// The metrics listener (none unless configured).
     #[serde(default, skip_serializing_if = "MetricsConfig::is_off")]
     pub metrics: MetricsConfig,
+    /// The audit trail's archive files (see `store::audit`).
+    #[serde(default, skip_serializing_if = "ArchiveConfig::is_default")]
+    pub archive: ArchiveConfig,
+}
+
+/// `[archive]` in a node file: the audit trail's archive files.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// A new archive file starts once the newest holds this many bytes (default 64 MiB), or
+    /// on a new day (UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_bytes: Option<u64>,
+    /// Archive files whose newest record is older than this many days are deleted (never the
+    /// newest file). Default: kept for ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u64>,
+}
+
+impl ArchiveConfig {
+    fn is_default(&self) -> bool {
+        *self == ArchiveConfig::default()
+    }
+
+    /// The store's policy from this section.
+    pub fn policy(&self) -> crate::store::ArchivePolicy {
+        let d = crate::store::ArchivePolicy::default();
+        crate::store::ArchivePolicy {
+            file_bytes: self.file_bytes.unwrap_or(d.file_bytes),
+            retention: self
+                .retention_days
+                .map(|days| std::time::Duration::from_secs(days.saturating_mul(86_400))),
+        }
+    }
 }
 
 /// `[metrics]` in a node file.

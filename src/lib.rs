@@ -38,6 +38,7 @@
 //! when dropped and never appear in `Debug` output or logs.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod cluster;

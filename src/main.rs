@@ -169,6 +169,11 @@ enum Command {
         #[command(flatten)]
         threads: Threads,
     },
+    /// As an auditor: export a party's audit trail, verify exports against each other.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
     /// As an operator: create, list or cancel generation jobs at the leader.
     Jobs {
         /// The consortium file (consortium.toml).
@@ -352,7 +357,10 @@ fn run() -> Result<()> {
             dir, items, once, ..
         } => runtime()?.block_on(cli::demo::run(cli::demo::Options { dir, items, once }))?,
         Command::Openapi => print!("{}", larder::node::openapi::document_text()),
-        Command::Serve { node } => runtime()?.block_on(serve(&node))?,
+        Command::Serve { node } => {
+            few_malloc_arenas();
+            runtime()?.block_on(serve(&node))?
+        }
         Command::Dealer {
             consortium,
             token_file,
@@ -374,6 +382,27 @@ fn run() -> Result<()> {
             ..
         } => runtime()?.block_on(dealer(&consortium, &token_file, pool, count))?,
         Command::Dealer { .. } => unreachable!("clap requires --pool and --count without --worker"),
+        Command::Audit { action } => match action {
+            AuditCommand::Export {
+                consortium,
+                token_file,
+                party,
+                store,
+                out,
+            } => {
+                let source = match (&store, &consortium, &token_file, party) {
+                    (Some(dir), ..) => cli::audit::Source::Store(dir),
+                    (None, Some(c), Some(t), Some(p)) => cli::audit::Source::Node {
+                        consortium: c,
+                        token_file: t,
+                        party: p,
+                    },
+                    _ => bail!("give --store, or --consortium with --token-file and --party"),
+                };
+                runtime()?.block_on(cli::audit::export(source, &out))?
+            }
+            AuditCommand::Verify { files } => cli::audit::verify_files(&files)?,
+        },
         Command::Jobs {
             consortium,
             token_file,
@@ -469,6 +498,35 @@ struct ExportArgs {
     /// mp-spdz, prime fields: canonical elements instead of Montgomery form.
     #[arg(long)]
     canonical: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AuditCommand {
+    /// Write one party's audit trail as JSON lines (a header, then the chained records): from
+    /// its node with the auditors' token, or from its store while the node is stopped.
+    Export {
+        /// The consortium file (with --token-file and --party: read from the party's node).
+        #[arg(long, requires_all = ["token_file", "party"], conflicts_with = "store")]
+        consortium: Option<PathBuf>,
+        /// The file holding the auditors' token (auditor.token).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        #[arg(long)]
+        party: Option<u8>,
+        /// A party's store directory (its node stopped).
+        #[arg(long, required_unless_present = "consortium")]
+        store: Option<PathBuf>,
+        /// Where to write (`-`: standard output).
+        #[arg(long, default_value = "-")]
+        out: PathBuf,
+    },
+    /// Check exports: each party's chain, and with every party's, that they agree and that
+    /// each chain holds the heads the others witnessed. Names the first disagreement.
+    Verify {
+        /// One export per party.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]

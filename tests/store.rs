@@ -92,14 +92,14 @@ fn a_batch_moves_staged_available_reserved_consumed() {
     let st = &s.stock().unwrap()[&pool()];
     assert_eq!((st.available, st.reserved, st.consumed), (1800, 0, 1200));
     let events: Vec<String> = s
-        .audit_log()
+        .audit_trail()
         .unwrap()
         .into_iter()
         .map(|a| a.event)
         .collect();
     assert_eq!(events, ["stage", "activate", "reserve", "consume"]);
     let consume = s
-        .audit_log()
+        .audit_trail()
         .unwrap()
         .into_iter()
         .find(|a| a.event == "consume")
@@ -295,7 +295,11 @@ fn consumed_chunks_are_overwritten_and_an_exhausted_batch_is_deleted() {
         s.batch_meta(&ids[0]).unwrap().unwrap().state,
         BatchState::Exhausted
     );
-    assert!(s.audit_log().unwrap().iter().any(|a| a.event == "exhaust"));
+    assert!(s
+        .audit_trail()
+        .unwrap()
+        .iter()
+        .any(|a| a.event == "exhaust"));
 }
 
 #[test]

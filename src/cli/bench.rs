@@ -374,6 +374,7 @@ impl LocalNodes {
         root: &std::path::Path,
         pool: PoolSpec,
         batch_size: u64,
+        ttl: u64,
     ) -> anyhow::Result<LocalNodes> {
         use larder::node::launch::Processes;
         use larder::node::provision::Plan;
@@ -383,7 +384,8 @@ impl LocalNodes {
         std::fs::create_dir_all(root)?;
         let plan = Plan {
             batch_size,
-            reservation_ttl_seconds: 3600,
+            reservation_ttl_seconds: ttl,
+            archive_after_seconds: 2 * ttl,
             ..Plan::local("bench", 3, vec![pool])
         };
         let mut nodes = Processes::provision(root, plan, &std::env::current_exe()?)?;
@@ -417,7 +419,7 @@ impl LocalNodes {
 pub async fn checkout(b: &CheckoutBench) -> anyhow::Result<Vec<CheckoutFigure>> {
     let root = b.dir.join("checkout");
     let pool: PoolSpec = "triple-z64".parse()?;
-    let nodes = LocalNodes::start(&root, pool, 1 << 20).await?;
+    let nodes = LocalNodes::start(&root, pool, 1 << 20, 3600).await?;
     let (engines, dealer) = (&nodes.engines, &nodes.dealer);
     let per_task = b.jobs / b.concurrency.max(1) as u64;
     let stock = b.download_items + per_task * b.concurrency as u64 * 1000 + b.big_items;

@@ -2,6 +2,7 @@
 //! and the demo.
 //! They drive the library as a user would (real stores, real nodes, real HTTPS).
 
+pub mod audit;
 pub mod bench;
 pub mod commands;
 pub mod demo;

@@ -85,7 +85,9 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 pub async fn soak(b: &SoakBench, report: impl Fn(&SoakFigure)) -> anyhow::Result<SoakFigure> {
     let pool: PoolSpec = "triple-z64".parse()?;
     let root = b.dir.join("soak");
-    let nodes = Arc::new(LocalNodes::start(&root, pool, 1 << 18).await?);
+    // Reservations expire, settle and leave the hot metadata within the first minutes, so
+    // memory is measured with every part of a reservation's life running.
+    let nodes = Arc::new(LocalNodes::start(&root, pool, 1 << 18, 30).await?);
     let pids: Vec<u32> = (0..3).map(|p| nodes.pid(p)).collect();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let window = Arc::new(Mutex::new(Window::default()));

@@ -74,27 +74,39 @@ pub enum Expired {
 /// there; if any was, the reservation is burned everywhere. Otherwise every follower releases
 /// it (unless downloaded in the meantime, in which case the rest burn it), then the leader.
 ///
+/// A reservation made before `archived_before` may have left a follower's hot metadata
+/// (`archive_after_seconds`: only once final there, which a leader long gone cannot tell): a
+/// follower that no longer knows it counts as one that downloaded it, so it is burned, never
+/// released into stock that party has consumed.
+///
 /// # Errors
 /// A party that cannot be reached: nothing is decided that a later try cannot finish.
 pub async fn expire<L: Leader, F: Party>(
     leader: &L,
     followers: &[F],
     res: &Reservation,
+    archived_before: u64,
 ) -> Result<Expired> {
     let id = &res.checkout;
     let states = join_all(followers.iter().map(|f| f.reservation(id.clone()))).await;
+    let may_be_archived = res.reserved_at < archived_before;
     // Downloaded at the leader itself: burn at the followers that did not download.
     let mut downloaded = res.state == ReservationState::Consumed;
     for s in states {
-        downloaded |= matches!(
-            s?.map(|r| r.state),
-            Some(ReservationState::Consumed | ReservationState::Burned)
-        );
+        downloaded |= match s?.map(|r| r.state) {
+            Some(ReservationState::Consumed | ReservationState::Burned) => true,
+            None => may_be_archived,
+            _ => false,
+        };
     }
     crate::failpoint::hit("expire.decided");
     if !downloaded {
         for o in join_all(followers.iter().map(|f| f.expire(id.clone()))).await {
-            downloaded |= matches!(o?, ExpireOutcome::Consumed | ExpireOutcome::Burned);
+            downloaded |= match o? {
+                ExpireOutcome::Consumed | ExpireOutcome::Burned => true,
+                ExpireOutcome::Unknown => may_be_archived,
+                _ => false,
+            };
         }
     }
     if downloaded {

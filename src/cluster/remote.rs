@@ -37,6 +37,8 @@ struct Inner {
     token: Token,
     http: reqwest::Client,
     retry: Retry,
+    /// A node's own store: its chain head goes with every call, the callee's is noted.
+    witness: Option<Arc<crate::store::Store>>,
 }
 
 /// Another party's node.
@@ -78,6 +80,7 @@ impl RemoteParty {
                 token,
                 http,
                 retry,
+                witness: None,
             }),
             holds: Combiner::new(GROUP, |inner: &Arc<Inner>, group| {
                 hold_group(inner.clone(), group)
@@ -86,6 +89,16 @@ impl RemoteParty {
                 notify_group(inner.clone(), ids)
             }),
         }
+    }
+
+    /// Calls from a node: each carries `store`'s audit chain head, and each answer's head (the
+    /// callee's) is recorded in `store` (see [`crate::audit`]). Set before the first call.
+    #[must_use]
+    pub fn witnessing(mut self, store: Arc<crate::store::Store>) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("witnessing is set before the party is shared")
+            .witness = Some(store);
+        self
     }
 
     /// The node of a party of the consortium file, named as it names it.
@@ -286,6 +299,9 @@ impl Inner {
                 .body(b.clone()),
             None => req,
         };
+        if let Some(store) = &self.witness {
+            req = req.header(crate::audit::HEAD_HEADER, store.audit_head().to_header());
+        }
         let resp = req.send().await.map_err(|e| {
             let resend = !e.is_timeout() && !e.is_connect();
             let err = ProtocolError::Unavailable {
@@ -297,6 +313,17 @@ impl Inner {
             (err, resend)
         })?;
         let status = resp.status();
+        if let Some(store) = &self.witness {
+            let head = resp
+                .headers()
+                .get(crate::audit::HEAD_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::audit::Head::from_header);
+            // Only the callee's own head counts (TLS named the callee).
+            if let Some(head) = head.filter(|h| h.party == self.at.party) {
+                store.witness(head);
+            }
+        }
         if status.is_success() {
             if status == StatusCode::NO_CONTENT {
                 return Ok(None);

@@ -58,6 +58,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
             post(internal::expire),
         )
         .route("/v1/internal/reservations/{id}/burn", post(internal::burn))
+        .route("/v1/audit", get(super::audit::read))
         .route("/v1/jobs", post(jobs::create).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/v1/internal/jobs/next", post(jobs::next_piece))
@@ -76,6 +77,10 @@ pub fn router(state: Arc<NodeState>) -> Router {
                 "this endpoint does not take that method",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::audit::witness,
+        ))
         .with_state(state)
 }
 
@@ -154,7 +159,13 @@ pub(super) async fn health(State(st): St) -> Json<HealthView> {
         (status = 403, description = "wrong party, pool not granted, or wrong role"),
     )
 )]
-pub(super) async fn stock(State(st): St, _caller: Caller) -> Result<Json<StockView>, ApiError> {
+pub(super) async fn stock(State(st): St, caller: Caller) -> Result<Json<StockView>, ApiError> {
+    if caller == Caller::Auditor {
+        return Err(ApiError::forbidden(
+            Code::AuditTrailOnly,
+            "an auditor's credential reads the audit trail (GET /v1/audit) and nothing else",
+        ));
+    }
     let pools = st.own.run("reading stock", |s| s.stock()).await?;
     Ok(Json(StockView {
         party: st.me,

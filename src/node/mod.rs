@@ -16,6 +16,7 @@ pub mod api;
 mod channel;
 /// The configuration files (kept at the crate's top, [`crate::config`]; here for old paths).
 pub use crate::config;
+mod audit;
 pub mod error;
 mod extract;
 mod internal;
@@ -51,6 +52,8 @@ pub enum Caller {
     Dealer,
     /// An operator of the consortium: creates and lists generation jobs.
     Operator,
+    /// An auditor of the consortium: reads the audit trail, nothing else.
+    Auditor,
 }
 
 /// A credential hash and whom it belongs to; `None` for an engine of another party.
@@ -85,6 +88,8 @@ pub struct NodeState {
     pub(crate) metrics: metrics::Metrics,
     /// Messages from other nodes for this node's generators (see `channel`).
     pub(crate) mailbox: channel::Mailbox,
+    /// The audit trail's archive files (the node file's `[archive]`).
+    pub archive: crate::store::ArchivePolicy,
 }
 
 impl std::fmt::Debug for NodeState {
@@ -152,11 +157,20 @@ impl NodeState {
                 who: Ok(Caller::Operator),
             });
         }
+        if let Some(h) = &cluster.auditor_token_sha256 {
+            credentials.push(Credential {
+                hash: decode_hash(h),
+                who: Ok(Caller::Auditor),
+            });
+        }
         let others = cluster
             .nodes()
             .iter()
             .filter(|p| p.id != me)
-            .map(|p| RemoteParty::of(p, token.clone(), http.clone(), Retry::Once))
+            .map(|p| {
+                RemoteParty::of(p, token.clone(), http.clone(), Retry::Once)
+                    .witnessing(store.clone())
+            })
             .collect();
         let metrics = metrics::Metrics::new(&cluster.pools, me);
         Ok(NodeState {
@@ -175,6 +189,7 @@ impl NodeState {
             jobs: tokio::sync::Mutex::new(()),
             metrics,
             mailbox: channel::Mailbox::default(),
+            archive: Default::default(),
         })
     }
 
@@ -417,12 +432,14 @@ pub async fn start_with(
             id.consortium
         );
     }
-    let state = Arc::new(NodeState::new(
+    let mut state = NodeState::new(
         Arc::new(store),
         cluster,
         node.party,
         node.node_token.clone(),
-    )?);
+    )?;
+    state.archive = node.archive.policy();
+    let state = Arc::new(state);
     let limits =
         listener::Limits::for_process(node.max_connections, node.max_connections_per_address);
     let metrics_listener = match node.metrics.listen {

@@ -8,7 +8,7 @@
 //! `application/problem+json` [`Problem`]; every write may answer 507 (a full disk) and every
 //! request with a body 408 (it did not arrive in time); the bearer-token schemes.
 
-use super::{api, channel, internal, jobs};
+use super::{api, audit, channel, internal, jobs};
 use crate::material::BatchId;
 use crate::wire::schema::{Binary, CheckoutId, JobId};
 use crate::wire::Problem;
@@ -47,6 +47,7 @@ use utoipa::{Modify, OpenApi};
         jobs::next_piece,
         jobs::make_piece,
         channel::receive,
+        audit::read,
     ),
     // Path parameters' and raw bodies' schemas, which utoipa does not collect by itself.
     components(schemas(Problem, CheckoutId, BatchId, JobId, Binary)),
@@ -70,6 +71,10 @@ impl Modify for Rules {
             (
                 "operatorToken",
                 "the consortium operators' token: generation jobs",
+            ),
+            (
+                "auditorToken",
+                "the consortium auditors' token: the audit trail, nothing else",
             ),
         ] {
             components.add_security_scheme(

@@ -24,6 +24,8 @@ pub struct Plan {
     /// A batch staged but never committed is removed after this long (and a dealer worker's
     /// piece of a job taken back).
     pub staging_deadline_seconds: u64,
+    /// A settled reservation leaves the hot metadata after this long.
+    pub archive_after_seconds: u64,
 }
 
 impl Plan {
@@ -40,6 +42,7 @@ impl Plan {
             reservation_ttl_seconds: defaults.reservation_ttl_seconds,
             sweep_interval_ms: defaults.sweep_interval_ms,
             staging_deadline_seconds: defaults.staging_deadline_seconds,
+            archive_after_seconds: defaults.archive_after_seconds,
         }
     }
 }
@@ -65,6 +68,9 @@ pub struct Provisioned {
     pub dealer_token_file: PathBuf,
     pub operator_token: Token,
     pub operator_token_file: PathBuf,
+    /// Reads the audit trails (`auditor.token`).
+    pub auditor_token: Token,
+    pub auditor_token_file: PathBuf,
 }
 
 /// Writes a secret file readable by its owner only.
@@ -84,7 +90,7 @@ fn write_secret(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Creates the consortium under `dir`: `consortium.toml`, `ca.pem`, `dealer.token`,
-/// `operator.token`,
+/// `operator.token`, `auditor.token`,
 /// `engines/<name>.token` and `engines/<name>.url` (its node), and `party-<i>/{node.toml,cert.pem,key.pem}` (stores go in
 /// `party-<i>/store`). One engine per party, granted every pool.
 ///
@@ -101,6 +107,9 @@ pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
     let operator_token = Token::generate("lo");
     let operator_token_file = dir.join("operator.token");
     write_secret(&operator_token_file, operator_token.expose())?;
+    let auditor_token = Token::generate("la");
+    let auditor_token_file = dir.join("auditor.token");
+    write_secret(&auditor_token_file, auditor_token.expose())?;
     let mut parties = Vec::new();
     let mut nodes = Vec::new();
     let mut engines = Vec::new();
@@ -134,6 +143,7 @@ pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
             max_connections_per_address: None,
             min_free_bytes: None,
             metrics: Default::default(),
+            archive: Default::default(),
         };
         let node_path = pdir.join("node.toml");
         write_secret(&node_path, &toml::to_string_pretty(&node)?)?;
@@ -175,6 +185,8 @@ pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
         engines: engine_entries,
         dealer_token_sha256: Some(dealer_token.hash()),
         operator_token_sha256: Some(operator_token.hash()),
+        auditor_token_sha256: Some(auditor_token.hash()),
+        archive_after_seconds: plan.archive_after_seconds,
     };
     cluster.validate()?;
     let consortium = dir.join("consortium.toml");
@@ -188,5 +200,7 @@ pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
         dealer_token_file,
         operator_token,
         operator_token_file,
+        auditor_token,
+        auditor_token_file,
     })
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 /// and the next start sweeps again).
 pub async fn sweep_forever(st: Arc<NodeState>, cancel: tokio_util::sync::CancellationToken) {
     let every = std::time::Duration::from_millis(st.cluster.sweep_interval_ms.max(50));
+    let mut archived = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -32,8 +33,48 @@ pub async fn sweep_forever(st: Arc<NodeState>, cancel: tokio_util::sync::Cancell
                 }
             }
         }
+        if archived.elapsed() >= every * ARCHIVE_EVERY_SWEEPS {
+            archived = std::time::Instant::now();
+            if let Err(e) = archive_once(&st).await {
+                tracing::warn!(error = %e.detail, "archiving failed; retried next time");
+            }
+        }
     }
 }
+
+/// How often (in sweeps) the hot metadata is moved to the archive.
+const ARCHIVE_EVERY_SWEEPS: u32 = 10;
+
+/// Moves old final reservations out of the hot metadata and the durable audit records into
+/// the archive files (see `store::audit`).
+///
+/// # Errors
+/// The store's.
+pub async fn archive_once(st: &Arc<NodeState>) -> Result<(), ApiError> {
+    let policy = st.archive.clone();
+    let before = now_unix().saturating_sub(st.cluster.archive_after_seconds);
+    let settled_only = st.is_leader();
+    let (reservations, records) = st
+        .own
+        .run("archiving", move |s| {
+            const PASS: usize = 10_000;
+            let mut reservations = 0;
+            loop {
+                let n = s.archive_reservations(before, settled_only, PASS)?;
+                reservations += n;
+                if n < PASS as u64 {
+                    break;
+                }
+            }
+            Ok((reservations, s.archive(&policy)?))
+        })
+        .await?;
+    tracing::debug!(reservations, records, "archived");
+    Ok(())
+}
+
+/// Reservations the leader's sweep expires at once.
+const EXPIRE_AT_ONCE: usize = 32;
 
 /// Exit status of a node whose store stopped writing (EX_TEMPFAIL: try again later).
 pub const BROKEN_STORE_EXIT: i32 = 75;
@@ -74,9 +115,15 @@ pub async fn sweep_once(st: &Arc<NodeState>) -> Result<(), ApiError> {
                 )
             })
             .collect();
-        for r in &due {
-            // One reservation that cannot be expired yet must not hold up the others.
-            match cluster::expire(&st.own, st.followers(), r).await {
+        let archived_before = now.saturating_sub(st.cluster.archive_after_seconds);
+        // Many at once: every reservation passes through here once its TTL is over, so the
+        // sweep must keep up with the checkout rate (one at a time, the round trips to the
+        // followers capped it below a busy node's rate, and the open set grew without end).
+        // One reservation that cannot be expired yet does not hold up the others.
+        use futures_util::StreamExt;
+        futures_util::stream::iter(&due)
+            .for_each_concurrent(EXPIRE_AT_ONCE, |r| async move {
+            match cluster::expire(&st.own, st.followers(), r, archived_before).await {
                 // Why stock moved, for the operator (checkout ids are engines' names).
                 Ok(Expired::Burned) => tracing::info!(checkout = %r.checkout, pool = %r.pool,
                     items = r.count,
@@ -88,7 +135,8 @@ pub async fn sweep_once(st: &Arc<NodeState>) -> Result<(), ApiError> {
                     tracing::debug!(checkout = %r.checkout, error = %e, "expiry postponed");
                 }
             }
-        }
+            })
+            .await;
     }
     let deadline = st.cluster.staging_deadline_seconds;
     let stale: Vec<BatchId> = st

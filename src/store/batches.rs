@@ -88,15 +88,17 @@ impl Store {
         let audit = audit_entry("stage", header.pool, None, Some(header.batch), vec![], None);
         {
             let _g = self.locked();
-            let seq = self.db.generate_id()?;
+            let mut chain = self.chain();
+            let chained = Chained::new(&chain.tip, vec![audit]);
             unwrap_tx((&self.batches, &self.audit).transaction(|(b, a)| {
                 if b.get(header.batch.0)?.is_some() {
                     return abort(StoreError::BatchMismatch(header.batch));
                 }
                 b.insert(&header.batch.0, to_json(&meta))?;
-                a.insert(&seq.to_be_bytes(), to_json(&audit))?;
+                chained.write(a)?;
                 Ok(())
             }))?;
+            chained.advance(&mut chain);
         }
         self.flush()?;
         Ok(header)
@@ -111,14 +113,21 @@ impl Store {
         {
             let _g = self.locked();
             let seq = self.db.generate_id()?;
-            let aseq = self.db.generate_id()?;
-            unwrap_tx(
-                (&self.batches, &self.stock, &self.audit).transaction(|(b, s, a)| {
+            let Some(pool) = self.batch_meta(id)?.map(|m| m.pool) else {
+                return Err(StoreError::UnknownBatch(*id));
+            };
+            let mut chain = self.chain();
+            let chained = Chained::new(
+                &chain.tip,
+                vec![audit_entry("activate", pool, None, Some(*id), vec![], None)],
+            );
+            let audited = unwrap_tx((&self.batches, &self.stock, &self.audit).transaction(
+                |(b, s, a)| {
                     let Some(mut meta) = tx_get::<BatchMeta>(b, &id.0, "batch")? else {
                         return abort(StoreError::UnknownBatch(*id));
                     };
                     match meta.state {
-                        BatchState::Available => return Ok(()),
+                        BatchState::Available => return Ok(false),
                         BatchState::Exhausted => {
                             return abort(StoreError::IllegalTransition {
                                 batch: *id,
@@ -134,20 +143,13 @@ impl Store {
                         s.insert(stock_key(&meta.pool, seq), &id.0)?;
                     }
                     b.insert(&id.0, to_json(&meta))?;
-                    a.insert(
-                        &aseq.to_be_bytes(),
-                        to_json(&audit_entry(
-                            "activate",
-                            meta.pool,
-                            None,
-                            Some(*id),
-                            vec![],
-                            None,
-                        )),
-                    )?;
-                    Ok(())
-                }),
-            )?;
+                    chained.write(a)?;
+                    Ok(true)
+                },
+            ))?;
+            if audited {
+                chained.advance(&mut chain);
+            }
         }
         self.flush()
     }
@@ -160,10 +162,17 @@ impl Store {
     pub fn abort(&self, id: &BatchId) -> Result<()> {
         {
             let _g = self.locked();
-            let aseq = self.db.generate_id()?;
-            unwrap_tx((&self.batches, &self.audit).transaction(|(b, a)| {
+            let Some(pool) = self.batch_meta(id)?.map(|m| m.pool) else {
+                return Ok(());
+            };
+            let mut chain = self.chain();
+            let chained = Chained::new(
+                &chain.tip,
+                vec![audit_entry("abort", pool, None, Some(*id), vec![], None)],
+            );
+            let audited = unwrap_tx((&self.batches, &self.audit).transaction(|(b, a)| {
                 let Some(meta) = tx_get::<BatchMeta>(b, &id.0, "batch")? else {
-                    return Ok(());
+                    return Ok(false);
                 };
                 if meta.state != BatchState::Staged {
                     return abort(StoreError::IllegalTransition {
@@ -173,19 +182,12 @@ impl Store {
                     });
                 }
                 b.remove(&id.0)?;
-                a.insert(
-                    &aseq.to_be_bytes(),
-                    to_json(&audit_entry(
-                        "abort",
-                        meta.pool,
-                        None,
-                        Some(*id),
-                        vec![],
-                        None,
-                    )),
-                )?;
-                Ok(())
+                chained.write(a)?;
+                Ok(true)
             }))?;
+            if audited {
+                chained.advance(&mut chain);
+            }
         }
         self.flush()?;
         let path = self.batch_path(id);

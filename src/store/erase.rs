@@ -102,15 +102,15 @@ impl Store {
                 meta.erased_chunks =
                     RangeSet::interval(0, meta.items.div_ceil(meta.chunk_items as u64));
             }
-            let aseq = self.db.generate_id()?;
             let audit = audit_entry("exhaust", pool, None, Some(*id), vec![], None);
+            let mut chain = self.chain();
+            let chained = Chained::new(&chain.tip, if all { vec![audit] } else { vec![] });
             unwrap_tx((&self.batches, &self.audit).transaction(|(b, a)| {
                 b.insert(&id.0, to_json(&meta))?;
-                if all {
-                    a.insert(&aseq.to_be_bytes(), to_json(&audit))?;
-                }
+                chained.write(a)?;
                 Ok(())
             }))?;
+            chained.advance(&mut chain);
         }
         self.flush()?;
         if all {

@@ -66,15 +66,18 @@ impl Store {
                 }],
                 Some(&format!("job {} (worker {})", job.id, lease.worker)),
             );
-            records.push((self.db.generate_id()?, record));
+            records.push(record);
         }
-        unwrap_tx((&self.jobs, &self.audit).transaction(|(j, a)| {
-            j.insert(&job.id.to_be_bytes(), to_json(&job))?;
-            for (seq, r) in &records {
-                a.insert(&seq.to_be_bytes(), to_json(r))?;
-            }
-            Ok(())
-        }))?;
+        {
+            let mut chain = self.chain();
+            let chained = Chained::new(&chain.tip, records);
+            unwrap_tx((&self.jobs, &self.audit).transaction(|(j, a)| {
+                j.insert(&job.id.to_be_bytes(), to_json(&job))?;
+                chained.write(a)?;
+                Ok(())
+            }))?;
+            chained.advance(&mut chain);
+        }
         self.flush()
     }
 

@@ -25,10 +25,12 @@
 //! - `batches.rs`: stage, activate, abort; `reservations.rs`: allocate, apply, confirm, consume,
 //!   release, burn; `view.rs`: a group of such changes planned in memory, written at once.
 //! - `shares.rs`: share streams out of batch files; `erase.rs`: erasure of consumed material;
-//!   `stock.rs`: stock, audit log, size; `ranges.rs`: item range sets; `schema.rs`:
+//!   `stock.rs`: stock, size; `audit.rs`: the audit trail (its chain, archive files and
+//!   export); `ranges.rs`: item range sets; `schema.rs`:
 //!   migrations (the numbered steps live in `migrations/`); `jobs.rs`: generation jobs (kept
 //!   at the leader).
 
+mod audit;
 mod batches;
 mod commit;
 mod durable;
@@ -45,6 +47,8 @@ mod shares;
 mod stock;
 mod view;
 
+pub use audit::ArchivePolicy;
+use audit::{ArchiveState, ChainState, Chained};
 use commit::*;
 use durable::MetaFiles;
 pub use error::ShareBytes;
@@ -102,6 +106,9 @@ pub struct Store {
     reservations: sled::Tree,
     /// Reservations allocated here and not yet settled, by reservation time (migration 2).
     open: sled::Tree,
+    /// Reservations in a final state, by reservation time (migration 4): what leaves the hot
+    /// metadata once it is old enough (`Store::archive_reservations`).
+    closed: sled::Tree,
     audit: sled::Tree,
     /// Generation jobs (at the leader).
     jobs: sled::Tree,
@@ -125,6 +132,10 @@ pub struct Store {
     min_free: std::sync::atomic::AtomicU64,
     /// Bytes of batch files being written now.
     staging_bytes: std::sync::atomic::AtomicU64,
+    /// The audit chain's tip (see `audit.rs`).
+    chain: Mutex<ChainState>,
+    /// Serialises archive passes and exports.
+    archive_lock: Mutex<ArchiveState>,
 }
 
 impl std::fmt::Debug for Store {
@@ -249,6 +260,7 @@ impl Store {
             Some(v) => from_json("identity", &v)?,
             None => return Err(StoreError::NotAStore(dir.to_path_buf())),
         };
+        let (chain, archive) = Store::open_chain(dir, &db, &identity)?;
         let store = Store {
             dir: dir.to_path_buf(),
             data: dir.join("batches"),
@@ -256,6 +268,7 @@ impl Store {
             stock: db.open_tree("stock")?,
             reservations: db.open_tree("reservations")?,
             open: db.open_tree("open")?,
+            closed: db.open_tree("closed")?,
             audit: db.open_tree("audit")?,
             jobs: db.open_tree("jobs")?,
             db,
@@ -268,6 +281,8 @@ impl Store {
             meta,
             min_free: std::sync::atomic::AtomicU64::new(DEFAULT_MIN_FREE),
             staging_bytes: std::sync::atomic::AtomicU64::new(0),
+            chain: Mutex::new(chain),
+            archive_lock: Mutex::new(archive),
         };
         fs::create_dir_all(&store.data).map_err(io_err("create", &store.data))?;
         store.recover()?;

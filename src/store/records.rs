@@ -1,8 +1,10 @@
-//! The store's records: who it belongs to, batch metadata, audit entries. The records other
+//! The store's records: who it belongs to, batch metadata (audit records are
+//! [`crate::audit`]'s). The records other
 //! parties and clients see too (reservations, batch and reservation states, stock, jobs) are
 //! the API's (`wire`), kept here as they are.
 
 use super::*;
+pub use crate::audit::AuditRecord;
 pub use crate::wire::{BatchState, PoolStock, Reservation, ReservationState};
 
 /// Who this store belongs to; fixed when the store is created.
@@ -30,16 +32,4 @@ pub struct BatchMeta {
     /// Order of activation, for first-in first-out allocation.
     pub stock_seq: u64,
     pub staged_at: u64,
-}
-
-/// One line of the audit log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditRecord {
-    pub at: u64,
-    pub event: String,
-    pub pool: PoolSpec,
-    pub checkout: Option<String>,
-    pub batch: Option<BatchId>,
-    pub ranges: Vec<ShareRange>,
-    pub by: Option<String>,
 }

@@ -22,15 +22,13 @@ pub(super) fn audit_entry(
     ranges: Vec<ShareRange>,
     by: Option<&str>,
 ) -> AuditRecord {
-    AuditRecord {
-        at: now_unix(),
-        event: event.to_string(),
-        pool,
-        checkout: checkout.map(str::to_string),
-        batch,
-        ranges,
-        by: by.map(str::to_string),
-    }
+    let mut r = AuditRecord::new(event, now_unix());
+    r.pool = Some(pool);
+    r.checkout = checkout.map(str::to_string);
+    r.batch = batch;
+    r.ranges = ranges;
+    r.by = by.map(str::to_string);
+    r
 }
 
 impl Store {
@@ -347,6 +345,58 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Removes from the hot metadata the reservations that reached a final state (consumed,
+    /// released, burned) and were made before `before` (Unix seconds); with `settled_only` (the
+    /// leader), only those expiry has settled at every party. Their history stays in the
+    /// audit trail (the `reserve` record holds the pool and ranges, the final one the state,
+    /// engine and time); their checkout ids are no longer known here. At most `limit` per
+    /// call, under the store's lock. Returns how many left.
+    ///
+    /// Items are never handed out twice however this goes: what a party has consumed is
+    /// recorded in its batches' metadata, which stays.
+    ///
+    /// # Errors
+    /// Sled errors or corrupt metadata.
+    pub fn archive_reservations(
+        &self,
+        before: u64,
+        settled_only: bool,
+        limit: usize,
+    ) -> Result<u64> {
+        let moved = {
+            let _g = self.locked();
+            let end = before.to_be_bytes();
+            let mut gone = sled::Batch::default();
+            let mut unindexed = sled::Batch::default();
+            let mut moved = 0u64;
+            for key in self.closed.range(..&end[..]).keys().take(limit) {
+                let key = key?;
+                let id = key
+                    .get(8..)
+                    .and_then(|id| std::str::from_utf8(id).ok())
+                    .ok_or_else(|| StoreError::Corrupt("closed reservations index".into()))?;
+                match self.reservation(id)? {
+                    Some(r) if r.state == ReservationState::Reserved => {}
+                    Some(r) if settled_only && !r.settled => continue,
+                    Some(_) => {
+                        gone.remove(id.as_bytes());
+                        moved += 1;
+                    }
+                    None => {}
+                }
+                unindexed.remove(key);
+            }
+            unwrap_tx((&self.reservations, &self.closed).transaction(|(r, c)| {
+                r.apply_batch(&gone)?;
+                c.apply_batch(&unindexed)?;
+                Ok(())
+            }))?;
+            moved
+        };
+        self.flush()?;
+        Ok(moved)
     }
 
     /// Every reservation, in checkout id order.

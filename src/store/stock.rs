@@ -1,4 +1,4 @@
-//! Stock per pool, the audit log and the store's size on disk.
+//! Stock per pool and the store's size on disk.
 
 use super::*;
 
@@ -23,18 +23,6 @@ impl Store {
             s.reserved += meta.items - meta.free.len() - meta.consumed.len();
         }
         Ok(out)
-    }
-
-    /// The audit log, oldest first.
-    ///
-    /// # Errors
-    /// Sled errors or corrupt records.
-    pub fn audit_log(&self) -> Result<Vec<AuditRecord>> {
-        self.audit
-            .iter()
-            .values()
-            .map(|v| from_json("audit", &v?))
-            .collect()
     }
 
     /// Bytes this store occupies on disk (metadata and batch files).

@@ -11,7 +11,8 @@
 //! changes are planned on a copy and kept only if it succeeds.
 
 use super::{
-    open_key, to_json, unwrap_tx, AuditRecord, BatchMeta, Reservation, Result, Store, StoreError,
+    open_key, to_json, unwrap_tx, AuditRecord, BatchMeta, Chained, Reservation, ReservationState,
+    Result, Store, StoreError,
 };
 use crate::material::{BatchId, ShareRange};
 use sled::Transactional;
@@ -25,6 +26,8 @@ struct Changes {
     reservations: BTreeMap<String, Reservation>,
     /// `true` inserts the key, `false` removes it.
     open: BTreeMap<Vec<u8>, bool>,
+    /// Keys of reservations that reached a final state (the `closed` index).
+    closed: Vec<Vec<u8>>,
     audit: Vec<AuditRecord>,
     /// Ranges consumed by this group, registered as streaming once it commits.
     streaming: Vec<ShareRange>,
@@ -96,6 +99,9 @@ impl<'s> View<'s> {
     }
 
     pub(super) fn put_reservation(&mut self, res: Reservation) {
+        if res.state != ReservationState::Reserved {
+            self.changes.closed.push(open_key(&res));
+        }
         self.changes.reservations.insert(res.checkout.clone(), res);
     }
 
@@ -184,11 +190,11 @@ impl<'s> View<'s> {
         {
             return Ok(());
         }
-        let seqs = c
-            .audit
-            .iter()
-            .map(|_| s.db.generate_id())
-            .collect::<sled::Result<Vec<u64>>>()?;
+        // Other parties' heads seen since the last group ride along.
+        let mut chain = s.chain();
+        let mut audit = c.audit;
+        audit.extend(Store::due_witnesses(&mut chain));
+        let chained = Chained::new(&chain.tip, audit);
         let batches: Vec<(BatchId, Vec<u8>)> =
             c.batches.values().map(|m| (m.id, to_json(m))).collect();
         let reservations: Vec<(&String, Vec<u8>)> = c
@@ -196,10 +202,16 @@ impl<'s> View<'s> {
             .iter()
             .map(|(k, r)| (k, to_json(r)))
             .collect();
-        let audit: Vec<Vec<u8>> = c.audit.iter().map(to_json).collect();
         unwrap_tx(
-            (&s.batches, &s.stock, &s.reservations, &s.audit, &s.open).transaction(
-                |(b, st, r, a, o)| {
+            (
+                &s.batches,
+                &s.stock,
+                &s.reservations,
+                &s.audit,
+                &s.open,
+                &s.closed,
+            )
+                .transaction(|(b, st, r, a, o, cl)| {
                     for (id, v) in &batches {
                         b.insert(&id.0, v.as_slice())?;
                     }
@@ -212,8 +224,9 @@ impl<'s> View<'s> {
                     for (id, v) in &reservations {
                         r.insert(id.as_bytes(), v.as_slice())?;
                     }
-                    for (seq, v) in seqs.iter().zip(&audit) {
-                        a.insert(&seq.to_be_bytes(), v.as_slice())?;
+                    chained.write(a)?;
+                    for key in &c.closed {
+                        cl.insert(key.as_slice(), &[])?;
                     }
                     for (key, insert) in &c.open {
                         if *insert {
@@ -223,9 +236,10 @@ impl<'s> View<'s> {
                         }
                     }
                     Ok(())
-                },
-            ),
+                }),
         )?;
+        chained.advance(&mut chain);
+        drop(chain);
         // Still under the store's lock, right after the consumed state committed, so no
         // erasure can slip in between.
         s.streaming

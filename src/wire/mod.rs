@@ -265,6 +265,10 @@ codes! {
     DealerOnly => "dealer-only",
     /// Only an operator of the consortium may do this (generation jobs).
     OperatorsOnly => "operators-only",
+    /// Only the consortium's auditors read the audit trail.
+    AuditorsOnly => "auditors-only",
+    /// An auditor's credential reads the audit trail and nothing else.
+    AuditTrailOnly => "audit-trail-only",
     UnknownJob => "unknown-job",
     /// The job is over (done, failed or cancelled).
     JobOver => "job-over",

@@ -201,7 +201,7 @@ impl Harness {
         let mut made: BTreeMap<u64, u64> = BTreeMap::new();
         let mut seen = HashSet::new();
         let mut revoked = HashSet::new();
-        for r in stores[LEADER as usize].audit_log().unwrap() {
+        for r in stores[LEADER as usize].audit_trail().unwrap() {
             let batch = r.batch.unwrap_or(BatchId([0; 16]));
             let job: u64 = match r.by.as_deref().and_then(|b| b.strip_prefix("job ")) {
                 Some(rest) => rest.split(' ').next().unwrap().parse().unwrap(),
