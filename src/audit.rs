@@ -40,7 +40,7 @@ pub struct Head {
 }
 
 impl Head {
-    /// As sent between nodes in the `larder-audit-head` header: `party:next:hash`.
+    /// `party:next:hash`.
     pub fn to_header(&self) -> String {
         format!("{}:{}:{}", self.party, self.next, self.hash)
     }
@@ -59,8 +59,37 @@ impl Head {
     }
 }
 
-/// The header line of an export.
+/// The HTTP header that carries a node's [`Beacon`] on calls between nodes.
 pub const HEAD_HEADER: &str = "larder-audit-head";
+
+/// What a node tells the others on every call: its durable head, and which run of the node
+/// reported it (when the store was opened, and how many records it had then). Calls overlap,
+/// so heads of one run can arrive out of order; a run that starts with fewer records than an
+/// earlier run reported durable has lost them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Beacon {
+    pub head: Head,
+    /// When this run opened the store (Unix nanoseconds).
+    pub boot: u64,
+    /// Records the store had when this run opened it.
+    pub opened: u64,
+}
+
+impl Beacon {
+    /// `party:next:hash:boot:opened`.
+    pub fn to_header(&self) -> String {
+        format!("{}:{}:{}", self.head.to_header(), self.boot, self.opened)
+    }
+
+    /// Reads [`Beacon::to_header`]'s form; `None` if malformed.
+    pub fn from_header(s: &str) -> Option<Beacon> {
+        let mut it = s.rsplitn(3, ':');
+        let opened = it.next()?.parse().ok()?;
+        let boot = it.next()?.parse().ok()?;
+        let head = Head::from_header(it.next()?)?;
+        (opened <= head.next).then_some(Beacon { head, boot, opened })
+    }
+}
 
 /// One audit record, as stored, archived and exported (one JSON line each).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,6 +220,19 @@ impl Tip {
         self.next += 1;
         self.hash = rec.hash.clone();
     }
+}
+
+/// Says that another party came back with less than it had reported durable.
+pub fn rolled_back(party: u8, reported: u64, now: &Beacon) {
+    tracing::error!(
+        party,
+        records_reported = reported,
+        records_at_restart = now.opened,
+        "party {party} restarted with {} audit records after reporting {reported} durable: it \
+         lost state (a store restored from a backup, or a disk that dropped writes); compare \
+         the trails with `larder audit verify`",
+        now.opened
+    );
 }
 
 /// The first line of an export: whose chain follows and where it starts.
@@ -705,13 +747,19 @@ mod tests {
     }
 
     #[test]
-    fn heads_cross_the_wire_as_headers() {
-        let h = Head {
-            party: 2,
-            next: 17,
-            hash: "ab".repeat(32),
+    fn beacons_cross_the_wire_as_headers() {
+        let b = Beacon {
+            head: Head {
+                party: 2,
+                next: 17,
+                hash: "ab".repeat(32),
+            },
+            boot: 1_700_000_000_000_000_000,
+            opened: 12,
         };
-        assert_eq!(Head::from_header(&h.to_header()), Some(h));
-        assert_eq!(Head::from_header("2:17:xyz"), None);
+        assert_eq!(Beacon::from_header(&b.to_header()), Some(b));
+        assert_eq!(Beacon::from_header("2:17:xyz:1:1"), None);
+        let more_at_open_than_now = format!("2:17:{}:1:18", "ab".repeat(32));
+        assert_eq!(Beacon::from_header(&more_at_open_than_now), None);
     }
 }

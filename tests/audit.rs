@@ -441,3 +441,54 @@ async fn three_parties_trails_verify_agree_and_give_away_any_tampering() {
     );
     c.run.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_back_with_less_than_it_reported_is_refused_by_the_followers() {
+    let mut c = common::net::spawn_cluster_with(600, &[pool()]).await;
+    c.deal("triple-z64", 20_000).await;
+    c.engine(0).checkout("before", pool(), 1000).await.unwrap();
+    c.download_and_verify("before").await;
+    // A backup of the leader's store, taken while it is stopped.
+    let store = c.dir.path().join("party-0/store");
+    let backup = c.dir.path().join("party-0-backup");
+    c.stop(0).await;
+    let cp = |from: &Path, to: &Path| {
+        let ok = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    cp(&store, &backup);
+    c.restart(0).await;
+    for id in ["after-1", "after-2"] {
+        c.engine(0).checkout(id, pool(), 1000).await.unwrap();
+        c.download_and_verify(id).await;
+    }
+    // The leader comes back from the backup: it has forgotten two checkouts it reported.
+    c.stop(0).await;
+    std::fs::remove_dir_all(&store).unwrap();
+    cp(&backup, &store);
+    c.restart(0).await;
+    let err = c
+        .engine(0)
+        .checkout("after-restore", pool(), 1000)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("party-rolled-back") || err.contains("lost records"),
+        "{err}"
+    );
+    // The followers were left as they were: the forgotten items stay consumed there.
+    for p in 1..3u8 {
+        let stock = c.engine(p).stock().await.unwrap();
+        assert_eq!(stock.pools[&pool()].consumed, 3000, "party {p}");
+        assert!(matches!(
+            c.engine(p).get_checkout("after-restore").await,
+            Err(e) if e.is(larder::wire::Code::UnknownCheckout)
+        ));
+    }
+}

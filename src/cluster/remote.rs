@@ -300,7 +300,7 @@ impl Inner {
             None => req,
         };
         if let Some(store) = &self.witness {
-            req = req.header(crate::audit::HEAD_HEADER, store.audit_head().to_header());
+            req = req.header(crate::audit::HEAD_HEADER, store.beacon().to_header());
         }
         let resp = req.send().await.map_err(|e| {
             let resend = !e.is_timeout() && !e.is_connect();
@@ -318,10 +318,12 @@ impl Inner {
                 .headers()
                 .get(crate::audit::HEAD_HEADER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(crate::audit::Head::from_header);
+                .and_then(crate::audit::Beacon::from_header);
             // Only the callee's own head counts (TLS named the callee).
-            if let Some(head) = head.filter(|h| h.party == self.at.party) {
-                store.witness(head);
+            if let Some(b) = head.filter(|b| b.head.party == self.at.party) {
+                if let Some((reported, _)) = store.witness(b.clone()) {
+                    crate::audit::rolled_back(b.head.party, reported, &b);
+                }
             }
         }
         if status.is_success() {

@@ -3,9 +3,9 @@
 
 use super::error::{ApiError, Code};
 use super::{Caller, NodeState};
-use crate::audit::{Head, HEAD_HEADER};
+use crate::audit::{Beacon, HEAD_HEADER};
 use axum::extract::{Query, Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -80,18 +80,52 @@ pub(super) async fn witness(
         .headers()
         .get(HEAD_HEADER)
         .and_then(|v| v.to_str().ok())
-        .and_then(Head::from_header);
-    let Some(head) = seen else {
+        .and_then(Beacon::from_header);
+    let Some(beacon) = seen else {
         return next.run(req).await;
     };
     let from_node =
-        matches!(st.authenticate(req.headers()), Ok(Caller::Node(p)) if p == head.party);
-    let mut resp = next.run(req).await;
-    if from_node {
-        st.store.witness(head);
-        if let Ok(v) = HeaderValue::from_str(&st.store.audit_head().to_header()) {
-            resp.headers_mut().insert(HEAD_HEADER, v);
+        matches!(st.authenticate(req.headers()), Ok(Caller::Node(p)) if p == beacon.head.party);
+    if !from_node {
+        return next.run(req).await;
+    }
+    let party = beacon.head.party;
+    if let Some((reported, live)) = st.store.witness(beacon.clone()) {
+        crate::audit::rolled_back(party, reported, &beacon);
+        // Seen by this run: fenced until it restarts. A restart is how an operator accepts
+        // what happened (a loss seen only in the trail is reported, not fenced).
+        if live {
+            st.fenced
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(party);
         }
+    }
+    // A leader that forgot what it allocated could allocate it again: a follower that saw it
+    // lose records refuses it, whatever the items (see SECURITY.md).
+    let fenced = party == st.cluster.leader
+        && st
+            .fenced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&party);
+    let mut resp = if fenced {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            Code::PartyRolledBack,
+            format!(
+                "party {party} restarted with fewer audit records than it had reported \
+                 durable: it lost state, so this node refuses its requests until it is \
+                 restarted itself (an operator's decision, after comparing the trails with \
+                 `larder audit verify`)"
+            ),
+        )
+        .into_response()
+    } else {
+        next.run(req).await
+    };
+    if let Ok(v) = HeaderValue::from_str(&st.store.beacon().to_header()) {
+        resp.headers_mut().insert(HEAD_HEADER, v);
     }
     resp
 }

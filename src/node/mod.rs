@@ -90,6 +90,9 @@ pub struct NodeState {
     pub(crate) mailbox: channel::Mailbox,
     /// The audit trail's archive files (the node file's `[archive]`).
     pub archive: crate::store::ArchivePolicy,
+    /// Parties seen to come back with a shorter audit chain (see `audit::witness`); until this
+    /// node restarts, a fenced leader's requests are refused.
+    pub(crate) fenced: std::sync::Mutex<std::collections::BTreeSet<u8>>,
 }
 
 impl std::fmt::Debug for NodeState {
@@ -190,6 +193,7 @@ impl NodeState {
             metrics,
             mailbox: channel::Mailbox::default(),
             archive: Default::default(),
+            fenced: Default::default(),
         })
     }
 

@@ -19,7 +19,7 @@
 //! whose newest record is older than the retention are deleted (never the newest file).
 
 use super::*;
-use crate::audit::{genesis, ExportHeader, Head, Tip, FORMAT};
+use crate::audit::{genesis, Beacon, ExportHeader, Head, Tip, FORMAT};
 use std::io::{BufRead, BufReader, Read};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,30 @@ pub(super) struct ChainState {
     /// recorded.
     seen: BTreeMap<u8, Head>,
     recorded: BTreeMap<u8, (Instant, Head)>,
+    /// What this node knows of each other party's runs (see [`Store::witness`]).
+    peers: BTreeMap<u8, Peer>,
+    /// This run: when it opened the store, and the records it had then.
+    boot: (u64, u64),
+}
+
+/// Another party as this node has seen it.
+#[derive(Clone, Copy, Debug)]
+struct Peer {
+    /// Its latest run seen (0: only known from this store's trail).
+    boot: u64,
+    /// The most records any of its runs reported durable.
+    longest: u64,
+}
+
+/// Notes a witnessed head from this store's own trail.
+fn note_witnessed(peers: &mut BTreeMap<u8, Peer>, r: &AuditRecord) {
+    if let Some(w) = &r.witness {
+        let p = peers.entry(w.party).or_insert(Peer {
+            boot: 0,
+            longest: 0,
+        });
+        p.longest = p.longest.max(w.next);
+    }
 }
 
 /// Where the archive stands (under `archive_lock`).
@@ -152,6 +176,7 @@ impl Store {
             next: 0,
             newest: None,
         };
+        let mut peers = BTreeMap::new();
         if let Some((first, path)) = archive_files(dir)?.pop() {
             let mut f = fs::OpenOptions::new()
                 .read(true)
@@ -175,6 +200,7 @@ impl Store {
                 if i == 0 {
                     started = r.at;
                 }
+                note_witnessed(&mut peers, &r);
                 last = Some(r);
             }
             if let Some(r) = last {
@@ -186,8 +212,10 @@ impl Store {
             archive.next = tip.next.max(first);
             archive.newest = Some((first, keep as u64, day(started)));
         }
-        if let Some(entry) = audit.last()? {
-            let r: AuditRecord = from_json("audit record", &entry.1)?;
+        // The records not archived yet (a few seconds' worth).
+        for entry in audit.iter().values() {
+            let r: AuditRecord = from_json("audit record", &entry?)?;
+            note_witnessed(&mut peers, &r);
             if r.seq + 1 > tip.next {
                 tip = Tip {
                     next: r.seq + 1,
@@ -206,11 +234,19 @@ impl Store {
                 None => tip.next,
             };
         }
+        let opened = tip.next;
         let chain = ChainState {
             durable: tip.clone(),
             tip,
             seen: BTreeMap::new(),
             recorded: BTreeMap::new(),
+            peers,
+            boot: (
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64),
+                opened,
+            ),
         };
         Ok((chain, archive))
     }
@@ -234,23 +270,55 @@ impl Store {
         }
     }
 
-    /// This party's chain head as of the last flush: what it tells the other parties.
+    /// This party's chain head as of the last flush.
     pub fn audit_head(&self) -> Head {
+        self.beacon().head
+    }
+
+    /// What this node tells the other parties on every call (see [`Beacon`]).
+    pub fn beacon(&self) -> Beacon {
         let chain = self.chain();
-        Head {
-            party: self.identity.party,
-            next: chain.durable.next,
-            hash: chain.durable.hash.clone(),
+        Beacon {
+            head: Head {
+                party: self.identity.party,
+                next: chain.durable.next,
+                hash: chain.durable.hash.clone(),
+            },
+            boot: chain.boot.0,
+            opened: chain.boot.1,
         }
     }
 
-    /// Notes another party's head, seen on a call between nodes; it is recorded with this
-    /// store's next group of changes (at most once a second per party).
-    pub fn witness(&self, head: Head) {
+    /// Notes another party's beacon, seen on a call between nodes: its head is recorded with
+    /// this store's next group of changes (at most once a second per party). Returns the most
+    /// records that party had reported durable if this beacon is from a later run of it that
+    /// started with fewer: it lost records (a store restored from a backup, or written without
+    /// syncing), so it may have forgotten what it reserved or handed out. Beacons of one run
+    /// may arrive out of order (calls overlap) and those of an earlier run late: neither is
+    /// taken for a loss. The flag says whether this run of this node saw the earlier run
+    /// itself (not only in its trail, from before it restarted).
+    pub fn witness(&self, beacon: Beacon) -> Option<(u64, bool)> {
+        let head = beacon.head;
         if head.party == self.identity.party || head.party >= self.identity.parties {
-            return;
+            return None;
         }
         let mut chain = self.chain();
+        let peer = chain.peers.entry(head.party).or_insert(Peer {
+            boot: beacon.boot,
+            longest: 0,
+        });
+        let mut lost = None;
+        if beacon.boot > peer.boot {
+            if beacon.opened < peer.longest {
+                lost = Some((peer.longest, peer.boot != 0));
+            }
+            *peer = Peer {
+                boot: beacon.boot,
+                longest: head.next,
+            };
+        } else if beacon.boot == peer.boot {
+            peer.longest = peer.longest.max(head.next);
+        }
         let known = chain
             .recorded
             .get(&head.party)
@@ -258,6 +326,7 @@ impl Store {
         if !known {
             chain.seen.insert(head.party, head);
         }
+        lost
     }
 
     /// `witness` records due now (taken from the chain state).

@@ -265,6 +265,9 @@ codes! {
     DealerOnly => "dealer-only",
     /// Only an operator of the consortium may do this (generation jobs).
     OperatorsOnly => "operators-only",
+    /// The calling node's audit chain is shorter than this node saw it before: it lost
+    /// records it had reported durable, so its requests are refused until an operator looks.
+    PartyRolledBack => "party-rolled-back",
     /// Only the consortium's auditors read the audit trail.
     AuditorsOnly => "auditors-only",
     /// An auditor's credential reads the audit trail and nothing else.
