@@ -434,6 +434,7 @@ async fn three_parties_trails_verify_agree_and_give_away_any_tampering() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&o.stdout);
+    println!("{text}");
     assert!(!o.status.success());
     assert!(
         text.contains("first disagreement: party 1: record"),

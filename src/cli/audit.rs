@@ -4,11 +4,9 @@
 
 use anyhow::{bail, Context, Result};
 use larder::audit::{verify, Export};
-use larder::config::ConsortiumConfig;
 use larder::store::Store;
 use std::io::Write;
 use std::path::Path;
-use std::time::Duration;
 
 /// Where an export is read from.
 pub enum Source<'a> {
@@ -56,12 +54,8 @@ async fn from_node(
     party: u8,
     sink: &mut dyn Write,
 ) -> Result<u64> {
-    let cluster = ConsortiumConfig::load_nodes(consortium)?;
+    let (cluster, http) = super::commands::consortium_client(consortium)?;
     let token = super::commands::read_token(token_file)?;
-    let ca_path = cluster.ca_certificate()?;
-    let ca = std::fs::read_to_string(ca_path)
-        .with_context(|| format!("reading {}", ca_path.display()))?;
-    let http = larder::tls::client(&ca, Duration::from_secs(60))?;
     let Some(node) = cluster.nodes().get(party as usize) else {
         bail!("the consortium has no party {party}");
     };
@@ -70,20 +64,12 @@ async fn from_node(
     let mut written = 0u64;
     let mut header_done = false;
     loop {
-        let resp = http
-            .get(format!("{base}/v1/audit?from={from}"))
-            .bearer_auth(token.expose())
-            .send()
-            .await
-            .with_context(|| format!("reaching party {party} at {base}"))?;
-        let status = resp.status();
-        let text = resp.text().await?;
-        if !status.is_success() {
-            match serde_json::from_str::<larder::wire::Problem>(&text) {
-                Ok(p) => bail!("{status} {}: {}", p.code, p.detail),
-                Err(_) => bail!("{status}: {text}"),
-            }
-        }
+        let text = super::commands::send_as(
+            http.get(format!("{base}/v1/audit?from={from}")),
+            &token,
+            &format!("party {party} at {base}"),
+        )
+        .await?;
         let (head, records) = text.split_once('\n').unwrap_or((&text, ""));
         let header: larder::audit::ExportHeader =
             serde_json::from_str(head).context("the node's export header")?;

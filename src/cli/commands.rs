@@ -83,6 +83,41 @@ pub(crate) fn init_logging(default: &str) {
         .try_init();
 }
 
+/// A nodes' consortium file with an HTTPS client that trusts only its CA, for the commands
+/// that call nodes with a role's token (`larder jobs`, `larder audit export`).
+pub(crate) fn consortium_client(
+    consortium: &Path,
+) -> Result<(larder::config::ConsortiumConfig, reqwest::Client)> {
+    let cluster = larder::config::ConsortiumConfig::load_nodes(consortium)?;
+    let ca_path = cluster.ca_certificate()?;
+    let ca = std::fs::read_to_string(ca_path)
+        .with_context(|| format!("reading {}", ca_path.display()))?;
+    let http = larder::tls::client(&ca, std::time::Duration::from_secs(60))?;
+    Ok((cluster, http))
+}
+
+/// Sends `req` with `token`; the answer's body, or its problem as the error.
+pub(crate) async fn send_as(
+    req: reqwest::RequestBuilder,
+    token: &Token,
+    whom: &str,
+) -> Result<String> {
+    let resp = req
+        .bearer_auth(token.expose())
+        .send()
+        .await
+        .with_context(|| format!("reaching {whom}"))?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    if !status.is_success() {
+        match serde_json::from_str::<larder::wire::Problem>(&text) {
+            Ok(p) => anyhow::bail!("{status} {}: {}", p.code, p.detail),
+            Err(_) => anyhow::bail!("{status}: {text}"),
+        }
+    }
+    Ok(text)
+}
+
 pub(crate) fn read_token(path: &Path) -> Result<Token> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the token file {}", path.display()))?;

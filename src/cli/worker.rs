@@ -1,7 +1,7 @@
 //! `larder dealer --worker`: a long-lived dealer that pulls pieces of generation jobs from the
 //! leader, and `larder jobs`: operators create, list and cancel jobs.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use larder::cluster::DealerClient;
 use larder::generate::Dealer;
 use larder::material::PoolSpec;
@@ -94,12 +94,8 @@ pub(crate) enum JobsAction {
 
 /// `larder jobs`: talks to the leader's node with the operators' token.
 pub(crate) async fn jobs(consortium: &Path, token_file: &Path, action: JobsAction) -> Result<()> {
-    let cluster = ConsortiumConfig::load_nodes(consortium)?;
+    let (cluster, http) = super::commands::consortium_client(consortium)?;
     let token = super::commands::read_token(token_file)?;
-    let ca_path = cluster.ca_certificate()?;
-    let ca = std::fs::read_to_string(ca_path)
-        .with_context(|| format!("reading {}", ca_path.display()))?;
-    let http = larder::tls::client(&ca, Duration::from_secs(60))?;
     let base = cluster.nodes()[cluster.leader as usize]
         .url
         .trim_end_matches('/')
@@ -115,19 +111,7 @@ pub(crate) async fn jobs(consortium: &Path, token_file: &Path, action: JobsActio
         JobsAction::List => http.get(format!("{base}/v1/jobs")),
         JobsAction::Cancel { id } => http.delete(format!("{base}/v1/jobs/{id}")),
     };
-    let resp = req
-        .bearer_auth(token.expose())
-        .send()
-        .await
-        .with_context(|| format!("reaching the leader at {base}"))?;
-    let status = resp.status();
-    let text = resp.text().await?;
-    if !status.is_success() {
-        match serde_json::from_str::<larder::wire::Problem>(&text) {
-            Ok(p) => bail!("{status} {}: {}", p.code, p.detail),
-            Err(_) => bail!("{status}: {text}"),
-        }
-    }
+    let text = super::commands::send_as(req, &token, &format!("the leader at {base}")).await?;
     match action {
         JobsAction::List => {
             let jobs: Vec<Job> = serde_json::from_str(&text)?;

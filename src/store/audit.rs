@@ -155,6 +155,13 @@ fn archive_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
+/// The record number an audit key holds.
+fn seq_of(key: &[u8]) -> Result<u64> {
+    key.try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt("audit record key".into()))
+}
+
 fn day(unix: u64) -> u64 {
     unix / 86_400
 }
@@ -226,11 +233,7 @@ impl Store {
         if archive.newest.is_none() {
             // Nothing archived yet: the archive starts at the oldest record still in sled.
             archive.next = match audit.first()? {
-                Some((k, _)) => u64::from_be_bytes(
-                    k.as_ref()
-                        .try_into()
-                        .map_err(|_| StoreError::Corrupt("audit record key".into()))?,
-                ),
+                Some((k, _)) => seq_of(&k)?,
                 None => tip.next,
             };
         }
@@ -354,12 +357,25 @@ impl Store {
             .collect()
     }
 
+    /// Whether the store's file system has more than the reserve free (see
+    /// [`Store::set_min_free`]). Upkeep (the archive pass) writes before it frees anything,
+    /// so it waits while the disk is inside the reserve: the reserve is for checkouts and
+    /// downloads, which then meet a full disk themselves and say so (507), rather than the
+    /// node stopping because upkeep met it first.
+    pub(super) fn room_for_upkeep(&self) -> Result<bool> {
+        let free = Store::free_bytes(&self.dir).map_err(io_err("statvfs", &self.dir))?;
+        Ok(free >= self.min_free.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// Moves the durable records still in sled into the archive files, then deletes archive
     /// files past the retention. Returns how many records moved.
     ///
     /// # Errors
     /// IO errors (nothing is removed from sled unless its archive copy is durable).
     pub fn archive(&self, policy: &ArchivePolicy) -> Result<u64> {
+        if !self.room_for_upkeep()? {
+            return Ok(0);
+        }
         let mut st = self.archive_lock.lock().unwrap_or_else(|p| p.into_inner());
         let upto = self.chain().durable.next;
         let adir = archive_dir(&self.dir);
@@ -371,11 +387,7 @@ impl Store {
             let mut first_at = None;
             for entry in self.audit.iter() {
                 let (k, v) = entry?;
-                let seq = u64::from_be_bytes(
-                    k.as_ref()
-                        .try_into()
-                        .map_err(|_| StoreError::Corrupt("audit record key".into()))?,
-                );
+                let seq = seq_of(&k)?;
                 if seq >= upto || lines.len() >= 10_000 {
                     break;
                 }
@@ -463,11 +475,7 @@ impl Store {
         let oldest = match files.first() {
             Some((first, _)) => *first,
             None => match self.audit.first()? {
-                Some((k, _)) => u64::from_be_bytes(
-                    k.as_ref()
-                        .try_into()
-                        .map_err(|_| StoreError::Corrupt("audit record key".into()))?,
-                ),
+                Some((k, _)) => seq_of(&k)?,
                 None => head.next,
             },
         };

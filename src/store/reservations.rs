@@ -365,6 +365,9 @@ impl Store {
         settled_only: bool,
         limit: usize,
     ) -> Result<u64> {
+        if !self.room_for_upkeep()? {
+            return Ok(0);
+        }
         let moved = {
             let _g = self.locked();
             let end = before.to_be_bytes();
