@@ -71,12 +71,22 @@ impl Store {
             return true;
         }
         // sled reports the error that stopped it on the next flush, whichever call met it
-        // first; with nothing to write, a flush costs next to nothing. A whole group flush
-        // (with its fdatasync), never sled's alone: what sled writes out here (a confirmation,
-        // which is not flushed on its own) must not sit range-synced and unsynced: the strace
-        // check in tests/durability.rs failed once under load with sled's flush alone here,
-        // the only flush with no fdatasync after it.
-        self.flush().is_err()
+        // first; with nothing to write, a flush costs next to nothing. Called directly, not
+        // through the group commit, so that the probe never queues behind a flush that is
+        // stuck on a full disk. Followed by the fdatasync, as every flush is: what sled
+        // writes out here (a confirmation, which is not flushed on its own) must not sit
+        // range-synced and unsynced (the strace check in tests/durability.rs failed once
+        // under load with the fdatasync missing here).
+        let synced = self.db.flush().map_err(StoreError::from).and_then(|_| {
+            self.meta
+                .sync()
+                .map_err(io_err("sync", &self.dir.join("meta")))
+        });
+        if synced.is_err() {
+            self.mark_broken();
+            return true;
+        }
+        false
     }
 
     /// Makes every change made before the call durable. Concurrent callers share fsyncs
