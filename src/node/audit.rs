@@ -44,7 +44,7 @@ pub struct AuditQuery {
 pub(super) async fn read(
     State(st): State<Arc<NodeState>>,
     caller: Caller,
-    Query(q): Query<AuditQuery>,
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     if caller != Caller::Auditor {
         return Err(ApiError::forbidden(
@@ -52,6 +52,8 @@ pub(super) async fn read(
             "the audit trail is read with the consortium's auditor credential",
         ));
     }
+    // A malformed query is a problem like any other bad input, not axum's plain text.
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = q.limit.unwrap_or(MAX_AUDIT_PAGE);
     if limit == 0 || limit > MAX_AUDIT_PAGE {
         return Err(ApiError::bad_request(format!(
