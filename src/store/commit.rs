@@ -77,16 +77,20 @@ impl Store {
         // writes out here (a confirmation, which is not flushed on its own) must not sit
         // range-synced and unsynced (the strace check in tests/durability.rs failed once
         // under load with the fdatasync missing here).
-        let synced = self.db.flush().map_err(StoreError::from).and_then(|_| {
-            self.meta
-                .sync()
-                .map_err(io_err("sync", &self.dir.join("meta")))
-        });
-        if synced.is_err() {
+        if self.flush_synced().is_err() {
             self.mark_broken();
             return true;
         }
         false
+    }
+
+    /// sled's flush, then the `fdatasync` of its files that makes it power-cut safe: every
+    /// flush of the store goes through here.
+    fn flush_synced(&self) -> Result<()> {
+        self.db.flush()?;
+        self.meta
+            .sync()
+            .map_err(io_err("sync", &self.dir.join("meta")))
     }
 
     /// Makes every change made before the call durable. Concurrent callers share fsyncs
@@ -106,11 +110,7 @@ impl Store {
                 let mine = g.started;
                 drop(g);
                 let tip = self.tip_now();
-                let r = self.db.flush().map_err(StoreError::from).and_then(|_| {
-                    self.meta
-                        .sync()
-                        .map_err(io_err("sync", &self.dir.join("meta")))
-                });
+                let r = self.flush_synced();
                 if r.is_err() {
                     // sled stops writing after an IO error (its log is poisoned until the
                     // store is opened again); a failed fdatasync leaves the pages' fate
