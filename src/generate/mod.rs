@@ -2,10 +2,12 @@
 //! one implementation of [`Generator`], never a special case in the store.
 
 mod dealer;
+pub mod he;
 mod masks;
 mod mesh;
 
 pub use dealer::Dealer;
+pub use he::HeTriples;
 pub use masks::OwnMasks;
 pub use mesh::{mesh, MeshEnd};
 

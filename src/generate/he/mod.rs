@@ -1,0 +1,453 @@
+//! The HE generator: triples and squares made by the parties' own nodes with BFV (fhe.rs),
+//! no dealer. Semi-honest, any number of parties. The protocol, the parameters, the noise
+//! budget and the circuit-privacy argument are in `docs/he.md`; in short:
+//!
+//! Each party i draws its shares a_i, b_i from its own chunk seeds (so it stores only its c
+//! share). For every pair i < j, i sends j seeded secret-key encryptions of a_i and b_i,
+//! N slots each; j answers each block with `Enc_pk_i(a_i b_j + b_i a_j - r)`: the products
+//! with j's plaintexts, plus a fresh public-key encryption of -r under i's key, plus flooding
+//! noise, switched down to fewer moduli. j keeps r; i decrypts. Then
+//! `c_i = a_i b_i + sum(decrypted) + sum(r kept)` and the c_i add up to (sum a)(sum b).
+//! Squares are the same with one ciphertext and the term 2 a_i a_j.
+//!
+//! Messages are grouped [`GROUP_BLOCKS`] blocks at a time and pipelined: a party encrypts and
+//! sends group g, answers group g from every lower party, then decrypts the answers to group
+//! g - 1 from every higher party. Nobody waits on a later group, so there is no deadlock.
+//!
+//! Each batch uses fresh key pairs made at the party; secret keys never leave it and are
+//! zeroized when dropped (fhe.rs). Nothing of a batch survives a failure: a piece that fails
+//! anywhere is abandoned and made again from scratch.
+
+mod ops;
+mod params;
+
+pub use ops::{
+    ciphertext, decrypt, encrypt, flooding, public_key, reply, to_bytes, HeKeys, OpError,
+    Protection,
+};
+pub use params::{
+    HeContext, HeParams, NoiseBudget, ParamsError, BETA, FLOOD_MARGIN_BITS, MAX_LOG_Q_128,
+};
+
+use super::{BatchPlan, Channel, GenerateError, PartyBatch, PartyGenerator};
+use crate::material::batch::SEED_BYTES;
+use crate::material::{BatchHeader, Kind, Maker, PoolSpec, Seed, CHUNK_ITEMS};
+use crate::math::{Domain, Fp64, Ring};
+use fhe::bfv::{Ciphertext, PublicKey};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use rayon::prelude::*;
+use std::collections::HashMap;
+use zeroize::Zeroizing;
+
+/// Blocks (of N slots) per message.
+pub const GROUP_BLOCKS: usize = 4;
+
+/// The generator's name in jobs, batches, stock and audit records.
+pub const NAME: &str = "he";
+
+/// The HE generator, a [`PartyGenerator`]: one instance runs at every party.
+pub struct HeTriples {
+    master: ChaCha20Rng,
+    contexts: HashMap<u64, HeContext>,
+    sent: u64,
+}
+
+impl std::fmt::Debug for HeTriples {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeTriples(..)")
+    }
+}
+
+impl HeTriples {
+    /// Seeded from the operating system.
+    pub fn from_os_rng() -> Self {
+        HeTriples {
+            master: ChaCha20Rng::from_os_rng(),
+            contexts: HashMap::new(),
+            sent: 0,
+        }
+    }
+
+    /// The parameters Larder uses for the prime `t`, checked.
+    ///
+    /// # Errors
+    /// [`ParamsError`] if `t` cannot carry HE material.
+    pub fn context_for(t: u64) -> Result<HeContext, ParamsError> {
+        HeContext::new(&HeParams::for_prime(t))
+    }
+
+    fn context(&mut self, t: u64) -> Result<HeContext, GenerateError> {
+        if let Some(c) = self.contexts.get(&t) {
+            return Ok(c.clone());
+        }
+        let c = Self::context_for(t)
+            .map_err(|e| GenerateError::Plan(format!("HE parameters for p = {t}: {e}")))?;
+        self.contexts.insert(t, c.clone());
+        Ok(c)
+    }
+
+    /// Bytes this instance has sent to other parties so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent
+    }
+
+    fn rng(&mut self) -> ChaCha20Rng {
+        let mut seed = [0u8; 32];
+        self.master.fill_bytes(&mut seed);
+        ChaCha20Rng::from_seed(seed)
+    }
+}
+
+/// Whether the HE generator can make material of `pool` (triples and squares in a prime field
+/// with BFV parameters that pass every check).
+pub fn supports(pool: &PoolSpec) -> bool {
+    matches!(pool.kind, Kind::Triple | Kind::Square)
+        && matches!(pool.domain, Domain::Fp(p) if p < 1 << 62 && HeTriples::context_for(p as u64).is_ok())
+}
+
+fn channel_err(party: u8, what: impl Into<String>) -> GenerateError {
+    GenerateError::Channel {
+        party,
+        what: what.into(),
+    }
+}
+
+/// Length-prefixed parts in one message.
+fn pack(parts: &[Vec<u8>]) -> Zeroizing<Vec<u8>> {
+    let len = 4 + parts.iter().map(|p| 4 + p.len()).sum::<usize>();
+    let mut out = Zeroizing::new(Vec::with_capacity(len));
+    out.extend_from_slice(&(parts.len() as u32).to_le_bytes());
+    for p in parts {
+        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+fn unpack(from: u8, msg: &[u8], expected: usize) -> Result<Vec<&[u8]>, GenerateError> {
+    let bad = || channel_err(from, "a malformed HE message");
+    let take = |at: &mut usize, len: usize| -> Result<&[u8], GenerateError> {
+        let end = at
+            .checked_add(len)
+            .filter(|&e| e <= msg.len())
+            .ok_or_else(bad)?;
+        let s = &msg[*at..end];
+        *at = end;
+        Ok(s)
+    };
+    let mut at = 0;
+    let count = u32::from_le_bytes(take(&mut at, 4)?.try_into().map_err(|_| bad())?) as usize;
+    if count != expected {
+        return Err(channel_err(
+            from,
+            format!("an HE message of {count} parts, expected {expected}"),
+        ));
+    }
+    let mut parts = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = u32::from_le_bytes(take(&mut at, 4)?.try_into().map_err(|_| bad())?) as usize;
+        parts.push(take(&mut at, len)?);
+    }
+    if at != msg.len() {
+        return Err(bad());
+    }
+    Ok(parts)
+}
+
+/// One party's view of a batch in the making.
+struct Shares {
+    /// Ciphertexts per item: 2 for triples (a, b), 1 for squares (a).
+    per: usize,
+    a: Zeroizing<Vec<u64>>,
+    b: Zeroizing<Vec<u64>>,
+    c: Zeroizing<Vec<u64>>,
+}
+
+impl PartyGenerator for HeTriples {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn supports(&self, pool: &PoolSpec) -> bool {
+        supports(pool)
+    }
+
+    fn generate_share(
+        &mut self,
+        plan: &BatchPlan,
+        channel: &mut dyn Channel,
+    ) -> Result<PartyBatch, GenerateError> {
+        plan.pool.validate(plan.parties)?;
+        let t = match (plan.pool.kind, plan.pool.domain) {
+            (Kind::Triple | Kind::Square, Domain::Fp(p)) if p < 1 << 62 => p as u64,
+            _ => {
+                return Err(GenerateError::Plan(format!(
+                    "the HE generator makes triples and squares in prime fields below 2^62, not {}",
+                    plan.pool
+                )))
+            }
+        };
+        let ctx = self.context(t)?;
+        let me = channel.me();
+        if plan.items == 0 || me >= plan.parties {
+            return Err(GenerateError::Plan(
+                "items must be positive and this party a member".into(),
+            ));
+        }
+        let header = BatchHeader {
+            pool: plan.pool,
+            parties: plan.parties,
+            party: me,
+            correction: 0,
+            batch: plan.batch,
+            items: plan.items,
+            chunk_items: CHUNK_ITEMS,
+            maker: Maker::Parties,
+        };
+        let field = Fp64::new(t);
+        let seeds: Vec<Seed> = (0..header.chunks())
+            .map(|_| {
+                let mut s = Seed([0; SEED_BYTES]);
+                self.master.fill_bytes(&mut s.0);
+                s
+            })
+            .collect();
+        let mut shares = draw(&field, &header, &seeds, plan.pool.kind);
+        let mut rng = self.rng();
+        let keys = HeKeys::generate(&ctx, &mut rng);
+        let sent = run_pairs(
+            &ctx,
+            &field,
+            &keys,
+            &mut shares,
+            plan.parties,
+            channel,
+            self,
+        )?;
+        self.sent += sent;
+
+        let mut file = Zeroizing::new(Vec::with_capacity(header.file_len() as usize));
+        file.extend_from_slice(&header.encode());
+        let mut explicit = Zeroizing::new(Vec::with_capacity(CHUNK_ITEMS as usize * 8));
+        for (c, seed) in seeds.iter().enumerate() {
+            let at = c * CHUNK_ITEMS as usize;
+            let len = header.chunk_len(c as u64) as usize;
+            explicit.clear();
+            for &v in &shares.c[at..at + len] {
+                explicit.extend_from_slice(&v.to_le_bytes());
+            }
+            BatchHeader::encode_chunk(seed, &explicit, &mut file);
+        }
+        debug_assert_eq!(file.len() as u64, header.file_len());
+        Ok(PartyBatch {
+            header,
+            bytes: file,
+        })
+    }
+}
+
+/// This party's a and b shares from its chunk seeds, drawn as the store redraws them (item
+/// order, then record order), and the local part of c: a b (or a^2).
+fn draw(field: &Fp64, header: &BatchHeader, seeds: &[Seed], kind: Kind) -> Shares {
+    let per = if kind == Kind::Triple { 2 } else { 1 };
+    let items = header.items as usize;
+    let mut a = Zeroizing::new(vec![0u64; items]);
+    let mut b = Zeroizing::new(vec![0u64; if per == 2 { items } else { 0 }]);
+    let mut drawn = Zeroizing::new(vec![0u64; CHUNK_ITEMS as usize * per]);
+    for (c, seed) in seeds.iter().enumerate() {
+        let len = header.chunk_len(c as u64) as usize;
+        let at = c * CHUNK_ITEMS as usize;
+        field.sample_into(&mut seed.rng(), &mut drawn[..len * per]);
+        for i in 0..len {
+            a[at + i] = drawn[i * per];
+            if per == 2 {
+                b[at + i] = drawn[i * per + 1];
+            }
+        }
+    }
+    let c = Zeroizing::new(if per == 2 {
+        a.iter()
+            .zip(b.iter())
+            .map(|(&x, &y)| field.mul(x, y))
+            .collect()
+    } else {
+        a.iter().map(|&x| field.mul(x, x)).collect()
+    });
+    Shares { per, a, b, c }
+}
+
+/// Runs every pair this party is in, adding the cross terms into `shares.c`. Returns the bytes
+/// sent.
+fn run_pairs(
+    ctx: &HeContext,
+    field: &Fp64,
+    keys: &HeKeys,
+    shares: &mut Shares,
+    parties: u8,
+    channel: &mut dyn Channel,
+    g: &mut HeTriples,
+) -> Result<u64, GenerateError> {
+    let me = channel.me();
+    let n = ctx.slots();
+    let items = shares.a.len();
+    let blocks = items.div_ceil(n);
+    let groups = blocks.div_ceil(GROUP_BLOCKS);
+    let higher: Vec<u8> = (me + 1..parties).collect();
+    let lower: Vec<u8> = (0..me).collect();
+    let mut their_pks: HashMap<u8, PublicKey> = HashMap::new();
+    let mut sent = 0u64;
+    let per = shares.per;
+    let block_range = |blk: usize| blk * n..((blk + 1) * n).min(items);
+    let group_blocks = |grp: usize| grp * GROUP_BLOCKS..((grp + 1) * GROUP_BLOCKS).min(blocks);
+    let lift = |e: OpError, party: u8| channel_err(party, e.0);
+
+    for grp in 0..=groups {
+        // 1. Encrypt this group and send it to every higher party.
+        if grp < groups && !higher.is_empty() {
+            let seeds: Vec<[u8; 32]> = group_blocks(grp)
+                .map(|_| {
+                    let mut s = [0u8; 32];
+                    g.master.fill_bytes(&mut s);
+                    s
+                })
+                .collect();
+            let cts: Vec<Vec<u8>> = group_blocks(grp)
+                .zip(seeds)
+                .collect::<Vec<_>>()
+                .into_par_iter()
+                .map(|(blk, seed)| {
+                    let mut rng = ChaCha20Rng::from_seed(seed);
+                    let r = block_range(blk);
+                    let mut out = vec![to_bytes(&encrypt(
+                        ctx,
+                        keys,
+                        &shares.a[r.clone()],
+                        &mut rng,
+                    )?)];
+                    if per == 2 {
+                        out.push(to_bytes(&encrypt(ctx, keys, &shares.b[r], &mut rng)?));
+                    }
+                    Ok::<_, OpError>(out)
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| GenerateError::Plan(format!("encrypting: {}", e.0)))?
+                .into_iter()
+                .flatten()
+                .collect();
+            let mut parts = Vec::with_capacity(cts.len() + 1);
+            if grp == 0 {
+                parts.push(keys.public_bytes());
+            }
+            parts.extend(cts);
+            let msg = pack(&parts);
+            for &j in &higher {
+                sent += msg.len() as u64;
+                channel.send(j, msg.clone())?;
+            }
+        }
+        // 2. Answer this group from every lower party.
+        if grp < groups {
+            for &i in &lower {
+                let msg = channel.recv(i)?;
+                let range = group_blocks(grp);
+                let expected = range.len() * per + usize::from(grp == 0);
+                let parts = unpack(i, &msg, expected)?;
+                let parts = if grp == 0 {
+                    their_pks.insert(i, public_key(ctx, parts[0]).map_err(|e| lift(e, i))?);
+                    &parts[1..]
+                } else {
+                    &parts[..]
+                };
+                let pk = &their_pks[&i];
+                let seeds: Vec<[u8; 32]> = range
+                    .clone()
+                    .map(|_| {
+                        let mut s = [0u8; 32];
+                        g.master.fill_bytes(&mut s);
+                        s
+                    })
+                    .collect();
+                let a = &shares.a;
+                let b = &shares.b;
+                let answers: Vec<(Vec<u8>, Zeroizing<Vec<u64>>)> = range
+                    .clone()
+                    .zip(parts.chunks(per))
+                    .zip(seeds)
+                    .collect::<Vec<_>>()
+                    .into_par_iter()
+                    .map(|((blk, cts), seed)| {
+                        let mut rng = ChaCha20Rng::from_seed(seed);
+                        let r = block_range(blk);
+                        let ct_a = ciphertext(ctx, cts[0], 0)?;
+                        let mut mask = Zeroizing::new(vec![0u64; r.len()]);
+                        let out = if per == 2 {
+                            let ct_b = ciphertext(ctx, cts[1], 0)?;
+                            reply(
+                                ctx,
+                                pk,
+                                &[(&ct_a, &b[r.clone()]), (&ct_b, &a[r.clone()])],
+                                &mut mask,
+                                Protection::FULL,
+                                &mut rng,
+                            )?
+                        } else {
+                            let twice: Zeroizing<Vec<u64>> = Zeroizing::new(
+                                a[r.clone()].iter().map(|&x| field.add(x, x)).collect(),
+                            );
+                            reply(
+                                ctx,
+                                pk,
+                                &[(&ct_a, &twice)],
+                                &mut mask,
+                                Protection::FULL,
+                                &mut rng,
+                            )?
+                        };
+                        Ok::<_, OpError>((to_bytes(&out), mask))
+                    })
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| lift(e, i))?;
+                let mut replies = Vec::with_capacity(answers.len());
+                for (blk, (bytes, mask)) in range.zip(answers) {
+                    for (c, m) in shares.c[block_range(blk)].iter_mut().zip(mask.iter()) {
+                        *c = field.add(*c, *m);
+                    }
+                    replies.push(bytes);
+                }
+                let msg = pack(&replies);
+                sent += msg.len() as u64;
+                channel.send(i, msg)?;
+            }
+        }
+        // 3. Decrypt the answers to the previous group from every higher party.
+        if grp > 0 {
+            let prev = grp - 1;
+            for &j in &higher {
+                let msg = channel.recv(j)?;
+                let range = group_blocks(prev);
+                let parts = unpack(j, &msg, range.len())?;
+                let level = ctx.reply_level();
+                let plains: Vec<Zeroizing<Vec<u64>>> = range
+                    .clone()
+                    .zip(parts)
+                    .collect::<Vec<_>>()
+                    .into_par_iter()
+                    .map(|(blk, bytes)| {
+                        let ct: Ciphertext = ciphertext(ctx, bytes, level)?;
+                        let mut out = Zeroizing::new(vec![0u64; block_range(blk).len()]);
+                        decrypt(ctx, keys, &ct, &mut out)?;
+                        Ok::<_, OpError>(out)
+                    })
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| lift(e, j))?;
+                for (blk, plain) in range.zip(plains) {
+                    for (c, v) in shares.c[block_range(blk)].iter_mut().zip(plain.iter()) {
+                        *c = field.add(*c, *v);
+                    }
+                }
+            }
+        }
+    }
+    Ok(sent)
+}
