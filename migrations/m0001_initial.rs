@@ -8,7 +8,7 @@
 //! - `audit`: sequence (u64 BE) -> audit record (JSON).
 //! - default tree: `identity` (JSON) and `schema_version` (u32 BE).
 
-pub fn up(db: &sled::Db) -> sled::Result<()> {
+pub fn up(db: &sled::Db, _batches: &std::path::Path) -> sled::Result<()> {
     for tree in ["batches", "stock", "reservations", "audit"] {
         db.open_tree(tree)?;
     }

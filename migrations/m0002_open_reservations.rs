@@ -7,7 +7,7 @@
 //! Existing unsettled reservations are indexed from their JSON (read as plain JSON, so this
 //! step does not depend on later versions of the reservation type).
 
-pub fn up(db: &sled::Db) -> sled::Result<()> {
+pub fn up(db: &sled::Db, _batches: &std::path::Path) -> sled::Result<()> {
     let open = db.open_tree("open")?;
     let reservations = db.open_tree("reservations")?;
     for entry in reservations.iter() {

@@ -10,7 +10,7 @@
 
 use crate::audit::{genesis, AuditRecord, Tip};
 
-pub fn up(db: &sled::Db) -> sled::Result<()> {
+pub fn up(db: &sled::Db, _batches: &std::path::Path) -> sled::Result<()> {
     let corrupt = |what: &str| sled::Error::Unsupported(format!("audit chain migration: {what}"));
     let audit = db.open_tree("audit")?;
     let Some(identity) = db.get("identity")? else {

@@ -116,6 +116,9 @@ pub struct AuditRecord {
     /// Another party's chain head, as this party saw it (`witness` records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub witness: Option<Head>,
+    /// The generator that made the batch, and so its trust model (`stage` records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<crate::material::Maker>,
     #[serde(default)]
     pub prev: String,
     #[serde(default)]
@@ -135,6 +138,7 @@ impl AuditRecord {
             ranges: Vec::new(),
             by: None,
             witness: None,
+            generator: None,
             prev: String::new(),
             hash: String::new(),
         }

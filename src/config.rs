@@ -9,11 +9,12 @@
 //! read the same way; the local mode opens either, a node only the second.
 
 use crate::auth::Token;
-use crate::material::PoolSpec;
+use crate::material::{Maker, PoolSpec};
 use anyhow::{anyhow, bail, Context, Result};
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -66,6 +67,11 @@ pub struct ConsortiumConfig {
     /// that, its checkout id is no longer known there. At least twice the reservation TTL.
     #[serde(default = "defaults::archive_after")]
     pub archive_after_seconds: u64,
+    /// Pools restricted to some generators, by pool: `"triple-p60" = ["he"]` makes a pool
+    /// HE-only (a consortium that refuses a dealer), and every party then refuses a dealer's
+    /// batch of it at staging. Pools not named accept every generator that can make them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pool_generators: BTreeMap<PoolSpec, Vec<Maker>>,
 }
 
 /// The parties: how many (their stores all on this machine), or their nodes.
@@ -144,6 +150,7 @@ impl ConsortiumConfig {
             operator_token_sha256: None,
             auditor_token_sha256: None,
             archive_after_seconds: defaults::archive_after(),
+            pool_generators: BTreeMap::new(),
         }
     }
 
@@ -236,6 +243,20 @@ impl ConsortiumConfig {
             pool.validate(n as u8)
                 .map_err(|e| anyhow!("pool {pool}: {e}"))?;
         }
+        for (pool, makers) in &self.pool_generators {
+            if !self.pools.contains(pool) {
+                bail!("pool_generators names pool {pool}, which the consortium does not keep");
+            }
+            if makers.is_empty() {
+                bail!("pool_generators allows no generator for pool {pool}: nothing could make it");
+            }
+            if let Some(m) = makers
+                .iter()
+                .find(|m| !crate::generate::can_make(**m, pool))
+            {
+                bail!("pool_generators allows the {m} generator for pool {pool}, which it cannot make");
+            }
+        }
         for e in &self.engines {
             if e.party as usize >= n {
                 bail!(
@@ -252,6 +273,13 @@ impl ConsortiumConfig {
             }
         }
         Ok(())
+    }
+
+    /// Whether the consortium accepts batches of `pool` made by `maker`.
+    pub fn allows(&self, pool: &PoolSpec, maker: Maker) -> bool {
+        self.pool_generators
+            .get(pool)
+            .is_none_or(|m| m.contains(&maker))
     }
 
     pub fn parties(&self) -> u8 {

@@ -80,6 +80,14 @@ pub const POINTS: &[(&str, &str)] = &[
         "job.committed",
         "leader: a piece's batch committed, before the job counts it",
     ),
+    (
+        "he.exchanged",
+        "node: every HE message of a batch exchanged, before its share is written",
+    ),
+    (
+        "he.staged",
+        "node: its HE share staged durably, before answering the leader",
+    ),
 ];
 
 static PLAN: OnceLock<Option<(String, u64)>> = OnceLock::new();

@@ -193,7 +193,7 @@ fn a_store_from_before_the_chain_is_chained_when_opened() {
         db.flush().unwrap();
     }
     let s = Store::open(dir.path()).unwrap();
-    assert_eq!(larder::store::schema::latest(), 4);
+    assert_eq!(larder::store::schema::latest(), 5);
     let e = export(&s);
     let report = verify(std::slice::from_ref(&e));
     assert!(report.ok(), "{:?}", report.problems);

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::procs::{Harness, Target, LEADER, MASKS, POOL};
+use common::procs::{Harness, Target, HE_POOL, LEADER, MASKS, POOL};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::os::unix::process::ExitStatusExt;
@@ -369,4 +369,97 @@ async fn a_job_the_nodes_make_themselves_needs_no_dealer_and_reconstructs() {
     let (made, revoked) = h.job_evidence();
     assert_eq!(made.get(&id), Some(&count));
     assert!(revoked.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_he_job_needs_no_dealer_survives_a_killed_party_and_its_pool_refuses_a_dealer() {
+    let mut h = Harness::new("info");
+    h.wait_healthy().await;
+    let pool: larder::material::PoolSpec = HE_POOL.parse().unwrap();
+    // The consortium made the pool HE-only: a dealer's job is refused at creation...
+    let (status, body) = h
+        .operator(
+            Method::POST,
+            "/v1/jobs",
+            Some(json!({"pool": HE_POOL, "count": 10, "generator": "dealer"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("generator-refused")),
+        "{body}"
+    );
+    // ... and a one-shot dealer's batch at staging, at every party, leaving nothing.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_larder"))
+        .args(["dealer", "--consortium"])
+        .arg(&h.prov.consortium)
+        .arg("--token-file")
+        .arg(&h.prov.dealer_token_file)
+        .args(["--pool", HE_POOL, "--count", "100"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("generator-refused") || err.contains("he only"),
+        "{err}"
+    );
+    let engines = h.engines();
+    for e in &engines {
+        let s = e.stock().await.unwrap();
+        let st = s.pools.get(&pool).cloned().unwrap_or_default();
+        assert_eq!((st.available, st.staged), (0, 0), "{s:?}");
+    }
+
+    // 9000 HE triples in batches of 2000, made by the three nodes; party 2 is killed once the
+    // job is under way and comes back: its piece is given up everywhere and made again.
+    let count = 30_000;
+    let id = h.create_job_of(HE_POOL, "he", count).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let made = loop {
+        let made = job(&h, id).await["made"].as_u64().unwrap();
+        if made > 0 {
+            break made;
+        }
+        assert!(Instant::now() < deadline, "the HE job made nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        made < count,
+        "the job must still be running when party 2 is killed"
+    );
+    h.sigkill(Target::Node(2));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.start_node(2, None);
+    h.wait_healthy().await;
+    let j = wait_done(&h, id, 120).await;
+    assert_eq!(
+        (&j["state"], &j["made"]),
+        (&json!("done"), &json!(count)),
+        "{j}"
+    );
+    let mut files = Vec::new();
+    for (p, e) in engines.iter().enumerate() {
+        let s = e.stock().await.unwrap();
+        assert_eq!(s.pools[&pool].available, count, "party {p}: {s:?}");
+        assert_eq!(
+            s.pools[&pool].by_generator.get("he"),
+            Some(&count),
+            "party {p}: the stock says who made it"
+        );
+    }
+    for (p, e) in engines.iter().enumerate() {
+        e.checkout("he", pool, count).await.unwrap();
+        let f = h.dir.path().join(format!("he-{p}.shares"));
+        std::fs::write(&f, e.download("he").await.unwrap()).unwrap();
+        files.push(f);
+    }
+    // Reconstructs every triple: c = a b in the field of p60.
+    assert_eq!(larder::consortium::verify(&files).unwrap().items, count);
+    // Exactly the count committed, each batch at every party (checked in job_evidence).
+    let (made, _) = h.job_evidence();
+    assert_eq!(made.get(&id), Some(&count));
+    // The kill cut a piece short: the leader gave it up and made it again.
+    let log = std::fs::read_to_string(h.dir.path().join("node-0.log")).unwrap();
+    assert!(log.contains("piece failed; taken back"), "no piece failed");
 }

@@ -120,7 +120,11 @@ fn every_schema_has_exactly_the_fields_of_its_type() {
             count: 3,
         },
     );
-    same_fields(&doc, "PoolStock", PoolStock::default());
+    let stock = PoolStock {
+        by_generator: [("dealer".to_string(), 1)].into(),
+        ..PoolStock::default()
+    };
+    same_fields(&doc, "PoolStock", &stock);
     same_fields(
         &doc,
         "StockView",

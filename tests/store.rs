@@ -702,3 +702,69 @@ fn a_create_interrupted_before_its_identity_is_durable_is_started_over() {
     assert!(!store_dir.join("meta.new").exists());
     assert_eq!(Store::open(&store_dir).unwrap().identity(), &identity());
 }
+
+#[test]
+fn every_batch_records_its_generator_and_a_restricted_pool_refuses_others() {
+    use larder::material::Maker;
+    let dir = tempfile::tempdir().unwrap();
+    let (s, ids) = ready_store(dir.path(), 2, 1000);
+    let meta = s.batch_meta(&ids[0]).unwrap().unwrap();
+    assert_eq!(meta.maker, Some(Maker::Dealer));
+    let stock = &s.stock().unwrap()[&pool()];
+    assert_eq!(stock.by_generator.get("dealer"), Some(&2000));
+    let staged: Vec<_> = s
+        .audit_log()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event == "stage")
+        .collect();
+    assert_eq!(staged.len(), 2);
+    assert!(staged.iter().all(|r| r.generator == Some(Maker::Dealer)));
+
+    // A pool restricted to the HE generator refuses a dealer's batch, and keeps nothing.
+    s.set_allowed_generators([(pool(), vec![Maker::He])].into_iter().collect());
+    let (id, bytes) = batch(&mut Dealer::from_seed([9; 32]), 1000);
+    let e = s.stage(&bytes).unwrap_err();
+    assert!(matches!(e, StoreError::GeneratorRefused { .. }), "{e}");
+    assert!(e.to_string().contains("he only, not by the dealer"), "{e}");
+    assert!(s.batch_meta(&id).unwrap().is_none());
+    // Negative control: the same batch is accepted once the dealer is allowed again.
+    s.set_allowed_generators(
+        [(pool(), vec![Maker::He, Maker::Dealer])]
+            .into_iter()
+            .collect(),
+    );
+    s.stage(&bytes).unwrap();
+}
+
+#[test]
+fn a_schema_4_store_learns_its_batches_generators_from_their_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = {
+        let (s, ids) = ready_store(dir.path(), 2, 1000);
+        // Exhaust the first batch: its file is erased, so its generator cannot be learnt.
+        reserve(&s, "all-of-one", 1000);
+        s.take("all-of-one", "engine", Vec::new()).unwrap();
+        ids
+    };
+    {
+        let db = sled::open(dir.path().join("meta")).unwrap();
+        let tree = db.open_tree("batches").unwrap();
+        for id in &ids {
+            let mut v: serde_json::Value =
+                serde_json::from_slice(&tree.get(id.0).unwrap().unwrap()).unwrap();
+            v.as_object_mut().unwrap().remove("maker");
+            tree.insert(id.0, serde_json::to_vec(&v).unwrap()).unwrap();
+        }
+        db.insert("schema_version", &4u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let s = Store::open(dir.path()).unwrap();
+    let makers: Vec<_> = ids
+        .iter()
+        .map(|id| s.batch_meta(id).unwrap().unwrap().maker)
+        .collect();
+    assert_eq!(makers[1], Some(larder::material::Maker::Dealer));
+    let stock = &s.stock().unwrap()[&pool()];
+    assert_eq!(stock.by_generator.get("dealer"), Some(&stock.available));
+}

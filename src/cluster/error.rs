@@ -164,6 +164,7 @@ pub fn store_problem(e: &StoreError) -> (u16, Code) {
         StoreError::IllegalTransition { .. } => (409, Code::IllegalTransition),
         StoreError::Format(_) => (400, Code::BadBatch),
         StoreError::WrongParty { .. } => (400, Code::WrongParty),
+        StoreError::GeneratorRefused { .. } => (403, Code::GeneratorRefused),
         e if e.is_disk_full() => (507, Code::InsufficientStorage),
         _ => (500, Code::Internal),
     }

@@ -160,6 +160,18 @@ impl RemoteParty {
             .map(|_| ())
     }
 
+    /// The leader gives up a batch in the making at this node (see `node::channel`).
+    ///
+    /// # Errors
+    /// The node cannot be reached.
+    pub async fn abort_session(&self, session: &str) -> Result<()> {
+        let path = format!("/v1/internal/messages/{}", path_segment(session));
+        self.inner
+            .call::<serde_json::Value>("giving up a batch", Method::DELETE, &path, None)
+            .await
+            .map(|_| ())
+    }
+
     /// The leader asks this node to make its share of a piece of a job run by the parties'
     /// own generators, and stage it.
     ///

@@ -141,6 +141,7 @@ impl LocalConsortium {
                         id.party, id.parties, id.consortium
                     )));
                 }
+                store.set_allowed_generators(config.pool_generators.clone());
                 Ok(store)
             })
             .collect::<Result<Vec<_>>>()?;

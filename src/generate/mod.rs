@@ -14,6 +14,18 @@ pub use mesh::{mesh, MeshEnd};
 use crate::material::{BatchHeader, BatchId, PoolError, PoolSpec};
 use zeroize::Zeroizing;
 
+/// Whether the generator `maker` names can make material of `pool` at all (the dealer makes
+/// every kind; the parties' own generator input masks; the HE generator triples and squares
+/// in HE-friendly prime fields).
+pub fn can_make(maker: crate::material::Maker, pool: &PoolSpec) -> bool {
+    use crate::material::{Kind, Maker};
+    match maker {
+        Maker::Dealer => true,
+        Maker::Parties => pool.kind == Kind::InputMask,
+        Maker::He => he::supports(pool),
+    }
+}
+
 /// What to make: one batch of one pool for a consortium.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchPlan {

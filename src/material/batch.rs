@@ -6,8 +6,9 @@
 //!   magic "LARDERBT" | format version u16 | kind u8 | domain 17 B | threshold u8 | owner u8
 //!   | parties u8 | party u8 | correction party u8 | batch id 16 B | items u64
 //!   | chunk items u32 | maker u8 | crc32 of the preceding 62 bytes
-//! Version 1: made by a dealer (maker byte 0). Version 2: any maker (0 dealer, 1 the parties
-//! themselves, whose records are laid out by `party_layout`; the correction party is unused).
+//! Version 1: made by a dealer (maker byte 0). Version 2: any maker (0 dealer, 1 the parties'
+//! own input masks, 2 the HE generator; the last two are laid out by `party_layout` and leave
+//! the correction party unused). A build that does not know a maker refuses the file.
 //! Dealer batches are still written as version 1, so older builds keep reading them and
 //! refuse, rather than misread, batches the parties made.
 //! then for each chunk of `chunk items` items (the last may be shorter):
@@ -145,7 +146,7 @@ impl BatchHeader {
     pub fn layout(&self) -> Vec<Source> {
         match self.maker {
             Maker::Dealer => record_layout(&self.pool, self.parties, self.party, self.correction),
-            Maker::Parties => party_layout(&self.pool, self.party),
+            Maker::Parties | Maker::He => party_layout(&self.pool, self.party),
         }
     }
 
@@ -196,7 +197,7 @@ impl BatchHeader {
         h[0..8].copy_from_slice(MAGIC);
         let version: u16 = match self.maker {
             Maker::Dealer => 1,
-            Maker::Parties => 2,
+            Maker::Parties | Maker::He => 2,
         };
         h[8..10].copy_from_slice(&version.to_le_bytes());
         h[10] = self.pool.kind.code();

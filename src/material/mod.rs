@@ -220,10 +220,12 @@ pub enum Maker {
     /// A dealer made every party's share in one place; one correction party stores what
     /// cannot be random.
     Dealer,
-    /// Each party made its own share with the others (an interactive generator, such as the
-    /// HE generator): its random components come from its own seeds, and every component
-    /// computed jointly is explicit at every party.
+    /// Each party made its own share with the others (the parties' own input masks): its
+    /// random components come from its own seeds, and every component computed jointly is
+    /// explicit at every party.
     Parties,
+    /// The HE generator (BFV, no dealer; `generate::he`), laid out as [`Maker::Parties`].
+    He,
 }
 
 impl Maker {
@@ -232,6 +234,7 @@ impl Maker {
         match self {
             Maker::Dealer => 0,
             Maker::Parties => 1,
+            Maker::He => 2,
         }
     }
 
@@ -239,8 +242,45 @@ impl Maker {
         match c {
             0 => Some(Maker::Dealer),
             1 => Some(Maker::Parties),
+            2 => Some(Maker::He),
             _ => None,
         }
+    }
+
+    /// Every maker, in code order.
+    pub const ALL: [Maker; 3] = [Maker::Dealer, Maker::Parties, Maker::He];
+
+    /// The name used in configuration, jobs, stock and audit records: the generator's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Maker::Dealer => "dealer",
+            Maker::Parties => "parties",
+            Maker::He => "he",
+        }
+    }
+
+    /// The trust model, in a few words, for operators and auditors.
+    pub fn trust(self) -> &'static str {
+        match self {
+            Maker::Dealer => "trusted dealer (sees every share)",
+            Maker::Parties | Maker::He => "no dealer (the parties' own nodes, semi-honest)",
+        }
+    }
+}
+
+impl std::fmt::Display for Maker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Maker {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Maker::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown generator {s:?}: expected dealer, parties or he"))
     }
 }
 

@@ -16,7 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -66,6 +66,10 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route(
             "/v1/internal/messages/{session}/{seq}",
             put(super::channel::receive),
+        )
+        .route(
+            "/v1/internal/messages/{session}",
+            delete(super::channel::abort),
         )
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, Code::NotFound, "no such endpoint")

@@ -38,6 +38,8 @@ type Key = (String, u8, u64);
 #[derive(Default)]
 pub struct Mailbox {
     held: Mutex<HashMap<Key, (Instant, Bytes)>>,
+    /// Sessions given up (a party failed): their generators stop waiting at once.
+    aborted: Mutex<HashMap<String, Instant>>,
     arrived: tokio::sync::Notify,
 }
 
@@ -66,7 +68,24 @@ impl Mailbox {
         true
     }
 
-    /// Takes the message `seq` of `session` from `from`, waiting for it until `deadline`.
+    fn aborted(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.aborted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Gives up `session`: its waiting and later `take`s return nothing, and its messages are
+    /// dropped.
+    pub fn abort(&self, session: &str) {
+        {
+            let mut aborted = self.aborted();
+            aborted.retain(|_, at| at.elapsed() < MESSAGE_TTL);
+            aborted.insert(session.to_string(), Instant::now());
+        }
+        self.held().retain(|(s, _, _), _| s != session);
+        self.arrived.notify_waiters();
+    }
+
+    /// Takes the message `seq` of `session` from `from`, waiting for it until `deadline`
+    /// (nothing if the session is aborted meanwhile).
     pub async fn take(
         &self,
         session: &str,
@@ -77,6 +96,9 @@ impl Mailbox {
         let key = (session.to_string(), from, seq);
         loop {
             let arrived = self.arrived.notified();
+            if self.aborted().contains_key(session) {
+                return None;
+            }
             if let Some((_, m)) = self.held().remove(&key) {
                 return Some(m);
             }
@@ -148,7 +170,10 @@ impl Channel for NodeChannel {
             .block_on(self.st.mailbox.take(&self.session, from, seq, deadline))
             .ok_or_else(|| GenerateError::Channel {
                 party: from,
-                what: format!("no message within {} s", RECV_WAIT.as_secs()),
+                what: format!(
+                    "no message within {} s, or the batch was given up",
+                    RECV_WAIT.as_secs()
+                ),
             })?;
         self.taken[from as usize] += 1;
         Ok(Zeroizing::new(m.to_vec()))
@@ -201,10 +226,41 @@ pub(super) async fn receive(
         return Err(ApiError::bad_request("a session is 1 to 64 characters"));
     }
     let message = read_body(body, STAGE_LIMIT, STAGE_BODY_TIMEOUT).await?;
+    if st.mailbox.aborted().contains_key(&session) {
+        return Ok(StatusCode::NO_CONTENT);
+    }
     if !st.mailbox.put(&session, from, seq, message) {
         return Err(ApiError::unavailable(
             "this node's mailbox is full; try again",
         ));
     }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /v1/internal/messages/{session}`: the leader gives up a batch in the making (a party
+/// failed); this node's generator stops waiting for its messages.
+#[utoipa::path(
+    delete,
+    path = "/v1/internal/messages/{session}",
+    operation_id = "abortSession",
+    summary = "Give up a batch the nodes are making (leader to every node)",
+    security(("nodeToken" = [])),
+    params(("session" = String, Path, description = "the batch given up", min_length = 1, max_length = 64)),
+    responses(
+        (status = 204, description = "given up here"),
+        (status = 400, description = "bad session"),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "not the leader"),
+    )
+)]
+pub(super) async fn abort(
+    State(st): State<Arc<NodeState>>,
+    _: super::extract::FromLeader,
+    Path(session): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if session.is_empty() || session.len() > 64 {
+        return Err(ApiError::bad_request("a session is 1 to 64 characters"));
+    }
+    st.mailbox.abort(&session);
     Ok(StatusCode::NO_CONTENT)
 }

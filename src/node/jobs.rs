@@ -19,8 +19,8 @@ use super::error::{ApiError, Code};
 use super::extract::{DealerAtLeader, FromLeader, JsonBody, Operator};
 use super::NodeState;
 use crate::cluster::{self, Abort, Party};
-use crate::generate::{BatchPlan, OwnMasks, PartyGenerator};
-use crate::material::BatchId;
+use crate::generate::{he, BatchPlan, HeTriples, OwnMasks, PartyGenerator};
+use crate::material::{BatchId, Maker};
 use crate::store::{now_unix, BatchState, Job, JobState, Lease};
 use crate::wire::schema::JobId;
 use crate::wire::MAX_JOB_ITEMS;
@@ -36,6 +36,8 @@ type St = State<Arc<NodeState>>;
 const DEALER: &str = "dealer";
 /// Jobs made by the nodes themselves, with no dealer ([`OwnMasks`]).
 const PARTIES: &str = "parties";
+/// The generators the nodes run themselves (each node makes its own share).
+const AT_THE_NODES: [&str; 2] = [PARTIES, he::NAME];
 
 fn unknown_job(id: u64) -> ApiError {
     ApiError::new(
@@ -87,10 +89,23 @@ pub(super) async fn create(
             }
             None => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown generator {name:?}; this node runs {DEALER} and {PARTIES}"
+                    "unknown generator {name:?}; this node runs {DEALER}, {PARTIES} and {}",
+                    he::NAME
                 )))
             }
         },
+    }
+    let maker: Maker = req.generator.parse().map_err(ApiError::bad_request)?;
+    if !st.cluster.allows(&req.pool, maker) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            Code::GeneratorRefused,
+            format!(
+                "the consortium restricts pool {} to other generators than {maker} \
+                 (pool_generators in its configuration)",
+                req.pool
+            ),
+        ));
     }
     if req.count == 0 || req.count > MAX_JOB_ITEMS {
         return Err(ApiError::bad_request(format!(
@@ -280,30 +295,29 @@ pub(super) async fn next_piece(
     _: DealerAtLeader,
     JsonBody(req): JsonBody<PieceRequest>,
 ) -> Result<Json<NextPiece>, ApiError> {
-    let (piece, live_jobs) = lease(&st, DEALER, req.worker).await?;
+    let (piece, live_jobs) = lease(&st, &[DEALER], req.worker).await?;
     Ok(Json(NextPiece { piece, live_jobs }))
 }
 
-/// Leases the next piece of the oldest live job of `generator` with items left (for the
-/// parties' own generators, one piece per job at a time); also returns how many jobs are live.
+/// Leases the next piece of the oldest live job of one of `generators` with items left (for
+/// the generators the nodes run, one piece per job at a time); also returns how many jobs of
+/// them are live.
 async fn lease(
     st: &NodeState,
-    generator: &str,
+    generators: &[&str],
     worker: String,
 ) -> Result<(Option<Piece>, u64), ApiError> {
+    let ours = |j: &Job| generators.contains(&j.generator.as_str());
     let _g = st.jobs.lock().await;
     let jobs = st.own.run("reading jobs", |s| s.jobs()).await?;
-    let live_jobs = jobs
-        .iter()
-        .filter(|j| j.state.is_live() && j.generator == generator)
-        .count() as u64;
+    let live_jobs = jobs.iter().filter(|j| j.state.is_live() && ours(j)).count() as u64;
     let Some(mut job) = jobs
         .iter()
         .find(|j| {
             j.state.is_live()
-                && j.generator == generator
+                && ours(j)
                 && j.unissued() > 0
-                && (generator == DEALER || j.leases.is_empty())
+                && (j.generator == DEALER || j.leases.is_empty())
         })
         .cloned()
     else {
@@ -345,6 +359,7 @@ async fn lease(
 fn party_generator(name: &str) -> Option<Box<dyn PartyGenerator>> {
     match name {
         PARTIES => Some(Box::new(OwnMasks::from_os_rng())),
+        he::NAME => Some(Box::new(HeTriples::from_os_rng())),
         _ => None,
     }
 }
@@ -374,7 +389,11 @@ pub(super) async fn make_own_share(st: &Arc<NodeState>, piece: Piece) -> Result<
         .await
         .map_err(|e| ApiError::internal(format!("the generator failed: {e}")))?
         .map_err(|e| ApiError::unavailable(format!("generating this party's share: {e}")))?;
+    let he = piece.generator == he::NAME;
     st.own.stage(share).await?;
+    if he {
+        crate::failpoint::hit("he.staged");
+    }
     Ok(())
 }
 
@@ -438,7 +457,7 @@ pub(super) async fn run_party_jobs(
             _ = tokio::time::sleep(every) => {}
         }
         loop {
-            let piece = match lease(&st, PARTIES, "nodes".into()).await {
+            let piece = match lease(&st, &AT_THE_NODES, "nodes".into()).await {
                 Ok((Some(p), _)) => p,
                 Ok((None, _)) => break,
                 Err(e) => {
@@ -466,16 +485,35 @@ pub(super) async fn run_party_jobs(
     }
 }
 
-/// Every node makes its share of `piece` at once (they talk to each other meanwhile).
+/// Every node makes its share of `piece` at once (they talk to each other meanwhile). The
+/// first failure anywhere gives the batch up at every node, so no generator waits on a party
+/// that is gone.
 async fn make_everywhere(st: &Arc<NodeState>, piece: &Piece) -> Result<(), ApiError> {
-    let own = make_own_share(st, piece.clone());
-    let others = futures_util::future::join_all(st.followers().iter().map(|f| f.make_piece(piece)));
-    let (own, others) = tokio::join!(own, others);
-    own?;
-    for r in others {
-        r?;
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    let mut all: FuturesUnordered<_> = FuturesUnordered::new();
+    all.push(Box::pin(make_own_share(st, piece.clone())) as futures_util::future::BoxFuture<'_, _>);
+    for f in st.followers() {
+        all.push(Box::pin(async move {
+            f.make_piece(piece).await.map_err(ApiError::from)
+        }));
     }
-    Ok(())
+    let mut first: Option<ApiError> = None;
+    while let Some(r) = all.next().await {
+        if let Err(e) = r {
+            if first.is_none() {
+                let session = piece.batch.to_string();
+                st.mailbox.abort(&session);
+                let gone = st.followers().iter().map(|f| f.abort_session(&session));
+                for r in futures_util::future::join_all(gone).await {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "giving up a batch at a node");
+                    }
+                }
+                first = Some(e);
+            }
+        }
+    }
+    first.map_or(Ok(()), Err)
 }
 
 /// Takes a piece back now (it failed somewhere).

@@ -47,6 +47,7 @@ use utoipa::{Modify, OpenApi};
         jobs::next_piece,
         jobs::make_piece,
         channel::receive,
+        channel::abort,
         audit::read,
     ),
     // Path parameters' and raw bodies' schemas, which utoipa does not collect by itself.

@@ -26,6 +26,8 @@ pub struct Plan {
     pub staging_deadline_seconds: u64,
     /// A settled reservation leaves the hot metadata after this long.
     pub archive_after_seconds: u64,
+    /// Pools restricted to some generators (see `ConsortiumConfig::pool_generators`).
+    pub pool_generators: std::collections::BTreeMap<PoolSpec, Vec<crate::material::Maker>>,
 }
 
 impl Plan {
@@ -43,6 +45,7 @@ impl Plan {
             sweep_interval_ms: defaults.sweep_interval_ms,
             staging_deadline_seconds: defaults.staging_deadline_seconds,
             archive_after_seconds: defaults.archive_after_seconds,
+            pool_generators: defaults.pool_generators,
         }
     }
 }
@@ -187,6 +190,7 @@ pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
         operator_token_sha256: Some(operator_token.hash()),
         auditor_token_sha256: Some(auditor_token.hash()),
         archive_after_seconds: plan.archive_after_seconds,
+        pool_generators: plan.pool_generators.clone(),
     };
     cluster.validate()?;
     let consortium = dir.join("consortium.toml");

@@ -43,6 +43,19 @@ impl Store {
                 want_parties: me.parties,
             });
         }
+        if let Some(allowed) = self
+            .allowed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&header.pool)
+            .filter(|a| !a.contains(&header.maker))
+        {
+            return Err(StoreError::GeneratorRefused {
+                pool: header.pool,
+                maker: header.maker,
+                allowed: allowed.clone(),
+            });
+        }
         let known = |s: &Store| -> Result<Option<BatchHeader>> {
             match s.batch_meta(&header.batch)? {
                 Some(meta) if meta.pool == header.pool && meta.items == header.items => {
@@ -84,8 +97,10 @@ impl Store {
             chunk_items: header.chunk_items,
             stock_seq: 0,
             staged_at: now_unix(),
+            maker: Some(header.maker),
         };
-        let audit = audit_entry("stage", header.pool, None, Some(header.batch), vec![], None);
+        let mut audit = audit_entry("stage", header.pool, None, Some(header.batch), vec![], None);
+        audit.generator = Some(header.maker);
         {
             let _g = self.locked();
             let mut chain = self.chain();

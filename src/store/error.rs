@@ -32,6 +32,12 @@ pub enum StoreError {
         want: u8,
         want_parties: u8,
     },
+    #[error("pool {pool} accepts batches made by {} only, not by the {maker} generator", allowed.iter().map(|m| m.name()).collect::<Vec<_>>().join(" or "))]
+    GeneratorRefused {
+        pool: PoolSpec,
+        maker: Maker,
+        allowed: Vec<Maker>,
+    },
     #[error("unknown batch {0}")]
     UnknownBatch(BatchId),
     #[error("batch {0} is already here with a different header")]

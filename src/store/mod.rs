@@ -66,7 +66,7 @@ use view::View;
 use crate::material::batch::HEADER_BYTES;
 use crate::material::shares::MAX_CHECKOUT_ID;
 use crate::material::{
-    BatchHeader, BatchId, FormatError, PoolSpec, ShareHeader, ShareRange, ShareWriter,
+    BatchHeader, BatchId, FormatError, Maker, PoolSpec, ShareHeader, ShareRange, ShareWriter,
 };
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -132,6 +132,8 @@ pub struct Store {
     min_free: std::sync::atomic::AtomicU64,
     /// Bytes of batch files being written now.
     staging_bytes: std::sync::atomic::AtomicU64,
+    /// Pools restricted to some generators (see [`Store::set_allowed_generators`]).
+    allowed: Mutex<BTreeMap<PoolSpec, Vec<Maker>>>,
     /// The audit chain's tip (see `audit.rs`).
     chain: Mutex<ChainState>,
     /// Serialises archive passes and exports.
@@ -208,6 +210,13 @@ impl Store {
             .store(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Restricts pools to the generators the consortium accepts for them: staging a batch of
+    /// such a pool made by any other generator is refused ([`StoreError::GeneratorRefused`]).
+    /// Pools not named accept every generator.
+    pub fn set_allowed_generators(&self, allowed: BTreeMap<PoolSpec, Vec<Maker>>) {
+        *self.allowed.lock().unwrap_or_else(|p| p.into_inner()) = allowed;
+    }
+
     /// Bytes free for this process on the file system holding `dir` (or its nearest existing
     /// ancestor).
     ///
@@ -252,7 +261,7 @@ impl Store {
     }
 
     fn from_db(dir: &Path, db: sled::Db) -> Result<Store> {
-        schema::migrate(&db, schema::MIGRATIONS)?;
+        schema::migrate(&db, &dir.join("batches"), schema::MIGRATIONS)?;
         let meta_dir = dir.join("meta");
         db.flush()?;
         let meta = MetaFiles::open(&meta_dir).map_err(io_err("sync", &meta_dir))?;
@@ -281,6 +290,7 @@ impl Store {
             meta,
             min_free: std::sync::atomic::AtomicU64::new(DEFAULT_MIN_FREE),
             staging_bytes: std::sync::atomic::AtomicU64::new(0),
+            allowed: Mutex::new(BTreeMap::new()),
             chain: Mutex::new(chain),
             archive_lock: Mutex::new(archive),
         };

@@ -32,4 +32,8 @@ pub struct BatchMeta {
     /// Order of activation, for first-in first-out allocation.
     pub stock_seq: u64,
     pub staged_at: u64,
+    /// The generator that made the batch (from its header; absent for batches staged before
+    /// schema 5 whose file was gone by then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maker: Option<Maker>,
 }

@@ -47,7 +47,11 @@ pub fn version(db: &sled::Db) -> Result<u32, SchemaError> {
 ///
 /// # Errors
 /// [`SchemaError::Newer`] if the store is ahead of `steps`; a failing step's error.
-pub fn migrate(db: &sled::Db, steps: &[Migration]) -> Result<u32, SchemaError> {
+pub fn migrate(
+    db: &sled::Db,
+    batches: &std::path::Path,
+    steps: &[Migration],
+) -> Result<u32, SchemaError> {
     let supported = steps.last().map_or(0, |m| m.version);
     let mut current = version(db)?;
     if current > supported {
@@ -58,7 +62,7 @@ pub fn migrate(db: &sled::Db, steps: &[Migration]) -> Result<u32, SchemaError> {
     }
     let start = current;
     for step in steps.iter().filter(|m| m.version > start) {
-        (step.up)(db).map_err(|source| SchemaError::Step {
+        (step.up)(db, batches).map_err(|source| SchemaError::Step {
             version: step.version,
             name: step.name,
             source,
@@ -79,13 +83,13 @@ mod tests {
         db.insert(key, &(n as u32).to_be_bytes())?;
         Ok(())
     }
-    fn a(db: &sled::Db) -> sled::Result<()> {
+    fn a(db: &sled::Db, _: &std::path::Path) -> sled::Result<()> {
         mark(db, "a")
     }
-    fn b(db: &sled::Db) -> sled::Result<()> {
+    fn b(db: &sled::Db, _: &std::path::Path) -> sled::Result<()> {
         mark(db, "b")
     }
-    fn fail(_: &sled::Db) -> sled::Result<()> {
+    fn fail(_: &sled::Db, _: &std::path::Path) -> sled::Result<()> {
         Err(sled::Error::Unsupported("test step".into()))
     }
 
@@ -111,7 +115,7 @@ mod tests {
     #[test]
     fn a_fresh_store_runs_every_step_in_order() {
         let (_d, db) = temp_db();
-        assert_eq!(migrate(&db, TWO).unwrap(), 2);
+        assert_eq!(migrate(&db, std::path::Path::new("."), TWO).unwrap(), 2);
         assert!(db.get("a").unwrap().is_some() && db.get("b").unwrap().is_some());
         assert_eq!(version(&db).unwrap(), 2);
     }
@@ -119,9 +123,9 @@ mod tests {
     #[test]
     fn an_older_store_runs_only_the_missing_steps() {
         let (_d, db) = temp_db();
-        migrate(&db, &TWO[..1]).unwrap();
+        migrate(&db, std::path::Path::new("."), &TWO[..1]).unwrap();
         db.remove("a").unwrap();
-        assert_eq!(migrate(&db, TWO).unwrap(), 2);
+        assert_eq!(migrate(&db, std::path::Path::new("."), TWO).unwrap(), 2);
         assert!(db.get("a").unwrap().is_none(), "step 1 must not run twice");
         assert!(db.get("b").unwrap().is_some());
     }
@@ -129,8 +133,8 @@ mod tests {
     #[test]
     fn a_newer_store_is_refused_with_both_versions() {
         let (_d, db) = temp_db();
-        migrate(&db, TWO).unwrap();
-        let err = migrate(&db, &TWO[..1]).unwrap_err();
+        migrate(&db, std::path::Path::new("."), TWO).unwrap();
+        let err = migrate(&db, std::path::Path::new("."), &TWO[..1]).unwrap_err();
         assert!(matches!(
             err,
             SchemaError::Newer {
@@ -153,7 +157,7 @@ mod tests {
             },
         ];
         assert!(matches!(
-            migrate(&db, &steps),
+            migrate(&db, std::path::Path::new("."), &steps),
             Err(SchemaError::Step { version: 2, .. })
         ));
         assert_eq!(version(&db).unwrap(), 1);

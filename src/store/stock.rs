@@ -13,7 +13,11 @@ impl Store {
             let s = out.entry(meta.pool).or_default();
             match meta.state {
                 BatchState::Staged => s.staged += meta.free.len(),
-                BatchState::Available => s.available += meta.free.len(),
+                BatchState::Available => {
+                    s.available += meta.free.len();
+                    let by = meta.maker.map_or("unrecorded", Maker::name);
+                    *s.by_generator.entry(by.to_string()).or_default() += meta.free.len();
+                }
                 BatchState::Exhausted => {}
             }
             if meta.state != BatchState::Exhausted {

@@ -260,6 +260,9 @@ codes! {
     IllegalTransition => "illegal-transition",
     BadBatch => "bad-batch",
     WrongParty => "wrong-party",
+    /// The consortium restricts this pool to other generators (a dealer's batch of an HE-only
+    /// pool, say).
+    GeneratorRefused => "generator-refused",
     Unauthenticated => "unauthenticated",
     NodesOnly => "nodes-only",
     DealerOnly => "dealer-only",

@@ -112,6 +112,11 @@ pub struct PoolStock {
     pub reserved: u64,
     pub consumed: u64,
     pub batches: u64,
+    /// Available items by the generator that made them (`dealer`, `parties`, `he`;
+    /// `unrecorded` for batches staged before generators were recorded): the trust model
+    /// behind the stock.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub by_generator: std::collections::BTreeMap<String, u64>,
 }
 
 /// Where a job stands.

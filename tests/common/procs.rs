@@ -15,6 +15,8 @@ pub const POOL: &str = "triple-z64";
 pub const LEADER: u8 = 0;
 /// Input masks, which the nodes can make themselves (no dealer).
 pub const MASKS: &str = "input-mask-p128-o1";
+/// Triples the consortium accepts from the HE generator only (it refuses a dealer's).
+pub const HE_POOL: &str = "triple-p60";
 
 /// A process of the consortium.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,7 +57,11 @@ impl Harness {
         let defaults = Plan::local(
             "crash",
             3,
-            vec![POOL.parse().unwrap(), MASKS.parse().unwrap()],
+            vec![
+                POOL.parse().unwrap(),
+                MASKS.parse().unwrap(),
+                HE_POOL.parse().unwrap(),
+            ],
         );
         let plan = Plan {
             leader: LEADER,
@@ -63,6 +69,9 @@ impl Harness {
             reservation_ttl_seconds: 2,
             sweep_interval_ms: 200,
             staging_deadline_seconds: seconds.unwrap_or(defaults.staging_deadline_seconds),
+            pool_generators: [(HE_POOL.parse().unwrap(), vec![larder::material::Maker::He])]
+                .into_iter()
+                .collect(),
             ..defaults
         };
         let exe = std::path::Path::new(env!("CARGO_BIN_EXE_larder"));
@@ -174,15 +183,42 @@ impl Harness {
 
     /// Creates a job for `count` items of [`POOL`]; returns its id.
     pub async fn create_job(&self, count: u64) -> u64 {
+        self.create_job_of(POOL, "dealer", count).await
+    }
+
+    /// Creates a job for `count` items of `pool` by `generator`; returns its id.
+    pub async fn create_job_of(&self, pool: &str, generator: &str, count: u64) -> u64 {
         let (status, job) = self
             .operator(
                 reqwest::Method::POST,
                 "/v1/jobs",
-                Some(serde_json::json!({"pool": POOL, "count": count})),
+                Some(serde_json::json!({"pool": pool, "count": count, "generator": generator})),
             )
             .await;
         assert_eq!(status, 201, "{job}");
         job["id"].as_u64().unwrap()
+    }
+
+    /// Waits until no job is queued or running, or fails after `secs`.
+    pub async fn wait_jobs_over(&self, secs: u64) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (status, jobs) = self.operator(reqwest::Method::GET, "/v1/jobs", None).await;
+            assert_eq!(status, 200, "{jobs}");
+            let live = jobs
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|j| j["state"] == "queued" || j["state"] == "running");
+            if !live {
+                return jobs;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "jobs not over: {jobs}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Stops the nodes and reads every store offline: the batches the leader's audit log says

@@ -203,7 +203,7 @@ impl PartyGenerator for HeTriples {
             batch: plan.batch,
             items: plan.items,
             chunk_items: CHUNK_ITEMS,
-            maker: Maker::Parties,
+            maker: Maker::He,
         };
         let field = Fp64::new(t);
         let seeds: Vec<Seed> = (0..header.chunks())
@@ -226,6 +226,7 @@ impl PartyGenerator for HeTriples {
             self,
         )?;
         self.sent += sent;
+        crate::failpoint::hit("he.exchanged");
 
         let mut file = Zeroizing::new(Vec::with_capacity(header.file_len() as usize));
         file.extend_from_slice(&header.encode());
