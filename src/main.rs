@@ -70,7 +70,8 @@ enum Command {
         #[arg(long)]
         count: u64,
         /// Who makes the material: the trusted dealer, or the parties themselves with no
-        /// dealer (input masks: each party draws its own share, the mask's owner adds them up).
+        /// dealer: `parties` (input masks: each party draws its own share, the mask's owner
+        /// adds them up) or `he` (triples and squares in p60 by homomorphic encryption).
         #[arg(long, value_enum, default_value = "dealer")]
         generator: GeneratorChoice,
         #[command(flatten)]
@@ -318,7 +319,7 @@ fn run() -> Result<()> {
             ..
         } => {
             let c = LocalConsortium::open(&dir)?;
-            deal(&c, pool, count, generator == GeneratorChoice::Parties)?;
+            deal(&c, pool, count, generator.maker())?;
         }
         Command::Stock { dir } => {
             let c = LocalConsortium::open(&dir)?;
@@ -410,7 +411,15 @@ fn run() -> Result<()> {
         } => {
             use cli::worker::JobsAction;
             let action = match action {
-                JobsCommand::Create { pool, count } => JobsAction::Create { pool, count },
+                JobsCommand::Create {
+                    pool,
+                    count,
+                    generator,
+                } => JobsAction::Create {
+                    pool,
+                    count,
+                    generator: generator.maker(),
+                },
                 JobsCommand::List => JobsAction::List,
                 JobsCommand::Cancel { id } => JobsAction::Cancel { id },
             };
@@ -531,12 +540,16 @@ enum AuditCommand {
 
 #[derive(Debug, clap::Subcommand)]
 enum JobsCommand {
-    /// Queue a job: make COUNT items of POOL with dealer workers.
+    /// Queue a job: make COUNT items of POOL with dealer workers, or by the nodes themselves.
     Create {
         #[arg(long)]
         pool: PoolSpec,
         #[arg(long)]
         count: u64,
+        /// `dealer` (dealer workers), or the nodes with no dealer: `parties` (input masks),
+        /// `he` (triples and squares by homomorphic encryption).
+        #[arg(long, value_enum, default_value = "dealer")]
+        generator: GeneratorChoice,
     },
     /// Every job: state, items made, pieces being made.
     List,
@@ -551,4 +564,17 @@ enum GeneratorChoice {
     Dealer,
     /// The parties themselves, no dealer (input masks).
     Parties,
+    /// The parties themselves with homomorphic encryption, no dealer (triples, squares).
+    He,
+}
+
+impl GeneratorChoice {
+    fn maker(self) -> larder::material::Maker {
+        use larder::material::Maker;
+        match self {
+            GeneratorChoice::Dealer => Maker::Dealer,
+            GeneratorChoice::Parties => Maker::Parties,
+            GeneratorChoice::He => Maker::He,
+        }
+    }
 }

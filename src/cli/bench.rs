@@ -44,6 +44,20 @@ pub enum BenchCommand {
         #[command(flatten)]
         out: Output,
     },
+    /// The HE generator at party nodes (TLS, durable): items/s, bytes sent, node memory.
+    He {
+        /// Triples (or squares) to make.
+        #[arg(long, default_value_t = 1_000_000)]
+        items: u64,
+        #[arg(long, default_value_t = 2)]
+        parties: u8,
+        #[arg(long, default_value_t = 1 << 18)]
+        batch_size: u64,
+        #[arg(long, default_value = "triple-p60")]
+        pool: PoolSpec,
+        #[command(flatten)]
+        out: Output,
+    },
     /// Sustained generation and checkouts at every party.
     Soak {
         /// Engines running at once.
@@ -135,6 +149,28 @@ pub fn run(what: Option<BenchCommand>) -> anyhow::Result<()> {
                 }
             } else {
                 print!("{}", checkout_table(&figures));
+            }
+        }
+        BenchCommand::He {
+            items,
+            parties,
+            batch_size,
+            pool,
+            out,
+        } => {
+            let b = super::bench_he::HeBench {
+                dir: out.dir.clone(),
+                pool,
+                parties,
+                items,
+                batch_size,
+            };
+            let f = super::commands::runtime()?.block_on(super::bench_he::he(&b))?;
+            let _ = std::fs::remove_dir(&out.dir);
+            if out.json {
+                println!("{}", serde_json::to_string(&f)?);
+            } else {
+                println!("{}", super::bench_he::line(&f));
             }
         }
         BenchCommand::Soak {
@@ -355,7 +391,7 @@ pub struct CheckoutBench {
     pub concurrency: usize,
 }
 
-fn proc_peak_rss(pid: u32) -> u64 {
+pub(crate) fn proc_peak_rss(pid: u32) -> u64 {
     vm_hwm(&format!("/proc/{pid}/status"))
 }
 
@@ -369,12 +405,24 @@ pub(crate) struct LocalNodes {
 }
 
 impl LocalNodes {
-    /// Provisions a consortium under `root` (replacing it) and starts its nodes.
+    /// Provisions a three-party consortium under `root` (replacing it) and starts its nodes.
     pub async fn start(
         root: &std::path::Path,
         pool: PoolSpec,
         batch_size: u64,
         ttl: u64,
+    ) -> anyhow::Result<LocalNodes> {
+        Self::start_with(root, 3, pool, batch_size, ttl, |_| {}).await
+    }
+
+    /// As [`LocalNodes::start`] with `parties` parties and the plan adjusted by `adjust`.
+    pub async fn start_with(
+        root: &std::path::Path,
+        parties: u8,
+        pool: PoolSpec,
+        batch_size: u64,
+        ttl: u64,
+        adjust: impl FnOnce(&mut larder::node::provision::Plan),
     ) -> anyhow::Result<LocalNodes> {
         use larder::node::launch::Processes;
         use larder::node::provision::Plan;
@@ -382,12 +430,13 @@ impl LocalNodes {
             std::fs::remove_dir_all(root)?;
         }
         std::fs::create_dir_all(root)?;
-        let plan = Plan {
+        let mut plan = Plan {
             batch_size,
             reservation_ttl_seconds: ttl,
             archive_after_seconds: 2 * ttl,
-            ..Plan::local("bench", 3, vec![pool])
+            ..Plan::local("bench", parties, vec![pool])
         };
+        adjust(&mut plan);
         let mut nodes = Processes::provision(root, plan, &std::env::current_exe()?)?;
         nodes
             .start_all(|_, c| {
@@ -402,6 +451,11 @@ impl LocalNodes {
             engines,
             dealer,
         })
+    }
+
+    /// The consortium's files and addresses.
+    pub fn launch(&self) -> &larder::node::launch::Launch {
+        &self.nodes.launch
     }
 
     /// The process id of party `p`'s node.

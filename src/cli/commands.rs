@@ -7,14 +7,20 @@ use larder::auth::Token;
 use larder::client::EngineClient;
 use larder::cluster::DealerClient;
 use larder::consortium::{write_stock_table, LocalConsortium};
-use larder::generate::{Dealer, OwnMasks};
+use larder::generate::{Dealer, HeTriples, OwnMasks};
 use larder::interop::mp_spdz;
-use larder::material::PoolSpec;
+use larder::material::{Maker, PoolSpec};
 use larder::node::config::{ConsortiumConfig, NodeConfig};
 use std::path::Path;
 
-/// `larder deal`: with the trusted dealer, or (`parties`) with every party's own generator.
-pub(crate) fn deal(c: &LocalConsortium, pool: PoolSpec, count: u64, parties: bool) -> Result<()> {
+/// `larder deal`: with the trusted dealer, or with every party's own generator (the parties'
+/// input masks, or the HE generator), each party on a thread of its own.
+pub(crate) fn deal(
+    c: &LocalConsortium,
+    pool: PoolSpec,
+    count: u64,
+    generator: Maker,
+) -> Result<()> {
     let bar = ProgressBar::new(count).with_style(
         ProgressStyle::with_template(
             "{msg} [{bar:40}] {human_pos}/{human_len} ({per_sec}, eta {eta})",
@@ -23,14 +29,23 @@ pub(crate) fn deal(c: &LocalConsortium, pool: PoolSpec, count: u64, parties: boo
         .progress_chars("=> "),
     );
     bar.set_message(format!("dealing {pool}"));
-    let r = if parties {
-        let mut own: Vec<OwnMasks> = (0..c.config.parties())
-            .map(|_| OwnMasks::from_os_rng())
-            .collect();
-        c.make(&mut own, pool, count, |done| bar.set_position(done))?
-    } else {
-        let mut dealer = Dealer::from_os_rng();
-        c.deal(&mut dealer, pool, count, |done| bar.set_position(done))?
+    if !larder::generate::can_make(generator, &pool) {
+        anyhow::bail!("the {generator} generator cannot make {pool}");
+    }
+    let n = c.config.parties();
+    let r = match generator {
+        Maker::Parties => {
+            let mut own: Vec<OwnMasks> = (0..n).map(|_| OwnMasks::from_os_rng()).collect();
+            c.make(&mut own, pool, count, |done| bar.set_position(done))?
+        }
+        Maker::He => {
+            let mut own: Vec<HeTriples> = (0..n).map(|_| HeTriples::from_os_rng()).collect();
+            c.make(&mut own, pool, count, |done| bar.set_position(done))?
+        }
+        Maker::Dealer => {
+            let mut dealer = Dealer::from_os_rng();
+            c.deal(&mut dealer, pool, count, |done| bar.set_position(done))?
+        }
     };
     bar.finish();
     println!("dealt {} items of {pool} in {} batches", r.items, r.batches);

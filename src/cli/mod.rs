@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod bench_he;
 pub mod commands;
 pub mod demo;
 pub mod mp_spdz;

@@ -87,9 +87,15 @@ async fn idle(stop: &tokio_util::sync::CancellationToken, d: Duration) {
 
 /// What `larder jobs` does.
 pub(crate) enum JobsAction {
-    Create { pool: PoolSpec, count: u64 },
+    Create {
+        pool: PoolSpec,
+        count: u64,
+        generator: larder::material::Maker,
+    },
     List,
-    Cancel { id: u64 },
+    Cancel {
+        id: u64,
+    },
 }
 
 /// `larder jobs`: talks to the leader's node with the operators' token.
@@ -101,13 +107,15 @@ pub(crate) async fn jobs(consortium: &Path, token_file: &Path, action: JobsActio
         .trim_end_matches('/')
         .to_string();
     let req = match &action {
-        JobsAction::Create { pool, count } => {
-            http.post(format!("{base}/v1/jobs")).json(&JobRequest {
-                pool: *pool,
-                count: *count,
-                generator: "dealer".into(),
-            })
-        }
+        JobsAction::Create {
+            pool,
+            count,
+            generator,
+        } => http.post(format!("{base}/v1/jobs")).json(&JobRequest {
+            pool: *pool,
+            count: *count,
+            generator: generator.name().into(),
+        }),
         JobsAction::List => http.get(format!("{base}/v1/jobs")),
         JobsAction::Cancel { id } => http.delete(format!("{base}/v1/jobs/{id}")),
     };
@@ -124,14 +132,15 @@ pub(crate) async fn jobs(consortium: &Path, token_file: &Path, action: JobsActio
 
 fn print_jobs(jobs: &[Job]) {
     println!(
-        "{:>5} {:<22} {:<10} {:>14} {:>14} {:>7}  error",
-        "id", "pool", "state", "count", "made", "pieces"
+        "{:>5} {:<22} {:<9} {:<10} {:>14} {:>14} {:>7}  error",
+        "id", "pool", "generator", "state", "count", "made", "pieces"
     );
     for j in jobs {
         println!(
-            "{:>5} {:<22} {:<10} {:>14} {:>14} {:>7}  {}",
+            "{:>5} {:<22} {:<9} {:<10} {:>14} {:>14} {:>7}  {}",
             j.id,
             j.pool.to_string(),
+            j.generator,
             format!("{:?}", j.state).to_lowercase(),
             j.count,
             j.made,

@@ -110,6 +110,7 @@ impl PartyGenerator for OwnMasks {
             drawn.iter_mut().for_each(|e| *e = r.zero());
             if me != owner {
                 channel.send(owner, shares)?;
+                channel.flush()?;
                 for seed in &seeds {
                     BatchHeader::encode_chunk(seed, &[], &mut file);
                 }

@@ -100,6 +100,15 @@ pub trait Channel: Send {
     /// # Errors
     /// [`GenerateError::Channel`] if `from` stopped or did not send in time.
     fn recv(&mut self, from: u8) -> Result<Zeroizing<Vec<u8>>, GenerateError>;
+
+    /// Waits until every message sent has been delivered (a channel may deliver in the
+    /// background while the generator computes).
+    ///
+    /// # Errors
+    /// [`GenerateError::Channel`] for a message that could not be delivered.
+    fn flush(&mut self) -> Result<(), GenerateError> {
+        Ok(())
+    }
 }
 
 /// The seam for generators without a dealer: one instance runs at every party, makes only that

@@ -110,14 +110,22 @@ impl Mailbox {
     }
 }
 
+/// Messages one channel has in flight at most; a further send waits for the oldest.
+const IN_FLIGHT: usize = 8;
+
+type Delivery = tokio::task::JoinHandle<Result<(), GenerateError>>;
+
 /// A generator's channel at this node, for one session (batch): messages to the other nodes
-/// over HTTPS, messages from them out of this node's mailbox. Call it from a blocking thread.
+/// over HTTPS, delivered in the background while the generator computes (each carries its
+/// number, so the receiver's mailbox orders them), messages from them out of this node's
+/// mailbox. Call it from a blocking thread.
 pub struct NodeChannel {
     st: Arc<NodeState>,
     session: String,
     runtime: tokio::runtime::Handle,
     sent: Vec<u64>,
     taken: Vec<u64>,
+    in_flight: std::collections::VecDeque<Delivery>,
 }
 
 impl NodeChannel {
@@ -129,6 +137,37 @@ impl NodeChannel {
             runtime,
             sent: vec![0; n],
             taken: vec![0; n],
+            in_flight: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Waits for the oldest delivery in flight.
+    fn settle_one(&mut self) -> Result<(), GenerateError> {
+        let Some(d) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        self.runtime
+            .block_on(d)
+            .map_err(|e| GenerateError::Channel {
+                party: self.st.me,
+                what: format!("a delivery task failed: {e}"),
+            })?
+    }
+
+    /// Collects the deliveries already over, reporting the first that failed.
+    fn settle_finished(&mut self) -> Result<(), GenerateError> {
+        while self.in_flight.front().is_some_and(|d| d.is_finished()) {
+            self.settle_one()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for NodeChannel {
+    fn drop(&mut self) {
+        // A generator that failed leaves nothing running on its behalf.
+        for d in &self.in_flight {
+            d.abort();
         }
     }
 }
@@ -145,18 +184,37 @@ impl Channel for NodeChannel {
             .others
             .iter()
             .find(|p| p.at().party == to)
-            .ok_or_else(|| fail("no such party".into()))?;
+            .ok_or_else(|| fail("no such party".into()))?
+            .clone();
+        self.settle_finished()?;
+        while self.in_flight.len() >= IN_FLIGHT {
+            self.settle_one()?;
+        }
         let seq = self.sent[to as usize];
         // The body keeps the secret buffer, zeroized once sent.
         let body = Bytes::from_owner(Secret(message));
-        self.runtime
-            .block_on(peer.send_message(&self.session, seq, body))
-            .map_err(|e| fail(e.to_string()))?;
+        let session = self.session.clone();
+        self.in_flight.push_back(self.runtime.spawn(async move {
+            peer.send_message(&session, seq, body)
+                .await
+                .map_err(|e| GenerateError::Channel {
+                    party: to,
+                    what: e.to_string(),
+                })
+        }));
         self.sent[to as usize] += 1;
         Ok(())
     }
 
+    fn flush(&mut self) -> Result<(), GenerateError> {
+        while !self.in_flight.is_empty() {
+            self.settle_one()?;
+        }
+        Ok(())
+    }
+
     fn recv(&mut self, from: u8) -> Result<Zeroizing<Vec<u8>>, GenerateError> {
+        self.settle_finished()?;
         let seq = *self
             .taken
             .get(from as usize)

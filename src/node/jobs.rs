@@ -119,6 +119,7 @@ pub(super) async fn create(
         })
         .await?;
     tracing::info!(job = job.id, pool = %job.pool, count = job.count, generator = %job.generator, "job created");
+    st.job_created.notify_one();
     Ok((StatusCode::CREATED, Json(job)))
 }
 
@@ -455,6 +456,7 @@ pub(super) async fn run_party_jobs(
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
+            _ = st.job_created.notified() => {}
         }
         loop {
             let piece = match lease(&st, &AT_THE_NODES, "nodes".into()).await {

@@ -84,6 +84,8 @@ pub struct NodeState {
     pub(crate) confirmations: tokio::sync::watch::Sender<u64>,
     /// At the leader: serialises changes to generation jobs (see `jobs`).
     pub(crate) jobs: tokio::sync::Mutex<()>,
+    /// Wakes the leader's runner of the nodes' own jobs when one is created.
+    pub(crate) job_created: tokio::sync::Notify,
     /// What the metrics listener serves.
     pub(crate) metrics: metrics::Metrics,
     /// Messages from other nodes for this node's generators (see `channel`).
@@ -190,6 +192,7 @@ impl NodeState {
             }),
             confirmations: tokio::sync::watch::Sender::new(0),
             jobs: tokio::sync::Mutex::new(()),
+            job_created: tokio::sync::Notify::new(),
             metrics,
             mailbox: channel::Mailbox::default(),
             archive: Default::default(),

@@ -450,5 +450,6 @@ fn run_pairs(
             }
         }
     }
+    channel.flush()?;
     Ok(sent)
 }
