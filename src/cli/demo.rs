@@ -55,6 +55,58 @@ fn prepare(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Has the nodes make `items` of `pool` with the HE generator (a job, as an operator would
+/// create with `larder jobs create --generator he`), showing its progress.
+async fn make_he(
+    launch: &larder::node::launch::Launch,
+    pool: larder::material::PoolSpec,
+    items: u64,
+) -> Result<()> {
+    use larder::wire::{Job, JobRequest, JobState};
+    let http = larder::tls::client(&launch.ca, std::time::Duration::from_secs(30))?;
+    let leader = &launch.cluster.nodes()[launch.cluster.leader as usize].url;
+    let token = launch.prov.operator_token.expose().to_string();
+    let r = http
+        .post(format!("{leader}/v1/jobs"))
+        .bearer_auth(&token)
+        .json(&JobRequest {
+            pool,
+            count: items,
+            generator: "he".into(),
+        })
+        .send()
+        .await?;
+    anyhow::ensure!(
+        r.status().is_success(),
+        "creating the HE job: {}",
+        r.text().await?
+    );
+    let job: Job = r.json().await?;
+    let bar = progress_bar(items, format!("the nodes make {pool} (HE)"));
+    loop {
+        let j: Job = http
+            .get(format!("{leader}/v1/jobs/{}", job.id))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        bar.set_position(j.made);
+        match j.state {
+            JobState::Done => break,
+            JobState::Failed | JobState::Cancelled => {
+                anyhow::bail!("the HE job ended {:?}: {:?}", j.state, j.error)
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    bar.finish();
+    println!(
+        "{pool}: {items} triples made by the nodes themselves with homomorphic encryption (no dealer; the pool refuses a dealer's batches)"
+    );
+    Ok(())
+}
+
 /// Runs the demo.
 ///
 /// # Errors
@@ -63,7 +115,18 @@ pub async fn run(opts: Options) -> Result<()> {
     let dir = &opts.dir;
     prepare(dir)?;
     let pools = default_pools(3);
-    let consortium = InProcess::start(dir, Plan::local("larder-demo", 3, pools.clone())).await?;
+    // One pool the consortium accepts from the HE generator only: made by the nodes
+    // themselves, no dealer (a dealer's batch of it would be refused at staging).
+    let he_pool: larder::material::PoolSpec = "triple-p60".parse()?;
+    let mut all = pools.clone();
+    all.push(he_pool);
+    let plan = Plan {
+        pool_generators: [(he_pool, vec![larder::material::Maker::He])]
+            .into_iter()
+            .collect(),
+        ..Plan::local("larder-demo", 3, all)
+    };
+    let consortium = InProcess::start(dir, plan).await?;
     let (prov, cluster) = (&consortium.launch.prov, &consortium.launch.cluster);
     println!(
         "Larder demo: consortium {:?}, 3 party nodes with TLS, leader party 0, files in {}",
@@ -81,6 +144,8 @@ pub async fn run(opts: Options) -> Result<()> {
             .await?;
         bar.finish();
     }
+
+    make_he(&consortium.launch, he_pool, opts.items).await?;
 
     // A sample checkout: every party's engine asks for the same id and downloads its shares.
     let pool = pools[0];

@@ -361,20 +361,29 @@ pub fn write_stock_table<W: Write>(
 ) -> std::io::Result<()> {
     writeln!(
         w,
-        "{:<24} {:>6} {:>14} {:>12} {:>12} {:>14}",
+        "{:<24} {:>6} {:>14} {:>12} {:>12} {:>14}  made by",
         "pool", "party", "available", "staged", "reserved", "consumed"
     )?;
     for (p, s) in stock {
         for (pool, st) in *s {
+            // Who made the available items: the trust model behind them.
+            let made_by = st
+                .by_generator
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(g, n)| format!("{g} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             writeln!(
                 w,
-                "{:<24} {:>6} {:>14} {:>12} {:>12} {:>14}",
+                "{:<24} {:>6} {:>14} {:>12} {:>12} {:>14}  {}",
                 pool.to_string(),
                 p,
                 st.available,
                 st.staged,
                 st.reserved,
-                st.consumed
+                st.consumed,
+                made_by
             )?;
         }
     }
