@@ -104,6 +104,63 @@ fn unsafe_parameters_are_refused() {
     assert!(matches!(e, ParamsError::NotPrime(_)), "{e}");
     // The generator refuses a pool whose prime cannot carry HE material.
     assert!(!he::supports(&pool("triple-p61")));
+    // A prime above about 2/3 of the first modulus: fhe 0.1.1 would decrypt to garbage.
+    let e = HeContext::new(&HeParams::for_prime(ABOVE_TWO_THIRDS)).unwrap_err();
+    assert!(matches!(e, ParamsError::PlaintextTooLarge { .. }), "{e}");
+    assert!(!he::supports(&pool(&format!(
+        "triple-fp:{ABOVE_TWO_THIRDS}"
+    ))));
+}
+
+/// The largest prime 1 mod 16384 with t + (t-1)/2 below the default first modulus
+/// (0x3fffffffffff0001), and the smallest above it.
+const BELOW_TWO_THIRDS: u64 = 3_074_457_345_618_067_457;
+const ABOVE_TWO_THIRDS: u64 = 3_074_457_345_618_804_737;
+/// The largest prime 1 mod 16384 below every default modulus: it passed every check before the
+/// two-thirds rule (the flood fits too), yet most of its decryptions are wrong.
+const BELOW_EVERY_MODULUS: u64 = 4_611_686_018_426_257_409;
+
+#[test]
+fn the_largest_accepted_prime_reconstructs_and_a_refused_one_really_decrypts_wrong() {
+    // Accepted: triples in this 61.4-bit field reconstruct.
+    let id = format!("triple-fp:{BELOW_TWO_THIRDS}");
+    assert!(he::supports(&pool(&id)));
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&id);
+    let c = consortium(dir.path(), 2, 10_000, &[p]);
+    let mut gens: Vec<HeTriples> = (0..2).map(|_| HeTriples::from_os_rng()).collect();
+    c.make(&mut gens, p, 10_000, |_| {}).unwrap();
+    let files = c.take(p, 10_000, "big", &dir.path().join("out")).unwrap();
+    assert_eq!(verify(&files).unwrap().items, 10_000);
+
+    // Negative control for the check: fhe itself, with a refused prime and the same moduli,
+    // decrypts a fresh encryption of random values wrongly (below the bound it is right). Just
+    // above the bound only a coefficient in a sliver of [0, t) decrypts wrong (about one
+    // ciphertext in 300), so the control uses the largest prime the other checks let through.
+    use fhe::bfv::{BfvParametersBuilder, SecretKey};
+    use fhe_traits::{FheDecoder, FheDecrypter, FheEncrypter};
+    let roundtrip = |t: u64| {
+        let par = BfvParametersBuilder::new()
+            .set_degree(8192)
+            .set_plaintext_modulus(t)
+            .set_moduli_sizes(&[62, 62, 62])
+            .build_arc()
+            .unwrap();
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let sk = SecretKey::random(&par, &mut rng);
+        let values: Vec<u64> = (0..8192).map(|_| rng.random_range(0..t)).collect();
+        let pt = Plaintext::try_encode(&values, Encoding::simd(), &par).unwrap();
+        let ct: Ciphertext = sk.try_encrypt(&pt, &mut rng).unwrap();
+        let back = Vec::<u64>::try_decode(&sk.try_decrypt(&ct).unwrap(), Encoding::simd()).unwrap();
+        back == values
+    };
+    assert!(roundtrip(BELOW_TWO_THIRDS));
+    let e = HeContext::new(&HeParams::for_prime(BELOW_EVERY_MODULUS)).unwrap_err();
+    assert!(matches!(e, ParamsError::PlaintextTooLarge { .. }), "{e}");
+    assert!(
+        !roundtrip(BELOW_EVERY_MODULUS),
+        "fhe decrypts this prime correctly after all"
+    );
 }
 
 fn random(n: usize, rng: &mut ChaCha20Rng) -> Vec<u64> {

@@ -54,9 +54,14 @@ impl Mailbox {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps a message; `false` if the mailbox is full (after dropping expired ones).
+    /// Keeps a message; `false` if the mailbox is full (after dropping expired ones). A
+    /// message of an aborted session is dropped (and counts as kept).
     pub fn put(&self, session: &str, from: u8, seq: u64, message: Bytes) -> bool {
         let mut held = self.held();
+        // Under the mailbox's lock, so an abort cannot slip between the check and the insert.
+        if self.aborted().contains_key(session) {
+            return true;
+        }
         held.retain(|_, (at, _)| at.elapsed() < MESSAGE_TTL);
         let used: usize = held.values().map(|(_, m)| m.len()).sum();
         if used + message.len() > MAILBOX_BYTES {
@@ -72,15 +77,23 @@ impl Mailbox {
         self.aborted.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether `session` was given up.
+    pub fn is_aborted(&self, session: &str) -> bool {
+        self.aborted().contains_key(session)
+    }
+
     /// Gives up `session`: its waiting and later `take`s return nothing, and its messages are
     /// dropped.
     pub fn abort(&self, session: &str) {
+        // Locks in the order `put` takes them: the mailbox, then the aborted sessions.
+        let mut held = self.held();
         {
             let mut aborted = self.aborted();
             aborted.retain(|_, at| at.elapsed() < MESSAGE_TTL);
             aborted.insert(session.to_string(), Instant::now());
         }
-        self.held().retain(|(s, _, _), _| s != session);
+        held.retain(|(s, _, _), _| s != session);
+        drop(held);
         self.arrived.notify_waiters();
     }
 
@@ -223,16 +236,27 @@ impl Channel for NodeChannel {
                 what: "no such party".into(),
             })?;
         let deadline = Instant::now() + RECV_WAIT;
-        let m = self
-            .runtime
-            .block_on(self.st.mailbox.take(&self.session, from, seq, deadline))
-            .ok_or_else(|| GenerateError::Channel {
-                party: from,
-                what: format!(
-                    "no message within {} s, or the batch was given up",
-                    RECV_WAIT.as_secs()
-                ),
-            })?;
+        // Waits in slices, so a message of ours that could not be delivered (which the other
+        // party may be waiting for) fails this generator at once rather than after RECV_WAIT.
+        let m = loop {
+            let slice = (Instant::now() + Duration::from_millis(500)).min(deadline);
+            let got = self
+                .runtime
+                .block_on(self.st.mailbox.take(&self.session, from, seq, slice));
+            if let Some(m) = got {
+                break m;
+            }
+            self.settle_finished()?;
+            if Instant::now() >= deadline || self.st.mailbox.is_aborted(&self.session) {
+                return Err(GenerateError::Channel {
+                    party: from,
+                    what: format!(
+                        "no message within {} s, or the batch was given up",
+                        RECV_WAIT.as_secs()
+                    ),
+                });
+            }
+        };
         self.taken[from as usize] += 1;
         Ok(Zeroizing::new(m.to_vec()))
     }
@@ -284,9 +308,6 @@ pub(super) async fn receive(
         return Err(ApiError::bad_request("a session is 1 to 64 characters"));
     }
     let message = read_body(body, STAGE_LIMIT, STAGE_BODY_TIMEOUT).await?;
-    if st.mailbox.aborted().contains_key(&session) {
-        return Ok(StatusCode::NO_CONTENT);
-    }
     if !st.mailbox.put(&session, from, seq, message) {
         return Err(ApiError::unavailable(
             "this node's mailbox is full; try again",

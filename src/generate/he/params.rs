@@ -65,6 +65,8 @@ pub enum ParamsError {
     NoBatching { t: u64, two_n: u64 },
     #[error("ciphertext modulus {q} is not above the plaintext modulus {t}: decryption would silently return garbage")]
     ModulusBelowPlaintext { q: u64, t: u64 },
+    #[error("plaintext modulus {t} is too large for the first ciphertext modulus {q0}: fhe 0.1.1 decrypts correctly only when t + (t - 1) / 2 < q0 (about 2 q0 / 3)")]
+    PlaintextTooLarge { t: u64, q0: u64 },
     #[error("log2 q = {log_q:.1} exceeds {max} at N = {degree}: below 128-bit security (HomomorphicEncryption.org tables)")]
     Insecure { log_q: f64, max: u32, degree: usize },
     #[error("a reply keeps {keep} of {moduli} moduli: it must keep at least one and at most all")]
@@ -159,6 +161,13 @@ impl HeContext {
         let moduli = bfv.moduli();
         if let Some(&q) = moduli.iter().find(|&&q| q <= t) {
             return Err(ParamsError::ModulusBelowPlaintext { q, t });
+        }
+        // fhe 0.1.1 decrypts into the first modulus's context: the scaled phase d, centred in
+        // [-(t-1)/2, (t-1)/2], is stored mod q0, then (d + t) mod q0 mod t is taken, which is
+        // wrong whenever d + t >= q0. So t + (t-1)/2 must stay below q0 (found in review;
+        // `tests/he.rs` shows the garbage just above this bound).
+        if t as u128 + (t as u128 - 1) / 2 >= moduli[0] as u128 {
+            return Err(ParamsError::PlaintextTooLarge { t, q0: moduli[0] });
         }
         let q: BigUint = moduli.iter().map(|&m| BigUint::from(m)).product();
         let q_reply: BigUint = moduli[..spec.reply_moduli]
