@@ -37,6 +37,11 @@ fn he_triples_and_squares_reconstruct_across_2_3_and_4_parties() {
         (3, "square-p60", 5_000, 5_000),
         (4, "triple-p60", 9_000, 9_000),
         (4, "square-p60", 3_000, 3_000),
+        // Derived with one opening each: inverses from triples, bits from squares.
+        (2, "inverse-p60", 9_000, 9_000),
+        (3, "inverse-p60", 5_000, 5_000),
+        (2, "bit-p60", 9_000, 9_000),
+        (3, "bit-p60", 5_000, 5_000),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let p = pool(id);
@@ -65,7 +70,8 @@ fn the_default_parameters_pass_and_say_their_budget() {
     assert!(b.top_room_bits > 1.0 && b.reply_room_bits > 1.0, "{b:?}");
     assert!(he::supports(&pool("triple-p60")) && he::supports(&pool("square-p60")));
     assert!(!he::supports(&pool("triple-z64")) && !he::supports(&pool("triple-p128")));
-    assert!(!he::supports(&pool("bit-p60")));
+    assert!(he::supports(&pool("bit-p60")) && he::supports(&pool("inverse-p60")));
+    assert!(!he::supports(&pool("input-mask-p60-o0")) && !he::supports(&pool("double-p60-t1")));
 }
 
 #[test]

@@ -16,6 +16,9 @@ pub struct VerifyReport {
     pub pool: PoolSpec,
     pub checkout: String,
     pub items: u64,
+    /// For bits: how many opened to 1 (a generator that made constant bits would still pass
+    /// the item check; this lets a test see the balance).
+    pub ones: u64,
 }
 
 /// Reconstructs a set of share files (one per party) and checks every item's correlation.
@@ -88,6 +91,7 @@ pub fn verify(files: &[PathBuf]) -> Result<VerifyReport> {
     let pool = first.pool;
     let ring = pool.domain.ring();
     let mut checked = 0u64;
+    let mut ones = 0u64;
     const BLOCK: usize = 8192;
     loop {
         let blocks = readers
@@ -104,18 +108,27 @@ pub fn verify(files: &[PathBuf]) -> Result<VerifyReport> {
             .into_iter()
             .map(|b| b.ok_or_else(|| bad("a party's file ended early".into())))
             .collect::<Result<_>>()?;
-        let got = with_ring!(ring, r => check_block(r, &pool, &blocks, checked))?;
+        let (got, one) = with_ring!(ring, r => check_block(r, &pool, &blocks, checked))?;
         checked += got;
+        ones += one;
     }
     Ok(VerifyReport {
         pool,
         checkout: first.checkout,
         items: checked,
+        ones,
     })
 }
 
-/// Checks one block of records from every party; returns how many items it held.
-fn check_block<R: Ring>(r: &R, pool: &PoolSpec, blocks: &[Vec<u8>], offset: u64) -> Result<u64> {
+/// Checks one block of records from every party; returns how many items it held, and how many
+/// bits opened to 1.
+fn check_block<R: Ring>(
+    r: &R,
+    pool: &PoolSpec,
+    blocks: &[Vec<u8>],
+    offset: u64,
+) -> Result<(u64, u64)> {
+    let mut ones = 0;
     use crate::material::Kind;
     let eb = r.elem_bytes();
     let n = blocks.len();
@@ -163,6 +176,7 @@ fn check_block<R: Ring>(r: &R, pool: &PoolSpec, blocks: &[Vec<u8>], offset: u64)
                 if b != r.zero() && b != r.one() {
                     return fail("the bit opens to neither 0 nor 1");
                 }
+                ones += u64::from(b == r.one());
             }
             Kind::Inverse => {
                 if r.mul(open(i, 0)?, open(i, 1)?) != r.one() {
@@ -194,5 +208,5 @@ fn check_block<R: Ring>(r: &R, pool: &PoolSpec, blocks: &[Vec<u8>], offset: u64)
             }
         }
     }
-    Ok(items as u64)
+    Ok((items as u64, ones))
 }

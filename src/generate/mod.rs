@@ -15,8 +15,8 @@ use crate::material::{BatchHeader, BatchId, PoolError, PoolSpec};
 use zeroize::Zeroizing;
 
 /// Whether the generator `maker` names can make material of `pool` at all (the dealer makes
-/// every kind; the parties' own generator input masks; the HE generator triples and squares
-/// in HE-friendly prime fields).
+/// every kind; the parties' own generator input masks; the HE generator triples, squares,
+/// inverses and bits in HE-friendly prime fields).
 pub fn can_make(maker: crate::material::Maker, pool: &PoolSpec) -> bool {
     use crate::material::{Kind, Maker};
     match maker {

@@ -8,7 +8,8 @@
 //! with j's plaintexts, plus a fresh public-key encryption of -r under i's key, plus flooding
 //! noise, switched down to fewer moduli. j keeps r; i decrypts. Then
 //! `c_i = a_i b_i + sum(decrypted) + sum(r kept)` and the c_i add up to (sum a)(sum b).
-//! Squares are the same with one ciphertext and the term 2 a_i a_j.
+//! Squares are the same with one ciphertext and the term 2 a_i a_j. Inverses (from a triple,
+//! c opened) and bits (from a square, a^2 opened) take one opening more.
 //!
 //! Messages are grouped [`GROUP_BLOCKS`] blocks at a time and pipelined: a party encrypts and
 //! sends group g, answers group g from every lower party, then decrypts the answers to group
@@ -31,7 +32,9 @@ pub use params::{
 
 use super::{BatchPlan, Channel, GenerateError, PartyBatch, PartyGenerator};
 use crate::material::batch::SEED_BYTES;
-use crate::material::{BatchHeader, Kind, Maker, PoolSpec, Seed, CHUNK_ITEMS};
+use crate::material::{
+    party_layout, BatchHeader, Kind, Maker, PoolSpec, Seed, Source, CHUNK_ITEMS,
+};
 use crate::math::{Domain, Fp64, Ring};
 use fhe::bfv::{Ciphertext, PublicKey};
 use rand::{RngCore, SeedableRng};
@@ -99,11 +102,14 @@ impl HeTriples {
     }
 }
 
-/// Whether the HE generator can make material of `pool` (triples and squares in a prime field
-/// with BFV parameters that pass every check).
+/// Whether the HE generator can make material of `pool`: triples and squares in a prime field
+/// with BFV parameters that pass every check, and from them inverses (a triple, c opened) and
+/// bits (a square, a^2 opened).
 pub fn supports(pool: &PoolSpec) -> bool {
-    matches!(pool.kind, Kind::Triple | Kind::Square)
-        && matches!(pool.domain, Domain::Fp(p) if p < 1 << 62 && HeTriples::context_for(p as u64).is_ok())
+    matches!(
+        pool.kind,
+        Kind::Triple | Kind::Square | Kind::Inverse | Kind::Bit
+    ) && matches!(pool.domain, Domain::Fp(p) if p < 1 << 62 && HeTriples::context_for(p as u64).is_ok())
 }
 
 fn channel_err(party: u8, what: impl Into<String>) -> GenerateError {
@@ -180,10 +186,14 @@ impl PartyGenerator for HeTriples {
     ) -> Result<PartyBatch, GenerateError> {
         plan.pool.validate(plan.parties)?;
         let t = match (plan.pool.kind, plan.pool.domain) {
-            (Kind::Triple | Kind::Square, Domain::Fp(p)) if p < 1 << 62 => p as u64,
+            (Kind::Triple | Kind::Square | Kind::Inverse | Kind::Bit, Domain::Fp(p))
+                if p < 1 << 62 =>
+            {
+                p as u64
+            }
             _ => {
                 return Err(GenerateError::Plan(format!(
-                    "the HE generator makes triples and squares in prime fields below 2^62, not {}",
+                    "the HE generator makes triples, squares, inverses and bits in prime fields below 2^62, not {}",
                     plan.pool
                 )))
             }
@@ -213,10 +223,10 @@ impl PartyGenerator for HeTriples {
                 s
             })
             .collect();
-        let mut shares = draw(&field, &header, &seeds, plan.pool.kind);
         let mut rng = self.rng();
+        let mut shares = draw(&field, &header, &seeds, plan.pool.kind, &mut rng);
         let keys = HeKeys::generate(&ctx, &mut rng);
-        let sent = run_pairs(
+        let mut sent = run_pairs(
             &ctx,
             &field,
             &keys,
@@ -225,6 +235,11 @@ impl PartyGenerator for HeTriples {
             channel,
             self,
         )?;
+        match plan.pool.kind {
+            Kind::Inverse => sent += derive_inverses(&field, &mut shares, plan.parties, channel)?,
+            Kind::Bit => sent += derive_bits(&field, &mut shares, plan.parties, channel)?,
+            _ => {}
+        }
         self.sent += sent;
         crate::failpoint::hit("he.exchanged");
 
@@ -248,22 +263,46 @@ impl PartyGenerator for HeTriples {
     }
 }
 
-/// This party's a and b shares from its chunk seeds, drawn as the store redraws them (item
-/// order, then record order), and the local part of c: a b (or a^2).
-fn draw(field: &Fp64, header: &BatchHeader, seeds: &[Seed], kind: Kind) -> Shares {
-    let per = if kind == Kind::Triple { 2 } else { 1 };
+/// This party's a and b shares, and the local part of c: a b (or a^2). What the batch's
+/// layout keeps seeded (a and b of a triple, a of a square or an inverse) is drawn from the
+/// chunk seeds as the store redraws it (item order, then record order); the rest (b of an
+/// inverse, a of a bit) from `rng`, used once and never stored.
+fn draw(
+    field: &Fp64,
+    header: &BatchHeader,
+    seeds: &[Seed],
+    kind: Kind,
+    rng: &mut ChaCha20Rng,
+) -> Shares {
+    let per = if matches!(kind, Kind::Triple | Kind::Inverse) {
+        2
+    } else {
+        1
+    };
+    let seeded = party_layout(&header.pool, header.party)
+        .iter()
+        .filter(|s| **s == Source::Seeded)
+        .count();
     let items = header.items as usize;
     let mut a = Zeroizing::new(vec![0u64; items]);
     let mut b = Zeroizing::new(vec![0u64; if per == 2 { items } else { 0 }]);
-    let mut drawn = Zeroizing::new(vec![0u64; CHUNK_ITEMS as usize * per]);
+    let mut drawn = Zeroizing::new(vec![0u64; CHUNK_ITEMS as usize * seeded]);
     for (c, seed) in seeds.iter().enumerate() {
         let len = header.chunk_len(c as u64) as usize;
         let at = c * CHUNK_ITEMS as usize;
-        field.sample_into(&mut seed.rng(), &mut drawn[..len * per]);
+        field.sample_into(&mut seed.rng(), &mut drawn[..len * seeded]);
         for i in 0..len {
-            a[at + i] = drawn[i * per];
+            a[at + i] = if seeded >= 1 {
+                drawn[i * seeded]
+            } else {
+                field.sample(rng)
+            };
             if per == 2 {
-                b[at + i] = drawn[i * per + 1];
+                b[at + i] = if seeded == 2 {
+                    drawn[i * seeded + 1]
+                } else {
+                    field.sample(rng)
+                };
             }
         }
     }
@@ -276,6 +315,175 @@ fn draw(field: &Fp64, header: &BatchHeader, seeds: &[Seed], kind: Kind) -> Share
         a.iter().map(|&x| field.mul(x, x)).collect()
     });
     Shares { per, a, b, c }
+}
+
+/// Opens `mine` (one element per item): every party sends its shares to every other and adds
+/// up what it gets. Returns the opened values and the bytes sent.
+fn open(
+    field: &Fp64,
+    mine: &[u64],
+    parties: u8,
+    channel: &mut dyn Channel,
+) -> Result<(Zeroizing<Vec<u64>>, u64), GenerateError> {
+    let me = channel.me();
+    let mut bytes = Zeroizing::new(Vec::with_capacity(mine.len() * 8));
+    for v in mine {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut sent = 0;
+    for p in (0..parties).filter(|&p| p != me) {
+        sent += bytes.len() as u64;
+        channel.send(p, bytes.clone())?;
+    }
+    let mut sum = Zeroizing::new(mine.to_vec());
+    for p in (0..parties).filter(|&p| p != me) {
+        let theirs = channel.recv(p)?;
+        if theirs.len() != bytes.len() {
+            return Err(channel_err(p, "an opening of another length"));
+        }
+        for (s, chunk) in sum.iter_mut().zip(theirs.chunks_exact(8)) {
+            let v = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            if v >= field.modulus() {
+                return Err(channel_err(
+                    p,
+                    "an opened share that is not a field element",
+                ));
+            }
+            *s = field.add(*s, v);
+        }
+    }
+    channel.flush()?;
+    Ok((sum, sent))
+}
+
+/// Inverses from triples (Bar-Ilan and Beaver, 1989): open c = a b, then 1/a = b / c, so this
+/// party's share of 1/a is c^-1 b_i. c reveals nothing of a: b is uniform and never used
+/// again. Writes the shares of 1/a into `shares.c` (the explicit element).
+fn derive_inverses(
+    field: &Fp64,
+    shares: &mut Shares,
+    parties: u8,
+    channel: &mut dyn Channel,
+) -> Result<u64, GenerateError> {
+    let (c, sent) = open(field, &shares.c, parties, channel)?;
+    let inv = batch_inverse(field, &c)?;
+    for ((out, b), ci) in shares.c.iter_mut().zip(shares.b.iter()).zip(inv.iter()) {
+        *out = field.mul(*b, *ci);
+    }
+    Ok(sent)
+}
+
+/// Bits from squares: open A = a^2, take its square root r (a fixed one of the two), then
+/// a / r is +1 or -1, each with probability 1/2 whatever r is, and b = (a / r + 1) / 2 is a
+/// uniform bit; this party's share is (r^-1 a_i + [i = 0]) / 2. A reveals nothing of b.
+/// Writes the bit shares into `shares.c` (the explicit element).
+fn derive_bits(
+    field: &Fp64,
+    shares: &mut Shares,
+    parties: u8,
+    channel: &mut dyn Channel,
+) -> Result<u64, GenerateError> {
+    let me = channel.me();
+    let (squares, sent) = open(field, &shares.c, parties, channel)?;
+    let sqrt = Sqrt::new(field);
+    let roots: Zeroizing<Vec<u64>> = Zeroizing::new(
+        squares
+            .par_iter()
+            .map(|&x| sqrt.root(x))
+            .collect::<Option<_>>()
+            .ok_or_else(|| GenerateError::Plan("an opened square has no root".into()))?,
+    );
+    let inv = batch_inverse(field, &roots)?;
+    let half = field.inv(2).expect("p is odd");
+    let one = u64::from(me == 0);
+    for ((out, a), ri) in shares.c.iter_mut().zip(shares.a.iter()).zip(inv.iter()) {
+        *out = field.mul(field.add(field.mul(*a, *ri), one), half);
+    }
+    Ok(sent)
+}
+
+/// Inverts every element with one field inversion (Montgomery's trick). A zero (a product or
+/// square that is 0, probability about 2/p per item) fails the batch, which is made again.
+fn batch_inverse(field: &Fp64, xs: &[u64]) -> Result<Zeroizing<Vec<u64>>, GenerateError> {
+    let mut prefix = Zeroizing::new(Vec::with_capacity(xs.len()));
+    let mut acc = field.one();
+    for &x in xs {
+        if x == 0 {
+            return Err(GenerateError::Plan(
+                "an opened value is zero; the batch is made again".into(),
+            ));
+        }
+        prefix.push(acc);
+        acc = field.mul(acc, x);
+    }
+    let mut inv = field.inv(acc).expect("a product of nonzero elements");
+    let mut out = Zeroizing::new(vec![0u64; xs.len()]);
+    for i in (0..xs.len()).rev() {
+        out[i] = field.mul(inv, prefix[i]);
+        inv = field.mul(inv, xs[i]);
+    }
+    Ok(out)
+}
+
+/// Square roots in F_p by Tonelli and Shanks.
+#[derive(Clone, Copy)]
+struct Sqrt<'a> {
+    field: &'a Fp64,
+    /// p - 1 = q 2^s with q odd.
+    q: u64,
+    s: u32,
+    /// A quadratic non-residue to the power q.
+    z_q: u64,
+}
+
+impl<'a> Sqrt<'a> {
+    fn new(field: &'a Fp64) -> Self {
+        let p = field.modulus();
+        let s = (p - 1).trailing_zeros();
+        let q = (p - 1) >> s;
+        let non_residue = (2..)
+            .find(|&z| field.pow(z, ((p - 1) / 2) as u128) == p - 1)
+            .expect("half of F_p* are non-residues");
+        Sqrt {
+            field,
+            q,
+            s,
+            z_q: field.pow(non_residue, q as u128),
+        }
+    }
+
+    /// The square root of `x` that is below p / 2, if `x` is a square.
+    fn root(&self, x: u64) -> Option<u64> {
+        let f = self.field;
+        let p = f.modulus();
+        if x == 0 {
+            return Some(0);
+        }
+        let (mut m, mut c) = (self.s, self.z_q);
+        let mut t = f.pow(x, self.q as u128);
+        let mut r = f.pow(x, self.q.div_ceil(2) as u128);
+        while t != 1 {
+            let mut i = 0;
+            let mut t2 = t;
+            while t2 != 1 {
+                t2 = f.mul(t2, t2);
+                i += 1;
+                if i >= m {
+                    return None; // not a square
+                }
+            }
+            let mut b = c;
+            for _ in 0..m - i - 1 {
+                b = f.mul(b, b);
+            }
+            m = i;
+            c = f.mul(b, b);
+            t = f.mul(t, c);
+            r = f.mul(r, b);
+        }
+        debug_assert_eq!(f.mul(r, r), x);
+        Some(if r > p / 2 { p - r } else { r })
+    }
 }
 
 /// Runs every pair this party is in, adding the cross terms into `shares.c`. Returns the bytes
