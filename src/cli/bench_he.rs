@@ -7,7 +7,7 @@ use super::bench::LocalNodes;
 use larder::generate::he::HeTriples;
 use larder::generate::{mesh, BatchPlan, PartyGenerator};
 use larder::material::{BatchId, Maker, PoolSpec};
-use larder::wire::{Job, JobRequest, JobState};
+use larder::wire::JobRequest;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -99,44 +99,14 @@ pub async fn he(b: &HeBench) -> anyhow::Result<HeFigure> {
         plan.pool_generators = [(b.pool, vec![Maker::He])].into_iter().collect();
     })
     .await?;
-    let launch = nodes.launch();
-    let http = larder::tls::client(&launch.ca, Duration::from_secs(30))?;
-    let leader = &launch.cluster.nodes()[launch.cluster.leader as usize].url;
-    let token = launch.prov.operator_token.expose().to_string();
     let t0 = Instant::now();
-    let r = http
-        .post(format!("{leader}/v1/jobs"))
-        .bearer_auth(&token)
-        .json(&JobRequest {
-            pool: b.pool,
-            count: b.items,
-            generator: Maker::He.name().into(),
-        })
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        anyhow::bail!("creating the job: {}", r.text().await?);
-    }
-    let job: Job = r.json().await?;
-    let seconds = loop {
-        let j: Job = http
-            .get(format!("{leader}/v1/jobs/{}", job.id))
-            .bearer_auth(&token)
-            .send()
-            .await?
-            .json()
-            .await?;
-        match j.state {
-            JobState::Done => break t0.elapsed().as_secs_f64(),
-            JobState::Failed | JobState::Cancelled => {
-                anyhow::bail!("the job ended {:?}: {:?}", j.state, j.error)
-            }
-            _ if t0.elapsed() > Duration::from_secs(3600) => {
-                anyhow::bail!("the job took over an hour")
-            }
-            _ => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
+    let req = JobRequest {
+        pool: b.pool,
+        count: b.items,
+        generator: Maker::He.name().into(),
     };
+    super::worker::run_job(nodes.launch(), &req, Duration::from_millis(20), |_| {}).await?;
+    let seconds = t0.elapsed().as_secs_f64();
     let peak: Vec<u64> = (0..b.parties as usize)
         .map(|i| super::bench::proc_peak_rss(nodes.pid(i)))
         .collect();

@@ -62,44 +62,16 @@ async fn make_he(
     pool: larder::material::PoolSpec,
     items: u64,
 ) -> Result<()> {
-    use larder::wire::{Job, JobRequest, JobState};
-    let http = larder::tls::client(&launch.ca, std::time::Duration::from_secs(30))?;
-    let leader = &launch.cluster.nodes()[launch.cluster.leader as usize].url;
-    let token = launch.prov.operator_token.expose().to_string();
-    let r = http
-        .post(format!("{leader}/v1/jobs"))
-        .bearer_auth(&token)
-        .json(&JobRequest {
-            pool,
-            count: items,
-            generator: "he".into(),
-        })
-        .send()
-        .await?;
-    anyhow::ensure!(
-        r.status().is_success(),
-        "creating the HE job: {}",
-        r.text().await?
-    );
-    let job: Job = r.json().await?;
+    let req = larder::wire::JobRequest {
+        pool,
+        count: items,
+        generator: "he".into(),
+    };
     let bar = progress_bar(items, format!("the nodes make {pool} (HE)"));
-    loop {
-        let j: Job = http
-            .get(format!("{leader}/v1/jobs/{}", job.id))
-            .bearer_auth(&token)
-            .send()
-            .await?
-            .json()
-            .await?;
-        bar.set_position(j.made);
-        match j.state {
-            JobState::Done => break,
-            JobState::Failed | JobState::Cancelled => {
-                anyhow::bail!("the HE job ended {:?}: {:?}", j.state, j.error)
-            }
-            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-        }
-    }
+    super::worker::run_job(launch, &req, std::time::Duration::from_millis(100), |j| {
+        bar.set_position(j.made)
+    })
+    .await?;
     bar.finish();
     println!(
         "{pool}: {items} triples made by the nodes themselves with homomorphic encryption (no dealer; the pool refuses a dealer's batches)"

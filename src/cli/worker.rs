@@ -149,3 +149,53 @@ fn print_jobs(jobs: &[Job]) {
         );
     }
 }
+
+/// As an operator of the consortium `launch` made: creates the job `req` at the leader and
+/// waits until it is done, calling `progress` at each look (every `every`).
+///
+/// # Errors
+/// A refused job, one that failed or was cancelled, or one not done within an hour.
+pub(crate) async fn run_job(
+    launch: &larder::node::launch::Launch,
+    req: &JobRequest,
+    every: Duration,
+    mut progress: impl FnMut(&Job),
+) -> Result<Job> {
+    use larder::wire::JobState;
+    let http = larder::tls::client(&launch.ca, Duration::from_secs(30))?;
+    let leader = &launch.cluster.nodes()[launch.cluster.leader as usize].url;
+    let token = launch.prov.operator_token.expose().to_string();
+    let started = std::time::Instant::now();
+    let r = http
+        .post(format!("{leader}/v1/jobs"))
+        .bearer_auth(&token)
+        .json(req)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        r.status().is_success(),
+        "creating the job: {}",
+        r.text().await?
+    );
+    let job: Job = r.json().await?;
+    loop {
+        let j: Job = http
+            .get(format!("{leader}/v1/jobs/{}", job.id))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        progress(&j);
+        match j.state {
+            JobState::Done => return Ok(j),
+            JobState::Failed | JobState::Cancelled => {
+                anyhow::bail!("job {} ended {:?}: {:?}", j.id, j.state, j.error)
+            }
+            _ if started.elapsed() > Duration::from_secs(3600) => {
+                anyhow::bail!("job {} took over an hour", j.id)
+            }
+            _ => tokio::time::sleep(every).await,
+        }
+    }
+}

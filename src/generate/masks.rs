@@ -8,11 +8,11 @@
 //! (items x element bytes).
 
 use super::{BatchPlan, Channel, GenerateError, PartyBatch, PartyGenerator};
-use crate::material::batch::{HEADER_BYTES, SEED_BYTES};
-use crate::material::{BatchHeader, Kind, Maker, PoolSpec, Seed, CHUNK_ITEMS};
+use crate::material::batch::HEADER_BYTES;
+use crate::material::{BatchHeader, Kind, Maker, PoolSpec, CHUNK_ITEMS};
 use crate::math::Ring;
 use crate::with_ring;
-use rand::{RngCore, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use zeroize::Zeroizing;
 
@@ -68,28 +68,7 @@ impl PartyGenerator for OwnMasks {
             }
         };
         let me = channel.me();
-        if plan.items == 0 || me >= plan.parties {
-            return Err(GenerateError::Plan(
-                "items must be positive and this party a member".into(),
-            ));
-        }
-        let header = BatchHeader {
-            pool: plan.pool,
-            parties: plan.parties,
-            party: me,
-            correction: 0,
-            batch: plan.batch,
-            items: plan.items,
-            chunk_items: CHUNK_ITEMS,
-            maker: Maker::Parties,
-        };
-        let seeds: Vec<Seed> = (0..header.chunks())
-            .map(|_| {
-                let mut s = Seed([0; SEED_BYTES]);
-                self.master.fill_bytes(&mut s.0);
-                s
-            })
-            .collect();
+        let (header, seeds) = super::party_share_start(plan, me, Maker::Parties, &mut self.master)?;
         let mut file = Zeroizing::new(Vec::with_capacity(header.file_len() as usize));
         file.extend_from_slice(&header.encode());
         let ring = plan.pool.domain.ring();

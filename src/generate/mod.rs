@@ -26,6 +26,43 @@ pub fn can_make(maker: crate::material::Maker, pool: &PoolSpec) -> bool {
     }
 }
 
+/// This party's batch header for `plan` and a fresh seed per chunk from `rng`: how every
+/// [`PartyGenerator`] starts its share.
+///
+/// # Errors
+/// [`GenerateError::Plan`] for no items, or a party outside the consortium.
+pub fn party_share_start(
+    plan: &BatchPlan,
+    me: u8,
+    maker: crate::material::Maker,
+    rng: &mut impl rand::RngCore,
+) -> Result<(BatchHeader, Vec<crate::material::Seed>), GenerateError> {
+    use crate::material::{Seed, CHUNK_ITEMS};
+    if plan.items == 0 || me >= plan.parties {
+        return Err(GenerateError::Plan(
+            "items must be positive and this party a member".into(),
+        ));
+    }
+    let header = BatchHeader {
+        pool: plan.pool,
+        parties: plan.parties,
+        party: me,
+        correction: 0,
+        batch: plan.batch,
+        items: plan.items,
+        chunk_items: CHUNK_ITEMS,
+        maker,
+    };
+    let seeds = (0..header.chunks())
+        .map(|_| {
+            let mut s = Seed([0; crate::material::batch::SEED_BYTES]);
+            rng.fill_bytes(&mut s.0);
+            s
+        })
+        .collect();
+    Ok((header, seeds))
+}
+
 /// What to make: one batch of one pool for a consortium.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchPlan {

@@ -31,7 +31,6 @@ pub use params::{
 };
 
 use super::{BatchPlan, Channel, GenerateError, PartyBatch, PartyGenerator};
-use crate::material::batch::SEED_BYTES;
 use crate::material::{
     party_layout, BatchHeader, Kind, Maker, PoolSpec, Seed, Source, CHUNK_ITEMS,
 };
@@ -200,29 +199,8 @@ impl PartyGenerator for HeTriples {
         };
         let ctx = self.context(t)?;
         let me = channel.me();
-        if plan.items == 0 || me >= plan.parties {
-            return Err(GenerateError::Plan(
-                "items must be positive and this party a member".into(),
-            ));
-        }
-        let header = BatchHeader {
-            pool: plan.pool,
-            parties: plan.parties,
-            party: me,
-            correction: 0,
-            batch: plan.batch,
-            items: plan.items,
-            chunk_items: CHUNK_ITEMS,
-            maker: Maker::He,
-        };
+        let (header, seeds) = super::party_share_start(plan, me, Maker::He, &mut self.master)?;
         let field = Fp64::new(t);
-        let seeds: Vec<Seed> = (0..header.chunks())
-            .map(|_| {
-                let mut s = Seed([0; SEED_BYTES]);
-                self.master.fill_bytes(&mut s.0);
-                s
-            })
-            .collect();
         let mut rng = self.rng();
         let mut shares = draw(&field, &header, &seeds, plan.pool.kind, &mut rng);
         let keys = HeKeys::generate(&ctx, &mut rng);
