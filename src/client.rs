@@ -83,6 +83,7 @@ async fn check(
         detail: text,
         code: "unknown".into(),
         available: None,
+        retry_after_seconds: None,
     });
     Err(ClientError::Api {
         status,
@@ -159,6 +160,15 @@ impl EngineClient {
     /// Transport or API errors.
     pub async fn stock(&self) -> Result<StockView, ClientError> {
         let url = self.url("/v1/stock");
+        self.call(&url, self.http.get(&url)).await
+    }
+
+    /// The leader's forecast: consumption, hours of stock left, windows.
+    ///
+    /// # Errors
+    /// Transport or API errors.
+    pub async fn forecast(&self) -> Result<crate::wire::ForecastView, ClientError> {
+        let url = self.url("/v1/forecast");
         self.call(&url, self.http.get(&url)).await
     }
 

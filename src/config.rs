@@ -10,6 +10,7 @@
 
 use crate::auth::Token;
 use crate::material::{Maker, PoolSpec};
+use crate::schedule::{clock::SimulatedClock, StockPolicy, Windows};
 use anyhow::{anyhow, bail, Context, Result};
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
@@ -19,7 +20,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The consortium file: the same bytes at every party.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsortiumConfig {
     /// A name for the consortium, recorded in every store.
@@ -72,6 +73,19 @@ pub struct ConsortiumConfig {
     /// batch of it at staging. Pools not named accept every generator that can make them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pool_generators: BTreeMap<PoolSpec, Vec<Maker>>,
+    /// Stock policies by pool (`[stock."triple-z64"]`): the leader's scheduler keeps these
+    /// pools stocked by itself (see `schedule`). Pools not named are left to operators.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stock: BTreeMap<PoolSpec, StockPolicy>,
+    /// How often the leader's scheduler looks at stock (milliseconds).
+    #[serde(default = "defaults::schedule_interval")]
+    pub schedule_interval_ms: u64,
+    /// The forecast's time constant: consumption older than this counts for less (hours).
+    #[serde(default = "defaults::forecast_hours")]
+    pub forecast_hours: f64,
+    /// Finished jobs are forgotten this many days after they ended.
+    #[serde(default = "defaults::job_history_days")]
+    pub job_history_days: u64,
 }
 
 /// The parties: how many (their stores all on this machine), or their nodes.
@@ -97,6 +111,15 @@ mod defaults {
     }
     pub fn archive_after() -> u64 {
         86_400
+    }
+    pub fn schedule_interval() -> u64 {
+        2000
+    }
+    pub fn forecast_hours() -> f64 {
+        24.0
+    }
+    pub fn job_history_days() -> u64 {
+        30
     }
 }
 
@@ -151,6 +174,10 @@ impl ConsortiumConfig {
             auditor_token_sha256: None,
             archive_after_seconds: defaults::archive_after(),
             pool_generators: BTreeMap::new(),
+            stock: BTreeMap::new(),
+            schedule_interval_ms: defaults::schedule_interval(),
+            forecast_hours: defaults::forecast_hours(),
+            job_history_days: defaults::job_history_days(),
         }
     }
 
@@ -257,6 +284,31 @@ impl ConsortiumConfig {
                 bail!("pool_generators allows the {m} generator for pool {pool}, which it cannot make");
             }
         }
+        for (pool, policy) in &self.stock {
+            if !self.pools.contains(pool) {
+                bail!("stock names pool {pool}, which the consortium does not keep");
+            }
+            policy
+                .validate()
+                .map_err(|e| anyhow!("stock policy of pool {pool}: {e}"))?;
+            if let Some(g) = &policy.generator {
+                let maker: Maker = g
+                    .parse()
+                    .map_err(|e| anyhow!("stock policy of pool {pool}: {e}"))?;
+                if !crate::generate::can_make(maker, pool) || !self.allows(pool, maker) {
+                    bail!("stock policy of pool {pool}: the {maker} generator cannot make it here");
+                }
+            }
+        }
+        if !(self.forecast_hours.is_finite() && self.forecast_hours > 0.0) {
+            bail!(
+                "forecast_hours ({}) must be a positive number",
+                self.forecast_hours
+            );
+        }
+        if self.schedule_interval_ms == 0 {
+            bail!("schedule_interval_ms must be at least 1");
+        }
         for e in &self.engines {
             if e.party as usize >= n {
                 bail!(
@@ -338,6 +390,35 @@ pub struct NodeConfig {
     /// The audit trail's archive files (see `store::audit`).
     #[serde(default, skip_serializing_if = "ArchiveConfig::is_default")]
     pub archive: ArchiveConfig,
+    /// This site's generation windows and how generation runs here.
+    #[serde(default, skip_serializing_if = "ScheduleConfig::is_default")]
+    pub schedule: ScheduleConfig,
+}
+
+/// `[schedule]` in a node file: when this site lends its machines to generation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Windows in the site's time zone, such as `"01:00-06:00 Europe/London"` or
+    /// `"cron * 1-5 * * Mon-Fri Europe/London"` (see `schedule::window`). None: any time.
+    /// Generation that needs every party runs only where every party's windows overlap.
+    #[serde(default, skip_serializing_if = "Windows::always")]
+    pub windows: Windows,
+    /// The nice value of the threads that make this party's share (HE and the parties' own
+    /// generators), so generation yields to other work on the machine (default 10; 0 keeps
+    /// the node's priority).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation_nice: Option<i32>,
+    /// A simulated clock for the scheduler (rehearsing a policy, tests): it starts at `start`
+    /// and runs `speed` times real time. Never in production.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<SimulatedClock>,
+}
+
+impl ScheduleConfig {
+    fn is_default(&self) -> bool {
+        *self == ScheduleConfig::default()
+    }
 }
 
 /// `[archive]` in a node file: the audit trail's archive files.

@@ -50,6 +50,7 @@ pub mod interop;
 pub mod material;
 pub mod math;
 pub mod node;
+pub mod schedule;
 pub mod secret_file;
 pub mod sharing;
 pub mod store;

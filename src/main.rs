@@ -167,6 +167,10 @@ enum Command {
         /// With --worker: stop once the leader has no job left to make.
         #[arg(long, requires = "worker")]
         until_idle: bool,
+        /// Generate at this nice value (lower CPU priority, so the machine's other work comes
+        /// first; 0 keeps it). Cap the threads with --threads.
+        #[arg(long, default_value_t = 10)]
+        nice: i32,
         #[command(flatten)]
         threads: Threads,
     },
@@ -183,8 +187,9 @@ enum Command {
         /// The file holding the operators' token (operator.token).
         #[arg(long)]
         token_file: PathBuf,
+        /// What to do (default: list).
         #[command(subcommand)]
-        action: JobsCommand,
+        action: Option<JobsCommand>,
     },
     /// As an engine: check out items at your party's node and download your shares.
     Checkout {
@@ -232,6 +237,26 @@ enum Command {
         #[arg(long)]
         canonical: bool,
     },
+    /// Size checkouts and stock targets from what an engine needs: reads MP-SPDZ's compiler
+    /// report (the output of `./compile.py`, ending in "Program requires at most:").
+    Plan {
+        /// The compiler's output, or - for stdin.
+        #[arg(long = "mp-spdz")]
+        report: PathBuf,
+        /// The program's integer domain: z64 (compiled with -R 64), or its prime field
+        /// (p128, p61, fp:<prime>, as the engine runs with -P or its default).
+        #[arg(long)]
+        domain: larder::math::Domain,
+        /// Runs a day: also print the stock policy for the consortium file.
+        #[arg(long)]
+        runs_per_day: Option<f64>,
+        /// Items to assume for a requirement the compiler could not count (`inf`).
+        #[arg(long)]
+        unknown_as: Option<u64>,
+        /// The consortium file, to check that the pools are kept.
+        #[arg(long)]
+        consortium: Option<PathBuf>,
+    },
     /// Which parties are up, who leads, and stock at your node.
     Status {
         /// The consortium file (consortium.toml).
@@ -273,11 +298,20 @@ fn run() -> Result<()> {
             .ok()
             .and_then(|t| t.parse().ok()),
     };
-    if let Some(t) = threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(t)
-            .build_global()
-            .context("setting up worker threads")?;
+    let nice = match &cli.command {
+        Command::Dealer { nice, .. } if *nice != 0 => Some(*nice),
+        _ => None,
+    };
+    if threads.is_some() || nice.is_some() {
+        let mut b = rayon::ThreadPoolBuilder::new();
+        if let Some(t) = threads {
+            b = b.num_threads(t);
+        }
+        if let Some(n) = nice {
+            larder::node::lower_priority(n);
+            b = b.start_handler(move |_| larder::node::lower_priority(n));
+        }
+        b.build_global().context("setting up worker threads")?;
     }
     // Logs go to stderr; RUST_LOG (for example `larder=debug`) sets the level. Nodes log at
     // info by default, every other command at warn.
@@ -404,13 +438,26 @@ fn run() -> Result<()> {
             }
             AuditCommand::Verify { files } => cli::audit::verify_files(&files)?,
         },
+        Command::Plan {
+            report,
+            domain,
+            runs_per_day,
+            unknown_as,
+            consortium,
+        } => cli::plan::run(&cli::plan::PlanArgs {
+            report: &report,
+            domain,
+            runs_per_day,
+            unknown_as,
+            consortium: consortium.as_deref(),
+        })?,
         Command::Jobs {
             consortium,
             token_file,
             action,
         } => {
             use cli::worker::JobsAction;
-            let action = match action {
+            let action = match action.unwrap_or(JobsCommand::List) {
                 JobsCommand::Create {
                     pool,
                     count,
@@ -421,6 +468,9 @@ fn run() -> Result<()> {
                     generator: generator.maker(),
                 },
                 JobsCommand::List => JobsAction::List,
+                JobsCommand::Watch { interval } => JobsAction::Watch {
+                    every: std::time::Duration::from_secs_f64(interval.max(0.1)),
+                },
                 JobsCommand::Cancel { id } => JobsAction::Cancel { id },
             };
             runtime()?.block_on(cli::worker::jobs(&consortium, &token_file, action))?
@@ -551,8 +601,14 @@ enum JobsCommand {
         #[arg(long, value_enum, default_value = "dealer")]
         generator: GeneratorChoice,
     },
-    /// Every job: state, items made, pieces being made.
+    /// Every job: state, progress, who asked for it (the default).
     List,
+    /// The jobs, redrawn until Ctrl-C.
+    Watch {
+        /// Seconds between looks.
+        #[arg(long, default_value_t = 2.0)]
+        interval: f64,
+    },
     /// Stop a job; what it committed stays.
     Cancel { id: u64 },
 }

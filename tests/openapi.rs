@@ -58,6 +58,20 @@ fn same_values<T: serde::Serialize>(doc: &Value, path: &[&str], values: &[T]) {
     assert_eq!(sent, listed, "{path:?}");
 }
 
+fn forecast() -> PoolForecast {
+    PoolForecast {
+        available: 1,
+        in_jobs: 2,
+        per_second: 0.5,
+        hours_left: Some(1.0),
+        runs_out_at: Some(9),
+        target: Some(3),
+        refill_below: Some(2),
+        floor: Some(1),
+        decision: Some("d".into()),
+    }
+}
+
 #[test]
 fn every_schema_has_exactly_the_fields_of_its_type() {
     let doc = doc();
@@ -87,6 +101,7 @@ fn every_schema_has_exactly_the_fields_of_its_type() {
         detail: "d".into(),
         code: "underrun".into(),
         available: Some(1),
+        retry_after_seconds: Some(20),
     };
     let lease = Lease {
         batch,
@@ -131,6 +146,7 @@ fn every_schema_has_exactly_the_fields_of_its_type() {
         StockView {
             party: 0,
             pools: [(pool, PoolStock::default())].into(),
+            forecast: [(pool, forecast())].into(),
         },
     );
     same_fields(
@@ -202,6 +218,32 @@ fn every_schema_has_exactly_the_fields_of_its_type() {
             started_at: Some(2),
             finished_at: Some(3),
             error: Some("e".into()),
+            origin: JobOrigin::Window,
+        },
+    );
+    same_fields(&doc, "PoolForecast", forecast());
+    let site = SiteWindows {
+        party: 1,
+        zone: "Europe/London".into(),
+        windows: vec!["01:00-06:00 Europe/London".into()],
+        known: true,
+    };
+    same_fields(&doc, "SiteWindows", &site);
+    let windows = WindowsView {
+        open: false,
+        changes_at: Some(5),
+        overlap: vec![Stretch { start: 5, end: 6 }],
+        sites: vec![site],
+    };
+    same_fields(&doc, "Stretch", Stretch { start: 5, end: 6 });
+    same_fields(&doc, "WindowsView", &windows);
+    same_fields(
+        &doc,
+        "ForecastView",
+        ForecastView {
+            now: 1,
+            windows,
+            pools: [(pool, forecast())].into(),
         },
     );
     same_fields(&doc, "PieceRequest", PieceRequest { worker: "w".into() });
@@ -251,6 +293,11 @@ fn every_state_is_listed_and_nothing_else() {
             JobState::Failed,
             JobState::Cancelled,
         ],
+    );
+    same_values(
+        &doc,
+        &s("JobOrigin"),
+        &[JobOrigin::Operator, JobOrigin::Window, JobOrigin::Floor],
     );
     same_values(
         &doc,

@@ -288,6 +288,104 @@ pub(crate) async fn status(
             anyhow::anyhow!("stock at party {p}: {e}{hint}")
         })?;
         write_stock_table(std::io::stdout().lock(), &[(p, &stock.pools)])?;
+        match client.forecast().await {
+            Ok(f) => {
+                for line in forecast_lines(&f) {
+                    println!("{line}");
+                }
+            }
+            Err(e) => println!("forecast: not available ({e})"),
+        }
     }
     Ok(())
+}
+
+/// The leader's forecast in plain words: per pool, the stock and how long it lasts, the
+/// scheduler's last decision; then the windows, and where they overlap in each site's time.
+pub(crate) fn forecast_lines(f: &larder::wire::ForecastView) -> Vec<String> {
+    use chrono::{DateTime, Utc};
+    use chrono_tz::Tz;
+    use larder::schedule::plan::items;
+    let at = |t: i64| DateTime::<Utc>::from_timestamp(t, 0).unwrap_or_default();
+    let zone_of = |name: &str| name.parse::<Tz>().unwrap_or(Tz::UTC);
+    let leader_zone = f
+        .windows
+        .sites
+        .first()
+        .map_or(Tz::UTC, |s| zone_of(&s.zone));
+    let hm = |t: i64, z: Tz| at(t).with_timezone(&z).format("%H:%M").to_string();
+    let mut out = vec![String::new(), "forecast (at the leader):".to_string()];
+    let window = match (f.windows.open, f.windows.changes_at) {
+        (true, Some(c)) => format!("refill window open until {}", hm(c, leader_zone)),
+        (true, None) => "refill window always open".to_string(),
+        (false, Some(c)) => format!("next refill window {}", hm(c, leader_zone)),
+        (false, None) => "no refill window in the next week (only floor refills)".to_string(),
+    };
+    for (pool, p) in &f.pools {
+        let lasts = match p.hours_left {
+            Some(h) => format!(
+                "about {h:.0} hours at the recent rate ({}/s)",
+                if p.per_second >= 1.0 {
+                    items(p.per_second.round() as u64)
+                } else {
+                    format!("{:.2}", p.per_second)
+                }
+            ),
+            None => "nothing consumed lately".to_string(),
+        };
+        let making = if p.in_jobs > 0 {
+            format!("; {} being made", items(p.in_jobs))
+        } else {
+            String::new()
+        };
+        let policy = match (p.target, p.refill_below, p.floor) {
+            (Some(t), Some(r), Some(fl)) => format!(
+                "; target {}, refill below {}, floor {}; {window}",
+                items(t),
+                items(r),
+                items(fl)
+            ),
+            _ => "; no stock policy (operators refill it)".to_string(),
+        };
+        out.push(format!(
+            "  {pool}: {} items, {lasts}{making}{policy}",
+            items(p.available)
+        ));
+        if let Some(d) = &p.decision {
+            out.push(format!("      last decision: {d}"));
+        }
+    }
+    out.push("windows:".to_string());
+    for s in &f.windows.sites {
+        let w = if !s.known {
+            "unknown (party not reachable; counted as closed)".to_string()
+        } else if s.windows.is_empty() {
+            "any time".to_string()
+        } else {
+            s.windows.join(", ")
+        };
+        out.push(format!("  party {} ({}): {w}", s.party, s.zone));
+    }
+    if f.windows.overlap.is_empty() {
+        out.push("  overlap in the next 24 hours: none".to_string());
+    }
+    for st in &f.windows.overlap {
+        let local: Vec<String> = f
+            .windows
+            .sites
+            .iter()
+            .map(|s| {
+                let z = zone_of(&s.zone);
+                format!(
+                    "party {} {}-{} {}",
+                    s.party,
+                    hm(st.start, z),
+                    hm(st.end, z),
+                    s.zone
+                )
+            })
+            .collect();
+        out.push(format!("  overlap: {}", local.join(" = ")));
+    }
+    out
 }

@@ -8,5 +8,6 @@ pub mod bench_he;
 pub mod commands;
 pub mod demo;
 pub mod mp_spdz;
+pub mod plan;
 pub mod soak;
 pub mod worker;

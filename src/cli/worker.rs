@@ -93,6 +93,9 @@ pub(crate) enum JobsAction {
         generator: larder::material::Maker,
     },
     List,
+    Watch {
+        every: Duration,
+    },
     Cancel {
         id: u64,
     },
@@ -117,6 +120,27 @@ pub(crate) async fn jobs(consortium: &Path, token_file: &Path, action: JobsActio
             generator: generator.name().into(),
         }),
         JobsAction::List => http.get(format!("{base}/v1/jobs")),
+        JobsAction::Watch { every } => {
+            use std::io::Write;
+            loop {
+                let req = http.get(format!("{base}/v1/jobs"));
+                let text =
+                    super::commands::send_as(req, &token, &format!("the leader at {base}")).await?;
+                let jobs: Vec<Job> = serde_json::from_str(&text)?;
+                // Clear the screen, then the table: a terminal shows the latest look only.
+                print!("\x1b[2J\x1b[H");
+                println!(
+                    "jobs at {base} (every {:.1} s; Ctrl-C stops)",
+                    every.as_secs_f64()
+                );
+                print_jobs(&jobs);
+                std::io::stdout().flush()?;
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                    _ = tokio::time::sleep(*every) => {}
+                }
+            }
+        }
         JobsAction::Cancel { id } => http.delete(format!("{base}/v1/jobs/{id}")),
     };
     let text = super::commands::send_as(req, &token, &format!("the leader at {base}")).await?;
@@ -132,22 +156,39 @@ pub(crate) async fn jobs(consortium: &Path, token_file: &Path, action: JobsActio
 
 fn print_jobs(jobs: &[Job]) {
     println!(
-        "{:>5} {:<22} {:<9} {:<10} {:>14} {:>14} {:>7}  error",
-        "id", "pool", "generator", "state", "count", "made", "pieces"
+        "{:>5} {:<18} {:<9} {:<8} {:<10} {:>12} {:<27} {:>6}  error",
+        "id", "pool", "generator", "origin", "state", "count", "progress", "pieces"
     );
     for j in jobs {
         println!(
-            "{:>5} {:<22} {:<9} {:<10} {:>14} {:>14} {:>7}  {}",
+            "{:>5} {:<18} {:<9} {:<8} {:<10} {:>12} {:<27} {:>6}  {}",
             j.id,
             j.pool.to_string(),
             j.generator,
+            j.origin.name(),
             format!("{:?}", j.state).to_lowercase(),
             j.count,
-            j.made,
+            progress_bar(j.made, j.count),
             j.leases.len(),
             j.error.as_deref().unwrap_or("")
         );
     }
+}
+
+/// `[#########-----------]  45%`: made of count, 20 cells.
+fn progress_bar(made: u64, count: u64) -> String {
+    let frac = if count == 0 {
+        1.0
+    } else {
+        (made as f64 / count as f64).min(1.0)
+    };
+    let full = (frac * 20.0).round() as usize;
+    format!(
+        "[{}{}] {:>3.0}%",
+        "#".repeat(full),
+        "-".repeat(20 - full),
+        frac * 100.0
+    )
 }
 
 /// As an operator of the consortium `launch` made: creates the job `req` at the leader and

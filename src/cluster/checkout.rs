@@ -7,7 +7,8 @@ use futures_util::future::join_all;
 
 /// The leader's side of a checkout: allocate (or find) the reservation, make sure every
 /// follower holds it, confirm it, then tell the followers. Idempotent: a retry after a failure
-/// replicates again.
+/// replicates again. Also says whether this call confirmed it (false for a repeat of a
+/// checkout confirmed before, such as another party's engine asking under the same id).
 ///
 /// # Errors
 /// The leader's refusals (underrun, conflict, ...); a follower that cannot be reached, in which
@@ -17,10 +18,10 @@ pub async fn checkout<L: Leader, F: Party>(
     leader: &L,
     followers: &[F],
     req: CheckoutRequest,
-) -> Result<Reservation> {
+) -> Result<(Reservation, bool)> {
     let res = leader.allocate(req).await?;
     if res.state != ReservationState::Reserved || res.confirmed {
-        return Ok(res);
+        return Ok((res, false));
     }
     crate::failpoint::hit("checkout.allocated");
     for r in join_all(followers.iter().map(|f| f.hold(res.clone()))).await {
@@ -40,7 +41,7 @@ pub async fn checkout<L: Leader, F: Party>(
         }
     }
     crate::failpoint::hit("checkout.confirmed");
-    Ok(res)
+    Ok((res, true))
 }
 
 /// A follower makes sure a reservation is confirmed before serving it: it asks the leader and

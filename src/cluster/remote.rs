@@ -115,6 +115,36 @@ impl RemoteParty {
         Self::new(at, &party.url, token, http, retry)
     }
 
+    /// This party's id.
+    pub fn party(&self) -> u8 {
+        self.inner.at.party
+    }
+
+    /// The leader asks a party for its generation windows.
+    ///
+    /// # Errors
+    /// The party's refusal, or it cannot be reached.
+    pub async fn windows(&self) -> Result<crate::wire::SiteWindows> {
+        self.inner
+            .answer(
+                "asking for windows",
+                Method::GET,
+                "/v1/internal/windows",
+                None,
+            )
+            .await
+    }
+
+    /// A follower asks the leader for its forecast.
+    ///
+    /// # Errors
+    /// The leader's refusal, or it cannot be reached.
+    pub async fn forecast(&self) -> Result<crate::wire::ForecastView> {
+        self.inner
+            .answer("asking for the forecast", Method::GET, "/v1/forecast", None)
+            .await
+    }
+
     /// Asks the leader's node to commit a batch staged at every party.
     ///
     /// # Errors

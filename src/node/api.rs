@@ -59,6 +59,8 @@ pub fn router(state: Arc<NodeState>) -> Router {
         )
         .route("/v1/internal/reservations/{id}/burn", post(internal::burn))
         .route("/v1/audit", get(super::audit::read))
+        .route("/v1/forecast", get(super::schedule::get_forecast))
+        .route("/v1/internal/windows", get(super::schedule::windows))
         .route("/v1/jobs", post(jobs::create).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/v1/internal/jobs/next", post(jobs::next_piece))
@@ -164,17 +166,32 @@ pub(super) async fn health(State(st): St) -> Json<HealthView> {
     )
 )]
 pub(super) async fn stock(State(st): St, caller: Caller) -> Result<Json<StockView>, ApiError> {
-    if caller == Caller::Auditor {
+    not_auditor(&caller)?;
+    let pools = st.own.run("reading stock", |s| s.stock()).await?;
+    // The leader's forecast beside this party's stock, if the leader answers.
+    let forecast = match super::schedule::forecast(&st).await {
+        Ok(f) => f.pools,
+        Err(e) => {
+            tracing::debug!(error = %e.detail, "stock without the forecast");
+            Default::default()
+        }
+    };
+    Ok(Json(StockView {
+        party: st.me,
+        pools,
+        forecast,
+    }))
+}
+
+/// Refuses an auditor's credential (it reads the audit trail and nothing else).
+pub(crate) fn not_auditor(caller: &Caller) -> Result<(), ApiError> {
+    if *caller == Caller::Auditor {
         return Err(ApiError::forbidden(
             Code::AuditTrailOnly,
             "an auditor's credential reads the audit trail (GET /v1/audit) and nothing else",
         ));
     }
-    let pools = st.own.run("reading stock", |s| s.stock()).await?;
-    Ok(Json(StockView {
-        party: st.me,
-        pools,
-    }))
+    Ok(())
 }
 
 pub(crate) fn engine(caller: Caller) -> Result<(String, Vec<crate::material::PoolSpec>), ApiError> {
@@ -221,7 +238,7 @@ pub(super) async fn create_checkout(
     }
     check_count(&st, req.count)?;
     let res = match st.leader() {
-        None => cluster::checkout(&st.own, st.followers(), req).await?,
+        None => checkout_here(&st, req).await?,
         Some(leader) => leader.forward_checkout(&req).await?,
     };
     // A checkout this engine can no longer download here is a 410, not a 200 whose state the
@@ -244,6 +261,32 @@ pub(super) async fn create_checkout(
         st.me,
         st.cluster.reservation_ttl_seconds,
     )))
+}
+
+/// The leader's side of a checkout: the protocol, the forecast's count of what is checked
+/// out, and an underrun's `Retry-After` from the forecast.
+pub(crate) async fn checkout_here(
+    st: &Arc<NodeState>,
+    req: crate::wire::CheckoutRequest,
+) -> Result<crate::store::Reservation, ApiError> {
+    let (pool, count) = (req.pool, req.count);
+    match cluster::checkout(&st.own, st.followers(), req).await {
+        Ok((res, new)) => {
+            if new {
+                st.schedule
+                    .observe(pool, count, st.cluster.forecast_hours * 3600.0);
+            }
+            Ok(res)
+        }
+        Err(e) => {
+            let mut e = ApiError::from(e);
+            if e.code == Code::Underrun {
+                let short = count.saturating_sub(e.available.unwrap_or(0));
+                e.retry_after = Some(super::schedule::retry_after(st, pool, short).await);
+            }
+            Err(e)
+        }
+    }
 }
 
 /// What an engine at this party can still do with a checkout, from the leader's state and

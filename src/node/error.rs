@@ -124,7 +124,7 @@ impl From<Problem> for ApiError {
             code: p.code(),
             detail: p.detail,
             available: p.available,
-            retry_after: None,
+            retry_after: p.retry_after_seconds,
         }
     }
 }
@@ -143,6 +143,7 @@ impl ApiError {
             detail: self.detail.clone(),
             code: self.code.as_str().to_string(),
             available: self.available,
+            retry_after_seconds: self.retry_after,
         }
     }
 }

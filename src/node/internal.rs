@@ -6,7 +6,7 @@ use super::error::{ApiError, Code};
 use super::extract::{read_body, INTERNAL_JSON_LIMIT, STAGE_BODY_TIMEOUT, STAGE_LIMIT};
 use super::extract::{FromLeader, JsonBody, NodeAtLeader};
 use super::{Caller, NodeState};
-use crate::cluster::{self, Party};
+use crate::cluster::Party;
 use crate::material::BatchHeader;
 use crate::material::BatchId;
 use crate::store::{Reservation, StoreError};
@@ -49,7 +49,7 @@ pub(super) async fn leader_checkout(
 ) -> Result<Json<Reservation>, ApiError> {
     known_pool(&st, req.pool)?;
     check_count(&st, req.count)?;
-    Ok(Json(cluster::checkout(&st.own, st.followers(), req).await?))
+    Ok(Json(super::api::checkout_here(&st, req).await?))
 }
 
 #[utoipa::path(

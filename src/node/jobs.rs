@@ -20,8 +20,8 @@ use super::extract::{DealerAtLeader, FromLeader, JsonBody, Operator};
 use super::NodeState;
 use crate::cluster::{self, Abort, Party};
 use crate::generate::{he, BatchPlan, HeTriples, OwnMasks, PartyGenerator};
-use crate::material::{BatchId, Maker};
-use crate::store::{now_unix, BatchState, Job, JobState, Lease};
+use crate::material::{BatchId, Maker, PoolSpec};
+use crate::store::{now_unix, BatchState, Job, JobOrigin, JobState, Lease};
 use crate::wire::schema::JobId;
 use crate::wire::MAX_JOB_ITEMS;
 use crate::wire::{BatchStateView, JobRequest, NextPiece, Piece, PieceRequest};
@@ -115,7 +115,7 @@ pub(super) async fn create(
     let job = st
         .own
         .run("creating a job", move |s| {
-            s.create_job(req.pool, req.count, &req.generator)
+            s.create_job(req.pool, req.count, &req.generator, JobOrigin::Operator)
         })
         .await?;
     tracing::info!(job = job.id, pool = %job.pool, count = job.count, generator = %job.generator, "job created");
@@ -312,16 +312,30 @@ async fn lease(
     let _g = st.jobs.lock().await;
     let jobs = st.own.run("reading jobs", |s| s.jobs()).await?;
     let live_jobs = jobs.iter().filter(|j| j.state.is_live() && ours(j)).count() as u64;
-    let Some(mut job) = jobs
-        .iter()
-        .find(|j| {
-            j.state.is_live()
-                && ours(j)
-                && j.unissued() > 0
-                && (j.generator == DEALER || j.leases.is_empty())
-        })
-        .cloned()
-    else {
+    // Window jobs wait while the parties' windows are closed; a pool's pieces out at once
+    // stay within its policy's max_workers; floor refills go first.
+    let window_open = st.schedule.window_open();
+    let out_for = |pool: PoolSpec| -> usize {
+        jobs.iter()
+            .filter(|j| j.pool == pool)
+            .map(|j| j.leases.len())
+            .sum()
+    };
+    let mut ready = jobs.iter().filter(|j| {
+        j.state.is_live()
+            && ours(j)
+            && j.unissued() > 0
+            && (j.generator == DEALER || j.leases.is_empty())
+            && (j.origin != JobOrigin::Window || window_open)
+            && st
+                .cluster
+                .stock
+                .get(&j.pool)
+                .and_then(|p| p.max_workers)
+                .is_none_or(|cap| out_for(j.pool) < cap as usize)
+    });
+    let first = ready.clone().find(|j| j.origin == JobOrigin::Floor);
+    let Some(mut job) = first.or_else(|| ready.next()).cloned() else {
         return Ok((None, live_jobs));
     };
     // The correction-party rule: batches the leader holds, plus those out being made.
@@ -386,10 +400,15 @@ pub(super) async fn make_own_share(st: &Arc<NodeState>, piece: Piece) -> Result<
         piece.batch.to_string(),
         tokio::runtime::Handle::current(),
     );
-    let share = tokio::task::spawn_blocking(move || g.generate_share(&plan, &mut channel))
-        .await
-        .map_err(|e| ApiError::internal(format!("the generator failed: {e}")))?
-        .map_err(|e| ApiError::unavailable(format!("generating this party's share: {e}")))?;
+    // On the node's generation threads (lower CPU priority, `[schedule] generation_nice`).
+    let threads = st.schedule.generation_threads();
+    let share = tokio::task::spawn_blocking(move || match threads {
+        Some(pool) => pool.install(|| g.generate_share(&plan, &mut channel)),
+        None => g.generate_share(&plan, &mut channel),
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the generator failed: {e}")))?
+    .map_err(|e| ApiError::unavailable(format!("generating this party's share: {e}")))?;
     let he = piece.generator == he::NAME;
     st.own.stage(share).await?;
     if he {

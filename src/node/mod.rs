@@ -26,7 +26,10 @@ pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod provision;
+mod schedule;
 mod sweep;
+
+pub use schedule::lower_priority;
 
 use crate::auth::Token;
 use crate::cluster::combine::Combiner;
@@ -95,6 +98,8 @@ pub struct NodeState {
     /// Parties seen to come back with a shorter audit chain (see `audit::witness`); until this
     /// node restarts, a fenced leader's requests are refused.
     pub(crate) fenced: std::sync::Mutex<std::collections::BTreeSet<u8>>,
+    /// The scheduler: windows, forecast, generation threads (see `schedule`).
+    pub(crate) schedule: schedule::Scheduler,
 }
 
 impl std::fmt::Debug for NodeState {
@@ -197,6 +202,7 @@ impl NodeState {
             mailbox: channel::Mailbox::default(),
             archive: Default::default(),
             fenced: Default::default(),
+            schedule: Default::default(),
         })
     }
 
@@ -311,8 +317,7 @@ impl RunningNode {
 /// Starts a node's tasks, in one place, under one cancellation token: the HTTPS API on an
 /// already bound listener within `limits` (see [`listener`]), the metrics listener if there is
 /// one (plain HTTP, [`metrics`]), and the periodic sweeps (expiry at the leader, job leases,
-/// abandoned batches and erasure everywhere). Later background work (the scheduler) starts
-/// here too.
+/// abandoned batches and erasure everywhere), and the scheduler at the leader.
 pub fn spawn(
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
@@ -345,6 +350,7 @@ pub fn spawn(
     };
     tasks.spawn(sweep::sweep_forever(state.clone(), cancel.clone()));
     tasks.spawn(jobs::run_party_jobs(state.clone(), cancel.clone()));
+    tasks.spawn(schedule::run(state.clone(), cancel.clone()));
     Ok(RunningNode {
         addr,
         metrics_addr,
@@ -447,6 +453,8 @@ pub async fn start_with(
         node.node_token.clone(),
     )?;
     state.archive = node.archive.policy();
+    state.schedule = schedule::Scheduler::new(&node.schedule)
+        .map_err(|e| anyhow::anyhow!("[schedule] in the node file: {e}"))?;
     let state = Arc::new(state);
     let limits =
         listener::Limits::for_process(node.max_connections, node.max_connections_per_address);

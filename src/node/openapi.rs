@@ -8,7 +8,7 @@
 //! `application/problem+json` [`Problem`]; every write may answer 507 (a full disk) and every
 //! request with a body 408 (it did not arrive in time); the bearer-token schemes.
 
-use super::{api, audit, channel, internal, jobs};
+use super::{api, audit, channel, internal, jobs, schedule};
 use crate::material::BatchId;
 use crate::wire::schema::{Binary, CheckoutId, JobId};
 use crate::wire::Problem;
@@ -49,6 +49,8 @@ use utoipa::{Modify, OpenApi};
         channel::receive,
         channel::abort,
         audit::read,
+        schedule::get_forecast,
+        schedule::windows,
     ),
     // Path parameters' and raw bodies' schemas, which utoipa does not collect by itself.
     components(schemas(Problem, CheckoutId, BatchId, JobId, Binary)),

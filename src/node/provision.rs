@@ -28,6 +28,11 @@ pub struct Plan {
     pub archive_after_seconds: u64,
     /// Pools restricted to some generators (see `ConsortiumConfig::pool_generators`).
     pub pool_generators: std::collections::BTreeMap<PoolSpec, Vec<crate::material::Maker>>,
+    /// Stock policies (see `ConsortiumConfig::stock`) and how often the scheduler looks.
+    pub stock: std::collections::BTreeMap<PoolSpec, crate::schedule::StockPolicy>,
+    pub schedule_interval_ms: u64,
+    /// Each party's `[schedule]` (windows, clock), by party; missing ones are the default.
+    pub schedules: Vec<crate::config::ScheduleConfig>,
 }
 
 impl Plan {
@@ -46,6 +51,9 @@ impl Plan {
             staging_deadline_seconds: defaults.staging_deadline_seconds,
             archive_after_seconds: defaults.archive_after_seconds,
             pool_generators: defaults.pool_generators,
+            stock: defaults.stock,
+            schedule_interval_ms: defaults.schedule_interval_ms,
+            schedules: Vec::new(),
         }
     }
 }
@@ -147,6 +155,7 @@ pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
             min_free_bytes: None,
             metrics: Default::default(),
             archive: Default::default(),
+            schedule: plan.schedules.get(i).cloned().unwrap_or_default(),
         };
         let node_path = pdir.join("node.toml");
         write_secret(&node_path, &toml::to_string_pretty(&node)?)?;
@@ -191,6 +200,10 @@ pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
         auditor_token_sha256: Some(auditor_token.hash()),
         archive_after_seconds: plan.archive_after_seconds,
         pool_generators: plan.pool_generators.clone(),
+        stock: plan.stock.clone(),
+        schedule_interval_ms: plan.schedule_interval_ms,
+        forecast_hours: defaults_of_config().forecast_hours,
+        job_history_days: defaults_of_config().job_history_days,
     };
     cluster.validate()?;
     let consortium = dir.join("consortium.toml");
@@ -207,4 +220,9 @@ pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
         auditor_token,
         auditor_token_file,
     })
+}
+
+/// A consortium file's defaults, for the settings a plan does not choose.
+fn defaults_of_config() -> ConsortiumConfig {
+    ConsortiumConfig::local("defaults", 2, 0, 1, Vec::new())
 }

@@ -3,7 +3,7 @@
 //! records durable.
 
 use super::*;
-pub use crate::wire::{Job, JobState, Lease};
+pub use crate::wire::{Job, JobOrigin, JobState, Lease};
 
 /// Most revoked batch ids a job remembers (the oldest are forgotten; by then the staging
 /// deadline has removed their batches everywhere).
@@ -14,7 +14,13 @@ impl Store {
     ///
     /// # Errors
     /// Sled errors.
-    pub fn create_job(&self, pool: PoolSpec, count: u64, generator: &str) -> Result<Job> {
+    pub fn create_job(
+        &self,
+        pool: PoolSpec,
+        count: u64,
+        generator: &str,
+        origin: JobOrigin,
+    ) -> Result<Job> {
         let job = Job {
             id: self.db.generate_id()? + 1,
             pool,
@@ -28,6 +34,7 @@ impl Store {
             started_at: None,
             finished_at: None,
             error: None,
+            origin,
         };
         self.put_job(&job)?;
         Ok(job)
@@ -100,5 +107,24 @@ impl Store {
             .values()
             .map(|v| from_json("job", &v?))
             .collect()
+    }
+
+    /// Forgets jobs that ended before `before` (unix seconds); their pieces' history stays
+    /// in the audit trail. Returns how many.
+    ///
+    /// # Errors
+    /// Sled errors or corrupt records.
+    pub fn prune_jobs(&self, before: u64) -> Result<usize> {
+        let mut gone = 0;
+        for job in self.jobs()? {
+            if !job.state.is_live() && job.finished_at.is_some_and(|f| f < before) {
+                self.jobs.remove(job.id.to_be_bytes())?;
+                gone += 1;
+            }
+        }
+        if gone > 0 {
+            self.flush()?;
+        }
+        Ok(gone)
     }
 }

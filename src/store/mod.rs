@@ -55,7 +55,7 @@ pub use error::ShareBytes;
 pub use error::StoreError;
 use error::{io_err, Result};
 use files::*;
-pub use jobs::{Job, JobState, Lease};
+pub use jobs::{Job, JobOrigin, JobState, Lease};
 pub use kv::now_unix;
 use kv::*;
 pub use ranges::RangeSet;

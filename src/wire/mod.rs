@@ -59,10 +59,90 @@ impl CheckoutView {
 }
 
 /// `GET /v1/stock`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StockView {
     pub party: u8,
     pub pools: BTreeMap<PoolSpec, PoolStock>,
+    /// The leader's forecast per pool (absent when the leader could not be asked).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub forecast: BTreeMap<PoolSpec, PoolForecast>,
+}
+
+/// `GET /v1/forecast`: consumption, hours of stock left, the scheduler's decisions and the
+/// parties' generation windows, as the leader sees them (a follower asks the leader).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ForecastView {
+    /// The scheduler's clock (unix seconds; a simulated clock's if the leader runs one).
+    pub now: i64,
+    pub windows: WindowsView,
+    pub pools: BTreeMap<PoolSpec, PoolForecast>,
+}
+
+/// One pool's forecast.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PoolForecast {
+    /// Items available at the leader.
+    pub available: u64,
+    /// Items that live jobs have still to make.
+    pub in_jobs: u64,
+    /// Consumption in items per second, exponentially weighted over the consortium's
+    /// `forecast_hours`.
+    pub per_second: f64,
+    /// Hours the available items last at that rate; absent while nothing is consumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hours_left: Option<f64>,
+    /// When the pool runs out at that rate (unix seconds, scheduler's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs_out_at: Option<i64>,
+    /// The stock policy's levels in items at that rate; absent for a pool without a policy
+    /// (left to operators).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refill_below: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<u64>,
+    /// The scheduler's last decision about the pool, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+}
+
+/// The parties' generation windows and where they overlap.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WindowsView {
+    /// Whether every party's window is open now.
+    pub open: bool,
+    /// When that next changes (unix seconds), if within a week.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes_at: Option<i64>,
+    /// The stretches of the next 24 hours in which every party is open.
+    pub overlap: Vec<Stretch>,
+    pub sites: Vec<SiteWindows>,
+}
+
+/// A stretch of time, unix seconds, `end` excluded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Stretch {
+    pub start: i64,
+    pub end: i64,
+}
+
+/// One party's generation windows (its node file's `[schedule] windows`);
+/// `GET /v1/internal/windows`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SiteWindows {
+    pub party: u8,
+    /// The site's time zone (IANA name).
+    pub zone: String,
+    /// Its windows; none: no restriction.
+    pub windows: Vec<String>,
+    /// False if the leader could not ask this party (then no window counts as open).
+    #[serde(default = "yes")]
+    pub known: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `GET /v1/health`.
@@ -196,6 +276,10 @@ pub struct Problem {
     /// For `underrun`: how many items the pool has available.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub available: Option<u64>,
+    /// Seconds to wait before trying again (as the `Retry-After` header); for `underrun`
+    /// from the forecast of the job refilling the pool.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub retry_after_seconds: Option<u64>,
 }
 
 impl Problem {

@@ -181,6 +181,33 @@ pub struct Job {
     pub finished_at: Option<u64>,
     #[serde(default)]
     pub error: Option<String>,
+    /// Who asked for it: an operator, or the scheduler (for a window, or below a floor).
+    #[serde(default)]
+    pub origin: JobOrigin,
+}
+
+/// Who asked for a job, and so when it may make pieces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobOrigin {
+    /// An operator (`POST /v1/jobs`): runs at once.
+    #[default]
+    Operator,
+    /// The scheduler, to refill a pool in a generation window: runs only while the parties'
+    /// windows are open.
+    Window,
+    /// The scheduler, for a pool below its emergency floor: runs at once.
+    Floor,
+}
+
+impl JobOrigin {
+    pub fn name(self) -> &'static str {
+        match self {
+            JobOrigin::Operator => "operator",
+            JobOrigin::Window => "window",
+            JobOrigin::Floor => "floor",
+        }
+    }
 }
 
 impl Job {

@@ -53,6 +53,15 @@ impl Harness {
     /// As [`Harness::new`], with the consortium's staging deadline (which is also how long a
     /// dealer worker has to commit a piece of a job) set to `seconds`.
     pub fn with_staging_deadline(log_filter: &str, seconds: Option<u64>) -> Harness {
+        Self::with_plan(log_filter, |p| {
+            if let Some(s) = seconds {
+                p.staging_deadline_seconds = s;
+            }
+        })
+    }
+
+    /// As [`Harness::new`], with the consortium's plan changed by `edit` first.
+    pub fn with_plan(log_filter: &str, edit: impl FnOnce(&mut Plan)) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let defaults = Plan::local(
             "crash",
@@ -63,17 +72,17 @@ impl Harness {
                 HE_POOL.parse().unwrap(),
             ],
         );
-        let plan = Plan {
+        let mut plan = Plan {
             leader: LEADER,
             batch_size: 2000,
             reservation_ttl_seconds: 2,
             sweep_interval_ms: 200,
-            staging_deadline_seconds: seconds.unwrap_or(defaults.staging_deadline_seconds),
             pool_generators: [(HE_POOL.parse().unwrap(), vec![larder::material::Maker::He])]
                 .into_iter()
                 .collect(),
             ..defaults
         };
+        edit(&mut plan);
         let exe = std::path::Path::new(env!("CARGO_BIN_EXE_larder"));
         let nodes = Processes::provision(dir.path(), plan, exe).unwrap();
         let http = larder::tls::client(&nodes.launch.ca, Duration::from_secs(10)).unwrap();
