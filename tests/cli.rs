@@ -329,6 +329,20 @@ fn the_demos_printed_commands_work_as_printed() {
     for id in ["printed-a", "printed-b"] {
         bash(&verify.replace("my-job", id));
     }
+    // The scheduler's lines: the jobs (listed, not watched), and the status with the forecast.
+    let jobs = printed
+        .iter()
+        .find(|l| l.contains(" jobs --consortium ") && l.ends_with(" watch"))
+        .expect("a jobs watch line");
+    bash(&format!(
+        "{} | grep -q 'window'",
+        jobs.trim_end_matches(" watch")
+    ));
+    let status = printed
+        .iter()
+        .find(|l| l.contains(" status --consortium "))
+        .expect("a status line");
+    bash(&format!("{status} | grep -q 'forecast (at the leader):'"));
 
     // A second node on party 0's address, beside the running demo.
     let out = larder(&["serve", "--node"])

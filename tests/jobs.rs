@@ -352,6 +352,12 @@ async fn a_job_the_nodes_make_themselves_needs_no_dealer_and_reconstructs() {
         (&json!("done"), &json!(count)),
         "{j}"
     );
+    // Every node made its share on its generation threads, niced (the default 10).
+    for p in 0..3 {
+        let niced = generation_thread_nices(h.nodes.pid(p).unwrap());
+        assert!(!niced.is_empty(), "party {p} has no generation threads");
+        assert!(niced.iter().all(|n| *n == 10), "party {p}: {niced:?}");
+    }
     let engines = h.engines();
     let pool = MASKS.parse().unwrap();
     let mut files = Vec::new();
@@ -462,4 +468,23 @@ async fn an_he_job_needs_no_dealer_survives_a_killed_party_and_its_pool_refuses_
     // The kill cut a piece short: the leader gave it up and made it again.
     let log = std::fs::read_to_string(h.dir.path().join("node-0.log")).unwrap();
     assert!(log.contains("piece failed; taken back"), "no piece failed");
+}
+
+/// The nice values of a process's generation threads (`larder-generate-N`).
+fn generation_thread_nices(pid: u32) -> Vec<i64> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("larder-generat") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap();
+        // Fields after the command's closing parenthesis start at field 3; nice is field 19.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        out.push(rest.split(' ').nth(16).unwrap().parse().unwrap());
+    }
+    out
 }

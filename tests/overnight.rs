@@ -267,7 +267,7 @@ async fn a_night_with_real_nodes_floor_then_window_then_floor() {
     assert!(status.status.success(), "{text}");
     assert!(text.contains("forecast (at the leader):"), "{text}");
     assert!(text.contains("triple-z64: "), "{text}");
-    assert!(text.contains("hours at the recent rate"), "{text}");
+    assert!(text.contains(" at the recent rate ("), "{text}");
     assert!(text.contains("next refill window 02:00"), "{text}");
     assert!(
         text.contains(

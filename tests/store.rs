@@ -768,3 +768,33 @@ fn a_schema_4_store_learns_its_batches_generators_from_their_files() {
     let stock = &s.stock().unwrap()[&pool()];
     assert_eq!(stock.by_generator.get("dealer"), Some(&stock.available));
 }
+
+#[test]
+fn finished_jobs_older_than_the_history_are_forgotten_and_live_ones_kept() {
+    use larder::store::{JobOrigin, JobState};
+    let dir = tempfile::tempdir().unwrap();
+    let s = new_store(dir.path());
+    let old = s
+        .create_job(pool(), 10, "dealer", JobOrigin::Window)
+        .unwrap();
+    let recent = s
+        .create_job(pool(), 10, "dealer", JobOrigin::Floor)
+        .unwrap();
+    let live = s
+        .create_job(pool(), 10, "dealer", JobOrigin::Operator)
+        .unwrap();
+    for (job, at) in [(&old, 1_000), (&recent, 5_000)] {
+        let mut j = job.clone();
+        j.state = JobState::Done;
+        j.finished_at = Some(at);
+        s.put_job(&j).unwrap();
+    }
+    assert_eq!(s.prune_jobs(2_000).unwrap(), 1);
+    let left: Vec<u64> = s.jobs().unwrap().iter().map(|j| j.id).collect();
+    assert_eq!(left, vec![recent.id, live.id]);
+    // Kept across a reopen, with their origins.
+    drop(s);
+    let s = Store::open(dir.path()).unwrap();
+    let origins: Vec<JobOrigin> = s.jobs().unwrap().iter().map(|j| j.origin).collect();
+    assert_eq!(origins, vec![JobOrigin::Floor, JobOrigin::Operator]);
+}

@@ -324,7 +324,14 @@ pub(crate) fn forecast_lines(f: &larder::wire::ForecastView) -> Vec<String> {
     for (pool, p) in &f.pools {
         let lasts = match p.hours_left {
             Some(h) => format!(
-                "about {h:.0} hours at the recent rate ({}/s)",
+                "about {} at the recent rate ({}/s)",
+                if h < 1.0 {
+                    format!("{:.0} minutes", h * 60.0)
+                } else if h < 10.0 {
+                    format!("{h:.1} hours")
+                } else {
+                    format!("{h:.0} hours")
+                },
                 if p.per_second >= 1.0 {
                     items(p.per_second.round() as u64)
                 } else {
@@ -366,10 +373,17 @@ pub(crate) fn forecast_lines(f: &larder::wire::ForecastView) -> Vec<String> {
         };
         out.push(format!("  party {} ({}): {w}", s.party, s.zone));
     }
-    if f.windows.overlap.is_empty() {
+    let always = f
+        .windows
+        .sites
+        .iter()
+        .all(|s| s.known && s.windows.is_empty());
+    if always {
+        out.push("  overlap: always (no site restricts generation)".to_string());
+    } else if f.windows.overlap.is_empty() {
         out.push("  overlap in the next 24 hours: none".to_string());
     }
-    for st in &f.windows.overlap {
+    for st in f.windows.overlap.iter().filter(|_| !always) {
         let local: Vec<String> = f
             .windows
             .sites

@@ -92,10 +92,21 @@ pub async fn run(opts: Options) -> Result<()> {
     let he_pool: larder::material::PoolSpec = "triple-p60".parse()?;
     let mut all = pools.clone();
     all.push(he_pool);
+    // The leader's scheduler keeps the first pool stocked by itself (any time: the demo's
+    // sites declare no windows), with a dealer worker of the demo's making the jobs.
+    let kept = pools[0];
+    let policy = larder::schedule::StockPolicy {
+        target: larder::schedule::Level::Items(2 * opts.items),
+        refill_below: larder::schedule::Level::Items(opts.items),
+        floor: larder::schedule::Level::Items(opts.items / 4),
+        generator: None,
+        max_workers: None,
+    };
     let plan = Plan {
         pool_generators: [(he_pool, vec![larder::material::Maker::He])]
             .into_iter()
             .collect(),
+        stock: [(kept, policy.clone())].into_iter().collect(),
         ..Plan::local("larder-demo", 3, all)
     };
     let consortium = InProcess::start(dir, plan).await?;
@@ -106,8 +117,14 @@ pub async fn run(opts: Options) -> Result<()> {
         dir.display()
     );
 
+    // The scheduler fills the kept pool by itself (the leader planned a job at its first
+    // look); the demo's dealer worker makes it.
+    let worker = tokio::spawn(super::worker::work_quietly(
+        prov.consortium.clone(),
+        prov.dealer_token_file.clone(),
+    ));
     let dealer = consortium.launch.dealer()?;
-    for &pool in &pools {
+    for &pool in pools.iter().filter(|p| **p != kept) {
         let bar = progress_bar(opts.items, format!("dealing {pool}"));
         dealer
             .deal(Dealer::from_os_rng(), pool, opts.items, |done| {
@@ -118,6 +135,32 @@ pub async fn run(opts: Options) -> Result<()> {
     }
 
     make_he(&consortium.launch, he_pool, opts.items).await?;
+    let levels = policy.levels(0.0);
+    let leader = consortium.launch.engine(cluster.leader)?;
+    let bar = progress_bar(levels.target, format!("the scheduler fills {kept}"));
+    let started = std::time::Instant::now();
+    loop {
+        let have = leader
+            .stock()
+            .await?
+            .pools
+            .get(&kept)
+            .map_or(0, |s| s.available);
+        bar.set_position(have);
+        if have >= levels.target {
+            break;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(600) {
+            bail!("the scheduler did not fill {kept} within ten minutes (see the nodes' log)");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    bar.finish();
+    println!(
+        "{kept}: kept stocked by the leader's scheduler (refilled to {} when below {}; at once \
+         below {}), a dealer worker making its jobs: see `larder jobs watch`",
+        levels.target, levels.refill_below, levels.floor
+    );
 
     // A sample checkout: every party's engine asks for the same id and downloads its shares.
     let pool = pools[0];
@@ -139,6 +182,7 @@ pub async fn run(opts: Options) -> Result<()> {
         println!("\nServing until Ctrl-C.");
         larder::node::shutdown_signal().await;
     }
+    worker.abort();
     consortium.stop_all().await;
     Ok(())
 }
@@ -185,5 +229,14 @@ fn print_instructions(
     );
     println!(
         "Then: {exe} verify my-job-party*.shares   (combines every party's shares: for demos only)"
+    );
+    println!(
+        "\nThe scheduler refills {pool} as engines use it; watch its jobs, and the forecast:\n  \
+         {exe} jobs --consortium {} --token-file {} watch\n  \
+         {exe} status --consortium {} --token-file {}",
+        prov.consortium.display(),
+        prov.operator_token_file.display(),
+        prov.consortium.display(),
+        prov.engines[0].token_file.display()
     );
 }

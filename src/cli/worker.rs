@@ -13,6 +13,13 @@ use std::time::Duration;
 /// How long a worker with nothing to do waits before asking again.
 const IDLE_POLL: Duration = Duration::from_secs(2);
 
+/// A dealer worker for `larder demo`, until the demo stops it; its failure is logged.
+pub(crate) async fn work_quietly(consortium: std::path::PathBuf, token_file: std::path::PathBuf) {
+    if let Err(e) = work(&consortium, &token_file, Some("demo-worker".into()), false).await {
+        tracing::warn!(error = %e, "the demo's dealer worker stopped");
+    }
+}
+
 /// Runs a dealer worker until SIGTERM or Ctrl-C (finishing the piece in hand), or, with
 /// `until_idle`, until the leader has no live job left.
 pub(crate) async fn work(
@@ -156,12 +163,12 @@ pub(crate) async fn jobs(consortium: &Path, token_file: &Path, action: JobsActio
 
 fn print_jobs(jobs: &[Job]) {
     println!(
-        "{:>5} {:<18} {:<9} {:<8} {:<10} {:>12} {:<27} {:>6}  error",
+        "{:>8} {:<18} {:<9} {:<8} {:<10} {:>12} {:<27} {:>6}  error",
         "id", "pool", "generator", "origin", "state", "count", "progress", "pieces"
     );
     for j in jobs {
         println!(
-            "{:>5} {:<18} {:<9} {:<8} {:<10} {:>12} {:<27} {:>6}  {}",
+            "{:>8} {:<18} {:<9} {:<8} {:<10} {:>12} {:<27} {:>6}  {}",
             j.id,
             j.pool.to_string(),
             j.generator,

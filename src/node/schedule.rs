@@ -30,6 +30,8 @@ type St = State<Arc<NodeState>>;
 const SITES_FRESH: Duration = Duration::from_secs(60);
 /// How long the leader waits for a party's windows.
 const SITES_WAIT: Duration = Duration::from_secs(5);
+/// How often the leader forgets old finished jobs.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Default nice value of the generation threads.
 const NICE: i32 = 10;
 
@@ -261,6 +263,7 @@ pub(super) async fn run(st: Arc<NodeState>, cancel: tokio_util::sync::Cancellati
     }
     st.schedule.load(st.store.dir());
     let every = Duration::from_millis(st.cluster.schedule_interval_ms.max(50));
+    let mut pruned: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -268,6 +271,12 @@ pub(super) async fn run(st: Arc<NodeState>, cancel: tokio_util::sync::Cancellati
                 if let Err(e) = r {
                     tracing::warn!(error = %e.detail, "scheduling skipped; tried again");
                 }
+            }
+        }
+        if pruned.is_none_or(|p| p.elapsed() >= PRUNE_EVERY) {
+            pruned = Some(Instant::now());
+            if let Err(e) = prune(&st).await {
+                tracing::warn!(error = %e.detail, "old jobs not pruned; tried again later");
             }
         }
         tokio::select! {
@@ -315,6 +324,10 @@ fn gist(reason: &str) -> &str {
 
 /// One look: plan, create the jobs planned, record the decisions.
 async fn tick(st: &Arc<NodeState>) -> Result<(), ApiError> {
+    if st.cluster.stock.is_empty() {
+        // Nothing to plan: no reads of stock and jobs on the leader's every look.
+        return Ok(());
+    }
     refresh_sites(st).await;
     let now = st.schedule.clock.now();
     let (overlap, _) = st.schedule.overlap(st.me, st.cluster.parties());
@@ -324,7 +337,6 @@ async fn tick(st: &Arc<NodeState>) -> Result<(), ApiError> {
     st.schedule.open.store(window.open, Ordering::Relaxed);
     let stock = st.own.run("reading stock", |s| s.stock()).await?;
     let jobs = st.own.run("reading jobs", |s| s.jobs()).await?;
-    prune(st, &jobs).await?;
     let pools: Vec<PoolSpec> = st.cluster.stock.keys().copied().collect();
     let rates = st.schedule.rates(&pools, tau(st));
     let inputs: Vec<PoolInput<'_>> = st
@@ -378,8 +390,9 @@ async fn tick(st: &Arc<NodeState>) -> Result<(), ApiError> {
 }
 
 /// Forgets jobs that ended more than `job_history_days` ago.
-async fn prune(st: &NodeState, jobs: &[Job]) -> Result<(), ApiError> {
+async fn prune(st: &NodeState) -> Result<(), ApiError> {
     let before = now_unix().saturating_sub(st.cluster.job_history_days.saturating_mul(86_400));
+    let jobs = st.own.run("reading jobs", |s| s.jobs()).await?;
     if jobs
         .iter()
         .any(|j| !j.state.is_live() && j.finished_at.is_some_and(|f| f < before))
