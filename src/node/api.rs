@@ -87,6 +87,10 @@ pub fn router(state: Arc<NodeState>) -> Router {
             state.clone(),
             super::audit::witness,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::metrics::observe,
+        ))
         .with_state(state)
 }
 
@@ -237,10 +241,18 @@ pub(super) async fn create_checkout(
         ));
     }
     check_count(&st, req.count)?;
+    let started = std::time::Instant::now();
+    let pool = req.pool;
     let res = match st.leader() {
         None => checkout_here(&st, req).await?,
         Some(leader) => leader.forward_checkout(&req).await?,
     };
+    let p = pool.to_string();
+    st.metrics.checkouts.with_label_values(&[&p]).inc();
+    st.metrics
+        .checkout_seconds
+        .with_label_values(&[&p])
+        .observe(super::metrics::since(started));
     // A checkout this engine can no longer download here is a 410, not a 200 whose state the
     // engine would have to read.
     let here = if st.is_leader() {
@@ -536,6 +548,16 @@ pub(super) async fn download(
         learn_confirmation(&st, &id).await?;
     }
     let len = st.store.share_stream_len(&res);
+    let started = std::time::Instant::now();
+    let (pool, items) = (res.pool.to_string(), res.count);
+    let counted = |st: &NodeState| {
+        let m = &st.metrics;
+        m.consumed.with_label_values(&[&pool]).inc_by(items);
+        m.download_bytes.with_label_values(&[&pool]).inc_by(len);
+        m.download_seconds
+            .with_label_values(&[&pool])
+            .observe(super::metrics::since(started));
+    };
     let response = Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::CONTENT_LENGTH, len);
@@ -548,6 +570,7 @@ pub(super) async fn download(
             .await
             .ok_or_else(|| ApiError::internal("consuming failed"))??;
         crate::failpoint::hit("download.consumed");
+        counted(&st);
         crate::failpoint::hit("download.streaming");
         return response
             .body(Body::from(body))
@@ -567,6 +590,7 @@ pub(super) async fn download(
         })
         .await?;
     crate::failpoint::hit("download.consumed");
+    counted(&st);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(16);
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {

@@ -160,6 +160,8 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
+        // For the metrics (`metrics::observe`).
+        resp.extensions_mut().insert(self.code);
         resp
     }
 }

@@ -235,6 +235,7 @@ pub(super) async fn activate(
     let id = batch_id(&batch)?;
     st.own.run("activating", move |s| s.activate(&id)).await?;
     crate::failpoint::hit("activate.durable");
+    super::metrics::note_generated(&st, id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -579,9 +579,11 @@ pub(super) async fn commit(st: &Arc<NodeState>, id: BatchId) -> Result<(), ApiEr
         // ids), so it commits without holding up the jobs.
         drop(guard);
         cluster::commit_batch(&st.own, st.followers(), id).await?;
+        super::metrics::note_generated(st, id).await;
         return Ok(());
     };
     cluster::commit_batch(&st.own, st.followers(), id).await?;
+    super::metrics::note_generated(st, id).await;
     crate::failpoint::hit("job.committed");
     let at = job
         .leases

@@ -1,58 +1,229 @@
-//! The node's metrics listener: `GET /metrics` in Prometheus' text format, on a listener of its
-//! own (plain HTTP, loopback unless configured otherwise: `metrics_listen` in the node file).
+//! The node's metrics: `GET /metrics` in Prometheus' text format, on a listener of its own
+//! (plain HTTP, loopback unless configured otherwise: `[metrics] listen` in the node file).
 //!
-//! Series are created when the node starts, one per configured pool and state, so none goes
-//! missing from a scrape; values are read from the store at scrape time.
+//! Naming follows Prometheus practice: the `larder_` prefix, base units (`_seconds`,
+//! `_bytes`), `_total` on counters, and labels from small fixed sets (pool, state, generator,
+//! code; never a batch or checkout id). Every series is created when the node starts, so none
+//! goes missing from a scrape. Stock, jobs, the forecast and the disk are read at scrape time;
+//! requests are counted as they are answered (the `observe` middleware around the API).
 
 use super::NodeState;
-use axum::extract::State;
+use crate::material::{Maker, PoolSpec};
+use crate::wire::Code;
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Stock states reported per pool.
 const STATES: [&str; 4] = ["available", "staged", "reserved", "consumed"];
+/// Job states reported.
+const JOB_STATES: [&str; 5] = ["queued", "running", "done", "failed", "cancelled"];
+/// Problems that are refused attempts to use material twice.
+pub const REUSE: [Code; 4] = [
+    Code::AlreadyConsumed,
+    Code::CheckoutConflict,
+    Code::CheckoutBurned,
+    Code::CheckoutReleased,
+];
+/// Latency buckets (seconds): 1 ms to about 16 s.
+const BUCKETS: [f64; 15] = [
+    0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096,
+    8.192, 16.384,
+];
 
 /// This node's metric families.
 pub struct Metrics {
     registry: Registry,
     stock: IntGaugeVec,
+    jobs: IntGaugeVec,
+    hours_left: GaugeVec,
+    per_second: GaugeVec,
+    store_bytes: IntGauge,
+    disk_free: IntGauge,
+    pub(crate) checkouts: IntCounterVec,
+    pub(crate) checkout_seconds: HistogramVec,
+    pub(crate) consumed: IntCounterVec,
+    pub(crate) download_bytes: IntCounterVec,
+    pub(crate) download_seconds: HistogramVec,
+    pub(crate) generated: IntCounterVec,
+    problems: IntCounterVec,
+    reuse: IntCounterVec,
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+fn float_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), labels).expect("static metric");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric");
+    r.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
+fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("static metric");
+    r.register(Box::new(h.clone())).expect("registered once");
+    h
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("static metric");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
 }
 
 impl Metrics {
     /// # Panics
     /// Never: the families' names and labels are static and valid.
-    pub fn new(pools: &[crate::material::PoolSpec], party: u8) -> Self {
-        let registry = Registry::new();
-        let build = IntGaugeVec::new(
-            Opts::new("larder_build_info", "This node's build and party; always 1"),
+    pub fn new(pools: &[PoolSpec], party: u8) -> Self {
+        let r = Registry::new();
+        let build = gauge_vec(
+            &r,
+            "larder_build_info",
+            "This node's build and party; always 1",
             &["version", "party"],
-        )
-        .expect("static metric");
+        );
         build
             .with_label_values(&[env!("CARGO_PKG_VERSION"), &party.to_string()])
             .set(1);
-        let stock = IntGaugeVec::new(
-            Opts::new(
+        let m = Metrics {
+            stock: gauge_vec(
+                &r,
                 "larder_stock_items",
                 "Items of each pool at this party, by state",
+                &["pool", "state"],
             ),
-            &["pool", "state"],
-        )
-        .expect("static metric");
+            jobs: gauge_vec(
+                &r,
+                "larder_jobs",
+                "Generation jobs kept at this node (the leader), by state",
+                &["state"],
+            ),
+            hours_left: float_vec(
+                &r,
+                "larder_forecast_hours_left",
+                "Hours the available items last at the forecast rate (the leader's; +Inf while nothing is consumed)",
+                &["pool"],
+            ),
+            per_second: float_vec(
+                &r,
+                "larder_forecast_consumption_items_per_second",
+                "Forecast consumption, exponentially weighted (the leader's)",
+                &["pool"],
+            ),
+            store_bytes: gauge(&r, "larder_store_bytes", "Bytes this party's store occupies on disk"),
+            disk_free: gauge(
+                &r,
+                "larder_disk_free_bytes",
+                "Bytes free on the file system of this party's store",
+            ),
+            checkouts: counter_vec(
+                &r,
+                "larder_checkouts_total",
+                "Checkouts this node answered for its engines",
+                &["pool"],
+            ),
+            checkout_seconds: histogram_vec(
+                &r,
+                "larder_checkout_duration_seconds",
+                "Time to answer an engine's checkout (reserved at every party)",
+                &["pool"],
+            ),
+            consumed: counter_vec(
+                &r,
+                "larder_items_consumed_total",
+                "Items this party's engines downloaded (consumed here)",
+                &["pool"],
+            ),
+            download_bytes: counter_vec(
+                &r,
+                "larder_download_bytes_total",
+                "Bytes of share streams served to this party's engines",
+                &["pool"],
+            ),
+            download_seconds: histogram_vec(
+                &r,
+                "larder_download_duration_seconds",
+                "Time from a download's request until its shares are consumed durably and start to flow",
+                &["pool"],
+            ),
+            generated: counter_vec(
+                &r,
+                "larder_items_generated_total",
+                "Items made available at this party, by the generator that made them",
+                &["pool", "generator"],
+            ),
+            problems: counter_vec(
+                &r,
+                "larder_problems_total",
+                "Error answers of this node's API, by problem code",
+                &["code"],
+            ),
+            reuse: counter_vec(
+                &r,
+                "larder_refused_reuse_total",
+                "Refused attempts to use material twice (second downloads, reused checkout ids), by code",
+                &["code"],
+            ),
+            registry: r,
+        };
         for pool in pools {
+            let p = pool.to_string();
             for state in STATES {
-                stock.with_label_values(&[&pool.to_string(), state]).set(0);
+                m.stock.with_label_values(&[&p, state]).set(0);
+            }
+            m.hours_left.with_label_values(&[&p]).set(f64::INFINITY);
+            m.per_second.with_label_values(&[&p]).set(0.0);
+            m.checkouts.with_label_values(&[&p]);
+            m.checkout_seconds.with_label_values(&[&p]);
+            m.consumed.with_label_values(&[&p]);
+            m.download_bytes.with_label_values(&[&p]);
+            m.download_seconds.with_label_values(&[&p]);
+            for g in Maker::ALL {
+                if crate::generate::can_make(g, pool) {
+                    m.generated.with_label_values(&[&p, g.name()]);
+                }
             }
         }
-        registry.register(Box::new(build)).expect("registered once");
-        registry
-            .register(Box::new(stock.clone()))
-            .expect("registered once");
-        Metrics { registry, stock }
+        for s in JOB_STATES {
+            m.jobs.with_label_values(&[s]).set(0);
+        }
+        for c in Code::ALL {
+            m.problems.with_label_values(&[c.as_str()]);
+        }
+        for c in REUSE {
+            m.reuse.with_label_values(&[c.as_str()]);
+        }
+        m
+    }
+
+    /// `items` of `pool` made available here by `maker`.
+    pub(crate) fn generated(&self, pool: &PoolSpec, maker: Option<Maker>, items: u64) {
+        let g = maker.map_or("unrecorded", Maker::name);
+        self.generated
+            .with_label_values(&[&pool.to_string(), g])
+            .inc_by(items);
     }
 }
 
@@ -61,7 +232,43 @@ pub fn router(st: Arc<NodeState>) -> Router {
     Router::new().route("/metrics", get(scrape)).with_state(st)
 }
 
-async fn scrape(State(st): State<Arc<NodeState>>) -> impl IntoResponse {
+/// Around the API: counts every problem answered, by code, and refused reuse.
+pub(super) async fn observe(
+    State(st): State<Arc<NodeState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let resp = next.run(req).await;
+    if let Some(code) = resp.extensions().get::<Code>() {
+        st.metrics
+            .problems
+            .with_label_values(&[code.as_str()])
+            .inc();
+        if REUSE.contains(code) {
+            st.metrics.reuse.with_label_values(&[code.as_str()]).inc();
+        }
+    }
+    resp
+}
+
+/// Counts batch `id`'s items as made available here (after its activation or commit).
+pub(crate) async fn note_generated(st: &NodeState, id: crate::material::BatchId) {
+    if let Ok(Some(meta)) = st
+        .own
+        .run("reading a batch", move |s| s.batch_meta(&id))
+        .await
+    {
+        st.metrics.generated(&meta.pool, meta.maker, meta.items);
+    }
+}
+
+/// Seconds since `t`, for the histograms.
+pub(crate) fn since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64()
+}
+
+async fn refresh(st: &Arc<NodeState>) {
+    let m = &st.metrics;
     match st.own.run("reading stock", |s| s.stock()).await {
         Ok(stock) => {
             for (pool, s) in stock {
@@ -70,8 +277,7 @@ async fn scrape(State(st): State<Arc<NodeState>>) -> impl IntoResponse {
                     .iter()
                     .zip([s.available, s.staged, s.reserved, s.consumed])
                 {
-                    st.metrics
-                        .stock
+                    m.stock
                         .with_label_values(&[pool.as_str(), state])
                         .set(i64::try_from(v).unwrap_or(i64::MAX));
                 }
@@ -79,6 +285,42 @@ async fn scrape(State(st): State<Arc<NodeState>>) -> impl IntoResponse {
         }
         Err(e) => tracing::warn!(error = %e, "metrics: stock not read; serving the last values"),
     }
+    if st.is_leader() {
+        if let Ok(jobs) = st.own.run("reading jobs", |s| s.jobs()).await {
+            for s in JOB_STATES {
+                let n = jobs
+                    .iter()
+                    .filter(|j| format!("{:?}", j.state).eq_ignore_ascii_case(s))
+                    .count();
+                m.jobs.with_label_values(&[s]).set(n as i64);
+            }
+        }
+        if let Ok(f) = super::schedule::forecast_here(st).await {
+            for (pool, p) in f.pools {
+                let pool = pool.to_string();
+                m.hours_left
+                    .with_label_values(&[&pool])
+                    .set(p.hours_left.unwrap_or(f64::INFINITY));
+                m.per_second.with_label_values(&[&pool]).set(p.per_second);
+            }
+        }
+    }
+    let store = st.store.clone();
+    if let Ok((bytes, free)) = tokio::task::spawn_blocking(move || {
+        (
+            store.disk_bytes(),
+            crate::store::Store::free_bytes(store.dir()).unwrap_or(0),
+        )
+    })
+    .await
+    {
+        m.store_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        m.disk_free.set(i64::try_from(free).unwrap_or(i64::MAX));
+    }
+}
+
+async fn scrape(State(st): State<Arc<NodeState>>) -> impl IntoResponse {
+    refresh(&st).await;
     let mut out = Vec::new();
     match TextEncoder::new().encode(&st.metrics.registry.gather(), &mut out) {
         Ok(()) => (
