@@ -205,9 +205,9 @@ fn jobs_in_flight_count_toward_stock() {
 #[test]
 fn a_night_job_lasts_until_the_next_window() {
     // Consumed at 100 items/s; at 01:00 the next window opens in 24 h: 8.64e6 items, more
-    // than the target.
+    // than the target (and less than four).
     let night = site(&["01:00-06:00 Europe/London"]);
-    let p = policy(1_000_000, 500_000, 0);
+    let p = policy(3_000_000, 500_000, 0);
     let (a, _) = step(&night, utc("2026-01-15T01:00:00Z"), &p, 0, (0, 0), 100.0);
     assert_eq!(
         a,
@@ -497,5 +497,57 @@ fn a_simulated_day_at_80_percent_of_capacity_never_underruns() {
     assert!(
         planned.iter().filter(|r| r.contains("window open")).count() >= 2,
         "refilled in the nights: {planned:?}"
+    );
+}
+
+#[test]
+fn a_floor_in_items_holds_while_hours_levels_are_still_zero() {
+    let p: StockPolicy =
+        toml::from_str("target = 4e9\nrefill_below = \"24h\"\nfloor = 5e8").unwrap();
+    p.validate().unwrap();
+    // Nothing consumed yet: the refill threshold is raised to the floor, never the floor cut.
+    let l = p.levels(0.0);
+    assert_eq!(
+        (l.target, l.refill_below, l.floor),
+        (4_000_000_000, 500_000_000, 500_000_000)
+    );
+    let night = site(&["01:00-06:00 Europe/London"]);
+    let (a, why) = step(&night, utc("2026-01-14T14:00:00Z"), &p, 0, (0, 0), 0.0);
+    assert!(
+        matches!(
+            a,
+            Action::Plan {
+                origin: JobOrigin::Floor,
+                ..
+            }
+        ),
+        "{why}"
+    );
+    // Every level in hours could never start an empty pool: refused.
+    let all_hours: StockPolicy =
+        toml::from_str("target = \"48h\"\nrefill_below = \"24h\"\nfloor = \"2h\"").unwrap();
+    assert!(all_hours.validate().unwrap_err().contains("in items"));
+}
+
+#[test]
+fn a_young_forecast_does_not_size_jobs_and_a_job_is_at_most_four_targets() {
+    let start = utc("2026-01-15T00:00:00Z");
+    let mut r = Rate::new(start);
+    r.observe(start + Duration::seconds(5), 1_000_000, 86_400.0);
+    assert!(
+        r.per_second() > 100_000.0,
+        "five seconds of history: a wild rate"
+    );
+    assert_eq!(r.settled_per_second(3600.0), 0.0);
+    // Even a settled but huge rate plans at most four targets in a window.
+    let night = site(&["01:00-06:00 Europe/London"]);
+    let p = policy(1_000_000, 500_000, 0);
+    let (a, _) = step(&night, utc("2026-01-15T01:00:00Z"), &p, 0, (0, 0), 1e6);
+    assert_eq!(
+        a,
+        Action::Plan {
+            count: 4_000_000,
+            origin: JobOrigin::Window
+        }
     );
 }

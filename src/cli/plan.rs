@@ -125,7 +125,7 @@ pub(crate) fn run(args: &PlanArgs<'_>) -> Result<()> {
                 println!("target = {target}");
             }
             println!("refill_below = {day}");
-            println!("floor = {}", n.saturating_mul(2));
+            println!("floor = {}", n.saturating_mul(2).min(day));
         }
     }
     Ok(())

@@ -285,8 +285,12 @@ pub(crate) async fn checkout_here(
     match cluster::checkout(&st.own, st.followers(), req).await {
         Ok((res, new)) => {
             if new {
-                st.schedule
-                    .observe(pool, count, st.cluster.forecast_hours * 3600.0);
+                st.schedule.observe(
+                    pool,
+                    &res.checkout,
+                    count,
+                    st.cluster.forecast_hours * 3600.0,
+                );
             }
             Ok(res)
         }

@@ -30,6 +30,12 @@ type St = State<Arc<NodeState>>;
 const SITES_FRESH: Duration = Duration::from_secs(60);
 /// How long the leader waits for a party's windows.
 const SITES_WAIT: Duration = Duration::from_secs(5);
+/// How many recent checkout ids the forecast remembers, so each counts once.
+const COUNTED: usize = 4096;
+/// Seconds of history (at most a quarter of `forecast_hours`) before the rate sizes jobs.
+const SETTLED: f64 = 3600.0;
+/// How long the leader waits before asking a party it could not ask again.
+const SITES_RETRY: Duration = Duration::from_secs(15);
 /// How often the leader forgets old finished jobs.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Default nice value of the generation threads.
@@ -56,6 +62,9 @@ struct Inner {
     gists: BTreeMap<PoolSpec, String>,
     /// Checkouts counted since the forecast was last written.
     dirty: bool,
+    /// The checkout ids counted lately (see `observe`), oldest first.
+    counted: std::collections::HashSet<String>,
+    counted_order: std::collections::VecDeque<String>,
 }
 
 impl Default for Scheduler {
@@ -116,10 +125,20 @@ impl Scheduler {
             .clone()
     }
 
-    /// `items` of `pool` were checked out (at the leader).
-    pub(crate) fn observe(&self, pool: PoolSpec, items: u64, tau_seconds: f64) {
+    /// `items` of `pool` were checked out under `checkout` (at the leader). Every party's
+    /// engine checks out under the same id, often at once: each id counts once.
+    pub(crate) fn observe(&self, pool: PoolSpec, checkout: &str, items: u64, tau_seconds: f64) {
         let now = self.clock.now();
         let mut inner = self.inner();
+        if !inner.counted.insert(checkout.to_string()) {
+            return;
+        }
+        inner.counted_order.push_back(checkout.to_string());
+        while inner.counted_order.len() > COUNTED {
+            if let Some(old) = inner.counted_order.pop_front() {
+                inner.counted.remove(&old);
+            }
+        }
         inner
             .rates
             .entry(pool)
@@ -137,7 +156,7 @@ impl Scheduler {
             .map(|p| {
                 let r = inner.rates.entry(*p).or_insert_with(|| Rate::new(now));
                 r.advance(now, tau_seconds);
-                (*p, r.per_second())
+                (*p, r.settled_per_second(SETTLED.min(tau_seconds / 4.0)))
             })
             .collect()
     }
@@ -178,18 +197,18 @@ impl Scheduler {
 
     fn save(&self, dir: &std::path::Path) {
         let text = {
-            let mut inner = self.inner();
+            let inner = self.inner();
             if !inner.dirty {
                 return;
             }
-            inner.dirty = false;
             serde_json::to_vec(&inner.rates).unwrap_or_default()
         };
         let tmp = dir.join("forecast.json.new");
         let done = std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, dir.join("forecast.json")));
-        if let Err(e) = done {
-            tracing::debug!(error = %e, "forecast not saved; tried again later");
+        match done {
+            Ok(()) => self.inner().dirty = false,
+            Err(e) => tracing::debug!(error = %e, "forecast not saved; tried again later"),
         }
     }
 }
@@ -222,15 +241,25 @@ async fn refresh_sites(st: &Arc<NodeState>) {
         st.followers()
             .iter()
             .filter(|f| {
-                inner
-                    .sites
-                    .get(&f.party())
-                    .is_none_or(|(w, at)| w.is_none() || at.elapsed() >= SITES_FRESH)
+                inner.sites.get(&f.party()).is_none_or(|(w, at)| {
+                    at.elapsed()
+                        >= if w.is_some() {
+                            SITES_FRESH
+                        } else {
+                            SITES_RETRY
+                        }
+                })
             })
             .collect()
     };
-    for f in stale {
-        let asked = tokio::time::timeout(SITES_WAIT, f.windows()).await;
+    // Every party at once, so one that does not answer delays the look by SITES_WAIT at most.
+    let asked = futures_util::future::join_all(
+        stale
+            .iter()
+            .map(|f| tokio::time::timeout(SITES_WAIT, f.windows())),
+    )
+    .await;
+    for (f, asked) in stale.into_iter().zip(asked) {
         let heard = match asked {
             Ok(Ok(site)) => {
                 let parsed: Result<Vec<_>, String> =
@@ -335,8 +364,10 @@ async fn tick(st: &Arc<NodeState>) -> Result<(), ApiError> {
         .await
         .map_err(|e| ApiError::internal(format!("reading the windows: {e}")))?;
     st.schedule.open.store(window.open, Ordering::Relaxed);
-    let stock = st.own.run("reading stock", |s| s.stock()).await?;
+    // Jobs before stock: a piece committed in between is then counted twice (nothing more
+    // planned), never missed (a piece planned again).
     let jobs = st.own.run("reading jobs", |s| s.jobs()).await?;
+    let stock = st.own.run("reading stock", |s| s.stock()).await?;
     let pools: Vec<PoolSpec> = st.cluster.stock.keys().copied().collect();
     let rates = st.schedule.rates(&pools, tau(st));
     let inputs: Vec<PoolInput<'_>> = st
@@ -360,7 +391,12 @@ async fn tick(st: &Arc<NodeState>) -> Result<(), ApiError> {
         let pool = d.pool;
         if let Action::Plan { count, origin } = d.action {
             let Some(generator) = generator_for(st, &pool) else {
-                tracing::warn!(pool = %pool, "{}; but no generator the consortium allows can make it", d.reason);
+                let gist = "no generator can make it".to_string();
+                let mut inner = st.schedule.inner();
+                if inner.gists.get(&pool) != Some(&gist) {
+                    tracing::warn!(pool = %pool, "{}; but no generator the consortium allows can make it", d.reason);
+                }
+                inner.gists.insert(pool, gist);
                 continue;
             };
             let g = generator.clone();

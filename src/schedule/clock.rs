@@ -36,8 +36,11 @@ impl Clock {
     /// # Errors
     /// A speed that is not a positive number.
     pub fn simulated(s: &SimulatedClock) -> Result<Clock, String> {
-        if !(s.speed.is_finite() && s.speed > 0.0) {
-            return Err(format!("clock speed {} must be a positive number", s.speed));
+        if !(s.speed.is_finite() && s.speed > 0.0 && s.speed <= 1e6) {
+            return Err(format!(
+                "clock speed {} must be a positive number, at most 1e6",
+                s.speed
+            ));
         }
         Ok(Clock::Simulated {
             start: s.start,

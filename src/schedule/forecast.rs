@@ -63,6 +63,16 @@ impl Rate {
         }
     }
 
+    /// Items per second once at least `min_seconds` have been observed (0 before: a rate
+    /// from a few minutes of history would size jobs wildly).
+    pub fn settled_per_second(&self, min_seconds: f64) -> f64 {
+        if self.weight >= min_seconds {
+            self.per_second()
+        } else {
+            0.0
+        }
+    }
+
     /// Seconds observed, weighted (how much history the rate rests on, up to `tau`).
     pub fn observed_seconds(&self) -> f64 {
         self.weight

@@ -121,16 +121,24 @@ fn decide(
         if have >= levels.refill_below {
             return hold(p, format!("{standing}: above its refill threshold"));
         }
-        // Enough to last until the window after this one opens, and at least the target.
+        // Enough to last until the window after this one opens, and at least the target; at
+        // most four targets (a forecast on little history can be far off).
         let want = levels
             .target
-            .max(levels.floor.saturating_add(last(window.then_at)));
+            .max(levels.floor.saturating_add(last(window.then_at)))
+            .min(levels.target.saturating_mul(4).max(levels.target));
+        // Below the floor even counting what runs now: a floor refill, which goes first.
+        let origin = if p.available.saturating_add(p.in_flight_now) < levels.floor {
+            JobOrigin::Floor
+        } else {
+            JobOrigin::Window
+        };
         let until = window
             .changes_at
             .map_or("with no close in sight".to_string(), |c| {
                 format!("window open until {}", clock(c, zone))
             });
-        (want.saturating_sub(have), JobOrigin::Window, until)
+        (want.saturating_sub(have), origin, until)
     } else {
         let opens = window.changes_at;
         let when = opens.map_or("no window ahead".to_string(), |o| {

@@ -112,7 +112,9 @@ pub struct StockPolicy {
     pub max_workers: Option<u32>,
 }
 
-/// A policy's levels in items at a rate, ordered floor <= refill <= target.
+/// A policy's levels in items at a rate, ordered floor <= refill <= target (a lower level
+/// given in other units raises the higher ones, never the reverse: a floor in items holds
+/// while hours levels are still 0 for want of consumption).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Levels {
     pub target: u64,
@@ -122,9 +124,9 @@ pub struct Levels {
 
 impl StockPolicy {
     pub fn levels(&self, per_second: f64) -> Levels {
-        let target = self.target.items(per_second);
-        let refill_below = self.refill_below.items(per_second).min(target);
-        let floor = self.floor.items(per_second).min(refill_below);
+        let floor = self.floor.items(per_second);
+        let refill_below = self.refill_below.items(per_second).max(floor);
+        let target = self.target.items(per_second).max(refill_below);
         Levels {
             target,
             refill_below,
@@ -151,6 +153,19 @@ impl StockPolicy {
                 "floor ({}) is above refill_below ({})",
                 self.floor, self.refill_below
             ));
+        }
+        // With nothing consumed yet, hours are 0 items: an empty pool must still be refilled
+        // for its first engine to consume anything.
+        let some_items = [&self.target, &self.refill_below, &self.floor]
+            .iter()
+            .any(|l| matches!(l, Level::Items(n) if *n > 0));
+        if !some_items {
+            return Err(
+                "every level is in hours, which are 0 items until something is consumed, and \
+                 nothing can be consumed from an empty pool: give one level (the floor, say) \
+                 in items"
+                    .into(),
+            );
         }
         if self.max_workers == Some(0) {
             return Err("max_workers 0 would never make anything".into());
