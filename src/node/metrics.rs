@@ -45,7 +45,7 @@ pub struct Metrics {
     registry: Registry,
     stock: IntGaugeVec,
     jobs: IntGaugeVec,
-    hours_left: GaugeVec,
+    seconds_left: GaugeVec,
     per_second: GaugeVec,
     store_bytes: IntGauge,
     disk_free: IntGauge,
@@ -120,10 +120,10 @@ impl Metrics {
                 "Generation jobs kept at this node (the leader), by state",
                 &["state"],
             ),
-            hours_left: float_vec(
+            seconds_left: float_vec(
                 &r,
-                "larder_forecast_hours_left",
-                "Hours the available items last at the forecast rate (the leader's; +Inf while nothing is consumed)",
+                "larder_forecast_seconds_left",
+                "Seconds the available items last at the forecast rate (the leader's; +Inf while nothing is consumed)",
                 &["pool"],
             ),
             per_second: float_vec(
@@ -193,7 +193,7 @@ impl Metrics {
             for state in STATES {
                 m.stock.with_label_values(&[&p, state]).set(0);
             }
-            m.hours_left.with_label_values(&[&p]).set(f64::INFINITY);
+            m.seconds_left.with_label_values(&[&p]).set(f64::INFINITY);
             m.per_second.with_label_values(&[&p]).set(0.0);
             m.checkouts.with_label_values(&[&p]);
             m.checkout_seconds.with_label_values(&[&p]);
@@ -298,9 +298,9 @@ async fn refresh(st: &Arc<NodeState>) {
         if let Ok(f) = super::schedule::forecast_here(st).await {
             for (pool, p) in f.pools {
                 let pool = pool.to_string();
-                m.hours_left
+                m.seconds_left
                     .with_label_values(&[&pool])
-                    .set(p.hours_left.unwrap_or(f64::INFINITY));
+                    .set(p.hours_left.map_or(f64::INFINITY, |h| h * 3600.0));
                 m.per_second.with_label_values(&[&pool]).set(p.per_second);
             }
         }
