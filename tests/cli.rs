@@ -334,15 +334,18 @@ fn the_demos_printed_commands_work_as_printed() {
         .iter()
         .find(|l| l.contains(" jobs --consortium ") && l.ends_with(" watch"))
         .expect("a jobs watch line");
+    // (Captured first: `grep -q` would close the pipe under a command still printing.)
     bash(&format!(
-        "{} | grep -q 'window'",
+        "out=$({}); grep -q 'triple-z64' <<< \"$out\"",
         jobs.trim_end_matches(" watch")
     ));
     let status = printed
         .iter()
         .find(|l| l.contains(" status --consortium "))
         .expect("a status line");
-    bash(&format!("{status} | grep -q 'forecast (at the leader):'"));
+    bash(&format!(
+        "out=$({status}); grep -q 'forecast (at the leader):' <<< \"$out\""
+    ));
 
     // A second node on party 0's address, beside the running demo.
     let out = larder(&["serve", "--node"])
