@@ -172,8 +172,17 @@ pub(super) async fn health(State(st): St) -> Json<HealthView> {
 pub(super) async fn stock(State(st): St, caller: Caller) -> Result<Json<StockView>, ApiError> {
     not_auditor(&caller)?;
     let pools = st.own.run("reading stock", |s| s.stock()).await?;
-    // The leader's forecast beside this party's stock, if the leader answers.
-    let forecast = match super::schedule::forecast(&st).await {
+    // The leader's forecast beside this party's stock (here, from the stock just read), if
+    // the leader answers.
+    let forecast = if st.leader().is_none() {
+        match st.own.run("reading jobs", |s| s.jobs()).await {
+            Ok(jobs) => super::schedule::forecast_from(&st, &pools, &jobs).await,
+            Err(e) => Err(e.into()),
+        }
+    } else {
+        super::schedule::forecast(&st).await
+    };
+    let forecast = match forecast {
         Ok(f) => f.pools,
         Err(e) => {
             tracing::debug!(error = %e.detail, "stock without the forecast");

@@ -269,7 +269,8 @@ pub(crate) fn since(t: Instant) -> f64 {
 
 async fn refresh(st: &Arc<NodeState>) {
     let m = &st.metrics;
-    match st.own.run("reading stock", |s| s.stock()).await {
+    let stock = st.own.run("reading stock", |s| s.stock()).await;
+    match &stock {
         Ok(stock) => {
             for (pool, s) in stock {
                 let pool = pool.to_string();
@@ -285,17 +286,19 @@ async fn refresh(st: &Arc<NodeState>) {
         }
         Err(e) => tracing::warn!(error = %e, "metrics: stock not read; serving the last values"),
     }
-    if st.is_leader() {
-        if let Ok(jobs) = st.own.run("reading jobs", |s| s.jobs()).await {
-            for s in JOB_STATES {
-                let n = jobs
-                    .iter()
-                    .filter(|j| format!("{:?}", j.state).eq_ignore_ascii_case(s))
-                    .count();
-                m.jobs.with_label_values(&[s]).set(n as i64);
-            }
+    let jobs = match (st.is_leader(), &stock) {
+        (true, Ok(_)) => st.own.run("reading jobs", |s| s.jobs()).await.ok(),
+        _ => None,
+    };
+    if let (Ok(stock), Some(jobs)) = (&stock, jobs) {
+        for s in JOB_STATES {
+            let n = jobs
+                .iter()
+                .filter(|j| format!("{:?}", j.state).eq_ignore_ascii_case(s))
+                .count();
+            m.jobs.with_label_values(&[s]).set(n as i64);
         }
-        if let Ok(f) = super::schedule::forecast_here(st).await {
+        if let Ok(f) = super::schedule::forecast_from(st, stock, &jobs).await {
             for (pool, p) in f.pools {
                 let pool = pool.to_string();
                 m.seconds_left

@@ -448,6 +448,18 @@ async fn prune(st: &NodeState) -> Result<(), ApiError> {
 
 /// The forecast as the leader sees it now.
 pub(super) async fn forecast_here(st: &Arc<NodeState>) -> Result<ForecastView, ApiError> {
+    let stock = st.own.run("reading stock", |s| s.stock()).await?;
+    let jobs = st.own.run("reading jobs", |s| s.jobs()).await?;
+    forecast_from(st, &stock, &jobs).await
+}
+
+/// The forecast from the leader's `stock` and `jobs`, read by the caller (the stock endpoint
+/// and the metrics have them already).
+pub(super) async fn forecast_from(
+    st: &Arc<NodeState>,
+    stock: &BTreeMap<PoolSpec, crate::store::PoolStock>,
+    jobs: &[Job],
+) -> Result<ForecastView, ApiError> {
     let now = st.schedule.clock.now();
     let (overlap, sites) = st.schedule.overlap(st.me, st.cluster.parties());
     let (window, stretches) = tokio::task::spawn_blocking(move || {
@@ -458,8 +470,6 @@ pub(super) async fn forecast_here(st: &Arc<NodeState>) -> Result<ForecastView, A
     })
     .await
     .map_err(|e| ApiError::internal(format!("reading the windows: {e}")))?;
-    let stock = st.own.run("reading stock", |s| s.stock()).await?;
-    let jobs = st.own.run("reading jobs", |s| s.jobs()).await?;
     let rates = st.schedule.rates(&st.cluster.pools, tau(st));
     let decisions = st.schedule.inner().decisions.clone();
     let mut pools = BTreeMap::new();
@@ -471,7 +481,7 @@ pub(super) async fn forecast_here(st: &Arc<NodeState>) -> Result<ForecastView, A
             *pool,
             PoolForecast {
                 available,
-                in_jobs: in_jobs(&jobs, *pool, window.open).1,
+                in_jobs: in_jobs(jobs, *pool, window.open).1,
                 per_second,
                 hours_left: forecast::hours_left(available, per_second),
                 runs_out_at: forecast::runs_out_at(now, available, per_second)
