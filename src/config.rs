@@ -460,11 +460,15 @@ pub struct MetricsConfig {
     /// such as `127.0.0.1:9464`. None: no metrics listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
+    /// Serve it over TLS with the node's certificate (scrapers then trust the consortium CA),
+    /// for a metrics address off the machine. Default: plain HTTP.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
 }
 
 impl MetricsConfig {
     fn is_off(&self) -> bool {
-        self.listen.is_none()
+        self.listen.is_none() && !self.tls
     }
 }
 

@@ -13,7 +13,7 @@ use larder::consortium::{
 };
 use larder::interop::mp_spdz;
 use larder::material::PoolSpec;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +22,16 @@ use std::path::PathBuf;
     about = "Offline-phase preprocessing for secure multi-party computation"
 )]
 struct Cli {
+    /// How logs are written to stderr: `text` for people, `json` for collectors (one JSON
+    /// object per line).
+    #[arg(
+        long,
+        value_enum,
+        env = "LARDER_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    log_format: cli::commands::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -139,7 +149,7 @@ enum Command {
     /// Run one party's node from its node file.
     Serve {
         /// The node's file (node.toml: party, listen address, store, TLS files, token).
-        #[arg(long)]
+        #[arg(long, env = "LARDER_NODE")]
         node: PathBuf,
     },
     /// Run the dealer against a running consortium: stage each party's share at its node,
@@ -167,6 +177,10 @@ enum Command {
         /// With --worker: stop once the leader has no job left to make.
         #[arg(long, requires = "worker")]
         until_idle: bool,
+        /// With --worker: serve the worker's metrics (`GET /metrics`, plain HTTP) here, such
+        /// as 127.0.0.1:9465.
+        #[arg(long, requires = "worker", env = "LARDER_METRICS_LISTEN")]
+        metrics_listen: Option<std::net::SocketAddr>,
         /// Generate at this nice value (lower CPU priority, so the machine's other work comes
         /// first; 0 keeps it). Cap the threads with --threads.
         #[arg(long, default_value_t = 10)]
@@ -257,6 +271,38 @@ enum Command {
         #[arg(long)]
         consortium: Option<PathBuf>,
     },
+    /// Create a networked consortium's files for parties on their own hosts: a CA, each
+    /// node's certificate (for its host), key, token and node file, the consortium file, and
+    /// the dealer's, operators', auditors' and engines' tokens. Hand each site its own
+    /// party-<i> directory (its key and node token are its alone) with the consortium file,
+    /// ca.pem and the parties' certificates (see deploy/README.md).
+    Provision {
+        /// Where to write them (must not hold a consortium yet).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The consortium's name, recorded in every store.
+        #[arg(long, default_value = "larder")]
+        name: String,
+        /// Each party's node as the others reach it, `host:port`, in party order (party 0
+        /// leads); repeat for every party.
+        #[arg(long = "party", required = true)]
+        parties: Vec<String>,
+        /// Where each node listens (default: every interface, at its party's port).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Where each node serves its metrics (plain HTTP; `none` for no listener).
+        #[arg(long, default_value = "0.0.0.0:9464")]
+        metrics_listen: String,
+        /// Each node's store, relative to its node file unless absolute.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Pools to keep (repeatable). Default: a set covering every kind.
+        #[arg(long = "pool")]
+        pools: Vec<PoolSpec>,
+        /// Items per batch.
+        #[arg(long, default_value_t = 1 << 16)]
+        batch_size: u64,
+    },
     /// Which parties are up, who leads, and stock at your node.
     Status {
         /// The consortium file (consortium.toml).
@@ -315,11 +361,11 @@ fn run() -> Result<()> {
     }
     // Logs go to stderr; RUST_LOG (for example `larder=debug`) sets the level. Nodes log at
     // info by default, every other command at warn.
-    init_logging(if matches!(cli.command, Command::Serve { .. }) {
-        "info"
-    } else {
-        "warn"
-    });
+    let level = match cli.command {
+        Command::Serve { .. } | Command::Dealer { worker: true, .. } => "info",
+        _ => "warn",
+    };
+    init_logging(level, cli.log_format);
     match cli.command {
         Command::Init {
             dir,
@@ -392,6 +438,25 @@ fn run() -> Result<()> {
             dir, items, once, ..
         } => runtime()?.block_on(cli::demo::run(cli::demo::Options { dir, items, once }))?,
         Command::Openapi => print!("{}", larder::node::openapi::document_text()),
+        Command::Provision {
+            dir,
+            name,
+            parties,
+            listen,
+            metrics_listen,
+            data_dir,
+            pools,
+            batch_size,
+        } => provision(
+            &dir,
+            &name,
+            parties,
+            listen,
+            &metrics_listen,
+            data_dir,
+            pools,
+            batch_size,
+        )?,
         Command::Serve { node } => {
             few_malloc_arenas();
             runtime()?.block_on(serve(&node))?
@@ -402,12 +467,16 @@ fn run() -> Result<()> {
             worker: true,
             name,
             until_idle,
+            metrics_listen,
             ..
         } => runtime()?.block_on(cli::worker::work(
             &consortium,
             &token_file,
-            name,
-            until_idle,
+            cli::worker::Options {
+                name,
+                until_idle,
+                metrics_listen,
+            },
         ))?,
         Command::Dealer {
             consortium,
@@ -633,4 +702,63 @@ impl GeneratorChoice {
             GeneratorChoice::He => Maker::He,
         }
     }
+}
+
+/// `larder provision`: a networked consortium's files, never over an existing one.
+#[allow(clippy::too_many_arguments)]
+fn provision(
+    dir: &Path,
+    name: &str,
+    parties: Vec<String>,
+    listen: Option<std::net::SocketAddr>,
+    metrics_listen: &str,
+    data_dir: Option<PathBuf>,
+    pools: Vec<PoolSpec>,
+    batch_size: u64,
+) -> Result<()> {
+    use larder::node::provision::{provision, Plan};
+    anyhow::ensure!(
+        !dir.join("consortium.toml").exists(),
+        "{} already holds a consortium (consortium.toml); choose another directory, or move \
+         it away first: its tokens, keys and certificates would be replaced",
+        dir.display()
+    );
+    let pools = if pools.is_empty() {
+        default_pools(parties.len().min(255) as u8)
+    } else {
+        pools
+    };
+    let metrics = match metrics_listen {
+        "none" => None,
+        at => Some(
+            at.parse()
+                .with_context(|| format!("--metrics-listen {at:?}: not an address"))?,
+        ),
+    };
+    let plan = Plan {
+        batch_size,
+        metrics,
+        data_dir,
+        ..Plan::networked(name, parties, listen, pools)?
+    };
+    let made = provision(dir, &plan)?;
+    println!(
+        "consortium {name:?}: {} parties, leader party 0, files in {}",
+        made.nodes.len(),
+        dir.display()
+    );
+    for (i, node) in made.nodes.iter().enumerate() {
+        println!(
+            "  party {i}: {} (give its site party-{i}/ with consortium.toml, ca.pem and the \
+             parties' cert.pem files)",
+            node.display()
+        );
+    }
+    println!(
+        "  dealer token: {}\n  operator token: {}\n  auditor token: {}",
+        made.dealer_token_file.display(),
+        made.operator_token_file.display(),
+        made.auditor_token_file.display()
+    );
+    Ok(())
 }

@@ -6,15 +6,8 @@ mod common;
 
 use common::procs::{Harness, POOL};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 fn scrape(addr: SocketAddr) -> Option<String> {
     let mut s = TcpStream::connect(addr).ok()?;
@@ -61,17 +54,7 @@ fn promtool_check(page: &str) {
 async fn every_nodes_metrics_pass_promtool_and_count_what_was_done() {
     let mut h = Harness::new("info");
     // Each node again, with its metrics listener.
-    let mut at = Vec::new();
-    for p in 0..3u8 {
-        h.nodes.sigkill(p as usize);
-        let addr = free_addr();
-        let mut c = h.nodes.serve_command(p, &[]);
-        c.env("LARDER__METRICS__LISTEN", addr.to_string())
-            .stdout(Stdio::null())
-            .stderr(h.log(&format!("node-{p}")));
-        h.nodes.children[p as usize] = Some(c.spawn().unwrap());
-        at.push(addr);
-    }
+    let at = h.restart_with_metrics();
     h.wait_healthy().await;
     let count = 5000;
     let id = h.create_job(count).await;
@@ -142,6 +125,26 @@ async fn every_nodes_metrics_pass_promtool_and_count_what_was_done() {
         );
         if p == 0 {
             assert_eq!(value(&page, "larder_jobs{state=\"done\"}"), 1.0);
+            assert_eq!(
+                value(
+                    &page,
+                    "larder_job_duration_seconds_count{generator=\"dealer\",state=\"done\"}"
+                ),
+                1.0
+            );
         }
+        // Every other node has answered (the probes), so the node is ready.
+        assert_eq!(value(&page, "larder_ready"), 1.0, "party {p}");
+        let peers: Vec<&str> = page
+            .lines()
+            .filter(|l| l.starts_with("larder_peer_up{"))
+            .collect();
+        assert_eq!(peers.len(), 2, "party {p}: {peers:?}");
+        assert!(peers.iter().all(|l| l.ends_with(" 1")), "{peers:?}");
+        // Every change was made durable by some flush, each serving one or more callers.
+        let flushes = value(&page, "larder_store_flush_duration_seconds_count");
+        assert!(flushes > 0.0, "party {p}");
+        assert!(value(&page, "larder_store_flush_group_size_sum") >= flushes);
+        assert!(value(&page, "larder_disk_size_bytes") >= value(&page, "larder_disk_free_bytes"));
     }
 }

@@ -2,12 +2,18 @@
 //! leader, and `larder jobs`: operators create, list and cancel jobs.
 
 use anyhow::{Context, Result};
-use larder::cluster::DealerClient;
+use larder::cluster::{DealerClient, PeerMetrics};
 use larder::generate::Dealer;
 use larder::material::PoolSpec;
 use larder::node::config::ConsortiumConfig;
 use larder::wire::{Code, Job, JobRequest};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a worker with nothing to do waits before asking again.
@@ -15,28 +21,169 @@ const IDLE_POLL: Duration = Duration::from_secs(2);
 
 /// A dealer worker for `larder demo`, until the demo stops it; its failure is logged.
 pub(crate) async fn work_quietly(consortium: std::path::PathBuf, token_file: std::path::PathBuf) {
-    if let Err(e) = work(&consortium, &token_file, Some("demo-worker".into()), false).await {
+    let options = Options {
+        name: Some("demo-worker".into()),
+        until_idle: false,
+        metrics_listen: None,
+    };
+    if let Err(e) = work(&consortium, &token_file, options).await {
         tracing::warn!(error = %e, "the demo's dealer worker stopped");
     }
 }
 
+/// How a worker runs.
+pub(crate) struct Options {
+    /// Its name in the jobs' records (default: `worker-<pid>`).
+    pub name: Option<String>,
+    /// Stop once the leader has no live job left.
+    pub until_idle: bool,
+    /// Where to serve its metrics.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// A worker's metric families (`larder_worker_*`, and `larder_peer_*` for its calls to the
+/// nodes).
+struct WorkerMetrics {
+    registry: Registry,
+    busy: IntGauge,
+    pieces: IntCounterVec,
+    items: IntCounterVec,
+    seconds: HistogramVec,
+    peers: Arc<PeerMetrics>,
+}
+
+/// How a piece ended, as the `outcome` label.
+const OUTCOMES: [&str; 3] = ["committed", "revoked", "failed"];
+
+impl WorkerMetrics {
+    fn new(name: &str, pools: &[PoolSpec], peers: &[String]) -> prometheus::Result<Self> {
+        let r = Registry::new();
+        let info = IntGaugeVec::new(
+            Opts::new(
+                "larder_worker_info",
+                "This worker's build and name; always 1",
+            ),
+            &["version", "worker"],
+        )?;
+        r.register(Box::new(info.clone()))?;
+        info.with_label_values(&[env!("CARGO_PKG_VERSION"), name])
+            .set(1);
+        let busy = IntGauge::new("larder_worker_busy", "1 while making a piece, else 0")?;
+        r.register(Box::new(busy.clone()))?;
+        let pieces = IntCounterVec::new(
+            Opts::new(
+                "larder_worker_pieces_total",
+                "Pieces of generation jobs this worker made, by how they ended (committed; revoked: taken back as too late; failed)",
+            ),
+            &["outcome"],
+        )?;
+        r.register(Box::new(pieces.clone()))?;
+        let items = IntCounterVec::new(
+            Opts::new(
+                "larder_worker_items_generated_total",
+                "Items of committed pieces this worker made",
+            ),
+            &["pool"],
+        )?;
+        r.register(Box::new(items.clone()))?;
+        let seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "larder_worker_piece_duration_seconds",
+                "Time to make a piece: generate, stage at every party, commit at the leader",
+            )
+            .buckets(larder::cluster::LATENCY_BUCKETS.to_vec()),
+            &["pool"],
+        )?;
+        r.register(Box::new(seconds.clone()))?;
+        for o in OUTCOMES {
+            pieces.with_label_values(&[o]);
+        }
+        for p in pools {
+            items.with_label_values(&[&p.to_string()]);
+            seconds.with_label_values(&[&p.to_string()]);
+        }
+        let peers = Arc::new(PeerMetrics::register(&r, peers)?);
+        Ok(WorkerMetrics {
+            registry: r,
+            busy,
+            pieces,
+            items,
+            seconds,
+            peers,
+        })
+    }
+
+    fn text(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "metrics not encoded");
+        }
+        out
+    }
+}
+
+/// Serves `metrics` at `GET /metrics` on `at` until `stop`.
+async fn serve_metrics(
+    at: SocketAddr,
+    metrics: Arc<WorkerMetrics>,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<()> {
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind(at)
+        .await
+        .with_context(|| format!("cannot serve metrics on {at}"))?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let m = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        TextEncoder::new().format_type().to_string(),
+                    )],
+                    m.text(),
+                )
+            }
+        }),
+    );
+    tracing::info!(addr = %listener.local_addr()?, "worker metrics serving /metrics");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    });
+    Ok(())
+}
+
 /// Runs a dealer worker until SIGTERM or Ctrl-C (finishing the piece in hand), or, with
 /// `until_idle`, until the leader has no live job left.
-pub(crate) async fn work(
-    consortium: &Path,
-    token_file: &Path,
-    name: Option<String>,
-    until_idle: bool,
-) -> Result<()> {
+pub(crate) async fn work(consortium: &Path, token_file: &Path, options: Options) -> Result<()> {
+    let Options {
+        name,
+        until_idle,
+        metrics_listen,
+    } = options;
     let cluster = ConsortiumConfig::load_nodes(consortium)?;
+    let pools = cluster.pools.clone();
     let client = DealerClient::new(cluster, super::commands::read_token(token_file)?)?;
     let name = name.unwrap_or_else(|| format!("worker-{}", std::process::id()));
+    let metrics = Arc::new(
+        WorkerMetrics::new(&name, &pools, &client.peer_labels()).context("the worker's metrics")?,
+    );
+    let client = client.observed(&metrics.peers);
     let stop = tokio_util::sync::CancellationToken::new();
     let signal = stop.clone();
     tokio::spawn(async move {
         larder::node::shutdown_signal().await;
         signal.cancel();
     });
+    if let Some(at) = metrics_listen {
+        serve_metrics(at, metrics.clone(), stop.clone()).await?;
+    }
     let mut generator = Dealer::from_os_rng();
     let mut made = 0u64;
     tracing::info!(worker = %name, "dealer worker started");
@@ -62,10 +209,28 @@ pub(crate) async fn work(
                 continue;
             }
         };
+        metrics.busy.set(1);
+        let began = std::time::Instant::now();
         let (g, done) = client.make_piece(generator, &piece).await;
+        metrics.busy.set(0);
         generator = g;
+        let outcome = match &done {
+            Ok(()) => "committed",
+            Err(e) if e.code() == Code::PieceRevoked => "revoked",
+            Err(_) => "failed",
+        };
+        metrics.pieces.with_label_values(&[outcome]).inc();
         match done {
             Ok(()) => {
+                let pool = piece.pool.to_string();
+                metrics
+                    .seconds
+                    .with_label_values(&[&pool])
+                    .observe(began.elapsed().as_secs_f64());
+                metrics
+                    .items
+                    .with_label_values(&[&pool])
+                    .inc_by(piece.items);
                 made += piece.items;
                 tracing::info!(job = piece.job, batch = %piece.batch, items = piece.items, "piece committed");
             }

@@ -38,6 +38,22 @@ impl DealerClient {
         Ok(DealerClient { cluster, parties })
     }
 
+    /// Calls to the nodes are counted in `metrics` (see [`super::PeerMetrics`]).
+    #[must_use]
+    pub fn observed(mut self, metrics: &std::sync::Arc<super::PeerMetrics>) -> Self {
+        self.parties = self
+            .parties
+            .into_iter()
+            .map(|p| p.observed(metrics.clone()))
+            .collect();
+        self
+    }
+
+    /// The nodes' `peer` labels, in party order.
+    pub fn peer_labels(&self) -> Vec<String> {
+        self.parties.iter().map(|p| p.label().to_string()).collect()
+    }
+
     /// Deals `count` items of `pool` batch by batch; `progress` gets the items committed.
     /// Generation of the next batch overlaps the staging of this one.
     ///

@@ -34,6 +34,7 @@ pub mod combine;
 mod dealer;
 mod error;
 mod local;
+mod observe;
 mod remote;
 
 pub use batch::{
@@ -44,6 +45,7 @@ pub use checkout::{checkout, confirmed_at_leader, expire, Expired};
 pub use dealer::DealerClient;
 pub use error::{gone_code, store_problem, PartyName, ProtocolError, Refusal, Result};
 pub use local::LocalParty;
+pub use observe::{peer_label, PeerMetrics, BUCKETS as LATENCY_BUCKETS};
 pub use remote::{RemoteParty, Retry};
 
 use crate::generate::PartyBatch;

@@ -39,6 +39,9 @@ struct Inner {
     retry: Retry,
     /// A node's own store: its chain head goes with every call, the callee's is noted.
     witness: Option<Arc<crate::store::Store>>,
+    /// Where calls are counted, under `label` (see [`super::PeerMetrics`]).
+    observe: Option<Arc<super::PeerMetrics>>,
+    label: String,
 }
 
 /// Another party's node.
@@ -73,9 +76,12 @@ impl RemoteParty {
         http: reqwest::Client,
         retry: Retry,
     ) -> Self {
+        let label = super::peer_label(&at);
         RemoteParty {
             inner: Arc::new(Inner {
                 at,
+                label,
+                observe: None,
                 base: base.trim_end_matches('/').to_string(),
                 token,
                 http,
@@ -99,6 +105,38 @@ impl RemoteParty {
             .expect("witnessing is set before the party is shared")
             .witness = Some(store);
         self
+    }
+
+    /// Calls are counted in `metrics`. Set before the first call.
+    #[must_use]
+    pub fn observed(mut self, metrics: Arc<super::PeerMetrics>) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("observation is set before the party is shared")
+            .observe = Some(metrics);
+        self
+    }
+
+    /// This party's `peer` label in the metrics.
+    pub fn label(&self) -> &str {
+        &self.inner.label
+    }
+
+    /// Asks the node who it is (`GET /v1/health`), giving up after `within`: the nodes'
+    /// probe of each other, which keeps `larder_peer_up` current and readiness honest.
+    ///
+    /// # Errors
+    /// No answer within `within`, or a bad one.
+    pub async fn health(&self, within: Duration) -> Result<crate::wire::HealthView> {
+        let url = format!("{}/v1/health", self.inner.base);
+        match self
+            .inner
+            .try_once("probing health", &Method::GET, &url, None, Some(within))
+            .await
+        {
+            Ok(Some(h)) => Ok(h),
+            Ok(None) => Err(self.inner.bad_answer("probing health", "an empty answer")),
+            Err((e, _)) => Err(e),
+        }
     }
 
     /// The node of a party of the consortium file, named as it names it.
@@ -327,11 +365,15 @@ impl Inner {
         method: &Method,
         url: &str,
         body: Option<&Body>,
+        timeout: Option<Duration>,
     ) -> std::result::Result<Option<T>, (ProtocolError, bool)> {
         let mut req = self
             .http
             .request(method.clone(), url)
             .bearer_auth(self.token.expose());
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
         req = match body {
             Some(Body::Json(b)) => req
                 .header("content-type", "application/json")
@@ -344,7 +386,15 @@ impl Inner {
         if let Some(store) = &self.witness {
             req = req.header(crate::audit::HEAD_HEADER, store.beacon().to_header());
         }
-        let resp = req.send().await.map_err(|e| {
+        let started = std::time::Instant::now();
+        let sent = req.send().await;
+        if let Some(m) = &self.observe {
+            match &sent {
+                Ok(_) => m.answered(&self.label, started.elapsed().as_secs_f64()),
+                Err(_) => m.unanswered(&self.label),
+            }
+        }
+        let resp = sent.map_err(|e| {
             let resend = !e.is_timeout() && !e.is_connect();
             let err = ProtocolError::Unavailable {
                 at: self.at.clone(),
@@ -413,7 +463,10 @@ impl Inner {
         let mut wait = Duration::from_millis(200);
         let mut resent = false;
         loop {
-            let (e, resend) = match self.try_once(step, &method, &url, body.as_ref()).await {
+            let (e, resend) = match self
+                .try_once(step, &method, &url, body.as_ref(), None)
+                .await
+            {
                 Ok(v) => return Ok(v),
                 Err(failed) => failed,
             };

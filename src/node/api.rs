@@ -10,7 +10,7 @@ use crate::cluster;
 use crate::material::BatchId;
 use crate::store::{Reservation, ReservationState, StoreError};
 use crate::wire::schema::{Binary, CheckoutId};
-use crate::wire::{CheckoutRequest, CheckoutView, HealthView, StockView};
+use crate::wire::{CheckoutRequest, CheckoutView, HealthView, ReadyView, StockView};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -27,6 +27,7 @@ type St = State<Arc<NodeState>>;
 pub fn router(state: Arc<NodeState>) -> Router {
     Router::new()
         .route("/v1/health", get(health))
+        .route("/v1/ready", get(ready))
         .route("/openapi.json", get(openapi))
         .route("/v1/stock", get(stock))
         .route("/v1/checkouts", post(create_checkout))
@@ -155,6 +156,42 @@ pub(super) async fn health(State(st): St) -> Json<HealthView> {
         leader: st.is_leader(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     })
+}
+
+/// Whether this node is ready to serve: its store is open and every other party's node has
+/// answered it since it started. A node that is not ready still answers (a checkout may
+/// fail for want of a peer); orchestrators hold traffic back until it is.
+#[utoipa::path(
+    get,
+    path = "/v1/ready",
+    operation_id = "ready",
+    summary = "Whether this node is ready: store open, every peer known",
+    security(()),
+    responses(
+        (status = 200, description = "ready", body = ReadyView),
+        (status = 503, description = "not ready yet: `waiting_for` names the peers", body = ReadyView),
+    )
+)]
+pub(super) async fn ready(State(st): St) -> (StatusCode, Json<ReadyView>) {
+    let waiting: Vec<String> = st
+        .peers_waiting()
+        .into_iter()
+        .map(|p| p.label().to_string())
+        .collect();
+    let ready = waiting.is_empty();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(ReadyView {
+            ready,
+            store_open: true,
+            waiting_for: waiting,
+        }),
+    )
 }
 
 #[utoipa::path(

@@ -229,14 +229,19 @@ fn finish(job: &mut Job, state: JobState, error: Option<String>) {
     job.finished_at = Some(now_unix());
 }
 
+/// Saves a job. Every change that ends a job saves it, and a job that has ended is never
+/// saved again (nothing changes it: its leases are gone), so its duration is counted here.
 async fn save(st: &NodeState, job: &Job, notes: Notes) -> Result<(), ApiError> {
-    let job = job.clone();
+    let saved = job.clone();
     st.own
         .run("saving a job", move |s| {
             let notes: Vec<(&str, &Lease)> = notes.iter().map(|(e, l)| (*e, l)).collect();
-            s.put_job_noting(&job, &notes)
+            s.put_job_noting(&saved, &notes)
         })
         .await?;
+    if !job.state.is_live() {
+        st.metrics.job_over(job);
+    }
     Ok(())
 }
 

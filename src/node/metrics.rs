@@ -8,8 +8,10 @@
 //! requests are counted as they are answered (the `observe` middleware around the API).
 
 use super::NodeState;
+use crate::cluster::PeerMetrics;
 use crate::material::{Maker, PoolSpec};
-use crate::wire::Code;
+use crate::schedule::StockPolicy;
+use crate::wire::{Code, Job, JobState};
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
@@ -17,16 +19,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// Stock states reported per pool.
 const STATES: [&str; 4] = ["available", "staged", "reserved", "consumed"];
-/// Job states reported.
-const JOB_STATES: [&str; 5] = ["queued", "running", "done", "failed", "cancelled"];
+/// A stock policy's levels, as `level` labels.
+const LEVELS: [&str; 3] = ["target", "refill_below", "floor"];
 /// Problems that are refused attempts to use material twice.
 pub const REUSE: [Code; 4] = [
     Code::AlreadyConsumed,
@@ -34,21 +37,31 @@ pub const REUSE: [Code; 4] = [
     Code::CheckoutBurned,
     Code::CheckoutReleased,
 ];
-/// Latency buckets (seconds): 1 ms to about 16 s.
-const BUCKETS: [f64; 15] = [
-    0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096,
-    8.192, 16.384,
+use crate::cluster::LATENCY_BUCKETS as BUCKETS;
+/// Job duration buckets (seconds): 1 s to about 18 hours.
+const JOB_BUCKETS: [f64; 12] = [
+    1.0, 4.0, 15.0, 60.0, 240.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 65536.0,
 ];
+/// Flush group sizes (callers served by one flush).
+const GROUP_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
 /// This node's metric families.
 pub struct Metrics {
     registry: Registry,
+    ready: IntGauge,
     stock: IntGaugeVec,
+    levels: IntGaugeVec,
     jobs: IntGaugeVec,
+    job_seconds: HistogramVec,
     seconds_left: GaugeVec,
     per_second: GaugeVec,
     store_bytes: IntGauge,
     disk_free: IntGauge,
+    disk_size: IntGauge,
+    flush_seconds: Histogram,
+    flush_group: Histogram,
+    /// Calls to the other nodes (`larder_peer_*`).
+    pub(crate) peers: Arc<PeerMetrics>,
     pub(crate) checkouts: IntCounterVec,
     pub(crate) checkout_seconds: HistogramVec,
     pub(crate) consumed: IntCounterVec,
@@ -87,6 +100,13 @@ fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Histo
     h
 }
 
+fn histogram(r: &Registry, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+        .expect("static metric");
+    r.register(Box::new(h.clone())).expect("registered once");
+    h
+}
+
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("static metric");
     r.register(Box::new(g.clone())).expect("registered once");
@@ -94,9 +114,17 @@ fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
 }
 
 impl Metrics {
+    /// The families of a node of `party` keeping `pools` (with stock `policies`), which
+    /// calls the nodes labelled `peers`.
+    ///
     /// # Panics
     /// Never: the families' names and labels are static and valid.
-    pub fn new(pools: &[PoolSpec], party: u8) -> Self {
+    pub fn new(
+        pools: &[PoolSpec],
+        party: u8,
+        policies: &BTreeMap<PoolSpec, StockPolicy>,
+        peers: &[String],
+    ) -> Self {
         let r = Registry::new();
         let build = gauge_vec(
             &r,
@@ -108,6 +136,48 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION"), &party.to_string()])
             .set(1);
         let m = Metrics {
+            ready: gauge(
+                &r,
+                "larder_ready",
+                "1 once this node's store is open and every other party's node has answered",
+            ),
+            levels: gauge_vec(
+                &r,
+                "larder_stock_level_items",
+                "A pool's stock policy in items at the forecast rate: target, refill_below, floor (the leader's; 0 elsewhere)",
+                &["pool", "level"],
+            ),
+            job_seconds: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(
+                        "larder_job_duration_seconds",
+                        "Generation jobs from their first piece to their end, by generator and how they ended (at the leader)",
+                    )
+                    .buckets(JOB_BUCKETS.to_vec()),
+                    &["generator", "state"],
+                )
+                .expect("static metric");
+                r.register(Box::new(h.clone())).expect("registered once");
+                h
+            },
+            disk_size: gauge(
+                &r,
+                "larder_disk_size_bytes",
+                "Bytes in all on the file system of this party's store",
+            ),
+            flush_seconds: histogram(
+                &r,
+                "larder_store_flush_duration_seconds",
+                "Group-commit flushes of this party's store: sled's flush and the fdatasync after it",
+                &BUCKETS,
+            ),
+            flush_group: histogram(
+                &r,
+                "larder_store_flush_group_size",
+                "Changes made durable by one group-commit flush (callers that shared it)",
+                &GROUP_BUCKETS,
+            ),
+            peers: Arc::new(PeerMetrics::register(&r, peers).expect("static metric")),
             stock: gauge_vec(
                 &r,
                 "larder_stock_items",
@@ -206,8 +276,18 @@ impl Metrics {
                 }
             }
         }
-        for s in JOB_STATES {
-            m.jobs.with_label_values(&[s]).set(0);
+        for s in JobState::ALL {
+            m.jobs.with_label_values(&[s.name()]).set(0);
+        }
+        for pool in policies.keys().filter(|p| pools.contains(p)) {
+            for level in LEVELS {
+                m.levels.with_label_values(&[&pool.to_string(), level]);
+            }
+        }
+        for g in Maker::ALL {
+            for s in JobState::ALL.iter().filter(|s| !s.is_live()) {
+                m.job_seconds.with_label_values(&[g.name(), s.name()]);
+            }
         }
         for c in Code::ALL {
             m.problems.with_label_values(&[c.as_str()]);
@@ -216,6 +296,31 @@ impl Metrics {
             m.reuse.with_label_values(&[c.as_str()]);
         }
         m
+    }
+
+    /// What the store tells of each flush: the callers it served and how long it took. It
+    /// holds the histograms only (never the node's state, which holds the store).
+    pub(crate) fn flush_observer(&self) -> crate::store::FlushObserver {
+        let (group, seconds) = (self.flush_group.clone(), self.flush_seconds.clone());
+        Box::new(move |callers, took| {
+            group.observe(callers as f64);
+            seconds.observe(took.as_secs_f64());
+        })
+    }
+
+    /// Sets whether the node is ready (see `larder_ready`).
+    pub(crate) fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
+    /// A job has ended (saved in a final state): its duration from its first piece (or its
+    /// creation, if it never started) to its end.
+    pub(crate) fn job_over(&self, job: &Job) {
+        let Some(end) = job.finished_at else { return };
+        let start = job.started_at.unwrap_or(job.created_at);
+        self.job_seconds
+            .with_label_values(&[&job.generator, job.state.name()])
+            .observe(end.saturating_sub(start) as f64);
     }
 
     /// `items` of `pool` made available here by `maker`.
@@ -227,9 +332,14 @@ impl Metrics {
     }
 }
 
-/// The metrics listener's routes.
+/// The metrics listener's routes: `/metrics`, and the health and readiness checks (plain
+/// HTTP, for probes that do not speak the consortium's TLS).
 pub fn router(st: Arc<NodeState>) -> Router {
-    Router::new().route("/metrics", get(scrape)).with_state(st)
+    Router::new()
+        .route("/metrics", get(scrape))
+        .route("/v1/health", get(super::api::health))
+        .route("/v1/ready", get(super::api::ready))
+        .with_state(st)
 }
 
 /// Around the API: counts every problem answered, by code, and refused reuse.
@@ -291,12 +401,9 @@ async fn refresh(st: &Arc<NodeState>) {
         _ => None,
     };
     if let (Ok(stock), Some(jobs)) = (&stock, jobs) {
-        for s in JOB_STATES {
-            let n = jobs
-                .iter()
-                .filter(|j| format!("{:?}", j.state).eq_ignore_ascii_case(s))
-                .count();
-            m.jobs.with_label_values(&[s]).set(n as i64);
+        for s in JobState::ALL {
+            let n = jobs.iter().filter(|j| j.state == s).count();
+            m.jobs.with_label_values(&[s.name()]).set(n as i64);
         }
         if let Ok(f) = super::schedule::forecast_from(st, stock, &jobs).await {
             for (pool, p) in f.pools {
@@ -305,20 +412,28 @@ async fn refresh(st: &Arc<NodeState>) {
                     .with_label_values(&[&pool])
                     .set(p.hours_left.map_or(f64::INFINITY, |h| h * 3600.0));
                 m.per_second.with_label_values(&[&pool]).set(p.per_second);
+                for (level, v) in LEVELS.iter().zip([p.target, p.refill_below, p.floor]) {
+                    if let Some(v) = v {
+                        m.levels
+                            .with_label_values(&[pool.as_str(), level])
+                            .set(i64::try_from(v).unwrap_or(i64::MAX));
+                    }
+                }
             }
         }
     }
     let store = st.store.clone();
-    if let Ok((bytes, free)) = tokio::task::spawn_blocking(move || {
+    if let Ok((bytes, (free, size))) = tokio::task::spawn_blocking(move || {
         (
             store.disk_bytes(),
-            crate::store::Store::free_bytes(store.dir()).unwrap_or(0),
+            crate::store::Store::disk_space(store.dir()).unwrap_or((0, 0)),
         )
     })
     .await
     {
         m.store_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
         m.disk_free.set(i64::try_from(free).unwrap_or(i64::MAX));
+        m.disk_size.set(i64::try_from(size).unwrap_or(i64::MAX));
     }
 }
 

@@ -100,6 +100,8 @@ pub struct NodeState {
     pub(crate) fenced: std::sync::Mutex<std::collections::BTreeSet<u8>>,
     /// The scheduler: windows, forecast, generation threads (see `schedule`).
     pub(crate) schedule: schedule::Scheduler,
+    /// Parties whose nodes have answered this node since it started (see `ready`).
+    pub(crate) answered: std::sync::Mutex<std::collections::BTreeSet<u8>>,
 }
 
 impl std::fmt::Debug for NodeState {
@@ -173,7 +175,7 @@ impl NodeState {
                 who: Ok(Caller::Auditor),
             });
         }
-        let others = cluster
+        let others: Vec<RemoteParty> = cluster
             .nodes()
             .iter()
             .filter(|p| p.id != me)
@@ -182,7 +184,12 @@ impl NodeState {
                     .witnessing(store.clone())
             })
             .collect();
-        let metrics = metrics::Metrics::new(&cluster.pools, me);
+        let labels: Vec<String> = others.iter().map(|p| p.label().to_string()).collect();
+        let metrics = metrics::Metrics::new(&cluster.pools, me, &cluster.stock, &labels);
+        let others = others
+            .into_iter()
+            .map(|p| p.observed(metrics.peers.clone()))
+            .collect();
         Ok(NodeState {
             own: LocalParty::new(store.clone()),
             others,
@@ -203,6 +210,7 @@ impl NodeState {
             archive: Default::default(),
             fenced: Default::default(),
             schedule: Default::default(),
+            answered: Default::default(),
         })
     }
 
@@ -213,6 +221,16 @@ impl NodeState {
     /// The other parties' nodes: the followers, at the leader.
     pub(crate) fn followers(&self) -> &[RemoteParty] {
         &self.others
+    }
+
+    /// The other parties' nodes that have not answered this node yet: none once it is ready
+    /// (its store is open, since the state exists, and every peer is known to be there).
+    pub(crate) fn peers_waiting(&self) -> Vec<&RemoteParty> {
+        let answered = self.answered.lock().unwrap_or_else(|p| p.into_inner());
+        self.others
+            .iter()
+            .filter(|p| !answered.contains(&p.party()))
+            .collect()
     }
 
     /// The leader's node, at a follower (`None` at the leader).
@@ -320,7 +338,7 @@ impl RunningNode {
 /// abandoned batches and erasure everywhere), and the scheduler at the leader.
 pub fn spawn(
     listener: TcpListener,
-    metrics_listener: Option<TcpListener>,
+    metrics_listener: Option<MetricsListener>,
     tls: Arc<rustls::ServerConfig>,
     state: Arc<NodeState>,
     limits: listener::Limits,
@@ -329,25 +347,40 @@ pub fn spawn(
     let cancel = tokio_util::sync::CancellationToken::new();
     let tasks = tokio_util::task::TaskTracker::new();
     let app = api::router(state.clone());
-    tasks.spawn(listener::serve(listener, tls, app, limits, cancel.clone()));
+    tasks.spawn(listener::serve(
+        listener,
+        tls.clone(),
+        app,
+        limits,
+        cancel.clone(),
+    ));
     let metrics_addr = match metrics_listener {
-        Some(l) => {
+        Some(MetricsListener {
+            listener: l,
+            tls: with_tls,
+        }) => {
             let at = l.local_addr()?;
             let stop = cancel.clone();
             let app = metrics::router(state.clone());
-            tasks.spawn(async move {
-                let served = axum::serve(l, app)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await;
-                if let Err(e) = served {
-                    tracing::error!(error = %e, "the metrics listener stopped");
-                }
-            });
-            tracing::info!(addr = %at, "metrics listener serving /metrics");
+            if with_tls {
+                // The node's own certificate; scrapers trust the consortium CA.
+                tasks.spawn(listener::serve(l, tls, app, METRICS_LIMITS, stop));
+            } else {
+                tasks.spawn(async move {
+                    let served = axum::serve(l, app)
+                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .await;
+                    if let Err(e) = served {
+                        tracing::error!(error = %e, "the metrics listener stopped");
+                    }
+                });
+            }
+            tracing::info!(addr = %at, tls = with_tls, "metrics listener serving /metrics");
             Some(at)
         }
         None => None,
     };
+    tasks.spawn(probe_peers(state.clone(), cancel.clone()));
     tasks.spawn(sweep::sweep_forever(state.clone(), cancel.clone()));
     tasks.spawn(jobs::run_party_jobs(state.clone(), cancel.clone()));
     tasks.spawn(schedule::run(state.clone(), cancel.clone()));
@@ -358,6 +391,61 @@ pub fn spawn(
         cancel,
         tasks,
     })
+}
+
+/// The metrics listener, bound; `tls`: served with the node's certificate.
+pub struct MetricsListener {
+    pub listener: TcpListener,
+    pub tls: bool,
+}
+
+/// Connections the metrics listener takes (a few scrapers and probes).
+const METRICS_LIMITS: listener::Limits = listener::Limits {
+    max_connections: 64,
+    max_per_address: 32,
+};
+
+/// How often a node asks every other node whether it is there.
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Asks every other party's node for its health every [`PROBE_EVERY`] (the first time at
+/// once, then again every second until all have answered), so that `larder_peer_up` is
+/// current between the protocol's own calls, and readiness knows the peers are there.
+async fn probe_peers(st: Arc<NodeState>, cancel: tokio_util::sync::CancellationToken) {
+    let within = std::time::Duration::from_secs(5);
+    let consortium = st.cluster.name.as_str();
+    loop {
+        let answers = futures_util::future::join_all(st.others.iter().map(|p| async move {
+            match p.health(within).await {
+                Ok(h) if h.party == p.party() && h.consortium == consortium => Some(p.party()),
+                Ok(h) => {
+                    tracing::warn!(peer = p.label(), party = h.party, consortium = %h.consortium,
+                        "a peer's address answers as another node");
+                    None
+                }
+                Err(e) => {
+                    tracing::debug!(peer = p.label(), error = %e, "peer did not answer its probe");
+                    None
+                }
+            }
+        }))
+        .await;
+        {
+            let mut seen = st.answered.lock().unwrap_or_else(|p| p.into_inner());
+            seen.extend(answers.into_iter().flatten());
+        }
+        let ready = st.peers_waiting().is_empty();
+        st.metrics.set_ready(ready);
+        let wait = if ready {
+            PROBE_EVERY
+        } else {
+            std::time::Duration::from_secs(1)
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
 }
 
 /// Opens the store and starts a node from its configuration files.
@@ -456,12 +544,16 @@ pub async fn start_with(
     state.schedule = schedule::Scheduler::new(&node.schedule)
         .map_err(|e| anyhow::anyhow!("[schedule] in the node file: {e}"))?;
     let state = Arc::new(state);
+    state.store.observe_flushes(state.metrics.flush_observer());
     let limits =
         listener::Limits::for_process(node.max_connections, node.max_connections_per_address);
     let metrics_listener = match node.metrics.listen {
-        Some(at) => Some(TcpListener::bind(at).await.with_context(|| {
-            format!("cannot serve metrics on {at} (metrics.listen in the node file)")
-        })?),
+        Some(at) => Some(MetricsListener {
+            listener: TcpListener::bind(at).await.with_context(|| {
+                format!("cannot serve metrics on {at} (metrics.listen in the node file)")
+            })?,
+            tls: node.metrics.tls,
+        }),
         None => None,
     };
     Ok(spawn(listener, metrics_listener, tls, state, limits)?)

@@ -24,6 +24,7 @@ use utoipa::{Modify, OpenApi};
     ),
     paths(
         api::health,
+        api::ready,
         api::openapi,
         api::stock,
         api::create_checkout,

@@ -33,6 +33,14 @@ pub struct Plan {
     pub schedule_interval_ms: u64,
     /// Each party's `[schedule]` (windows, clock), by party; missing ones are the default.
     pub schedules: Vec<crate::config::ScheduleConfig>,
+    /// Where the other parties reach each party, as `host:port`, by party (the URL is
+    /// `https://host:port` and the certificate names the host); missing ones are the listen
+    /// address.
+    pub public: Vec<String>,
+    /// Each node's `[metrics] listen`; `None`: no metrics listener.
+    pub metrics: Option<SocketAddr>,
+    /// Each node's store, relative to its node file (default `store`).
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Plan {
@@ -54,8 +62,51 @@ impl Plan {
             stock: defaults.stock,
             schedule_interval_ms: defaults.schedule_interval_ms,
             schedules: Vec::new(),
+            public: Vec::new(),
+            metrics: None,
+            data_dir: None,
         }
     }
+
+    /// Parties on their own hosts: party `i` is reached at `public[i]` (`host:port`) and its
+    /// node listens on `listen` (every interface, default, at that port), leader 0.
+    ///
+    /// # Errors
+    /// An address that is not `host:port`, or fewer than two parties.
+    pub fn networked(
+        name: &str,
+        public: Vec<String>,
+        listen: Option<SocketAddr>,
+        pools: Vec<PoolSpec>,
+    ) -> Result<Plan> {
+        anyhow::ensure!(
+            (2..=u8::MAX as usize).contains(&public.len()),
+            "a consortium needs 2 to 255 parties; {} given",
+            public.len()
+        );
+        let mut addrs = Vec::new();
+        for p in &public {
+            let (host, port) = split_host_port(p)?;
+            anyhow::ensure!(!host.is_empty(), "{p:?}: no host");
+            addrs.push(listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], port))));
+        }
+        Ok(Plan {
+            addrs,
+            public,
+            ..Plan::local(name, 2, pools)
+        })
+    }
+}
+
+/// `host:port` (an IPv6 host in brackets).
+fn split_host_port(at: &str) -> Result<(&str, u16)> {
+    let (host, port) = at
+        .rsplit_once(':')
+        .with_context(|| format!("{at:?} is not host:port"))?;
+    let port = port
+        .parse()
+        .with_context(|| format!("{at:?}: {port:?} is not a port"))?;
+    Ok((host.trim_start_matches('[').trim_end_matches(']'), port))
 }
 
 /// An engine's credentials, as handed to its operator.
@@ -129,12 +180,14 @@ pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
         let party = i as u8;
         let pdir = dir.join(format!("party-{i}"));
         std::fs::create_dir_all(&pdir)?;
-        let host = addr.ip().to_string();
+        let (host, url) = match plan.public.get(i) {
+            Some(at) => (split_host_port(at)?.0.to_string(), format!("https://{at}")),
+            None => (addr.ip().to_string(), format!("https://{addr}")),
+        };
         let issued = ca.issue(&format!("larder party {i}"), &[&host, "localhost"])?;
         std::fs::write(pdir.join("cert.pem"), &issued.cert_pem)?;
         write_secret(&pdir.join("key.pem"), &issued.key_pem)?;
         let node_token = Token::generate("ln");
-        let url = format!("https://{addr}");
         parties.push(PartyEntry {
             id: party,
             name: format!("site-{}", (b'a' + party) as char),
@@ -145,7 +198,10 @@ pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
         let node = NodeConfig {
             party,
             consortium: PathBuf::from("../consortium.toml"),
-            data_dir: PathBuf::from("store"),
+            data_dir: plan
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("store")),
             listen: *addr,
             tls_certificate: PathBuf::from("cert.pem"),
             tls_key: PathBuf::from("key.pem"),
@@ -153,7 +209,10 @@ pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
             max_connections: None,
             max_connections_per_address: None,
             min_free_bytes: None,
-            metrics: Default::default(),
+            metrics: crate::config::MetricsConfig {
+                listen: plan.metrics,
+                tls: false,
+            },
             archive: Default::default(),
             schedule: plan.schedules.get(i).cloned().unwrap_or_default(),
         };

@@ -6,6 +6,8 @@ use super::*;
 #[derive(Default)]
 pub(super) struct GroupCommit {
     state: Mutex<CommitState>,
+    /// Told of every flush (see [`Store::observe_flushes`]).
+    observer: std::sync::OnceLock<FlushObserver>,
     done: std::sync::Condvar,
     /// A flush failed inside sled: it writes nothing more until the store is reopened.
     broken: std::sync::atomic::AtomicBool,
@@ -18,7 +20,15 @@ pub(super) struct CommitState {
     /// The latest flush that completed successfully (flushes complete in order).
     finished: u64,
     running: bool,
+    /// Callers so far, and when the latest flush started: the callers in between are the
+    /// ones that flush serves (its group).
+    callers: u64,
+    callers_at_last_start: u64,
 }
+
+/// Told of each group-commit flush: how many callers it served, and how long it took (sled's
+/// flush and the `fdatasync` after it).
+pub type FlushObserver = Box<dyn Fn(u64, std::time::Duration) + Send + Sync>;
 
 /// The single result of a group of one.
 pub(super) fn one<T>(mut results: Vec<Result<T>>) -> Result<T> {
@@ -56,6 +66,12 @@ pub(super) fn fail_all<T>(
 }
 
 impl Store {
+    /// Has `observer` told of every flush from now on (the node's metrics); set once, later
+    /// calls are ignored.
+    pub fn observe_flushes(&self, observer: FlushObserver) {
+        let _ = self.commit.observer.set(observer);
+    }
+
     /// Records that the store can write nothing more (see [`Store::is_broken`]).
     fn mark_broken(&self) {
         self.commit
@@ -100,6 +116,7 @@ impl Store {
         let mut g = self.commit.state.lock().unwrap_or_else(|p| p.into_inner());
         // A flush that starts from now on covers this caller's changes.
         let target = g.started + 1;
+        g.callers += 1;
         loop {
             if g.finished >= target {
                 return Ok(());
@@ -108,9 +125,16 @@ impl Store {
                 g.running = true;
                 g.started += 1;
                 let mine = g.started;
+                // Everyone who came since the last flush started is served by this one.
+                let group = g.callers - g.callers_at_last_start;
+                g.callers_at_last_start = g.callers;
                 drop(g);
                 let tip = self.tip_now();
+                let began = std::time::Instant::now();
                 let r = self.flush_synced();
+                if let Some(observe) = self.commit.observer.get() {
+                    observe(group, began.elapsed());
+                }
                 if r.is_err() {
                     // sled stops writing after an IO error (its log is poisoned until the
                     // store is opened again); a failed fdatasync leaves the pages' fate

@@ -49,6 +49,7 @@ mod view;
 
 pub use audit::ArchivePolicy;
 use audit::{ArchiveState, ChainState, Chained};
+pub use commit::FlushObserver;
 use commit::*;
 use durable::MetaFiles;
 pub use error::ShareBytes;
@@ -223,6 +224,15 @@ impl Store {
     /// # Errors
     /// `statvfs` failing.
     pub fn free_bytes(dir: &Path) -> io::Result<u64> {
+        Self::disk_space(dir).map(|(free, _)| free)
+    }
+
+    /// Bytes free (for unprivileged writers) and bytes in all on the file system holding
+    /// `dir` (or its nearest existing ancestor).
+    ///
+    /// # Errors
+    /// `statvfs` failed.
+    pub fn disk_space(dir: &Path) -> io::Result<(u64, u64)> {
         let mut at = dir;
         while !at.exists() {
             match at.parent() {
@@ -234,7 +244,11 @@ impl Store {
             }
         }
         let st = nix::sys::statvfs::statvfs(at).map_err(io::Error::from)?;
-        Ok(st.blocks_available() as u64 * st.fragment_size() as u64)
+        let unit = st.fragment_size() as u64;
+        Ok((
+            st.blocks_available() as u64 * unit,
+            st.blocks() as u64 * unit,
+        ))
     }
 
     /// Claims room for `needed` more bytes of batch data, or refuses if that would leave less

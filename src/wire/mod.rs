@@ -157,6 +157,16 @@ pub struct HealthView {
     pub version: String,
 }
 
+/// `GET /v1/ready`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReadyView {
+    pub ready: bool,
+    /// The store is open (always, once the node answers at all).
+    pub store_open: bool,
+    /// The other parties' nodes (their names) that have not answered this node yet.
+    pub waiting_for: Vec<String>,
+}
+
 /// `GET /v1/internal/batches/{id}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BatchStateView {

@@ -24,5 +24,14 @@ pub fn deal(c: &LocalConsortium, pool: PoolSpec, count: u64, seed: u8) {
 pub fn pool(id: &str) -> PoolSpec {
     id.parse().unwrap()
 }
+pub mod monitoring;
 pub mod net;
 pub mod procs;
+
+/// A loopback address free a moment ago (for a listener a child process binds).
+pub fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}

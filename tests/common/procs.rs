@@ -124,6 +124,24 @@ impl Harness {
         self.nodes.children[p as usize] = Some(c.spawn().unwrap());
     }
 
+    /// Starts every node again (after a SIGKILL) with a metrics listener on a free loopback
+    /// port each; their addresses, by party.
+    pub fn restart_with_metrics(&mut self) -> Vec<std::net::SocketAddr> {
+        let mut at = Vec::new();
+        for p in 0..3u8 {
+            self.nodes.sigkill(p as usize);
+            let addr = super::free_addr();
+            let mut c = self.nodes.serve_command(p, &self.wrap[p as usize]);
+            c.env("RUST_LOG", &self.log_filter)
+                .env("LARDER__METRICS__LISTEN", addr.to_string())
+                .stdout(Stdio::null())
+                .stderr(self.log(&format!("node-{p}")));
+            self.nodes.children[p as usize] = Some(c.spawn().unwrap());
+            at.push(addr);
+        }
+        at
+    }
+
     /// `larder dealer` for `count` items of [`POOL`], as the consortium's dealer.
     pub fn dealer_command(&self, count: u64) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_larder"));
