@@ -63,6 +63,7 @@ fn forecast() -> PoolForecast {
         available: 1,
         in_jobs: 2,
         per_second: 0.5,
+        generated_per_second: 0.25,
         hours_left: Some(1.0),
         runs_out_at: Some(9),
         target: Some(3),
@@ -244,6 +245,16 @@ fn every_schema_has_exactly_the_fields_of_its_type() {
             now: 1,
             windows,
             pools: [(pool, forecast())].into(),
+            jobs: [("done".to_string(), 1)].into(),
+        },
+    );
+    same_fields(
+        &doc,
+        "ReadyView",
+        ReadyView {
+            ready: false,
+            store_open: true,
+            waiting_for: vec!["site-b".into()],
         },
     );
     same_fields(&doc, "PieceRequest", PieceRequest { worker: "w".into() });

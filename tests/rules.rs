@@ -19,6 +19,7 @@ const FAMILIES: &[&str] = &[
     "larder_job_duration_seconds",
     "larder_forecast_seconds_left",
     "larder_forecast_consumption_items_per_second",
+    "larder_forecast_generation_items_per_second",
     "larder_store_bytes",
     "larder_disk_free_bytes",
     "larder_disk_size_bytes",

@@ -356,10 +356,21 @@ pub(crate) fn forecast_lines(f: &larder::wire::ForecastView) -> Vec<String> {
             ),
             None => "nothing consumed lately".to_string(),
         };
-        let making = if p.in_jobs > 0 {
-            format!("; {} being made", items(p.in_jobs))
-        } else {
-            String::new()
+        let rate = |r: f64| {
+            if r >= 1.0 {
+                items(r.round() as u64)
+            } else {
+                format!("{r:.2}")
+            }
+        };
+        let making = match (p.in_jobs, p.generated_per_second > 0.0) {
+            (0, false) => String::new(),
+            (0, true) => format!("; made at {}/s", rate(p.generated_per_second)),
+            (n, _) => format!(
+                "; {} being made, at {}/s",
+                items(n),
+                rate(p.generated_per_second)
+            ),
         };
         let policy = match (p.target, p.refill_below, p.floor) {
             (Some(t), Some(r), Some(fl)) => format!(
@@ -377,6 +388,10 @@ pub(crate) fn forecast_lines(f: &larder::wire::ForecastView) -> Vec<String> {
         if let Some(d) = &p.decision {
             out.push(format!("      last decision: {d}"));
         }
+    }
+    if !f.jobs.is_empty() {
+        let jobs: Vec<String> = f.jobs.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        out.push(format!("jobs: {}", jobs.join(", ")));
     }
     out.push("windows:".to_string());
     for s in &f.windows.sites {

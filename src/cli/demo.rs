@@ -107,9 +107,17 @@ pub async fn run(opts: Options) -> Result<()> {
             .into_iter()
             .collect(),
         stock: [(kept, policy.clone())].into_iter().collect(),
+        // Each node's metrics on a free loopback port.
+        metrics: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
         ..Plan::local("larder-demo", 3, all)
     };
     let consortium = InProcess::start(dir, plan).await?;
+    let metrics: Vec<std::net::SocketAddr> = consortium
+        .nodes
+        .iter()
+        .filter_map(|n| n.as_ref().and_then(|n| n.metrics_addr))
+        .collect();
+    let prometheus = write_prometheus(dir, &metrics)?;
     let (prov, cluster) = (&consortium.launch.prov, &consortium.launch.cluster);
     println!(
         "Larder demo: consortium {:?}, 3 party nodes with TLS, leader party 0, files in {}",
@@ -178,6 +186,17 @@ pub async fn run(opts: Options) -> Result<()> {
     println!("sample checkout \"demo-sample\": {} {pool} items downloaded at each party; reconstructed across parties: c = a*b holds for all", report.items);
 
     print_instructions(prov, pool);
+    println!(
+        "\nMetrics (Prometheus text format; stock, rates, hours left, jobs, latencies, errors):"
+    );
+    for (p, at) in metrics.iter().enumerate() {
+        println!("  party {p}  http://{at}/metrics");
+    }
+    println!(
+        "To watch them with the alert rules: prometheus --config.file={}\n         (then http://localhost:9090; the Grafana dashboard is grafana/dashboards/larder.json, \
+         and deploy/README.md brings Prometheus and Grafana up with Docker Compose)",
+        prometheus.display()
+    );
     if !opts.once {
         println!("\nServing until Ctrl-C.");
         larder::node::shutdown_signal().await;
@@ -239,4 +258,35 @@ fn print_instructions(
         prov.consortium.display(),
         prov.engines[0].token_file.display()
     );
+}
+
+/// The repository's Prometheus configuration and alert rules, with targets for the demo's
+/// nodes, under `dir/prometheus`; the configuration's path.
+fn write_prometheus(
+    dir: &std::path::Path,
+    metrics: &[std::net::SocketAddr],
+) -> Result<std::path::PathBuf> {
+    let at = dir.join("prometheus");
+    std::fs::create_dir_all(at.join("rules"))?;
+    std::fs::create_dir_all(at.join("targets"))?;
+    std::fs::write(
+        at.join("prometheus.yml"),
+        include_str!("../../deploy/prometheus/prometheus.yml"),
+    )?;
+    std::fs::write(
+        at.join("rules/larder.rules.yml"),
+        include_str!("../../deploy/prometheus/rules/larder.rules.yml"),
+    )?;
+    let targets: Vec<serde_json::Value> = metrics
+        .iter()
+        .enumerate()
+        .map(|(p, a)| {
+            serde_json::json!({"targets": [a.to_string()], "labels": {"party": p.to_string()}})
+        })
+        .collect();
+    std::fs::write(
+        at.join("targets/nodes.json"),
+        serde_json::to_string_pretty(&targets)?,
+    )?;
+    Ok(at.join("prometheus.yml"))
 }

@@ -169,29 +169,27 @@ pub(super) async fn health(State(st): St) -> Json<HealthView> {
     security(()),
     responses(
         (status = 200, description = "ready", body = ReadyView),
-        (status = 503, description = "not ready yet: `waiting_for` names the peers", body = ReadyView),
+        (status = 503, description = "not ready yet (`not-ready`): the detail names the peers it waits for"),
     )
 )]
-pub(super) async fn ready(State(st): St) -> (StatusCode, Json<ReadyView>) {
+pub(super) async fn ready(State(st): St) -> Result<Json<ReadyView>, ApiError> {
     let waiting: Vec<String> = st
         .peers_waiting()
         .into_iter()
         .map(|p| p.label().to_string())
         .collect();
-    let ready = waiting.is_empty();
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(ReadyView {
-            ready,
-            store_open: true,
-            waiting_for: waiting,
-        }),
-    )
+    if !waiting.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Code::NotReady,
+            format!("waiting for the nodes of {} to answer", waiting.join(", ")),
+        ));
+    }
+    Ok(Json(ReadyView {
+        ready: true,
+        store_open: true,
+        waiting_for: waiting,
+    }))
 }
 
 #[utoipa::path(

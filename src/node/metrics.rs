@@ -55,6 +55,7 @@ pub struct Metrics {
     job_seconds: HistogramVec,
     seconds_left: GaugeVec,
     per_second: GaugeVec,
+    made_per_second: GaugeVec,
     store_bytes: IntGauge,
     disk_free: IntGauge,
     disk_size: IntGauge,
@@ -202,6 +203,12 @@ impl Metrics {
                 "Forecast consumption, exponentially weighted (the leader's)",
                 &["pool"],
             ),
+            made_per_second: float_vec(
+                &r,
+                "larder_forecast_generation_items_per_second",
+                "Generation, weighted as the forecast's consumption is (the leader's; 0 elsewhere)",
+                &["pool"],
+            ),
             store_bytes: gauge(&r, "larder_store_bytes", "Bytes this party's store occupies on disk"),
             disk_free: gauge(
                 &r,
@@ -265,6 +272,7 @@ impl Metrics {
             }
             m.seconds_left.with_label_values(&[&p]).set(f64::INFINITY);
             m.per_second.with_label_values(&[&p]).set(0.0);
+            m.made_per_second.with_label_values(&[&p]).set(0.0);
             m.checkouts.with_label_values(&[&p]);
             m.checkout_seconds.with_label_values(&[&p]);
             m.consumed.with_label_values(&[&p]);
@@ -369,6 +377,10 @@ pub(crate) async fn note_generated(st: &NodeState, id: crate::material::BatchId)
         .await
     {
         st.metrics.generated(&meta.pool, meta.maker, meta.items);
+        if st.is_leader() {
+            st.schedule
+                .observe_made(meta.pool, meta.items, super::schedule::tau(st));
+        }
     }
 }
 
@@ -412,6 +424,9 @@ async fn refresh(st: &Arc<NodeState>) {
                     .with_label_values(&[&pool])
                     .set(p.hours_left.map_or(f64::INFINITY, |h| h * 3600.0));
                 m.per_second.with_label_values(&[&pool]).set(p.per_second);
+                m.made_per_second
+                    .with_label_values(&[&pool])
+                    .set(p.generated_per_second);
                 for (level, v) in LEVELS.iter().zip([p.target, p.refill_below, p.floor]) {
                     if let Some(v) = v {
                         m.levels

@@ -15,7 +15,7 @@ use super::{Caller, NodeState};
 use crate::config::ScheduleConfig;
 use crate::material::{Maker, PoolSpec};
 use crate::schedule::{self, forecast, Action, Clock, Overlap, PoolInput, Rate, Windows};
-use crate::store::{now_unix, Job, JobOrigin};
+use crate::store::{now_unix, Job, JobOrigin, JobState};
 use crate::wire::{ForecastView, PoolForecast, SiteWindows, Stretch, WindowsView, MAX_JOB_ITEMS};
 use axum::extract::State;
 use axum::Json;
@@ -55,6 +55,9 @@ pub(crate) struct Scheduler {
 #[derive(Default)]
 struct Inner {
     rates: BTreeMap<PoolSpec, Rate>,
+    /// Items made available per pool (at the leader), weighted as consumption is: what
+    /// `larder status` and the metrics show beside it. In memory only.
+    made: BTreeMap<PoolSpec, Rate>,
     /// The other parties' windows and when they were asked (`None`: could not be asked).
     sites: BTreeMap<u8, (Option<Windows>, Instant)>,
     decisions: BTreeMap<PoolSpec, String>,
@@ -145,6 +148,31 @@ impl Scheduler {
             .or_insert_with(|| Rate::new(now))
             .observe(now, items, tau_seconds);
         inner.dirty = true;
+    }
+
+    /// `items` of `pool` were made available (committed at the leader).
+    pub(crate) fn observe_made(&self, pool: PoolSpec, items: u64, tau_seconds: f64) {
+        let now = self.clock.now();
+        self.inner()
+            .made
+            .entry(pool)
+            .or_insert_with(|| Rate::new(now))
+            .observe(now, items, tau_seconds);
+    }
+
+    /// Each pool's generation rate now (items per second, over what was seen since the node
+    /// started, up to the forecast's time constant).
+    fn made_rates(&self, pools: &[PoolSpec], tau_seconds: f64) -> BTreeMap<PoolSpec, f64> {
+        let now = self.clock.now();
+        let mut inner = self.inner();
+        pools
+            .iter()
+            .map(|p| {
+                let r = inner.made.entry(*p).or_insert_with(|| Rate::new(now));
+                r.advance(now, tau_seconds);
+                (*p, r.per_second())
+            })
+            .collect()
     }
 
     /// Each pool's rate now (items per second).
@@ -315,7 +343,7 @@ pub(super) async fn run(st: Arc<NodeState>, cancel: tokio_util::sync::Cancellati
     }
 }
 
-fn tau(st: &NodeState) -> f64 {
+pub(super) fn tau(st: &NodeState) -> f64 {
     st.cluster.forecast_hours * 3600.0
 }
 
@@ -471,6 +499,7 @@ pub(super) async fn forecast_from(
     .await
     .map_err(|e| ApiError::internal(format!("reading the windows: {e}")))?;
     let rates = st.schedule.rates(&st.cluster.pools, tau(st));
+    let made = st.schedule.made_rates(&st.cluster.pools, tau(st));
     let decisions = st.schedule.inner().decisions.clone();
     let mut pools = BTreeMap::new();
     for pool in &st.cluster.pools {
@@ -483,6 +512,7 @@ pub(super) async fn forecast_from(
                 available,
                 in_jobs: in_jobs(jobs, *pool, window.open).1,
                 per_second,
+                generated_per_second: made.get(pool).copied().unwrap_or(0.0),
                 hours_left: forecast::hours_left(available, per_second),
                 runs_out_at: forecast::runs_out_at(now, available, per_second)
                     .map(|t| t.timestamp()),
@@ -508,6 +538,13 @@ pub(super) async fn forecast_from(
             sites,
         },
         pools,
+        jobs: JobState::ALL
+            .iter()
+            .map(|s| {
+                let n = jobs.iter().filter(|j| j.state == *s).count() as u64;
+                (s.name().to_string(), n)
+            })
+            .collect(),
     })
 }
 

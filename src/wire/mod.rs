@@ -76,6 +76,10 @@ pub struct ForecastView {
     pub now: i64,
     pub windows: WindowsView,
     pub pools: BTreeMap<PoolSpec, PoolForecast>,
+    /// Generation jobs kept at the leader, by state (`queued`, `running`, `done`, `failed`,
+    /// `cancelled`).
+    #[serde(default)]
+    pub jobs: BTreeMap<String, u64>,
 }
 
 /// One pool's forecast.
@@ -88,6 +92,10 @@ pub struct PoolForecast {
     /// Consumption in items per second, exponentially weighted over the consortium's
     /// `forecast_hours`.
     pub per_second: f64,
+    /// Generation in items per second (made available at the leader), weighted the same way
+    /// over what the leader saw since it started.
+    #[serde(default)]
+    pub generated_per_second: f64,
     /// Hours the available items last at that rate; absent while nothing is consumed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hours_left: Option<f64>,
@@ -380,6 +388,8 @@ codes! {
     NotStaged => "not-staged",
     UnknownPool => "unknown-pool",
     PartyUnavailable => "party-unavailable",
+    /// The node is up but not ready: some peers have not answered it yet (`GET /v1/ready`).
+    NotReady => "not-ready",
     Internal => "internal",
     BodyTooLarge => "body-too-large",
     UnsupportedMediaType => "unsupported-media-type",
