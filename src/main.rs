@@ -108,9 +108,17 @@ enum Command {
         /// Checkout id, chosen by the caller; reusing it with other parameters is refused.
         #[arg(long)]
         id: String,
-        /// Directory for the share files (party-<p>.shares).
+        /// Directory for the share files (party-<p>.shares), or with `--format mp-spdz`
+        /// MP-SPDZ's `Player-Data` directory.
         #[arg(long)]
         out: PathBuf,
+        /// `shares` (Larder's share streams) or `mp-spdz` (every party's preprocessing files,
+        /// as `larder checkout --format mp-spdz` writes one party's).
+        #[arg(long, value_enum, default_value = "shares")]
+        format: TakeFormat,
+        /// With --format mp-spdz, prime fields: canonical elements instead of Montgomery form.
+        #[arg(long)]
+        canonical: bool,
     },
     /// Reconstruct a set of per-party share files and check every item. This COMBINES SHARES
     /// of all parties: for tests and demos only.
@@ -128,9 +136,9 @@ enum Command {
         #[command(flatten)]
         threads: Threads,
     },
-    /// Run a complete consortium on this machine: three party nodes with TLS on loopback, the
-    /// dealer fills every default pool, a sample checkout is verified, then it serves engines
-    /// until Ctrl-C.
+    /// Run a complete consortium on this machine: party nodes (three unless --parties says
+    /// otherwise) with TLS on loopback, the dealer fills every default pool, a sample checkout
+    /// is verified, then it serves engines until Ctrl-C.
     Demo {
         /// Where to keep the consortium's files (replaced if an earlier demo made it).
         #[arg(long, default_value = "larder-demo")]
@@ -141,6 +149,9 @@ enum Command {
         /// Exit after the sample checkout instead of serving.
         #[arg(long)]
         once: bool,
+        /// Parties in the consortium (2 to 5), each with its node and engine.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=5))]
+        parties: u8,
         #[command(flatten)]
         threads: Threads,
     },
@@ -417,10 +428,17 @@ fn run() -> Result<()> {
             count,
             id,
             out,
+            format,
+            canonical,
         } => {
             let c = LocalConsortium::open(&dir)?;
-            for p in c.take(pool, count, &id, &out)? {
-                println!("{}", p.display());
+            match format {
+                TakeFormat::Shares => {
+                    for p in c.take(pool, count, &id, &out)? {
+                        println!("{}", p.display());
+                    }
+                }
+                TakeFormat::MpSpdz => take_mp_spdz(&c, pool, count, &id, &out, !canonical)?,
             }
         }
         Command::Verify { files } => {
@@ -435,8 +453,17 @@ fn run() -> Result<()> {
         }
         Command::Bench { what, .. } => bench::run(what)?,
         Command::Demo {
-            dir, items, once, ..
-        } => runtime()?.block_on(cli::demo::run(cli::demo::Options { dir, items, once }))?,
+            dir,
+            items,
+            once,
+            parties,
+            ..
+        } => runtime()?.block_on(cli::demo::run(cli::demo::Options {
+            dir,
+            items,
+            once,
+            parties,
+        }))?,
         Command::Openapi => print!("{}", larder::node::openapi::document_text()),
         Command::Provision {
             dir,
@@ -760,5 +787,50 @@ fn provision(
         made.operator_token_file.display(),
         made.auditor_token_file.display()
     );
+    Ok(())
+}
+
+/// What `larder take` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum TakeFormat {
+    Shares,
+    MpSpdz,
+}
+
+/// `larder take --format mp-spdz`: takes the items at every party and writes each party's
+/// MP-SPDZ files under `player_data`. What MP-SPDZ cannot read is refused before anything is
+/// taken; if writing fails after the take, the share streams stay (the items are consumed)
+/// and the error says where, for `larder export`.
+fn take_mp_spdz(
+    c: &LocalConsortium,
+    pool: PoolSpec,
+    count: u64,
+    id: &str,
+    player_data: &Path,
+    montgomery: bool,
+) -> Result<()> {
+    mp_spdz::Layout::new(pool, c.config.parties(), 0, montgomery)?;
+    let staging = player_data.join(format!(".larder-take-{}", larder::wire::path_segment(id)));
+    let files = c.take(pool, count, id, &staging)?;
+    for f in &files {
+        let keep = || {
+            format!(
+                "writing MP-SPDZ files from {}; the items are taken: convert the share streams \
+                 in {} with `larder export`",
+                f.display(),
+                staging.display()
+            )
+        };
+        let file = std::fs::File::open(f).with_context(keep)?;
+        let shares =
+            larder::material::ShareReader::new(std::io::BufReader::new(file)).with_context(keep)?;
+        let done =
+            mp_spdz::export_file(shares, player_data, None, montgomery).with_context(keep)?;
+        report_export(&done);
+    }
+    for f in &files {
+        std::fs::remove_file(f).with_context(|| format!("removing {}", f.display()))?;
+    }
+    std::fs::remove_dir(&staging).with_context(|| format!("removing {}", staging.display()))?;
     Ok(())
 }

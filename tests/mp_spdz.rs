@@ -262,7 +262,14 @@ fn the_64_bit_prime_of_the_format_document_is_the_one_tested() {
 
 /// Opens a named pipe for reading once a writer has created it, and reads it to the end.
 fn read_pipe_when_ready(path: PathBuf) -> std::thread::JoinHandle<Vec<u8>> {
+    read_pipe(path, None)
+}
+
+/// Opens a named pipe once it exists and reads it to its end, or only its first `want`
+/// bytes before closing it (an engine that needs fewer items than were checked out).
+fn read_pipe(path: PathBuf, want: Option<usize>) -> std::thread::JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
+        use std::io::Read;
         use std::os::unix::fs::FileTypeExt;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
@@ -277,7 +284,17 @@ fn read_pipe_when_ready(path: PathBuf) -> std::thread::JoinHandle<Vec<u8>> {
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        std::fs::read(&path).unwrap()
+        match want {
+            None => std::fs::read(&path).unwrap(),
+            Some(n) => {
+                let mut buf = vec![0u8; n];
+                std::fs::File::open(&path)
+                    .unwrap()
+                    .read_exact(&mut buf)
+                    .unwrap();
+                buf
+            }
+        }
     })
 }
 
@@ -417,5 +434,121 @@ fn checkouts_stream_into_per_thread_pipes_and_reconstruct() {
         total += check_relation("triple", &open(&shares, &m), &m);
     }
     assert_eq!(total, 4040, "both threads' items");
+    rt.block_on(async move { drop(c) });
+}
+
+/// The `sh` blocks of the MP-SPDZ guide that run `larder`, as bash scripts: the lines that
+/// run MP-SPDZ itself (`./compile.py`, `./semi-party.x`, `cd MP-SPDZ`) and starting the demo
+/// (`cargo run ... demo`, which the test's consortium stands in for) are left out.
+fn guide_scripts() -> Vec<String> {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/engines/mp-spdz.md"),
+    )
+    .unwrap();
+    let mut scripts = Vec::new();
+    let mut block: Option<Vec<&str>> = None;
+    for line in doc.lines() {
+        let t = line.trim();
+        match (&mut block, t) {
+            (None, "```sh") => block = Some(Vec::new()),
+            (Some(b), "```") => {
+                let text = b.join("\n");
+                if text.contains("larder ") && !text.contains("cargo run") {
+                    scripts.push(text);
+                }
+                block = None;
+            }
+            (Some(b), t) if !t.starts_with("./") && !t.starts_with("cd ") => b.push(t),
+            _ => {}
+        }
+    }
+    scripts
+}
+
+/// Every `larder` command of `docs/engines/mp-spdz.md`, run as printed (by bash, `larder` on
+/// the PATH) against a real three-node consortium standing in for `larder-demo`, and the
+/// local mode's: the files they write reconstruct, the gf2n directories MP-SPDZ checks for
+/// exist, and an engine that closes its pipe early gets a note, not a failure.
+#[test]
+fn every_larder_command_of_the_mp_spdz_guide_works_as_written() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let c = rt.block_on(common::net::spawn_cluster_with(600, &[pool("triple-p128")]));
+    rt.block_on(c.deal("triple-p128", 25_000));
+    let work = tempfile::tempdir().unwrap();
+    let bin = work.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_larder"), bin.join("larder")).unwrap();
+    std::os::unix::fs::symlink(c.dir.path(), work.path().join("larder-demo")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let scripts = guide_scripts();
+    assert!(scripts.len() >= 3, "{scripts:#?}");
+    let pd = work.path().join("MP-SPDZ/Player-Data");
+    let field = prime(P128, true);
+    let mut notes = String::new();
+    for script in &scripts {
+        let bash = Command::new("bash")
+            .args(["-euo", "pipefail", "-c"])
+            .arg(format!("{script}\nfor j in $(jobs -p); do wait $j; done"))
+            .current_dir(work.path())
+            .env("PATH", &path)
+            // As the guide's step 3 sets it, for the later blocks too.
+            .env("D", "larder-demo")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if script.contains("--pipes") {
+            // The engine's thread: it opens the pipe and needs only 1010 triples.
+            let fifo = pd.join(field.dir(3)).join("Triples-Dp-P0-T0");
+            let want = field.documented_header().len() + 1010 * 48;
+            assert_eq!(read_pipe(fifo, Some(want)).join().unwrap().len(), want);
+        }
+        let out = bash.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{script}\n{stderr}");
+        notes.push_str(&stderr);
+    }
+    assert!(notes.contains("are burned"), "{notes}");
+    // The checkout of every party (step 3), read back independently.
+    let m = field.modulus();
+    let dir = pd.join(field.dir(3));
+    let shares: Vec<Vec<BigUint>> = (0..3)
+        .map(|p| {
+            read_file(
+                &std::fs::read(dir.join(format!("Triples-Dp-P{p}"))).unwrap(),
+                field,
+            )
+        })
+        .collect();
+    assert_eq!(check_relation("triple", &open(&shares, &m), &m), 10100);
+    // The local mode's two parties over Z_2^64.
+    let z = Field::Z64;
+    let dir = pd.join(z.dir(2));
+    let shares: Vec<Vec<BigUint>> = (0..2)
+        .map(|p| {
+            read_file(
+                &std::fs::read(dir.join(format!("Triples-DR-P{p}"))).unwrap(),
+                z,
+            )
+        })
+        .collect();
+    assert_eq!(
+        check_relation("triple", &open(&shares, &z.modulus()), &z.modulus()),
+        10100
+    );
+    // What the VMs check for before reading a triple.
+    for n in [2, 3] {
+        for bits in [128, 40] {
+            assert!(pd.join(format!("{n}-D2-{bits}")).is_dir(), "{n}-D2-{bits}");
+        }
+    }
     rt.block_on(async move { drop(c) });
 }

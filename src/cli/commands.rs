@@ -157,9 +157,11 @@ pub(crate) fn read_token(path: &Path) -> Result<Token> {
 
 pub(crate) async fn serve(node: &Path) -> Result<()> {
     let cfg = NodeConfig::load(node)?;
+    // Handlers first: a SIGTERM during start-up still drains the node.
+    let stop = larder::node::shutdown_signal();
     let running = larder::node::start(&cfg).await?;
     tracing::info!(party = cfg.party, addr = %running.addr, "node serving");
-    larder::node::shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     running.stop().await;
     Ok(())
@@ -206,6 +208,21 @@ pub(crate) async fn checkout_mp_spdz(
 }
 
 pub(crate) fn report_export(done: &mp_spdz::Exported) {
+    if done.unread > 0 {
+        println!(
+            "{} (the engine stopped reading after at most {} items)",
+            done.path.display(),
+            done.items
+        );
+        eprintln!(
+            "note: the engine closed its pipe before the end: it needed fewer items than were \
+             checked out. The other {} items were downloaded and are burned (never served \
+             again); check out fewer next time (`larder plan` sizes checkouts from the \
+             compiler's report)",
+            done.unread
+        );
+        return;
+    }
     println!("{} ({} items)", done.path.display(), done.items);
     let usable = done.items / mp_spdz::READ_BLOCK * mp_spdz::READ_BLOCK;
     if usable != done.items {

@@ -1,4 +1,4 @@
-//! `larder demo`: a complete consortium on this machine. Three party nodes on loopback with
+//! `larder demo`: a complete consortium on this machine. Party nodes (three by default) on loopback with
 //! TLS, the dealer fills every default pool over HTTPS, a sample checkout is downloaded at
 //! every party and reconstructed, and the nodes serve engines until Ctrl-C.
 
@@ -21,6 +21,8 @@ pub struct Options {
     pub items: u64,
     /// Stop after the sample checkout instead of serving until Ctrl-C.
     pub once: bool,
+    /// Parties (2 to 5).
+    pub parties: u8,
 }
 
 /// A progress bar for `total` items.
@@ -86,7 +88,7 @@ async fn make_he(
 pub async fn run(opts: Options) -> Result<()> {
     let dir = &opts.dir;
     prepare(dir)?;
-    let pools = default_pools(3);
+    let pools = default_pools(opts.parties);
     // One pool the consortium accepts from the HE generator only: made by the nodes
     // themselves, no dealer (a dealer's batch of it would be refused at staging).
     let he_pool: larder::material::PoolSpec = "triple-p60".parse()?;
@@ -109,7 +111,7 @@ pub async fn run(opts: Options) -> Result<()> {
         stock: [(kept, policy.clone())].into_iter().collect(),
         // Each node's metrics on a free loopback port.
         metrics: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
-        ..Plan::local("larder-demo", 3, all)
+        ..Plan::local("larder-demo", opts.parties, all)
     };
     let consortium = InProcess::start(dir, plan).await?;
     let metrics: Vec<std::net::SocketAddr> = consortium
@@ -120,8 +122,9 @@ pub async fn run(opts: Options) -> Result<()> {
     let prometheus = write_prometheus(dir, &metrics)?;
     let (prov, cluster) = (&consortium.launch.prov, &consortium.launch.cluster);
     println!(
-        "Larder demo: consortium {:?}, 3 party nodes with TLS, leader party 0, files in {}",
+        "Larder demo: consortium {:?}, {} party nodes with TLS, leader party 0, files in {}",
         cluster.name,
+        opts.parties,
         dir.display()
     );
 

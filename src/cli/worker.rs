@@ -177,8 +177,9 @@ pub(crate) async fn work(consortium: &Path, token_file: &Path, options: Options)
     let client = client.observed(&metrics.peers);
     let stop = tokio_util::sync::CancellationToken::new();
     let signal = stop.clone();
+    let signalled = larder::node::shutdown_signal();
     tokio::spawn(async move {
-        larder::node::shutdown_signal().await;
+        signalled.await;
         signal.cancel();
     });
     if let Some(at) = metrics_listen {

@@ -287,6 +287,13 @@ fn at(path: &Path, e: ExportError) -> ExportError {
 pub fn prepare_dir(player_data: &Path, layout: &Layout) -> Result<PathBuf, ExportError> {
     let dir = player_data.join(layout.dir_name());
     fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+    // The VM checks that its gf2n preprocessing directory exists before it reads a triple,
+    // even for a program with no gf2n work: `<n>-D2-128` (semi, semi2k) or `<n>-D2-40`
+    // (hemi). Empty directories are enough.
+    for gf2n in GF2N_DIRS {
+        let d = player_data.join(format!("{}-D2-{gf2n}", layout.parties));
+        fs::create_dir_all(&d).map_err(io_at(&d))?;
+    }
     if let Some(params) = layout.params_data() {
         let path = dir.join("Params-Data");
         match fs::read_to_string(&path) {
@@ -310,11 +317,19 @@ pub fn prepare_dir(player_data: &Path, layout: &Layout) -> Result<PathBuf, Expor
     Ok(dir)
 }
 
+/// Bit lengths of the gf2n directories MP-SPDZ's VMs look for (see [`prepare_dir`]).
+pub const GF2N_DIRS: [u32; 2] = [128, 40];
+
 /// What one export wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exported {
     pub path: PathBuf,
+    /// Items written (into a pipe: at most this many were read, as the pipe's buffer may hold
+    /// some the engine never took).
     pub items: u64,
+    /// Items of the checkout never written because the engine closed its pipe first: they
+    /// were downloaded (consumed) and are burned, never served again.
+    pub unread: u64,
 }
 
 /// Writes a whole share stream as a regular MP-SPDZ file under `player_data` (for thread
@@ -334,7 +349,11 @@ pub fn export_file<R: Read>(
     let mut file = SecretFile::create(&path).map_err(io_at(&path))?;
     let items = write(&mut shares, &layout, file.writer()).map_err(|e| at(&path, e))?;
     file.commit().map_err(io_at(&path))?;
-    Ok(Exported { path, items })
+    Ok(Exported {
+        path,
+        items,
+        unread: 0,
+    })
 }
 
 /// Streams a share stream into thread `thread`'s named pipe under `player_data` (created if
@@ -343,7 +362,7 @@ pub fn export_file<R: Read>(
 /// # Errors
 /// As [`Layout::of_stream`], [`prepare_dir`], [`make_pipe`] and [`write`].
 pub fn export_pipe<R: Read>(
-    mut shares: ShareReader<R>,
+    shares: ShareReader<R>,
     player_data: &Path,
     thread: u32,
     montgomery: bool,
@@ -351,9 +370,8 @@ pub fn export_pipe<R: Read>(
     let layout = Layout::of_stream(&shares.header, montgomery)?;
     let path = prepare_dir(player_data, &layout)?.join(layout.file_name(Some(thread)));
     make_pipe(&path)?;
-    let mut w = io::BufWriter::with_capacity(1 << 20, open_pipe(&path)?);
-    let items = write(&mut shares, &layout, &mut w).map_err(|e| at(&path, e))?;
-    Ok(Exported { path, items })
+    let pipe = open_pipe(&path)?;
+    export_to_pipe(shares, &layout, pipe, path)
 }
 
 /// Creates a named pipe at `path` (an existing pipe is reused; any other file is refused).
@@ -441,9 +459,52 @@ pub fn export_to_pipe<R: Read>(
     pipe: File,
     path: PathBuf,
 ) -> Result<Exported, ExportError> {
-    let mut w = io::BufWriter::with_capacity(1 << 20, pipe);
-    let items = write(&mut shares, layout, &mut w).map_err(|e| at(&path, e))?;
-    Ok(Exported { path, items })
+    let total = shares.header.items();
+    let record = shares.header.record_bytes() as u64;
+    let mut w = io::BufWriter::with_capacity(1 << 20, Counted { pipe, bytes: 0 });
+    match write(&mut shares, layout, &mut w) {
+        Ok(items) => Ok(Exported {
+            path,
+            items,
+            unread: 0,
+        }),
+        // The engine closed its end: it needed fewer items than were checked out. What it
+        // did not take is gone with the download (never served again), which is a note for
+        // the operator, not a failure of the run.
+        Err(ExportError::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {
+            let taken = w
+                .get_ref()
+                .bytes
+                .saturating_sub(layout.header().len() as u64);
+            let items = (taken / record.max(1)).min(total);
+            // Nothing more to write; dropping the writer must not try again.
+            let (_, _) = w.into_parts();
+            Ok(Exported {
+                path,
+                items,
+                unread: total - items,
+            })
+        }
+        Err(e) => Err(at(&path, e)),
+    }
+}
+
+/// A pipe that counts the bytes it took.
+struct Counted {
+    pipe: File,
+    bytes: u64,
+}
+
+impl Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.pipe.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.pipe.flush()
+    }
 }
 
 #[cfg(test)]
