@@ -157,6 +157,7 @@ async fn wait_scraped(http: &reqwest::Client, at: SocketAddr, targets: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_panel_and_alert_evaluates_with_data_in_a_real_prometheus() {
+    common::monitoring::ensure_prometheus();
     // A stock policy for the pool, so the levels exist and the scheduler refills at once.
     let mut h = Harness::with_plan("info", |p| {
         p.stock = [(
@@ -213,6 +214,17 @@ async fn every_panel_and_alert_evaluates_with_data_in_a_real_prometheus() {
     );
     let http = reqwest::Client::new();
     wait_scraped(&http, prom_at, 4).await;
+    // The worker's own page passes promtool as the nodes' do (tests/metrics.rs).
+    let page = http
+        .get(format!("http://{worker_at}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("larder_worker_pieces_total"), "{page}");
+    common::monitoring::promtool_check_metrics(&page);
 
     // The scheduler's floor refill, made by the worker.
     let jobs = h.wait_jobs_over(120).await;

@@ -32,26 +32,10 @@ fn value(page: &str, series: &str) -> f64 {
         .unwrap()
 }
 
-fn promtool_check(page: &str) {
-    let mut c = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus; .ci/run installs it)");
-    c.stdin.take().unwrap().write_all(page.as_bytes()).unwrap();
-    let out = c.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_nodes_metrics_pass_promtool_and_count_what_was_done() {
+    common::monitoring::ensure_prometheus();
     let mut h = Harness::new("info");
     // Each node again, with its metrics listener.
     let at = h.restart_with_metrics();
@@ -80,7 +64,7 @@ async fn every_nodes_metrics_pass_promtool_and_count_what_was_done() {
     assert!(engines[0].download("m-1").await.is_err());
     for (p, addr) in at.iter().enumerate() {
         let page = scrape(*addr).expect("a metrics listener");
-        promtool_check(&page);
+        common::monitoring::promtool_check_metrics(&page);
         let pool = format!("pool=\"{POOL}\"");
         assert_eq!(
             value(&page, &format!("larder_items_consumed_total{{{pool}}}")),

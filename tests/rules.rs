@@ -59,6 +59,7 @@ const HISTOGRAMS: &[&str] = &[
 const DATASOURCE_UID: &str = "larder-prometheus";
 
 fn promtool(args: &[&str]) {
+    common::monitoring::ensure_prometheus();
     let out = Command::new("promtool")
         .args(args)
         .current_dir(root())

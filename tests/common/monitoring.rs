@@ -5,6 +5,47 @@
 use serde_json::Value;
 use std::path::PathBuf;
 
+/// Installs the Debian package `prometheus` (promtool and the server) if either is missing,
+/// as root or through sudo; `.ci/run` installs it up front, so this matters for a plain
+/// `cargo test` on a fresh Debian machine.
+///
+/// # Panics
+/// The package cannot be installed (no apt-get, no root, no network).
+pub fn ensure_prometheus() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        let have = |tool: &str| {
+            std::process::Command::new(tool)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if have("promtool") && have("prometheus") {
+            return;
+        }
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0"));
+        let apt = |args: &[&str]| {
+            let mut c = std::process::Command::new(if root { "apt-get" } else { "sudo" });
+            if !root {
+                c.arg("apt-get");
+            }
+            c.args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let installed = apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", "prometheus"]);
+        assert!(
+            installed && have("promtool") && have("prometheus"),
+            "the Debian package prometheus is needed (promtool and the server) and could not be \
+             installed: apt-get install prometheus"
+        );
+    });
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -118,4 +159,26 @@ pub fn all_panels(dashboard: &Value) -> Vec<&Value> {
 
 pub fn dashboard() -> Value {
     serde_json::from_str(&read("grafana/dashboards/larder.json")).expect("larder.json is JSON")
+}
+
+/// `promtool check metrics` on a scraped page passes.
+pub fn promtool_check_metrics(page: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    ensure_prometheus();
+    let mut c = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; .ci/run installs it)");
+    c.stdin.take().unwrap().write_all(page.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
