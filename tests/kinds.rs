@@ -51,6 +51,117 @@ kinds! {
     double_p61_t2_five_parties => (5, "double-p61-t2"),
     double_small_prime_t1_four_parties => (4, "double-fp:1000003-t1"),
     double_p60_t1 => (3, "double-p60-t1"),
+    wrap_z64_two_parties => (2, "wrap-z64"),
+    wrap_z64 => (3, "wrap-z64"),
+    wrap_z64_five_parties => (5, "wrap-z64"),
+    binary_triple_z64_two_parties => (2, "binary-triple-z64"),
+    binary_triple_z64 => (3, "binary-triple-z64"),
+    binary_triple_z64_five_parties => (5, "binary-triple-z64"),
+    dabit_z64_two_parties => (2, "dabit-z64"),
+    dabit_z64 => (3, "dabit-z64"),
+    dabit_z64_five_parties => (5, "dabit-z64"),
+}
+
+/// Every party's records of a taken checkout as 64-bit words, item by item.
+fn words(files: &[PathBuf]) -> Vec<Vec<Vec<u64>>> {
+    files
+        .iter()
+        .map(|f| {
+            let mut r =
+                larder::material::ShareReader::new(std::fs::File::open(f).unwrap()).unwrap();
+            let per = r.header.record_bytes() / 8;
+            let mut items = Vec::new();
+            while let Some(b) = r.next_records(4096).unwrap() {
+                let w: Vec<u64> = b
+                    .chunks(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                    .collect();
+                items.extend(w.chunks(per).map(<[u64]>::to_vec));
+            }
+            items
+        })
+        .collect()
+}
+
+/// The kinds CrypTen burns, opened here from the raw records with this test's own arithmetic
+/// (not the library's `verify`): θ counts the wrap-arounds of r's shares as signed 64-bit
+/// integers, c = a AND b under XOR, and a daBit's two sharings open to the same bit. The
+/// values are not degenerate (θ is not always 0; bits and words vary).
+#[test]
+fn wraps_binary_triples_and_dabits_open_by_their_own_rules() {
+    for parties in [2u8, 3, 5] {
+        let dir = tempfile::tempdir().unwrap();
+        let kinds = ["wrap-z64", "binary-triple-z64", "dabit-z64"].map(pool);
+        let c = consortium(dir.path(), parties, 1000, &kinds);
+        for (i, spec) in kinds.iter().enumerate() {
+            deal(&c, *spec, 2000, 20 + i as u8);
+            let files = c
+                .take(
+                    *spec,
+                    2000,
+                    &format!("raw-{i}"),
+                    &dir.path().join(format!("o{i}")),
+                )
+                .unwrap();
+            let w = words(&files);
+            let n = w.len();
+            let mut seen = std::collections::BTreeMap::new();
+            for j in 0..w[0].len() {
+                let w = &w;
+                let col = |c: usize| (0..n).map(move |p| w[p][j][c]);
+                match spec.kind.name() {
+                    "wrap" => {
+                        let total: i128 = col(0).map(|x| i128::from(x as i64)).sum();
+                        let r = i128::from(col(0).fold(0u64, u64::wrapping_add) as i64);
+                        let theta = col(1).fold(0u64, u64::wrapping_add) as i64;
+                        assert_eq!(total, r + i128::from(theta) * (1i128 << 64), "item {j}");
+                        *seen.entry(theta).or_insert(0) += 1;
+                    }
+                    "binary-triple" => {
+                        let x = |c| col(c).fold(0u64, |a, b| a ^ b);
+                        assert_eq!(x(0) & x(1), x(2), "item {j}");
+                        *seen.entry((x(2).count_ones() / 8) as i64).or_insert(0) += 1;
+                    }
+                    "dabit" => {
+                        let arith = col(0).fold(0u64, u64::wrapping_add);
+                        let xor = col(1).fold(0u64, |a, b| a ^ b);
+                        assert!(arith <= 1 && arith == xor, "item {j}: {arith} vs {xor}");
+                        *seen.entry(arith as i64).or_insert(0) += 1;
+                    }
+                    k => unreachable!("{k}"),
+                }
+            }
+            assert!(seen.len() >= 2, "{spec} with {parties} parties: {seen:?}");
+            // The library's verify agrees.
+            assert_eq!(verify(&files).unwrap().items, 2000);
+        }
+    }
+}
+
+/// A wrong θ share (its checksum repaired) is caught by verify: the negative control of the
+/// wrap relation.
+#[test]
+fn verify_catches_a_wrong_wrap_count() {
+    let spec = pool("wrap-z64");
+    let dir = tempfile::tempdir().unwrap();
+    let c = consortium(dir.path(), 3, 1000, &[spec]);
+    deal(&c, spec, 500, 5);
+    let files = c.take(spec, 500, "x", &dir.path().join("o")).unwrap();
+    assert_eq!(verify(&files).unwrap().items, 500);
+    let mut bytes = std::fs::read(&files[2]).unwrap();
+    let header_len = larder::material::ShareHeader::read_from(&mut &bytes[..])
+        .unwrap()
+        .encode()
+        .len();
+    // Item 11's θ share (record offset 1 of 2 words).
+    let at = header_len + 11 * 16 + 8;
+    bytes[at] ^= 1;
+    let n = bytes.len();
+    let crc = crc32(&bytes[header_len..n - 4]);
+    bytes[n - 4..].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&files[2], &bytes).unwrap();
+    let err = verify(&files).unwrap_err().to_string();
+    assert!(err.contains("item 11") && err.contains("wrap"), "{err}");
 }
 
 #[test]

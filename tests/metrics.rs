@@ -7,7 +7,7 @@ mod common;
 use common::procs::{Harness, POOL};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 fn scrape(addr: SocketAddr) -> Option<String> {
     let mut s = TcpStream::connect(addr).ok()?;
@@ -31,7 +31,6 @@ fn value(page: &str, series: &str) -> f64 {
         .parse()
         .unwrap()
 }
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_nodes_metrics_pass_promtool_and_count_what_was_done() {

@@ -54,6 +54,9 @@ fn the_python_client_checks_out_and_reconstructs_across_three_parties() {
         "square-p61",
         "bit-z64",
         "input-mask-p61-o1",
+        "wrap-z64",
+        "binary-triple-z64",
+        "dabit-z64",
     ]
     .iter()
     .map(|p| p.parse().unwrap())
@@ -65,6 +68,9 @@ fn the_python_client_checks_out_and_reconstructs_across_three_parties() {
         ("square-p61", 10_000),
         ("bit-z64", 5_000),
         ("input-mask-p61-o1", 5_000),
+        ("wrap-z64", 3_000),
+        ("binary-triple-z64", 3_000),
+        ("dabit-z64", 3_000),
     ] {
         rt.block_on(c.deal(pool, count));
     }

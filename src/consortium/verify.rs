@@ -146,6 +146,12 @@ fn check_block<R: Ring>(
                 ))
             })
     };
+    // An element as its 64-bit word (the kinds made over Z_2^64 only).
+    let word = |p: usize, item: usize, comp: usize| -> Result<u64> {
+        let mut b = [0u8; 8];
+        r.encode(elem(p, item, comp)?, &mut b);
+        Ok(u64::from_le_bytes(b))
+    };
     let open = |item: usize, comp: usize| -> Result<R::Elem> {
         let shares = (0..n)
             .map(|p| elem(p, item, comp))
@@ -188,6 +194,42 @@ fn check_block<R: Ring>(
                 if open(i, 0)? != elem(owner, i, 1)? {
                     return fail("the owner's clear mask differs from the shared one");
                 }
+            }
+            // Z_2^64 (validated): the shares as 64-bit words.
+            Kind::Wrap => {
+                let signed: Vec<i128> = (0..n)
+                    .map(|p| Ok(i128::from(word(p, i, 0)? as i64)))
+                    .collect::<Result<_>>()?;
+                let total: i128 = signed.iter().sum();
+                let r_signed = i128::from(total as u64 as i64);
+                let theta = ((total - r_signed) >> 64) as i64 as u64;
+                let opened = (0..n).try_fold(0u64, |acc, p| {
+                    Ok::<_, ConsortiumError>(acc.wrapping_add(word(p, i, 1)?))
+                })?;
+                if opened != theta {
+                    return fail("θ does not count the wrap-arounds of r's shares");
+                }
+            }
+            Kind::BinaryTriple => {
+                let x = |comp| {
+                    (0..n).try_fold(0u64, |acc, p| {
+                        Ok::<_, ConsortiumError>(acc ^ word(p, i, comp)?)
+                    })
+                };
+                if x(0)? & x(1)? != x(2)? {
+                    return fail("c != a AND b");
+                }
+            }
+            Kind::Dabit => {
+                let b = open(i, 0)?;
+                let x = (0..n).try_fold(0u64, |acc, p| {
+                    Ok::<_, ConsortiumError>(acc ^ word(p, i, 1)?)
+                })?;
+                let arith_one = b == r.one();
+                if !(arith_one || b == r.zero()) || x != u64::from(arith_one) {
+                    return fail("the arithmetic and XOR shares do not open to the same bit");
+                }
+                ones += u64::from(arith_one);
             }
             Kind::Double => {
                 let t = pool.threshold.unwrap_or(1) as usize;

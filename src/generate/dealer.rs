@@ -299,6 +299,42 @@ impl<'a, R: Ring> Kernel<'a, R> {
                     put(out, k, j, r.sub(s[owner].get(j, 1), sum(j, 0, k)));
                 }
             }
+            // Z_2^64 only (validated): elements are 64-bit words.
+            Kind::Wrap => {
+                let word = |e: R::Elem| word_of(r, e);
+                for j in 0..items {
+                    // The shares of r as signed integers, summed without wrapping.
+                    let total: i128 = (0..n)
+                        .map(|p| i128::from(word(s[p].get(j, 0)) as i64))
+                        .sum();
+                    let r_signed = i128::from(total as u64 as i64);
+                    let theta = ((total - r_signed) >> 64) as i64 as u64;
+                    put(out, k, j, r.sub(elem_of(r, theta), sum(j, 1, k)));
+                }
+            }
+            Kind::BinaryTriple => {
+                let word = |e: R::Elem| word_of(r, e);
+                let xor = |j: usize, idx: usize, skip: usize| {
+                    (0..n)
+                        .filter(|&p| p != skip)
+                        .fold(0u64, |acc, p| acc ^ word(s[p].get(j, idx)))
+                };
+                for j in 0..items {
+                    let c = xor(j, 0, n) & xor(j, 1, n);
+                    put(out, k, j, elem_of(r, c ^ xor(j, 2, k)));
+                }
+            }
+            Kind::Dabit => {
+                let word = |e: R::Elem| word_of(r, e);
+                for j in 0..items {
+                    let bit = u64::from(dealer.next_u32() & 1);
+                    let xor = (0..n)
+                        .filter(|&p| p != k)
+                        .fold(0u64, |acc, p| acc ^ word(s[p].get(j, 1)));
+                    put(out, k, 2 * j, r.sub(elem_of(r, bit), sum(j, 0, k)));
+                    put(out, k, 2 * j + 1, elem_of(r, bit ^ xor));
+                }
+            }
             Kind::Double => {
                 let [dt, d2t] = self
                     .double
@@ -337,6 +373,19 @@ impl<'a, R: Ring> Kernel<'a, R> {
             }
         }
     }
+}
+
+/// A Z_2^64 element as its 64-bit word.
+fn word_of<R: Ring>(r: &R, e: R::Elem) -> u64 {
+    let mut b = [0u8; 8];
+    r.encode(e, &mut b);
+    u64::from_le_bytes(b)
+}
+
+/// A 64-bit word as a Z_2^64 element.
+fn elem_of<R: Ring>(r: &R, w: u64) -> R::Elem {
+    r.decode(&w.to_le_bytes())
+        .expect("every 64-bit word is an element of Z_2^64")
 }
 
 /// One party's seeded elements for a chunk, `per` per item in record order.

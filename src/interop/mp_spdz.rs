@@ -91,6 +91,12 @@ impl Layout {
                      read additive material only",
                 )
             }
+            Kind::Wrap | Kind::BinaryTriple | Kind::Dabit => {
+                return refuse(
+                    "Larder has no MP-SPDZ file format for this kind yet (it serves CrypTen's \
+                     wraps, binary triples and mixed bits through the share stream)",
+                )
+            }
         }
         if pool.threshold.is_some() {
             return refuse("threshold (Shamir) pools are not additive shares");
@@ -158,7 +164,9 @@ impl Layout {
             Kind::Square => "Squares",
             Kind::Bit => "Bits",
             Kind::Inverse => "Inverses",
-            Kind::InputMask | Kind::Double => unreachable!("refused in Layout::new"),
+            Kind::InputMask | Kind::Double | Kind::Wrap | Kind::BinaryTriple | Kind::Dabit => {
+                unreachable!("refused in Layout::new")
+            }
         }
     }
 

@@ -32,16 +32,28 @@ pub enum Kind {
     InputMask,
     /// Shamir [r]_t and [r]_2t with the same r; prime fields only, n >= 2t + 1.
     Double,
+    /// (r, θ_r) over Z_2^64: r shared additively, and θ_r, the number of times its shares
+    /// wrap around 2^64 when added as signed 64-bit integers (CrypTen's `wrap_rng`: the sum of
+    /// the shares over the integers is r + θ_r 2^64, r read as signed), shared additively too.
+    Wrap,
+    /// (a, b, c = a AND b) on 64-bit words, each XOR-shared (comparisons, ReLU).
+    BinaryTriple,
+    /// A random bit b shared twice: additively in the domain and XOR-wise in a 64-bit word
+    /// (MP-SPDZ's daBits, CrypTen's `B2A_rng`).
+    Dabit,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Triple,
         Kind::Square,
         Kind::Bit,
         Kind::Inverse,
         Kind::InputMask,
         Kind::Double,
+        Kind::Wrap,
+        Kind::BinaryTriple,
+        Kind::Dabit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -52,6 +64,9 @@ impl Kind {
             Kind::Inverse => "inverse",
             Kind::InputMask => "input-mask",
             Kind::Double => "double",
+            Kind::Wrap => "wrap",
+            Kind::BinaryTriple => "binary-triple",
+            Kind::Dabit => "dabit",
         }
     }
 
@@ -63,6 +78,9 @@ impl Kind {
             Kind::Inverse => 4,
             Kind::InputMask => 5,
             Kind::Double => 6,
+            Kind::Wrap => 7,
+            Kind::BinaryTriple => 8,
+            Kind::Dabit => 9,
         }
     }
 
@@ -98,6 +116,8 @@ impl FromStr for Kind {
 pub enum PoolError {
     #[error("{kind} needs a prime field, not {domain}")]
     NeedsField { kind: Kind, domain: Domain },
+    #[error("{kind} is made over z64 (64-bit words) only, not {domain}")]
+    NeedsZ64 { kind: Kind, domain: Domain },
     #[error("double sharings need a threshold t >= 1 with parties >= 2t + 1 (t = {t}, parties = {parties})")]
     BadThreshold { t: u8, parties: u8 },
     #[error("{0} material is additively shared; a threshold applies only to double")]
@@ -154,6 +174,13 @@ impl PoolSpec {
                 domain: self.domain,
             });
         }
+        let z64_only = matches!(self.kind, Kind::Wrap | Kind::BinaryTriple | Kind::Dabit);
+        if z64_only && self.domain != Domain::Z64 {
+            return Err(PoolError::NeedsZ64 {
+                kind: self.kind,
+                domain: self.domain,
+            });
+        }
         match (self.kind, self.threshold) {
             (Kind::Double, Some(t)) if t >= 1 && parties as u32 > 2 * t as u32 => {
                 let p = self.domain.modulus().unwrap_or(0);
@@ -181,8 +208,8 @@ impl PoolSpec {
     /// Elements in one party's record of one item.
     pub fn record_len(&self, party: u8) -> usize {
         match self.kind {
-            Kind::Triple => 3,
-            Kind::Square | Kind::Inverse | Kind::Double => 2,
+            Kind::Triple | Kind::BinaryTriple => 3,
+            Kind::Square | Kind::Inverse | Kind::Double | Kind::Wrap | Kind::Dabit => 2,
             Kind::Bit => 1,
             Kind::InputMask if self.owner == Some(party) => 2,
             Kind::InputMask => 1,
@@ -296,6 +323,9 @@ pub fn party_layout(spec: &PoolSpec, party: u8) -> Vec<Source> {
         Kind::InputMask if spec.owner == Some(party) => vec![Seeded, Explicit],
         Kind::InputMask => vec![Seeded],
         Kind::Double => vec![Explicit, Explicit],
+        // Made by the dealer only (see `generate::can_make`): every element explicit.
+        Kind::Wrap | Kind::Dabit => vec![Explicit, Explicit],
+        Kind::BinaryTriple => vec![Explicit, Explicit, Explicit],
     }
 }
 
@@ -328,6 +358,9 @@ pub fn record_layout(spec: &PoolSpec, parties: u8, party: u8, correction: u8) ->
         Kind::Inverse => vec![fix(k), fix(k)],
         Kind::InputMask if spec.owner == Some(party) => vec![Seeded, Seeded],
         Kind::InputMask => vec![fix(k)],
+        Kind::Wrap => vec![Seeded, fix(k)],
+        Kind::BinaryTriple => vec![Seeded, Seeded, fix(k)],
+        Kind::Dabit => vec![fix(k), fix(k)],
         Kind::Double => {
             let t = spec.threshold.unwrap_or(1);
             vec![

@@ -99,6 +99,30 @@ class CheckoutAcrossParties(unittest.TestCase):
         self.assertTrue(set(np.unique(bits)) <= {0, 1})
         self.assertTrue(300 < int(bits.sum()) < 1700, "bits are not constant")
 
+    def test_wraps_count_the_wrap_arounds_of_signed_shares(self) -> None:
+        _, shares = self.take("wrap-z64", 2000)
+        self.assertEqual(shares[0].header.columns, ("r", "theta"))
+        opened = reconstruct(shares)
+        r = [int(x) for x in opened[:, 0].astype(np.int64)]
+        theta = [int(x) for x in opened[:, 1].astype(np.int64)]
+        signed = [s.column("r").astype(np.int64) for s in shares]
+        for j in range(2000):
+            total = sum(int(s[j]) for s in signed)  # Python integers: no wrapping
+            self.assertEqual(total, r[j] + theta[j] * 2**64)
+        self.assertGreater(len(set(theta)), 1, "theta is not always 0")
+
+    def test_binary_triples_and_dabits_open_by_xor(self) -> None:
+        _, shares = self.take("binary-triple-z64", 2000)
+        opened = reconstruct(shares)
+        a, b, c = opened[:, 0], opened[:, 1], opened[:, 2]
+        np.testing.assert_array_equal(a & b, c)
+        self.assertGreater(len(np.unique(a)), 1990, "a is random")
+        _, shares = self.take("dabit-z64", 2000)
+        opened = reconstruct(shares)
+        np.testing.assert_array_equal(opened[:, 0], opened[:, 1])
+        self.assertTrue(set(np.unique(opened[:, 0])) <= {0, 1})
+        self.assertTrue(300 < int(opened[:, 0].sum()) < 1700, "bits are not constant")
+
     def test_a_second_download_is_refused(self) -> None:
         cid, _ = self.take("triple-z64", 10)
         with self.assertRaises(LarderError) as e:

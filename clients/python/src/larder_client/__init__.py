@@ -15,6 +15,7 @@ Example::
 from ._client import Checkout, Client, LarderConnectionError, LarderError
 from ._stream import (
     COLUMNS,
+    XOR_COLUMNS,
     FormatError,
     ShareHeader,
     ShareRange,
@@ -25,6 +26,7 @@ from ._stream import (
 
 __all__ = [
     "COLUMNS",
+    "XOR_COLUMNS",
     "Checkout",
     "Client",
     "FormatError",

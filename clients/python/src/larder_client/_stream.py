@@ -28,7 +28,17 @@ MAX_CHECKOUT_ID = 256
 MAX_CHECKOUT_ID_BYTES = 4 * MAX_CHECKOUT_ID
 MAX_RANGES = 1 << 16
 
-KINDS = {1: "triple", 2: "square", 3: "bit", 4: "inverse", 5: "input-mask", 6: "double"}
+KINDS = {
+    1: "triple",
+    2: "square",
+    3: "bit",
+    4: "inverse",
+    5: "input-mask",
+    6: "double",
+    7: "wrap",
+    8: "binary-triple",
+    9: "dabit",
+}
 
 #: Names of the elements of one record, per kind (an input mask's owner also holds ``r_clear``).
 COLUMNS: Dict[str, Tuple[str, ...]] = {
@@ -38,7 +48,16 @@ COLUMNS: Dict[str, Tuple[str, ...]] = {
     "inverse": ("a", "a_inv"),
     "input-mask": ("r",),
     "double": ("r_t", "r_2t"),
+    # r and theta_r, the count of wrap-arounds of r's shares added as signed 64-bit integers.
+    "wrap": ("r", "theta"),
+    # 64-bit words, XOR-shared: c = a AND b.
+    "binary-triple": ("a", "b", "c"),
+    # One bit, shared additively (b) and XOR-wise in a 64-bit word (b_xor).
+    "dabit": ("b", "b_xor"),
 }
+
+#: The columns of each kind that are XOR-shared (they open by XOR, not by summing).
+XOR_COLUMNS: Dict[str, Tuple[int, ...]] = {"binary-triple": (0, 1, 2), "dabit": (1,)}
 
 
 class FormatError(ValueError):
@@ -230,7 +249,8 @@ def _below(limbs: np.ndarray, m: int) -> bool:
 
 def reconstruct(parties: List[Shares]) -> np.ndarray:
     """Opens additive shares of the same checkout from every party: the sum of each element
-    modulo the domain's modulus. For checking and tests; an engine never sees all shares."""
+    modulo the domain's modulus (the XOR of the XOR-shared columns, see ``XOR_COLUMNS``). For
+    checking and tests; an engine never sees all shares."""
     if not parties:
         raise ValueError("no shares")
     h0 = parties[0].header
@@ -246,8 +266,11 @@ def reconstruct(parties: List[Shares]) -> np.ndarray:
     m = h0.modulus
     if m == 1 << 64:
         total = np.zeros((h0.items, n), dtype=np.uint64)
+        xor = list(XOR_COLUMNS.get(h0.kind, ()))
+        add = [c for c in range(n) if c not in xor]
         for s in parties:
-            total += s.values[:, :n]  # wraps modulo 2^64
+            total[:, add] += s.values[:, add]  # wraps modulo 2^64
+            total[:, xor] ^= s.values[:, xor]
         return total
     total = np.zeros((h0.items, n), dtype=object)
     for s in parties:
