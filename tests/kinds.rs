@@ -148,18 +148,8 @@ fn verify_catches_a_wrong_wrap_count() {
     deal(&c, spec, 500, 5);
     let files = c.take(spec, 500, "x", &dir.path().join("o")).unwrap();
     assert_eq!(verify(&files).unwrap().items, 500);
-    let mut bytes = std::fs::read(&files[2]).unwrap();
-    let header_len = larder::material::ShareHeader::read_from(&mut &bytes[..])
-        .unwrap()
-        .encode()
-        .len();
-    // Item 11's θ share (record offset 1 of 2 words).
-    let at = header_len + 11 * 16 + 8;
-    bytes[at] ^= 1;
-    let n = bytes.len();
-    let crc = crc32(&bytes[header_len..n - 4]);
-    bytes[n - 4..].copy_from_slice(&crc.to_le_bytes());
-    std::fs::write(&files[2], &bytes).unwrap();
+    // Item 11's θ share (the second of its 2 words).
+    flip_with_valid_checksum(&files[2], 11 * 16 + 8);
     let err = verify(&files).unwrap_err().to_string();
     assert!(err.contains("item 11") && err.contains("wrap"), "{err}");
 }
@@ -199,23 +189,28 @@ fn verify_catches_a_wrong_share_even_with_a_valid_checksum() {
     let c = consortium(dir.path(), 3, 1000, &[spec]);
     deal(&c, spec, 500, 4);
     let files = c.take(spec, 500, "x", &dir.path().join("o")).unwrap();
-    let mut bytes = std::fs::read(&files[1]).unwrap();
-    let header_len = larder::material::ShareHeader::read_from(&mut &bytes[..])
-        .unwrap()
-        .encode()
-        .len();
-    // Change one element of item 7 (c share: record offset 2) and repair the trailer checksum.
-    let at = header_len + 7 * 48 + 32;
-    bytes[at] ^= 1;
-    let n = bytes.len();
-    let crc = crc32(&bytes[header_len..n - 4]);
-    bytes[n - 4..].copy_from_slice(&crc.to_le_bytes());
-    std::fs::write(&files[1], &bytes).unwrap();
+    // Item 7's c share (record offset 32 of 48 bytes).
+    flip_with_valid_checksum(&files[1], 7 * 48 + 32);
     let err = verify(&files).unwrap_err().to_string();
     assert!(
         err.contains("item 7") && err.contains("c != a * b"),
         "{err}"
     );
+}
+
+/// Flips one bit of the share stream `file` at byte `at` of its records and repairs the
+/// trailer's checksum, so only the relation between the parties' shares can catch it.
+fn flip_with_valid_checksum(file: &std::path::Path, at: usize) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let header_len = larder::material::ShareHeader::read_from(&mut &bytes[..])
+        .unwrap()
+        .encode()
+        .len();
+    bytes[header_len + at] ^= 1;
+    let n = bytes.len();
+    let crc = crc32(&bytes[header_len..n - 4]);
+    bytes[n - 4..].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(file, &bytes).unwrap();
 }
 
 fn crc32(b: &[u8]) -> u32 {

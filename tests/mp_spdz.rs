@@ -13,35 +13,37 @@ use std::process::{Command, Stdio};
 /// What a file should hold, in the document's words.
 #[derive(Clone, Copy, Debug)]
 enum Field {
-    Prime { p: u128, montgomery: bool },
+    Prime {
+        p: u128,
+        montgomery: bool,
+    },
     Z64,
+    /// MP-SPDZ's bit type (`SemiSecret`): 64-bit words of XOR shares.
+    Bits,
 }
 
 impl Field {
     fn modulus(self) -> BigUint {
         match self {
             Field::Prime { p, .. } => BigUint::from(p),
-            Field::Z64 => BigUint::one() << 64,
+            Field::Z64 | Field::Bits => BigUint::one() << 64,
         }
     }
     fn bits(self) -> u64 {
         match self {
             Field::Prime { p, .. } => BigUint::from(p).bits(),
-            Field::Z64 => 64,
+            Field::Z64 | Field::Bits => 64,
         }
     }
     /// `<n>-<Dp|DR>-<bits>`.
     fn dir(self, parties: u8) -> String {
-        let short = match self {
-            Field::Prime { .. } => "Dp",
-            Field::Z64 => "DR",
-        };
-        format!("{parties}-{short}-{}", self.bits())
+        format!("{parties}-{}-{}", self.short(), self.bits())
     }
     fn short(self) -> &'static str {
         match self {
             Field::Prime { .. } => "Dp",
             Field::Z64 => "DR",
+            Field::Bits => "DB",
         }
     }
     /// The header as the document spells it: u64 LE length, then `gfp`, sign byte 0, u32 LE
@@ -60,6 +62,11 @@ impl Field {
             Field::Z64 => {
                 body.extend_from_slice(b"Z2^64");
                 body.extend_from_slice(&64i32.to_le_bytes());
+            }
+            // `SemiSecret`'s type string, then sizeof(long) stored as a size_t.
+            Field::Bits => {
+                body.extend_from_slice(b"binary secret");
+                body.extend_from_slice(&8u64.to_le_bytes());
             }
         }
         let mut h = (body.len() as u64).to_le_bytes().to_vec();
@@ -95,7 +102,7 @@ fn read_file(bytes: &[u8], field: Field) -> Vec<BigUint> {
                         v
                     }
                 }
-                Field::Z64 => v,
+                Field::Z64 | Field::Bits => v,
             }
         })
         .collect()
@@ -253,6 +260,73 @@ exports! {
     bits_z64 => (3, "bit-z64", Field::Z64),
     inverses_p128_montgomery => (2, "inverse-p128", prime(P128, true)),
     inverses_64_bit_prime_montgomery => (3, "inverse-fp:9223372036855103489", prime(P63, true)),
+}
+
+/// Binary triples and daBits over Z_2^64, exported with `larder export` and read back from
+/// where MP-SPDZ's semi2k-party.x reads them with -F: `Triples-DB` of the bit type (64 bit
+/// triples per word, XOR-shared) and `daBits-DR` (the arithmetic share, then the word whose
+/// XOR over the parties is the same bit).
+fn export_binary_kinds(parties: u8) {
+    let dir = tempfile::tempdir().unwrap();
+    let specs = [pool("binary-triple-z64"), pool("dabit-z64")];
+    let c = consortium(dir.path(), parties, 1000, &specs);
+    let player_data = dir.path().join("Player-Data");
+    for (i, spec) in specs.iter().enumerate() {
+        deal(&c, *spec, 1515, 30 + i as u8);
+        let streams = c
+            .take(
+                *spec,
+                1515,
+                &format!("mp-{i}"),
+                &dir.path().join(format!("o{i}")),
+            )
+            .unwrap();
+        for s in &streams {
+            run_ok(&mut export(s, &player_data));
+        }
+    }
+    let read = |field: Field, name: &str| -> Vec<Vec<u64>> {
+        (0..parties)
+            .map(|p| {
+                let path = player_data
+                    .join(field.dir(parties))
+                    .join(format!("{name}-{}-P{p}", field.short()));
+                read_file(&std::fs::read(&path).unwrap(), field)
+                    .iter()
+                    .map(|v| v.to_u64_digits().first().copied().unwrap_or(0))
+                    .collect()
+            })
+            .collect()
+    };
+    let xor = |w: &[Vec<u64>], i: usize| w.iter().fold(0u64, |acc, p| acc ^ p[i]);
+    let bt = read(Field::Bits, "Triples");
+    assert_eq!(bt[0].len(), 3 * 1515);
+    let mut distinct = std::collections::HashSet::new();
+    for j in 0..1515 {
+        let (a, b, c) = (xor(&bt, 3 * j), xor(&bt, 3 * j + 1), xor(&bt, 3 * j + 2));
+        assert_eq!(a & b, c, "binary triple {j}");
+        distinct.insert(a);
+    }
+    assert!(distinct.len() > 1500, "words are random");
+    let db = read(Field::Z64, "daBits");
+    assert_eq!(db[0].len(), 2 * 1515);
+    let mut ones = 0;
+    for j in 0..1515 {
+        let arith = db.iter().fold(0u64, |acc, p| acc.wrapping_add(p[2 * j]));
+        assert!(arith <= 1 && arith == xor(&db, 2 * j + 1), "daBit {j}");
+        ones += arith;
+    }
+    assert!((300..1215).contains(&ones), "{ones} ones: the bits vary");
+}
+
+#[test]
+fn binary_triples_and_dabits_export_where_semi2k_reads_them_2_parties() {
+    export_binary_kinds(2);
+}
+
+#[test]
+fn binary_triples_and_dabits_export_where_semi2k_reads_them_3_parties() {
+    export_binary_kinds(3);
 }
 
 #[test]

@@ -78,7 +78,14 @@ impl Layout {
             })
         };
         match pool.kind {
-            Kind::Triple | Kind::Square | Kind::Bit | Kind::Inverse => {}
+            // Binary triples are the bit type's `Triples-DB` (64 bit triples per word);
+            // daBits are `daBits-DR` (the arithmetic share, then the binary word).
+            Kind::Triple
+            | Kind::Square
+            | Kind::Bit
+            | Kind::Inverse
+            | Kind::BinaryTriple
+            | Kind::Dabit => {}
             Kind::InputMask => {
                 return refuse(
                     "its semi-honest additive protocols share inputs with pairwise keys and \
@@ -91,10 +98,10 @@ impl Layout {
                      read additive material only",
                 )
             }
-            Kind::Wrap | Kind::BinaryTriple | Kind::Dabit => {
+            Kind::Wrap => {
                 return refuse(
-                    "Larder has no MP-SPDZ file format for this kind yet (it serves CrypTen's \
-                     wraps, binary triples and mixed bits through the share stream)",
+                    "MP-SPDZ reads no wrap file (its truncation makes its own randomness); \
+                     wraps are CrypTen's, served through the share stream",
                 )
             }
         }
@@ -133,7 +140,10 @@ impl Layout {
     }
 
     fn short(&self) -> &'static str {
-        if self.domain.is_field() {
+        if self.kind == Kind::BinaryTriple {
+            // MP-SPDZ's bit type, `SemiSecret` over 64-bit words (`BitVec`).
+            "DB"
+        } else if self.domain.is_field() {
             "Dp"
         } else {
             "DR"
@@ -164,9 +174,9 @@ impl Layout {
             Kind::Square => "Squares",
             Kind::Bit => "Bits",
             Kind::Inverse => "Inverses",
-            Kind::InputMask | Kind::Double | Kind::Wrap | Kind::BinaryTriple | Kind::Dabit => {
-                unreachable!("refused in Layout::new")
-            }
+            Kind::BinaryTriple => "Triples",
+            Kind::Dabit => "daBits",
+            Kind::InputMask | Kind::Double | Kind::Wrap => unreachable!("refused in Layout::new"),
         }
     }
 
@@ -188,6 +198,11 @@ impl Layout {
     pub fn header(&self) -> Vec<u8> {
         let mut body = Vec::new();
         match self.domain {
+            // The bit type's signature: its type string, then sizeof(long) as a size_t.
+            _ if self.kind == Kind::BinaryTriple => {
+                body.extend_from_slice(b"binary secret");
+                body.extend_from_slice(&8u64.to_le_bytes());
+            }
             Domain::Fp(p) => {
                 let be = p.to_be_bytes();
                 let skip = be.iter().take_while(|&&b| b == 0).count();
