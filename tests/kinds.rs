@@ -60,6 +60,23 @@ kinds! {
     dabit_z64_two_parties => (2, "dabit-z64"),
     dabit_z64 => (3, "dabit-z64"),
     dabit_z64_five_parties => (5, "dabit-z64"),
+    dabit_p128_two_parties => (2, "dabit-p128"),
+    dabit_p61 => (3, "dabit-p61"),
+    dabit_p128_five_parties => (5, "dabit-p128"),
+    dabit_small_prime => (3, "dabit-fp:1000003"),
+}
+
+/// Pools the kinds do not support are refused with the reason, before anything is made.
+#[test]
+fn the_new_kinds_refuse_domains_they_are_not_made_in() {
+    for (id, why) in [
+        ("wrap-p128", "z64"),
+        ("binary-triple-p61", "z64"),
+        ("dabit-z128", "z64 or a prime field"),
+    ] {
+        let err = pool(id).validate(3).unwrap_err().to_string();
+        assert!(err.contains(why), "{id}: {err}");
+    }
 }
 
 /// Every party's records of a taken checkout as 64-bit words, item by item.

@@ -319,6 +319,65 @@ fn export_binary_kinds(parties: u8) {
     assert!((300..1215).contains(&ones), "{ones} ones: the bits vary");
 }
 
+/// daBits over the 128-bit prime, exported where semi-party.x reads them: `daBits-Dp-P<p>`
+/// with the gfp header, each record the arithmetic share (16 bytes, Montgomery form) and then
+/// the binary share as one 64-bit word.
+#[test]
+fn prime_field_dabits_export_where_semi_reads_them() {
+    let parties = 3u8;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = pool("dabit-p128");
+    let c = consortium(dir.path(), parties, 1000, &[spec]);
+    deal(&c, spec, 1212, 41);
+    let streams = c.take(spec, 1212, "db", &dir.path().join("o")).unwrap();
+    let player_data = dir.path().join("Player-Data");
+    for s in &streams {
+        run_ok(&mut export(s, &player_data));
+    }
+    let field = prime(P128, true);
+    let header = field.documented_header();
+    let m = field.modulus();
+    let r_inv = (BigUint::one() << 128u32).modpow(&(&m - 2u32), &m);
+    let records: Vec<Vec<(BigUint, u64)>> = (0..parties)
+        .map(|p| {
+            let bytes = std::fs::read(
+                player_data
+                    .join(field.dir(parties))
+                    .join(format!("daBits-Dp-P{p}")),
+            )
+            .unwrap();
+            assert_eq!(&bytes[..header.len()], &header[..], "header bytes");
+            let body = &bytes[header.len()..];
+            assert_eq!(
+                body.len(),
+                1212 * 24,
+                "16-byte share and 8-byte word per daBit"
+            );
+            body.chunks(24)
+                .map(|r| {
+                    let arith = BigUint::from_bytes_le(&r[..16]) * &r_inv % &m;
+                    (arith, u64::from_le_bytes(r[16..].try_into().unwrap()))
+                })
+                .collect()
+        })
+        .collect();
+    let mut ones = 0;
+    for j in 0..1212 {
+        let arith = records
+            .iter()
+            .fold(BigUint::zero(), |acc, p| (acc + &p[j].0) % &m);
+        let word = records.iter().fold(0u64, |acc, p| acc ^ p[j].1);
+        assert!(arith <= BigUint::one(), "daBit {j}: {arith}");
+        assert_eq!(
+            BigUint::from(word),
+            arith,
+            "daBit {j}: both sharings, one bit"
+        );
+        ones += word;
+    }
+    assert!((300..912).contains(&ones), "{ones} ones: the bits vary");
+}
+
 #[test]
 fn binary_triples_and_dabits_export_where_semi2k_reads_them_2_parties() {
     export_binary_kinds(2);

@@ -57,6 +57,7 @@ fn the_python_client_checks_out_and_reconstructs_across_three_parties() {
         "wrap-z64",
         "binary-triple-z64",
         "dabit-z64",
+        "dabit-p128",
     ]
     .iter()
     .map(|p| p.parse().unwrap())
@@ -71,6 +72,7 @@ fn the_python_client_checks_out_and_reconstructs_across_three_parties() {
         ("wrap-z64", 3_000),
         ("binary-triple-z64", 3_000),
         ("dabit-z64", 3_000),
+        ("dabit-p128", 3_000),
     ] {
         rt.block_on(c.deal(pool, count));
     }

@@ -146,11 +146,15 @@ fn check_block<R: Ring>(
                 ))
             })
     };
-    // An element as its 64-bit word (the kinds made over Z_2^64 only).
+    // An element as its 64-bit word.
+    // (Over a prime field, a daBit's XOR share: a canonical element below 2^64.)
     let word = |p: usize, item: usize, comp: usize| -> Result<u64> {
-        let mut b = [0u8; 8];
-        r.encode(elem(p, item, comp)?, &mut b);
-        Ok(u64::from_le_bytes(b))
+        u64::try_from(r.to_u128(elem(p, item, comp)?)).map_err(|_| {
+            ConsortiumError::Verify(format!(
+                "party {p}: item {}: an XOR share wider than 64 bits",
+                offset + item as u64
+            ))
+        })
     };
     let open = |item: usize, comp: usize| -> Result<R::Elem> {
         let shares = (0..n)

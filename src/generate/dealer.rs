@@ -324,6 +324,37 @@ impl<'a, R: Ring> Kernel<'a, R> {
                     put(out, k, j, elem_of(r, c ^ xor(j, 2, k)));
                 }
             }
+            Kind::Dabit if self.plan.pool.domain.is_field() => {
+                // XOR shares are words of one bit fewer than p has (at most 64), so that any
+                // XOR of them is an element below p; each party's is explicit.
+                let bits = self
+                    .plan
+                    .pool
+                    .domain
+                    .modulus()
+                    .map_or(64, |p| 127 - p.leading_zeros());
+                let mask = if bits >= 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << bits) - 1
+                };
+                for j in 0..items {
+                    let bit = u64::from(dealer.next_u32() & 1);
+                    let mut xor = 0u64;
+                    for p in (0..n).filter(|&p| p != k) {
+                        let w = dealer.next_u64() & mask;
+                        xor ^= w;
+                        put(out, p, j, r.reduce(u128::from(w)));
+                    }
+                    put(
+                        out,
+                        k,
+                        2 * j,
+                        r.sub(r.reduce(u128::from(bit)), sum(j, 0, k)),
+                    );
+                    put(out, k, 2 * j + 1, r.reduce(u128::from(bit ^ xor)));
+                }
+            }
             Kind::Dabit => {
                 let word = |e: R::Elem| word_of(r, e);
                 for j in 0..items {

@@ -167,6 +167,21 @@ impl Layout {
         self.limbs() * 8
     }
 
+    /// Whether records carry a binary share MP-SPDZ reads as one 64-bit word where Larder
+    /// stores a wider element (a daBit over a prime field).
+    pub fn narrow_binary_share(&self) -> bool {
+        self.kind == Kind::Dabit && self.domain.is_field()
+    }
+
+    /// Bytes of one item's record in the file, given its bytes in Larder's stream.
+    pub fn record_bytes(&self, stream_record: usize) -> usize {
+        if self.narrow_binary_share() {
+            self.element_bytes() + 8
+        } else {
+            stream_record
+        }
+    }
+
     /// MP-SPDZ's name for this kind of material.
     pub fn type_name(&self) -> &'static str {
         match self.kind {
@@ -285,8 +300,24 @@ pub fn write<R: Read, W: Write>(
     let mut items = 0u64;
     let rb = shares.header.record_bytes();
     while let Some(mut records) = shares.next_records(STEP_ITEMS)? {
-        layout.convert_in_place(&mut records)?;
-        out.write_all(&records).map_err(io)?;
+        if layout.narrow_binary_share() {
+            // A daBit over a prime field: MP-SPDZ reads the arithmetic share (converted),
+            // then the binary share as one 64-bit word (Larder stores it as an element below
+            // 2^64, little-endian: its first 8 bytes).
+            let eb = layout.element_bytes();
+            let mut file = Vec::with_capacity(records.len() / (2 * eb) * (eb + 8));
+            for rec in records.chunks_exact_mut(2 * eb) {
+                let (arith, word) = rec.split_at_mut(eb);
+                layout.convert_in_place(arith)?;
+                file.extend_from_slice(arith);
+                file.extend_from_slice(&word[..8]);
+            }
+            out.write_all(&file).map_err(io)?;
+            zeroize::Zeroize::zeroize(&mut file);
+        } else {
+            layout.convert_in_place(&mut records)?;
+            out.write_all(&records).map_err(io)?;
+        }
         items += (records.len() / rb) as u64;
         zeroize::Zeroize::zeroize(&mut records);
     }
@@ -483,7 +514,7 @@ pub fn export_to_pipe<R: Read>(
     path: PathBuf,
 ) -> Result<Exported, ExportError> {
     let total = shares.header.items();
-    let record = shares.header.record_bytes() as u64;
+    let record = layout.record_bytes(shares.header.record_bytes()) as u64;
     let mut w = io::BufWriter::with_capacity(1 << 20, Counted { pipe, bytes: 0 });
     match write(&mut shares, layout, &mut w) {
         Ok(items) => Ok(Exported {

@@ -38,8 +38,9 @@ pub enum Kind {
     Wrap,
     /// (a, b, c = a AND b) on 64-bit words, each XOR-shared (comparisons, ReLU).
     BinaryTriple,
-    /// A random bit b shared twice: additively in the domain and XOR-wise in a 64-bit word
-    /// (MP-SPDZ's daBits, CrypTen's `B2A_rng`).
+    /// A random bit b shared twice: additively in the domain (z64 or a prime field) and
+    /// XOR-wise in a word (64 bits over z64; over a prime field, one bit fewer than p has, at
+    /// most 64) (MP-SPDZ's daBits, CrypTen's `B2A_rng`).
     Dabit,
 }
 
@@ -118,6 +119,8 @@ pub enum PoolError {
     NeedsField { kind: Kind, domain: Domain },
     #[error("{kind} is made over z64 (64-bit words) only, not {domain}")]
     NeedsZ64 { kind: Kind, domain: Domain },
+    #[error("dabit is made over z64 or a prime field, not {0}")]
+    DabitDomain(Domain),
     #[error("double sharings need a threshold t >= 1 with parties >= 2t + 1 (t = {t}, parties = {parties})")]
     BadThreshold { t: u8, parties: u8 },
     #[error("{0} material is additively shared; a threshold applies only to double")]
@@ -174,12 +177,15 @@ impl PoolSpec {
                 domain: self.domain,
             });
         }
-        let z64_only = matches!(self.kind, Kind::Wrap | Kind::BinaryTriple | Kind::Dabit);
+        let z64_only = matches!(self.kind, Kind::Wrap | Kind::BinaryTriple);
         if z64_only && self.domain != Domain::Z64 {
             return Err(PoolError::NeedsZ64 {
                 kind: self.kind,
                 domain: self.domain,
             });
+        }
+        if self.kind == Kind::Dabit && self.domain == Domain::Z128 {
+            return Err(PoolError::DabitDomain(self.domain));
         }
         match (self.kind, self.threshold) {
             (Kind::Double, Some(t)) if t >= 1 && parties as u32 > 2 * t as u32 => {
@@ -360,6 +366,9 @@ pub fn record_layout(spec: &PoolSpec, parties: u8, party: u8, correction: u8) ->
         Kind::InputMask => vec![fix(k)],
         Kind::Wrap => vec![Seeded, fix(k)],
         Kind::BinaryTriple => vec![Seeded, Seeded, fix(k)],
+        // Over a prime field the XOR share is a word below the field's size, which a seeded
+        // element is not: every party's is explicit.
+        Kind::Dabit if spec.domain.is_field() => vec![fix(k), Explicit],
         Kind::Dabit => vec![fix(k), fix(k)],
         Kind::Double => {
             let t = spec.threshold.unwrap_or(1);

@@ -122,6 +122,10 @@ class CheckoutAcrossParties(unittest.TestCase):
         np.testing.assert_array_equal(opened[:, 0], opened[:, 1])
         self.assertTrue(set(np.unique(opened[:, 0])) <= {0, 1})
         self.assertTrue(300 < int(opened[:, 0].sum()) < 1700, "bits are not constant")
+        _, shares = self.take("dabit-p128", 2000)
+        opened = reconstruct(shares)
+        self.assertEqual([int(x) for x in opened[:, 0]], [int(x) for x in opened[:, 1]])
+        self.assertTrue(set(int(x) for x in opened[:, 0]) <= {0, 1})
 
     def test_a_second_download_is_refused(self) -> None:
         cid, _ = self.take("triple-z64", 10)

@@ -52,7 +52,8 @@ COLUMNS: Dict[str, Tuple[str, ...]] = {
     "wrap": ("r", "theta"),
     # 64-bit words, XOR-shared: c = a AND b.
     "binary-triple": ("a", "b", "c"),
-    # One bit, shared additively (b) and XOR-wise in a 64-bit word (b_xor).
+    # One bit, shared additively (b) and XOR-wise in a word (b_xor: 64 bits over z64; over a
+    # prime field, one bit fewer than p has, at most 64).
     "dabit": ("b", "b_xor"),
 }
 
@@ -273,6 +274,10 @@ def reconstruct(parties: List[Shares]) -> np.ndarray:
             total[:, xor] ^= s.values[:, xor]
         return total
     total = np.zeros((h0.items, n), dtype=object)
+    xor = list(XOR_COLUMNS.get(h0.kind, ()))
+    add = [c for c in range(n) if c not in xor]
     for s in parties:
-        total = (total + s.values[:, :n].astype(object)) % m
+        v = s.values[:, :n].astype(object)
+        total[:, add] = (total[:, add] + v[:, add]) % m
+        total[:, xor] = total[:, xor] ^ v[:, xor]
     return total
