@@ -459,6 +459,10 @@ fn the_demo_runs_with_two_and_five_parties() {
             "{stdout}"
         );
         assert!(stdout.contains("reconstructed across parties"), "{stdout}");
+        assert!(
+            stdout.contains("CrypTen's kinds: 10000 items each of wrap-z64"),
+            "{stdout}"
+        );
         let engines = std::fs::read_dir(work.path().join("d/engines"))
             .unwrap()
             .filter(|e| {

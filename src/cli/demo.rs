@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 /// Marks a directory as made by `larder demo`, so a later demo may replace it.
 const MARKER: &str = ".larder-demo";
 
+/// The pools of the kinds CrypTen burns beside triples, which the demo fills too.
+const CRYPTEN_POOLS: [&str; 3] = ["wrap-z64", "binary-triple-z64", "dabit-z64"];
+
 /// How the demo runs.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -88,7 +91,14 @@ async fn make_he(
 pub async fn run(opts: Options) -> Result<()> {
     let dir = &opts.dir;
     prepare(dir)?;
-    let pools = default_pools(opts.parties);
+    let mut pools = default_pools(opts.parties);
+    // What CrypTen burns beside triples: wraps (3-party truncation), binary triples
+    // (comparisons, ReLU) and daBits (binary to arithmetic).
+    let crypten: Vec<larder::material::PoolSpec> = CRYPTEN_POOLS
+        .iter()
+        .map(|p| p.parse())
+        .collect::<Result<_, _>>()?;
+    pools.extend(crypten.iter().copied());
     // One pool the consortium accepts from the HE generator only: made by the nodes
     // themselves, no dealer (a dealer's batch of it would be refused at staging).
     let he_pool: larder::material::PoolSpec = "triple-p60".parse()?;
@@ -145,6 +155,12 @@ pub async fn run(opts: Options) -> Result<()> {
         bar.finish();
     }
 
+    println!(
+        "CrypTen's kinds: {} items each of {}; more with `larder jobs ... create --pool <pool> \
+         --count <n>` (a dealer worker is running)",
+        opts.items,
+        CRYPTEN_POOLS.join(", ")
+    );
     make_he(&consortium.launch, he_pool, opts.items).await?;
     let levels = policy.levels(0.0);
     let leader = consortium.launch.engine(cluster.leader)?;
