@@ -151,22 +151,30 @@ fn make_venv() -> Result<PathBuf, String> {
     }
 }
 
-/// Every YAML document of `file` as JSON (one array), by PyYAML.
-fn yaml_documents(file: &Path) -> Vec<Value> {
+/// Runs the Python `script` of the venv on `file` and parses the JSON it prints; `what` names
+/// the check in the failure message.
+fn python_json<T: serde::de::DeserializeOwned>(script: &str, file: &Path, what: &str) -> T {
     let out = run(Command::new(venv_python(venv()))
         .arg("-c")
-        .arg(
-            "import sys, json, yaml
-print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None]))",
-        )
+        .arg(script)
         .arg(file));
     assert!(
         out.status.success(),
-        "{} is not valid YAML:\n{}",
+        "{} {what}:\n{}",
         file.display(),
         text(&out)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every YAML document of `file` as JSON (one array), by PyYAML.
+fn yaml_documents(file: &Path) -> Vec<Value> {
+    python_json(
+        "import sys, json, yaml
+print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None]))",
+        file,
+        "is not valid YAML",
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -422,11 +430,8 @@ fn compose_dir() -> PathBuf {
 
 /// The compose file as JSON, checked against the Compose specification's schema.
 fn compose_file() -> Value {
-    let file = compose_dir().join("compose.yaml");
-    let out = run(Command::new(venv_python(venv()))
-        .arg("-c")
-        .arg(
-            "import sys, json, yaml, jsonschema, sysconfig, pathlib
+    python_json(
+        "import sys, json, yaml, jsonschema, sysconfig, pathlib
 schema_file = pathlib.Path(sysconfig.get_paths()['purelib']) / 'compose/config/compose_spec.json'
 schema = json.load(open(schema_file))
 doc = yaml.safe_load(open(sys.argv[1]))
@@ -436,15 +441,9 @@ for e in errors:
 if errors:
     sys.exit(1)
 print(json.dumps(doc))",
-        )
-        .arg(&file));
-    assert!(
-        out.status.success(),
-        "{} against the Compose schema:\n{}",
-        file.display(),
-        text(&out)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+        &compose_dir().join("compose.yaml"),
+        "against the Compose schema",
+    )
 }
 
 /// A bind mount's source in a short `volumes` entry (`./a:/b:ro`), or `None` for a named
