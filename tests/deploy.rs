@@ -107,32 +107,23 @@ fn make_venv() -> Result<PathBuf, String> {
         Command::new("python3").args(["-m", "venv"]).arg(&tmp),
     )?;
     let py = venv_python(&tmp);
-    step(
+    let pip_install = |what: &str, packages: &[&str]| {
+        step(
+            what,
+            Command::new(&py)
+                .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+                .args(packages),
+        )
+    };
+    pip_install(
         "installing kubernetes-validate, PyYAML and jsonschema from PyPI",
-        Command::new(&py).args([
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            "kubernetes-validate==1.37.0",
-            "pyyaml",
-            "jsonschema",
-        ]),
+        &["kubernetes-validate==1.37.0", "pyyaml", "jsonschema"],
     )?;
     // Only for the Compose specification's JSON schema that it ships
     // (compose/config/compose_spec.json); none of its code runs, so none of its dependencies.
-    step(
+    pip_install(
         "installing docker-compose 1.29.2 (for its Compose schema) from PyPI",
-        Command::new(&py).args([
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            "--no-deps",
-            "docker-compose==1.29.2",
-        ]),
+        &["--no-deps", "docker-compose==1.29.2"],
     )?;
     if !venv_ready(&tmp) {
         return Err(format!("{} is incomplete after installing", tmp.display()));
