@@ -152,6 +152,10 @@ enum Command {
         /// Parties in the consortium (2 to 5), each with its node and engine.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=5))]
         parties: u8,
+        /// Stock for a CrypTen run of this many elementwise comparisons or ReLUs (the
+        /// binary triples, wraps, daBits, squares and triples they burn; 0 for none).
+        #[arg(long, default_value_t = 1_000_000)]
+        crypten_elements: u64,
         #[command(flatten)]
         threads: Threads,
     },
@@ -457,12 +461,14 @@ fn run() -> Result<()> {
             items,
             once,
             parties,
+            crypten_elements,
             ..
         } => runtime()?.block_on(cli::demo::run(cli::demo::Options {
             dir,
             items,
             once,
             parties,
+            crypten_elements,
         }))?,
         Command::Openapi => print!("{}", larder::node::openapi::document_text()),
         Command::Provision {

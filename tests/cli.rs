@@ -443,11 +443,20 @@ fn one_consortium_file_shape_serves_the_local_mode_and_the_nodes() {
 fn the_demo_runs_with_two_and_five_parties() {
     for parties in ["2", "5"] {
         let work = tempfile::tempdir().unwrap();
-        let out = larder(&["demo", "--once", "--items", "10000", "--parties", parties])
-            .arg("--dir")
-            .arg(work.path().join("d"))
-            .output()
-            .unwrap();
+        let out = larder(&[
+            "demo",
+            "--once",
+            "--items",
+            "10000",
+            "--crypten-elements",
+            "1000",
+            "--parties",
+            parties,
+        ])
+        .arg("--dir")
+        .arg(work.path().join("d"))
+        .output()
+        .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -460,7 +469,7 @@ fn the_demo_runs_with_two_and_five_parties() {
         );
         assert!(stdout.contains("reconstructed across parties"), "{stdout}");
         assert!(
-            stdout.contains("CrypTen's kinds: 10000 items each of wrap-z64"),
+            stdout.contains("CrypTen's pools: stock for 1000 elementwise comparisons or ReLUs (binary-triple-z64 27000, wrap-z64 1500,"),
             "{stdout}"
         );
         let engines = std::fs::read_dir(work.path().join("d/engines"))

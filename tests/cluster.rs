@@ -489,7 +489,15 @@ fn the_readme_run_command_starts_a_consortium_and_verifies_a_sample_checkout() {
     let dir = tempfile::tempdir().unwrap();
     let demo = dir.path().join("demo");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_larder"))
-        .args(["demo", "--once", "--items", "20000", "--dir"])
+        .args([
+            "demo",
+            "--once",
+            "--items",
+            "20000",
+            "--crypten-elements",
+            "1000",
+            "--dir",
+        ])
         .arg(&demo)
         .output()
         .unwrap();
@@ -524,7 +532,15 @@ fn the_readme_run_command_starts_a_consortium_and_verifies_a_sample_checkout() {
     }
     // Running it again replaces the previous demo.
     let again = std::process::Command::new(env!("CARGO_BIN_EXE_larder"))
-        .args(["demo", "--once", "--items", "1000", "--dir"])
+        .args([
+            "demo",
+            "--once",
+            "--items",
+            "1000",
+            "--crypten-elements",
+            "0",
+            "--dir",
+        ])
         .arg(&demo)
         .output()
         .unwrap();

@@ -14,7 +14,27 @@ use std::path::{Path, PathBuf};
 const MARKER: &str = ".larder-demo";
 
 /// The pools of the kinds CrypTen burns beside triples, which the demo fills too.
-const CRYPTEN_POOLS: [&str; 3] = ["wrap-z64", "binary-triple-z64", "dabit-z64"];
+const CRYPTEN_POOLS: [&str; 4] = ["square-z64", "wrap-z64", "binary-triple-z64", "dabit-z64"];
+
+/// Items CrypTen burns per elementwise comparison or ReLU, per pool, measured with
+/// `clients/python/examples/crypten_mlp.py` (1000 patients, 33 comparisons each, burned 858 000
+/// binary triples, 47 000 wraps, 33 000 daBits, 37 000 triples and 10 000 squares), rounded up
+/// for the blocks `larder_client.crypten` checks out ahead.
+const CRYPTEN_PER_ELEMENT: [(&str, f64); 5] = [
+    ("binary-triple-z64", 27.0),
+    ("wrap-z64", 1.5),
+    ("dabit-z64", 1.1),
+    ("triple-z64", 1.2),
+    ("square-z64", 0.4),
+];
+
+/// Items of `pool` for a CrypTen run of `elements` elementwise comparisons.
+fn crypten_stock(pool: &str, elements: u64) -> u64 {
+    CRYPTEN_PER_ELEMENT
+        .iter()
+        .find(|(p, _)| *p == pool)
+        .map_or(0, |(_, per)| (elements as f64 * per).ceil() as u64)
+}
 
 /// How the demo runs.
 #[derive(Clone, Debug)]
@@ -26,6 +46,8 @@ pub struct Options {
     pub once: bool,
     /// Parties (2 to 5).
     pub parties: u8,
+    /// CrypTen stock for this many elementwise comparisons (see [`CRYPTEN_PER_ELEMENT`]).
+    pub crypten_elements: u64,
 }
 
 /// A progress bar for `total` items.
@@ -146,21 +168,18 @@ pub async fn run(opts: Options) -> Result<()> {
     ));
     let dealer = consortium.launch.dealer()?;
     for &pool in pools.iter().filter(|p| **p != kept) {
-        let bar = progress_bar(opts.items, format!("dealing {pool}"));
+        let items = opts
+            .items
+            .max(crypten_stock(&pool.to_string(), opts.crypten_elements));
+        let bar = progress_bar(items, format!("dealing {pool}"));
         dealer
-            .deal(Dealer::from_os_rng(), pool, opts.items, |done| {
+            .deal(Dealer::from_os_rng(), pool, items, |done| {
                 bar.set_position(done)
             })
             .await?;
         bar.finish();
     }
 
-    println!(
-        "CrypTen's kinds: {} items each of {}; more with `larder jobs ... create --pool <pool> \
-         --count <n>` (a dealer worker is running)",
-        opts.items,
-        CRYPTEN_POOLS.join(", ")
-    );
     make_he(&consortium.launch, he_pool, opts.items).await?;
     let levels = policy.levels(0.0);
     let leader = consortium.launch.engine(cluster.leader)?;
@@ -188,6 +207,18 @@ pub async fn run(opts: Options) -> Result<()> {
          below {}), a dealer worker making its jobs: see `larder jobs watch`",
         levels.target, levels.refill_below, levels.floor
     );
+    // CrypTen's share of triples, on top of what the scheduler keeps.
+    let extra = crypten_stock(&kept.to_string(), opts.crypten_elements);
+    if extra > 0 {
+        let bar = progress_bar(extra, format!("dealing {kept} for CrypTen"));
+        dealer
+            .deal(Dealer::from_os_rng(), kept, extra, |done| {
+                bar.set_position(done)
+            })
+            .await?;
+        bar.finish();
+    }
+    print_crypten(dir, prov, opts.crypten_elements);
 
     // A sample checkout: every party's engine asks for the same id and downloads its shares.
     let pool = pools[0];
@@ -223,6 +254,27 @@ pub async fn run(opts: Options) -> Result<()> {
     worker.abort();
     consortium.stop_all().await;
     Ok(())
+}
+
+fn print_crypten(dir: &Path, prov: &larder::node::provision::Provisioned, elements: u64) {
+    let ranks = prov.engines.len();
+    let stock: Vec<String> = CRYPTEN_PER_ELEMENT
+        .iter()
+        .map(|(pool, _)| format!("{pool} {}", crypten_stock(pool, elements)))
+        .collect();
+    println!(
+        "CrypTen's pools: stock for {elements} elementwise comparisons or ReLUs ({}); more with \
+         `larder jobs --consortium {} --token-file {} create --pool <pool> --count <n>` (a dealer \
+         worker is running)",
+        stock.join(", "),
+        prov.consortium.display(),
+        prov.operator_token_file.display()
+    );
+    println!(
+        "CrypTen ({ranks} ranks, rank p at party p's node): after crypten.init(), \
+         larder_client.crypten.install(demo={:?}); see docs/engines/crypten.md",
+        dir.display().to_string()
+    );
 }
 
 fn print_instructions(

@@ -190,6 +190,25 @@ class CheckoutAcrossParties(unittest.TestCase):
         with self.assertRaises(LarderConnectionError):
             dead.health()
 
+    def test_a_kept_alive_connection_serves_many_requests(self) -> None:
+        c = consortium()
+        p = c["parties"][0]
+        with Client(p["url"], ca_file=c["ca"], token_file=p["token_file"], keep_alive=True) as node:
+            node.health()
+            conn = node._conn
+            self.assertIsNotNone(conn, "the connection is kept after a complete response")
+            for _ in range(3):
+                cid = fresh("keep")
+                node.checkout(cid, "triple-z64", 10)
+                self.assertEqual(node.download(cid).header.items, 10)
+                with self.assertRaises(LarderError):  # an error answer keeps it usable too
+                    node.checkout(fresh("keep"), "no-such-pool-z64", 1)
+            self.assertIs(node._conn, conn, "every request went over the first connection")
+            # A connection the node closed is replaced without the caller noticing.
+            conn.sock.close()
+            self.assertEqual(node.health()["party"], 0)
+        self.assertIsNone(node._conn, "closed on leaving the with block")
+
     def test_health_names_the_party(self) -> None:
         for p, n in enumerate(self.nodes):
             h = n.health()

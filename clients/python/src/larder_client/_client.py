@@ -7,6 +7,7 @@ import json
 import os
 import ssl
 import struct
+import time
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Dict, List, Optional, Tuple, Union
@@ -84,6 +85,7 @@ class Client:
         token: Optional[str] = None,
         token_file: Optional[str] = None,
         timeout: float = 300.0,
+        keep_alive: bool = False,
     ) -> None:
         if (token is None) == (token_file is None):
             raise ValueError("give exactly one of token and token_file")
@@ -99,6 +101,9 @@ class Client:
         self._token = token
         self._timeout = timeout
         self._tls = ssl.create_default_context(cafile=ca_file)
+        self._keep_alive = keep_alive
+        self._conn: Optional[http.client.HTTPSConnection] = None
+        self._idle_since = 0.0
 
     def __repr__(self) -> str:
         return f"Client({self.url!r})"
@@ -116,26 +121,55 @@ class Client:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        conn = self._connect()
+        if self._conn is not None and time.monotonic() - self._idle_since > _IDLE_REUSE_SECONDS:
+            self.close()  # the node would close it (it waits 20 s for the next request)
+        reused = self._conn is not None
+        conn = self._conn if self._conn is not None else self._connect()
+        self._conn = None
         try:
             conn.request(method, path, body=data, headers=headers)
             resp = conn.getresponse()
         except (OSError, http.client.HTTPException) as e:
             conn.close()
+            if reused:
+                # The node closed the kept-alive connection while it was idle; try once on a
+                # new one (a checkout is idempotent by id; a download that did reach the node
+                # comes back as already-consumed).
+                return self._send(method, path, body)
             raise LarderConnectionError(self.url + path, e) from e
         if resp.status >= 400:
             try:
                 raise _problem(resp)
             finally:
-                conn.close()
+                self._done(conn, resp)
         return conn, resp
+
+    def _done(self, conn: http.client.HTTPSConnection, resp: http.client.HTTPResponse) -> None:
+        """Keeps the connection for the next request if it may be reused, else closes it."""
+        if self._keep_alive and resp.isclosed() and not resp.will_close and self._conn is None:
+            self._conn = conn
+            self._idle_since = time.monotonic()
+        else:
+            conn.close()
+
+    def close(self) -> None:
+        """Closes the kept-alive connection, if any."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _json(self, method: str, path: str, body: Optional[Dict[str, Any]] = None) -> Any:
         conn, resp = self._send(method, path, body)
         try:
             return json.loads(resp.read())
         finally:
-            conn.close()
+            self._done(conn, resp)
 
     def health(self) -> Dict[str, Any]:
         """Who the node is: consortium, party, parties, leader, version."""
@@ -165,7 +199,7 @@ class Client:
         try:
             return read_shares(resp)  # type: ignore[arg-type]
         finally:
-            conn.close()
+            self._done(conn, resp)
 
     def download_to(self, id: str, path: Union[str, "os.PathLike[str]"]) -> ShareHeader:
         """Streams this party's share stream for ``id`` into a file (once), without holding it
@@ -185,7 +219,12 @@ class Client:
                 os.remove(tmp)
             raise
         finally:
-            conn.close()
+            self._done(conn, resp)
+
+
+#: A kept-alive connection idle for longer is replaced rather than reused: nodes close
+#: connections that send no request for 20 s.
+_IDLE_REUSE_SECONDS = 15.0
 
 
 def _quote(id: str) -> str:

@@ -211,6 +211,21 @@ class Shares:
             raise KeyError(f"{self.header.kind} records hold {self.header.columns}, not {name!r}")
         return self.values[:, i]
 
+    def as_int64(self) -> np.ndarray:
+        """Z_2^64 shares as an ``(items, elements per record)`` ``int64`` array: the same bits
+        as ``values``, without a copy, read as two's complement (how CrypTen and most engines
+        keep ring elements; ``torch.from_numpy`` refuses ``uint64``)."""
+        if self.header.modulus != 1 << 64:
+            raise ValueError(f"int64 holds Z_2^64 elements, not {self.header.domain} ones")
+        return self.limbs[:, :, 0].view(np.int64)
+
+    def to_torch(self) -> "torch.Tensor":  # type: ignore[name-defined] # noqa: F821
+        """Z_2^64 shares as a torch ``int64`` tensor of shape ``(items, elements per
+        record)`` that shares memory with ``limbs`` (see :meth:`as_int64`). Needs torch."""
+        import torch
+
+        return torch.from_numpy(self.as_int64())
+
     def __repr__(self) -> str:  # never the shares themselves
         h = self.header
         return (

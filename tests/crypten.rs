@@ -1,0 +1,351 @@
+//! CrypTen 0.4.1 on Larder: three CrypTen ranks, one per party, run a private inference
+//! (`clients/python/examples/crypten_mlp.py`) with every triple, square, binary triple, wrap and
+//! daBit taken from their own party's node through `larder_client.crypten`, CrypTen's trusted
+//! first party never asked; the result is compared with plaintext, and a run with one party's
+//! triples corrupted shows the comparison catches it. The provider's wait on an underrun is
+//! tested against a pool that fills while it waits.
+//!
+//! CrypTen and torch (about 2.5 GB with torch's CUDA wheels) are installed once into a virtual
+//! environment outside the clone (`$LARDER_CACHE_DIR`, else `~/.cache/larder`), named after the
+//! hash of `clients/python/crypten-requirements.txt`, so later runs reuse it.
+
+mod common;
+
+use common::net::Cluster;
+use larder::material::PoolSpec;
+use larder::node::launch::InProcess;
+use larder::node::provision::Plan;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("LARDER_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/larder")
+        })
+}
+
+fn imports_crypten(python: &Path) -> bool {
+    Command::new(python)
+        .args(["-c", "import crypten, torch, numpy"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn pip(python: &Path, args: &[&str]) {
+    let out = Command::new(python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(args)
+        .output()
+        .expect("pip runs");
+    assert!(
+        out.status.success(),
+        "pip install {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A Python that imports CrypTen 0.4.1 and torch 2.0.1, installed on first use (once per test
+/// process; test processes install side by side and rename into place).
+fn crypten_python() -> PathBuf {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(install_crypten).clone()
+}
+
+fn install_crypten() -> PathBuf {
+    let requirements = repo().join("clients/python/crypten-requirements.txt");
+    let pinned = std::fs::read(&requirements).unwrap();
+    let venv = cache_dir().join(format!("crypten-venv-{:08x}", crc32fast::hash(&pinned)));
+    let python = venv.join("bin/python3");
+    if imports_crypten(&python) {
+        return python;
+    }
+    // Built beside its final place and renamed in, so two tests never see half a venv.
+    std::fs::create_dir_all(cache_dir()).unwrap();
+    let building = cache_dir().join(format!("building-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&building);
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&building)
+        .status()
+        .expect("python3 must be installed to test the CrypTen provider");
+    assert!(made.success(), "python3 -m venv failed");
+    let py = building.join("bin/python3");
+    pip(&py, &["-r", requirements.to_str().unwrap()]);
+    // CrypTen's metadata asks for the deprecated `sklearn` package, which no longer installs;
+    // everything it really needs is in the requirements.
+    pip(&py, &["--no-deps", "crypten==0.4.1"]);
+    assert!(
+        imports_crypten(&py),
+        "crypten does not import after install"
+    );
+    if std::fs::rename(&building, &venv).is_err() {
+        // Another test installed it first.
+        let _ = std::fs::remove_dir_all(&building);
+    }
+    // A venv's scripts name their own path; the interpreter itself works from anywhere.
+    assert!(
+        imports_crypten(&python),
+        "crypten venv at {}",
+        venv.display()
+    );
+    python
+}
+
+fn python_src() -> String {
+    repo().join("clients/python/src").display().to_string()
+}
+
+/// Three TLS nodes keeping the pools CrypTen burns, in large batches.
+async fn consortium(pools: &[&str]) -> Cluster {
+    let pools: Vec<PoolSpec> = pools.iter().map(|p| p.parse().unwrap()).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Plan {
+        batch_size: 1 << 16,
+        ..Plan::local("crypten", 3, pools)
+    };
+    let run = InProcess::start(dir.path(), plan).await.unwrap();
+    Cluster { dir, run }
+}
+
+/// The consortium as the example reads it.
+fn describe(c: &Cluster) -> PathBuf {
+    let description = serde_json::json!({
+        "ca": c.prov.ca,
+        "parties": c.prov.engines.iter().map(|e| serde_json::json!({
+            "url": e.url, "token_file": e.token_file,
+        })).collect::<Vec<_>>(),
+    });
+    let path = c.dir.path().join("consortium.json");
+    std::fs::write(&path, description.to_string()).unwrap();
+    path
+}
+
+/// Runs the example's three ranks; rank 0's report.
+fn run_model(python: &Path, c: &Cluster, provider: &str, patients: u32, corrupt: bool) -> Value {
+    let consortium = describe(c);
+    let rendezvous = c.dir.path().join(format!("rdv-{provider}-{corrupt}"));
+    let report = c
+        .dir
+        .path()
+        .join(format!("report-{provider}-{corrupt}.json"));
+    let ranks: Vec<_> = (0..3)
+        .map(|rank| {
+            let mut cmd = Command::new(python);
+            cmd.arg(repo().join("clients/python/examples/crypten_mlp.py"))
+                .args(["--rank", &rank.to_string(), "--provider", provider])
+                .args(["--patients", &patients.to_string()])
+                .arg("--consortium")
+                .arg(&consortium)
+                .arg("--rendezvous")
+                .arg(format!("file://{}", rendezvous.display()))
+                .arg("--out")
+                .arg(&report)
+                .env("PYTHONPATH", python_src())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            if corrupt {
+                cmd.arg("--corrupt");
+            }
+            cmd.spawn().expect("python runs")
+        })
+        .collect();
+    let outputs: Vec<Output> = ranks
+        .into_iter()
+        .map(|r| r.wait_with_output().unwrap())
+        .collect();
+    for (rank, out) in outputs.iter().enumerate() {
+        assert!(
+            out.status.success(),
+            "rank {rank} ({provider}) failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap()
+}
+
+const CRYPTEN_POOLS: [&str; 5] = [
+    "triple-z64",
+    "square-z64",
+    "binary-triple-z64",
+    "wrap-z64",
+    "dabit-z64",
+];
+
+#[test]
+fn a_crypten_model_runs_on_larder_material_alone_and_matches_plaintext() {
+    let python = crypten_python();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let c = rt.block_on(consortium(&CRYPTEN_POOLS));
+    // Two runs of 200 patients (33 comparisons each) burn about 350 000 binary triples each;
+    // the provider checks out in growing blocks, so some more.
+    for (pool, count) in [
+        ("triple-z64", 100_000),
+        ("square-z64", 60_000),
+        ("binary-triple-z64", 1_200_000),
+        ("wrap-z64", 100_000),
+        ("dabit-z64", 100_000),
+    ] {
+        rt.block_on(c.deal(pool, count));
+    }
+    let patients = 200;
+    let report = run_model(&python, &c, "larder", patients, false);
+    eprintln!("larder: {report}");
+    assert_eq!(report["patients"], patients);
+    let err = report["max_abs_error"].as_f64().unwrap();
+    assert!(err < 0.01, "private scores differ from plaintext by {err}");
+    assert_eq!(
+        report["same_decisions"], patients,
+        "every decision matches plaintext"
+    );
+    assert_eq!(
+        report["fallbacks"],
+        serde_json::json!({}),
+        "CrypTen's dealer was never asked"
+    );
+    // Every kind was taken from Larder, and every party consumed what rank 0 checked out.
+    let items = report["larder_items"].as_object().unwrap();
+    let stock = rt.block_on(async {
+        let mut all = Vec::new();
+        for p in 0..3 {
+            all.push(c.engine(p).stock().await.unwrap());
+        }
+        all
+    });
+    for pool in CRYPTEN_POOLS {
+        let used = items[pool]["used"].as_u64().unwrap();
+        let out = items[pool]["checked_out"].as_u64().unwrap();
+        assert!(used > 0 && used <= out, "{pool}: used {used} of {out}");
+        let spec: PoolSpec = pool.parse().unwrap();
+        for (p, s) in stock.iter().enumerate() {
+            let s = &s.pools[&spec];
+            assert_eq!(
+                s.consumed, out,
+                "{pool}: party {p} consumed exactly what was checked out"
+            );
+        }
+    }
+
+    // Negative control: rank 0's c shares off by 2^40 (2^24 in fixed point) and the check fails.
+    let bad = run_model(&python, &c, "larder", patients, true);
+    eprintln!("corrupted: {bad}");
+    let bad_err = bad["max_abs_error"].as_f64().unwrap();
+    assert!(
+        bad_err > 0.01,
+        "a corrupted triple share went unnoticed (error {bad_err})"
+    );
+
+    // CrypTen's own trusted first party, for the wall-time comparison in the report.
+    let tfp = run_model(&python, &c, "tfp", patients, false);
+    eprintln!("tfp: {tfp}");
+    assert_eq!(tfp["same_decisions"], patients);
+    eprintln!(
+        "wall time for {patients} patients: larder {} s, CrypTen's trusted first party {} s",
+        report["seconds"], tfp["seconds"]
+    );
+    rt.block_on(async move { drop(c) });
+}
+
+/// A provider for party 0 asking `pool` for `items`, waiting up to `max_wait` seconds.
+fn provider_asks(
+    python: &Path,
+    c: &Cluster,
+    pool_kind: &str,
+    items: u32,
+    max_wait: u32,
+) -> std::process::Child {
+    let e = &c.prov.engines[0];
+    let script = format!(
+        r#"
+import json, sys
+import larder_client, larder_client.crypten as lc
+node = larder_client.Client({url:?}, ca_file={ca:?}, token_file={token:?}, keep_alive=True)
+p = lc.LarderProvider(node, "underrun-{pool_kind}", block={items}, max_wait={max_wait})
+r, x = p.{method}(({items},))
+print(json.dumps({{"waited": p.waited, "shape": list(r.share.shape), "usage": p.usage()}}))
+"#,
+        url = e.url,
+        ca = c.prov.ca.display().to_string(),
+        token = e.token_file.display().to_string(),
+        method = if pool_kind == "wrap" {
+            "wrap_rng"
+        } else {
+            "B2A_rng"
+        },
+    );
+    Command::new(python)
+        .args(["-c", &script])
+        .env("PYTHONPATH", python_src())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn the_provider_waits_for_stock_on_an_underrun_then_gives_up_clearly() {
+    let python = crypten_python();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let c = rt.block_on(consortium(&["wrap-z64", "dabit-z64"]));
+
+    // The pool is empty: the provider says it waits; once stock arrives it goes on.
+    let mut waiting = provider_asks(&python, &c, "wrap", 3000, 120);
+    let mut stderr = BufReader::new(waiting.stderr.take().unwrap());
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the provider exited without waiting:\n{said}"
+        );
+        said.push_str(&line);
+        if line.contains("wrap-z64 is short") {
+            break;
+        }
+    }
+    rt.block_on(c.deal("wrap-z64", 5000));
+    let out = waiting.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the provider failed after the pool filled"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["waited"].as_f64().unwrap() > 0.0, "{report}");
+    assert_eq!(report["shape"], serde_json::json!([3000]));
+
+    // A pool that stays empty: a clear error naming the pool and what is missing.
+    let out = provider_asks(&python, &c, "dabit", 3000, 2)
+        .wait_with_output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("LarderProviderError")
+            && text.contains("dabit-z64")
+            && text.contains("stayed short for 2 s: 0 items available, 3000 needed"),
+        "unclear underrun error:\n{text}"
+    );
+    rt.block_on(async move { drop(c) });
+}
