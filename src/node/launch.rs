@@ -175,9 +175,17 @@ impl Processes {
     /// # Errors
     /// No free port, or files that cannot be written.
     pub fn provision(dir: &Path, plan: Plan, exe: &Path) -> Result<Processes> {
-        let addrs = (0..plan.addrs.len())
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0")?.local_addr())
+        // Every port held until all are picked: a port released at once could be handed out
+        // again for the next node (seen: two nodes given one port, an engine's token then
+        // reaching another party's node).
+        let held = (0..plan.addrs.len())
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
             .collect::<std::io::Result<Vec<_>>>()?;
+        let addrs = held
+            .iter()
+            .map(std::net::TcpListener::local_addr)
+            .collect::<std::io::Result<Vec<_>>>()?;
+        drop(held);
         let n = addrs.len();
         Ok(Processes {
             launch: Launch::provision(dir, plan, addrs)?,
