@@ -136,13 +136,18 @@ fn describe(c: &Cluster) -> PathBuf {
 }
 
 /// Runs the example's three ranks; rank 0's report.
-fn run_model(python: &Path, c: &Cluster, provider: &str, patients: u32, corrupt: bool) -> Value {
+/// `flag` is one of the example's test flags (`--corrupt`, `--private-model`).
+fn run_model(
+    python: &Path,
+    c: &Cluster,
+    provider: &str,
+    patients: u32,
+    flag: Option<&str>,
+) -> Value {
     let consortium = describe(c);
-    let rendezvous = c.dir.path().join(format!("rdv-{provider}-{corrupt}"));
-    let report = c
-        .dir
-        .path()
-        .join(format!("report-{provider}-{corrupt}.json"));
+    let tag = flag.unwrap_or("plain").trim_start_matches('-');
+    let rendezvous = c.dir.path().join(format!("rdv-{provider}-{tag}"));
+    let report = c.dir.path().join(format!("report-{provider}-{tag}.json"));
     let ranks: Vec<_> = (0..3)
         .map(|rank| {
             let mut cmd = Command::new(python);
@@ -158,8 +163,8 @@ fn run_model(python: &Path, c: &Cluster, provider: &str, patients: u32, corrupt:
                 .env("PYTHONPATH", python_src())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
-            if corrupt {
-                cmd.arg("--corrupt");
+            if let Some(flag) = flag {
+                cmd.arg(flag);
             }
             cmd.spawn().expect("python runs")
         })
@@ -186,6 +191,9 @@ const CRYPTEN_POOLS: [&str; 5] = [
     "dabit-z64",
 ];
 
+/// The matrix triples of the example's two layers for 200 patients, with private weights.
+const MATRIX_POOLS: [&str; 2] = ["matrix-triple-z64-200x16x32", "matrix-triple-z64-200x32x1"];
+
 #[test]
 fn a_crypten_model_runs_on_larder_material_alone_and_matches_plaintext() {
     let python = crypten_python();
@@ -194,20 +202,23 @@ fn a_crypten_model_runs_on_larder_material_alone_and_matches_plaintext() {
         .enable_all()
         .build()
         .unwrap();
-    let c = rt.block_on(consortium(&CRYPTEN_POOLS));
-    // Two runs of 200 patients (33 comparisons each) burn about 350 000 binary triples each;
-    // the provider checks out in growing blocks, so some more.
+    let all: Vec<&str> = CRYPTEN_POOLS.iter().chain(&MATRIX_POOLS).copied().collect();
+    let c = rt.block_on(consortium(&all));
+    // Three runs of 200 patients (33 comparisons each) burn about 250 000 binary triples each
+    // with the provider's growing blocks.
     for (pool, count) in [
         ("triple-z64", 100_000),
         ("square-z64", 60_000),
-        ("binary-triple-z64", 1_200_000),
+        ("binary-triple-z64", 1_000_000),
         ("wrap-z64", 100_000),
         ("dabit-z64", 100_000),
+        (MATRIX_POOLS[0], 3),
+        (MATRIX_POOLS[1], 3),
     ] {
         rt.block_on(c.deal(pool, count));
     }
     let patients = 200;
-    let report = run_model(&python, &c, "larder", patients, false);
+    let report = run_model(&python, &c, "larder", patients, None);
     eprintln!("larder: {report}");
     assert_eq!(report["patients"], patients);
     let err = report["max_abs_error"].as_f64().unwrap();
@@ -245,7 +256,7 @@ fn a_crypten_model_runs_on_larder_material_alone_and_matches_plaintext() {
     }
 
     // Negative control: rank 0's c shares off by 2^40 (2^24 in fixed point) and the check fails.
-    let bad = run_model(&python, &c, "larder", patients, true);
+    let bad = run_model(&python, &c, "larder", patients, Some("--corrupt"));
     eprintln!("corrupted: {bad}");
     let bad_err = bad["max_abs_error"].as_f64().unwrap();
     assert!(
@@ -254,7 +265,25 @@ fn a_crypten_model_runs_on_larder_material_alone_and_matches_plaintext() {
     );
 
     // CrypTen's own trusted first party, for the wall-time comparison in the report.
-    let tfp = run_model(&python, &c, "tfp", patients, false);
+    // The model's owner encrypts the weights: both layers multiply two private matrices, each
+    // with one matrix triple of its shape.
+    let private = run_model(&python, &c, "larder", patients, Some("--private-model"));
+    eprintln!("private model: {private}");
+    let err = private["max_abs_error"].as_f64().unwrap();
+    assert!(
+        err < 0.01,
+        "private model: scores differ from plaintext by {err}"
+    );
+    assert_eq!(private["same_decisions"], patients);
+    assert_eq!(private["fallbacks"], serde_json::json!({}));
+    for pool in MATRIX_POOLS {
+        assert_eq!(
+            private["larder_items"][pool]["used"], 1,
+            "{pool}: {private}"
+        );
+    }
+
+    let tfp = run_model(&python, &c, "tfp", patients, None);
     eprintln!("tfp: {tfp}");
     assert_eq!(tfp["same_decisions"], patients);
     eprintln!(

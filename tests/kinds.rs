@@ -64,6 +64,95 @@ kinds! {
     dabit_p61 => (3, "dabit-p61"),
     dabit_p128_five_parties => (5, "dabit-p128"),
     dabit_small_prime => (3, "dabit-fp:1000003"),
+    matrix_triple_z64_two_parties => (2, "matrix-triple-z64-3x4x2"),
+    matrix_triple_z64 => (3, "matrix-triple-z64-3x4x2"),
+    matrix_triple_z64_five_parties => (5, "matrix-triple-z64-2x5x3"),
+    matrix_triple_z128 => (3, "matrix-triple-z128-2x2x2"),
+    matrix_triple_p128_two_parties => (2, "matrix-triple-p128-3x1x4"),
+    matrix_triple_p61 => (3, "matrix-triple-p61-4x3x2"),
+    matrix_triple_p61_five_parties => (5, "matrix-triple-p61-1x6x1"),
+    matrix_triple_small_prime => (3, "matrix-triple-fp:1000003-2x3x2"),
+}
+
+/// Matrix triples large enough that a chunk holds fewer than 1024 items and a checkout spans
+/// several chunks and batches, opened with this test's own arithmetic over Z_2^64 (A·B
+/// computed here, row by column); a wrong C share (its checksum repaired) is caught by verify.
+#[test]
+fn matrix_triples_open_to_a_product_and_a_wrong_share_is_caught() {
+    let spec = pool("matrix-triple-z64-16x40x24");
+    assert!(spec.chunk_items() < 1024, "{}", spec.chunk_items());
+    let (m, k, n) = (16, 40, 24);
+    for parties in [2u8, 3, 5] {
+        let dir = tempfile::tempdir().unwrap();
+        let c = consortium(dir.path(), parties, 300, &[spec]);
+        deal(&c, spec, 700, 30 + parties);
+        c.take(spec, 50, "warm-up", &dir.path().join("w")).unwrap();
+        let files = c.take(spec, 600, "main", &dir.path().join("o")).unwrap();
+        let w = words(&files);
+        assert_eq!(w[0].len(), 600);
+        for j in 0..600 {
+            let open = |x: usize| (0..w.len()).fold(0u64, |acc, p| acc.wrapping_add(w[p][j][x]));
+            let a: Vec<u64> = (0..m * k).map(open).collect();
+            let b: Vec<u64> = (0..k * n).map(|x| open(m * k + x)).collect();
+            for row in 0..m {
+                for col in 0..n {
+                    let dot = (0..k).fold(0u64, |acc, l| {
+                        acc.wrapping_add(a[row * k + l].wrapping_mul(b[l * n + col]))
+                    });
+                    assert_eq!(
+                        dot,
+                        open(m * k + k * n + row * n + col),
+                        "item {j} [{row}][{col}]"
+                    );
+                }
+            }
+            assert!(a.iter().any(|&x| x != a[0]), "A is not constant");
+        }
+        assert_eq!(verify(&files).unwrap().items, 600);
+        if parties == 3 {
+            // Item 7's C[2][5], one party's share.
+            let record = (m * k + k * n + m * n) * 8;
+            flip_with_valid_checksum(&files[1], 7 * record + (m * k + k * n + 2 * n + 5) * 8);
+            let err = verify(&files).unwrap_err().to_string();
+            assert!(err.contains("item 7") && err.contains("C[2][5]"), "{err}");
+        }
+    }
+}
+
+/// Matrix-triple pool ids carry their shape, round-trip, and bad shapes are refused with the
+/// reason; a batch of large matrices holds fewer items than the consortium's batch size.
+#[test]
+fn matrix_triple_pools_carry_a_validated_shape() {
+    let p = pool("matrix-triple-z64-128x256x64");
+    assert_eq!(p.to_string(), "matrix-triple-z64-128x256x64");
+    assert_eq!(p.record_len(0), 128 * 256 + 256 * 64 + 128 * 64);
+    assert_eq!(p.validate(3), Ok(()));
+    // 57 344 elements of 8 bytes: 9 per 4 MiB chunk, 585 per 256 MiB batch.
+    assert_eq!(p.chunk_items(), 9);
+    assert_eq!(p.batch_items(1 << 20), 585);
+    assert_eq!(p.batch_items(100), 100);
+    assert_eq!(pool("triple-z64").batch_items(1 << 20), 1 << 20);
+    for (id, why) in [
+        ("matrix-triple-z64", "need a shape"),
+        ("matrix-triple-z64-0x4x4", "out of range"),
+        ("matrix-triple-z64-4096x4096x4096", "out of range"),
+        ("triple-z64-2x2x2", "only matrix-triple pools have a shape"),
+    ] {
+        let err = id
+            .parse::<PoolSpec>()
+            .and_then(|p| p.validate(3))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(why), "{id}: {err}");
+    }
+    for bad in [
+        "matrix-triple-z64-2x2",
+        "matrix-triple-z64-2x2x2x2",
+        "matrix-triple-z64-2xx2",
+        "matrix-triple-z64-2x2x2-3x3x3",
+    ] {
+        assert!(bad.parse::<PoolSpec>().is_err(), "{bad}");
+    }
 }
 
 /// Pools the kinds do not support are refused with the reason, before anything is made.

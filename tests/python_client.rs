@@ -58,6 +58,8 @@ fn the_python_client_checks_out_and_reconstructs_across_three_parties() {
         "binary-triple-z64",
         "dabit-z64",
         "dabit-p128",
+        "matrix-triple-z64-3x4x5",
+        "matrix-triple-p128-2x3x2",
     ]
     .iter()
     .map(|p| p.parse().unwrap())
@@ -73,6 +75,8 @@ fn the_python_client_checks_out_and_reconstructs_across_three_parties() {
         ("binary-triple-z64", 3_000),
         ("dabit-z64", 3_000),
         ("dabit-p128", 3_000),
+        ("matrix-triple-z64-3x4x5", 2_000),
+        ("matrix-triple-p128-2x3x2", 1_000),
     ] {
         rt.block_on(c.deal(pool, count));
     }
@@ -102,6 +106,6 @@ fn the_python_client_checks_out_and_reconstructs_across_three_parties() {
         .lines()
         .find_map(|l| l.strip_prefix("Ran ")?.split(' ').next()?.parse().ok())
         .expect("unittest reports how many tests ran");
-    assert!(ran >= 15, "only {ran} Python tests ran:\n{report}");
+    assert!(ran >= 19, "only {ran} Python tests ran:\n{report}");
     rt.block_on(async move { drop(c) });
 }

@@ -187,7 +187,7 @@ pub(crate) async fn dealer(
     // Always, terminal or not: scripts and logs see what was committed.
     println!(
         "dealt {dealt} items of {pool} in {} batches, committed at every party ({:.1} s)",
-        dealt.div_ceil(batch_size.max(1)),
+        dealt.div_ceil(pool.batch_items(batch_size).max(1)),
         start.elapsed().as_secs_f64()
     );
     Ok(())

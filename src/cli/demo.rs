@@ -16,6 +16,14 @@ const MARKER: &str = ".larder-demo";
 /// The pools of the kinds CrypTen burns beside triples, which the demo fills too.
 const CRYPTEN_POOLS: [&str; 4] = ["square-z64", "wrap-z64", "binary-triple-z64", "dabit-z64"];
 
+/// Matrix triples for `clients/python/examples/crypten_mlp.py --private-model` with 1000
+/// patients (its two layers), and how many of each the demo deals.
+const CRYPTEN_MATRIX_POOLS: [&str; 2] = [
+    "matrix-triple-z64-1000x16x32",
+    "matrix-triple-z64-1000x32x1",
+];
+const CRYPTEN_MATRIX_ITEMS: u64 = 20;
+
 /// Items CrypTen burns per elementwise comparison or ReLU, per pool, measured with
 /// `clients/python/examples/crypten_mlp.py` (1000 patients, 33 comparisons each, burned 858 000
 /// binary triples, 47 000 wraps, 33 000 daBits, 37 000 triples and 10 000 squares), rounded up
@@ -30,6 +38,13 @@ const CRYPTEN_PER_ELEMENT: [(&str, f64); 5] = [
 
 /// Items of `pool` for a CrypTen run of `elements` elementwise comparisons.
 fn crypten_stock(pool: &str, elements: u64) -> u64 {
+    if CRYPTEN_MATRIX_POOLS.contains(&pool) {
+        return if elements > 0 {
+            CRYPTEN_MATRIX_ITEMS
+        } else {
+            0
+        };
+    }
     CRYPTEN_PER_ELEMENT
         .iter()
         .find(|(p, _)| *p == pool)
@@ -118,6 +133,7 @@ pub async fn run(opts: Options) -> Result<()> {
     // (comparisons, ReLU) and daBits (binary to arithmetic).
     let crypten: Vec<larder::material::PoolSpec> = CRYPTEN_POOLS
         .iter()
+        .chain(&CRYPTEN_MATRIX_POOLS)
         .map(|p| p.parse())
         .collect::<Result<_, _>>()?;
     pools.extend(crypten.iter().copied());
@@ -168,9 +184,12 @@ pub async fn run(opts: Options) -> Result<()> {
     ));
     let dealer = consortium.launch.dealer()?;
     for &pool in pools.iter().filter(|p| **p != kept) {
-        let items = opts
-            .items
-            .max(crypten_stock(&pool.to_string(), opts.crypten_elements));
+        let id = pool.to_string();
+        let items = if CRYPTEN_MATRIX_POOLS.contains(&id.as_str()) {
+            crypten_stock(&id, opts.crypten_elements).max(1)
+        } else {
+            opts.items.max(crypten_stock(&id, opts.crypten_elements))
+        };
         let bar = progress_bar(items, format!("dealing {pool}"));
         dealer
             .deal(Dealer::from_os_rng(), pool, items, |done| {
@@ -269,6 +288,11 @@ fn print_crypten(dir: &Path, prov: &larder::node::provision::Provisioned, elemen
         stock.join(", "),
         prov.consortium.display(),
         prov.operator_token_file.display()
+    );
+    println!(
+        "Matrix triples for the example's private model with 1000 patients: {CRYPTEN_MATRIX_ITEMS} \
+         each of {}",
+        CRYPTEN_MATRIX_POOLS.join(", ")
     );
     println!(
         "CrypTen ({ranks} ranks, rank p at party p's node): after crypten.init(), \

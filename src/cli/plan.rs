@@ -54,6 +54,7 @@ pub(crate) fn per_run(
                     domain,
                     threshold: None,
                     owner,
+                    shape: None,
                 };
                 if kind == larder::material::Kind::Inverse && domain.modulus().is_none() {
                     bail!("the program needs inverses, which exist only in prime fields; {domain} is a ring");

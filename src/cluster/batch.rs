@@ -86,7 +86,7 @@ fn feed(
     out: Batches,
     mut make: impl FnMut(u64, u64) -> std::result::Result<Vec<PartyBatch>, GenerateError>,
 ) {
-    let size = plan.batch_size.max(1);
+    let size = plan.pool.batch_items(plan.batch_size).max(1);
     let mut left = plan.count;
     let mut index = plan.first_index;
     while left > 0 {

@@ -296,7 +296,7 @@ impl LocalConsortium {
         })?;
         Ok(DealReport {
             items,
-            batches: items.div_ceil(self.config.batch_size),
+            batches: items.div_ceil(pool.batch_items(self.config.batch_size)),
         })
     }
 

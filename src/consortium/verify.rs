@@ -175,6 +175,27 @@ fn check_block<R: Ring>(
                     return fail("c != a * b");
                 }
             }
+            Kind::MatrixTriple => {
+                let Some(shape) = pool.shape else {
+                    return fail("a matrix triple without a shape");
+                };
+                let (m, k, nn) = (shape.m as usize, shape.k as usize, shape.n as usize);
+                let [sa, sb, _] = shape.sizes();
+                let a = (0..sa).map(|x| open(i, x)).collect::<Result<Vec<_>>>()?;
+                let b = (0..sb)
+                    .map(|x| open(i, sa + x))
+                    .collect::<Result<Vec<_>>>()?;
+                for row in 0..m {
+                    for col in 0..nn {
+                        let dot = (0..k).fold(r.zero(), |acc, l| {
+                            r.add(acc, r.mul(a[row * k + l], b[l * nn + col]))
+                        });
+                        if dot != open(i, sa + sb + row * nn + col)? {
+                            return fail(&format!("C[{row}][{col}] != (A·B)[{row}][{col}]"));
+                        }
+                    }
+                }
+            }
             Kind::Square => {
                 let a = open(i, 0)?;
                 if r.mul(a, a) != open(i, 1)? {

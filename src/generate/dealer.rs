@@ -11,10 +11,8 @@
 //! The dealer sees every share; it is trusted not to collude with any party (see README).
 
 use super::{BatchPlan, GenerateError, Generator, PartyBatch};
-use crate::material::batch::{HEADER_BYTES, SEED_BYTES};
-use crate::material::{
-    double_share_is_seeded, BatchHeader, BatchId, Kind, Seed, Source, CHUNK_ITEMS,
-};
+use crate::material::batch::SEED_BYTES;
+use crate::material::{double_share_is_seeded, BatchHeader, BatchId, Kind, Seed, Source};
 use crate::math::Ring;
 use crate::sharing::lagrange_coefficients;
 use crate::with_ring;
@@ -88,7 +86,7 @@ impl Generator for Dealer {
                 correction: plan.correction,
                 batch: plan.batch,
                 items: plan.items,
-                chunk_items: CHUNK_ITEMS,
+                chunk_items: plan.pool.chunk_items(),
                 maker: crate::material::Maker::Dealer,
             })
             .collect();
@@ -102,14 +100,15 @@ impl Generator for Dealer {
             .iter()
             .map(|h| {
                 let mut v = Zeroizing::new(vec![0u8; h.file_len() as usize]);
-                v[..HEADER_BYTES].copy_from_slice(&h.encode());
+                let head = h.encode();
+                v[..head.len()].copy_from_slice(&head);
                 v
             })
             .collect();
         let mut per_chunk: Vec<Vec<&mut [u8]>> =
             (0..chunks).map(|_| Vec::with_capacity(n)).collect();
         for (h, file) in headers.iter().zip(files.iter_mut()) {
-            let mut rest = &mut file[HEADER_BYTES..];
+            let mut rest = &mut file[h.header_len()..];
             for (c, slot) in per_chunk.iter_mut().enumerate() {
                 let (this, tail) = rest.split_at_mut(h.chunk_bytes(c as u64));
                 slot.push(this);
@@ -364,6 +363,46 @@ impl<'a, R: Ring> Kernel<'a, R> {
                         .fold(0u64, |acc, p| acc ^ word(s[p].get(j, 1)));
                     put(out, k, 2 * j, r.sub(elem_of(r, bit), sum(j, 0, k)));
                     put(out, k, 2 * j + 1, elem_of(r, bit ^ xor));
+                }
+            }
+            Kind::MatrixTriple => {
+                let shape = self
+                    .plan
+                    .pool
+                    .shape
+                    .expect("validated matrix-triple pool has a shape");
+                let (m, kk, nn) = (shape.m as usize, shape.k as usize, shape.n as usize);
+                let [sa, sb, sc] = shape.sizes();
+                let mut a = vec![r.zero(); sa];
+                let mut b = vec![r.zero(); sb];
+                let mut c = vec![r.zero(); sc];
+                for j in 0..items {
+                    for (i, x) in a.iter_mut().enumerate() {
+                        *x = sum(j, i, n);
+                    }
+                    for (i, x) in b.iter_mut().enumerate() {
+                        *x = sum(j, sa + i, n);
+                    }
+                    // C = A·B, row-major, accumulated row by row of B.
+                    c.iter_mut().for_each(|x| *x = r.zero());
+                    for row in 0..m {
+                        let out = &mut c[row * nn..(row + 1) * nn];
+                        for l in 0..kk {
+                            let x = a[row * kk + l];
+                            let brow = &b[l * nn..(l + 1) * nn];
+                            for (o, &y) in out.iter_mut().zip(brow) {
+                                *o = r.add(*o, r.mul(x, y));
+                            }
+                        }
+                    }
+                    for (i, &v) in c.iter().enumerate() {
+                        put(out, k, j * sc + i, r.sub(v, sum(j, sa + sb + i, k)));
+                    }
+                }
+                // The opened matrices are secrets: overwritten before they are freed.
+                for v in [&mut a, &mut b, &mut c] {
+                    v.iter_mut().for_each(|e| *e = R::Elem::default());
+                    std::hint::black_box(&v);
                 }
             }
             Kind::Double => {

@@ -98,6 +98,12 @@ impl Layout {
                      read additive material only",
                 )
             }
+            Kind::MatrixTriple => {
+                return refuse(
+                    "MP-SPDZ's Matrix-<m>x<k>x<n> files are not written yet; take the \
+                     shares with larder_client or the share stream",
+                )
+            }
             Kind::Wrap => {
                 return refuse(
                     "MP-SPDZ reads no wrap file (its truncation makes its own randomness); \
@@ -191,7 +197,9 @@ impl Layout {
             Kind::Inverse => "Inverses",
             Kind::BinaryTriple => "Triples",
             Kind::Dabit => "daBits",
-            Kind::InputMask | Kind::Double | Kind::Wrap => unreachable!("refused in Layout::new"),
+            Kind::InputMask | Kind::Double | Kind::Wrap | Kind::MatrixTriple => {
+                unreachable!("refused in Layout::new")
+            }
         }
     }
 

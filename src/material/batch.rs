@@ -11,6 +11,8 @@
 //! the correction party unused). A build that does not know a maker refuses the file.
 //! Dealer batches are still written as version 1, so older builds keep reading them and
 //! refuse, rather than misread, batches the parties made.
+//! Version 3 (matrix triples, any maker): the 66 bytes above, then the shape (m, k, n as u32)
+//! and a crc32 of the preceding 78 bytes: 82 bytes in all. Older builds refuse it.
 //! then for each chunk of `chunk items` items (the last may be shorter):
 //!   seed 32 B | explicit elements (items x explicit-per-item x element bytes) | crc32 of both
 //! ```
@@ -28,14 +30,19 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-/// Items per chunk in files this version writes.
+/// Items per chunk in files this version writes (fewer for matrix triples: see
+/// [`PoolSpec::chunk_items`]).
 pub const CHUNK_ITEMS: u32 = 1024;
+/// Bytes of records a chunk of matrix triples aims at.
+pub const CHUNK_BYTES: u64 = 4 << 20;
 /// Bytes of a chunk seed.
 pub const SEED_BYTES: usize = 32;
-/// Bytes of the fixed batch header.
+/// Bytes of the fixed batch header (versions 1 and 2).
 pub const HEADER_BYTES: usize = 66;
-/// The newest batch file format version this build writes and reads (it reads 1 too).
-pub const BATCH_FORMAT_VERSION: u16 = 2;
+/// Bytes of a version 3 header (with a matrix shape): the most a header has.
+pub const MAX_HEADER_BYTES: usize = HEADER_BYTES + 16;
+/// The newest batch file format version this build writes and reads (it reads 1 and 2 too).
+pub const BATCH_FORMAT_VERSION: u16 = 3;
 const MAGIC: &[u8; 8] = b"LARDERBT";
 const CRC_BYTES: usize = 4;
 
@@ -183,7 +190,16 @@ impl BatchHeader {
         let full = (SEED_BYTES
             + self.chunk_items as usize * self.explicit_per_item() * self.elem_bytes()
             + CRC_BYTES) as u64;
-        HEADER_BYTES as u64 + c * full
+        self.header_len() as u64 + c * full
+    }
+
+    /// Bytes of this header on disk.
+    pub fn header_len(&self) -> usize {
+        if self.pool.shape.is_some() {
+            MAX_HEADER_BYTES
+        } else {
+            HEADER_BYTES
+        }
     }
 
     /// Length of the whole file.
@@ -192,12 +208,13 @@ impl BatchHeader {
         self.chunk_offset(last) + self.chunk_bytes(last) as u64
     }
 
-    pub fn encode(&self) -> [u8; HEADER_BYTES] {
-        let mut h = [0u8; HEADER_BYTES];
+    pub fn encode(&self) -> Vec<u8> {
+        let mut h = vec![0u8; self.header_len()];
         h[0..8].copy_from_slice(MAGIC);
-        let version: u16 = match self.maker {
-            Maker::Dealer => 1,
-            Maker::Parties | Maker::He => 2,
+        let version: u16 = match (self.pool.shape, self.maker) {
+            (Some(_), _) => 3,
+            (None, Maker::Dealer) => 1,
+            (None, Maker::Parties | Maker::He) => 2,
         };
         h[8..10].copy_from_slice(&version.to_le_bytes());
         h[10] = self.pool.kind.code();
@@ -213,6 +230,11 @@ impl BatchHeader {
         h[61] = self.maker.code();
         let crc = crc32fast::hash(&h[..62]);
         h[62..66].copy_from_slice(&crc.to_le_bytes());
+        if let Some(shape) = self.pool.shape {
+            h[66..78].copy_from_slice(&shape.to_bytes());
+            let crc = crc32fast::hash(&h[..78]);
+            h[78..82].copy_from_slice(&crc.to_le_bytes());
+        }
         h
     }
 
@@ -243,6 +265,24 @@ impl BatchHeader {
         if crc32fast::hash(&bytes[..62]) != crc {
             return Err(FormatError::Checksum("batch header".into()));
         }
+        let shape = if version == 3 {
+            if bytes.len() < MAX_HEADER_BYTES {
+                return Err(FormatError::Truncated {
+                    what: "batch header",
+                    expected: MAX_HEADER_BYTES as u64,
+                    found: bytes.len() as u64,
+                });
+            }
+            let crc = u32::from_le_bytes(bytes[78..82].try_into().expect("4 bytes"));
+            if crc32fast::hash(&bytes[..78]) != crc {
+                return Err(FormatError::Checksum("batch header".into()));
+            }
+            Some(super::Shape::from_bytes(
+                bytes[66..78].try_into().expect("12 bytes"),
+            ))
+        } else {
+            None
+        };
         let kind =
             Kind::from_code(bytes[10]).ok_or_else(|| invalid("batch header", "unknown kind"))?;
         let domain = Domain::from_bytes(bytes[11..28].try_into().expect("17 bytes"))
@@ -252,10 +292,13 @@ impl BatchHeader {
             domain,
             threshold: (bytes[28] != 0).then_some(bytes[28]),
             owner: (bytes[29] != u8::MAX).then_some(bytes[29]),
+            shape,
         };
         // Version 1 reserved the byte (zero): a dealer's batch.
         let maker = match (version, Maker::from_code(bytes[61])) {
-            (1, Some(Maker::Dealer)) | (2, Some(_)) => Maker::from_code(bytes[61]).expect("known"),
+            (1, Some(Maker::Dealer)) | (2 | 3, Some(_)) => {
+                Maker::from_code(bytes[61]).expect("known")
+            }
             _ => return Err(invalid("batch header", "unknown maker")),
         };
         let header = BatchHeader {
@@ -283,12 +326,19 @@ impl BatchHeader {
         if self.items == 0 || self.items > 1 << 40 {
             return Err(invalid("batch header", "item count out of range"));
         }
-        // Fixed, so a small file cannot claim chunks too large to expand.
-        if self.chunk_items != CHUNK_ITEMS {
+        // Fixed per pool, so a small file cannot claim chunks too large to expand.
+        if self.chunk_items != self.pool.chunk_items() {
             return Err(invalid(
                 "batch header",
-                format!("chunks must hold {CHUNK_ITEMS} items"),
+                format!(
+                    "chunks of {} must hold {} items",
+                    self.pool,
+                    self.pool.chunk_items()
+                ),
             ));
+        }
+        if self.pool.shape.is_some() && self.items > 1 << 32 {
+            return Err(invalid("batch header", "item count out of range"));
         }
         if self.maker == Maker::Dealer
             && self.pool.kind == Kind::InputMask

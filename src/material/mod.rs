@@ -8,7 +8,10 @@
 pub mod batch;
 pub mod shares;
 
-pub use batch::{BatchHeader, BatchId, FormatError, Seed, CHUNK_ITEMS};
+pub use batch::{BatchHeader, BatchId, FormatError, Seed, CHUNK_BYTES, CHUNK_ITEMS};
+
+/// Bytes of records one party's share of a batch of matrix triples aims at.
+pub const BATCH_BYTES: u64 = 256 << 20;
 pub use shares::{ShareHeader, ShareRange, ShareReader, ShareWriter};
 
 use crate::math::Domain;
@@ -42,10 +45,14 @@ pub enum Kind {
     /// XOR-wise in a word (64 bits over z64; over a prime field, one bit fewer than p has, at
     /// most 64) (MP-SPDZ's daBits, CrypTen's `B2A_rng`).
     Dabit,
+    /// (A, B, C = A·B) for matrices of a fixed shape (m x k times k x n), each element shared
+    /// additively; the shape is part of the pool (`matrix-triple-z64-128x256x64`). A record
+    /// is A row-major, then B, then C.
+    MatrixTriple,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Triple,
         Kind::Square,
         Kind::Bit,
@@ -55,6 +62,7 @@ impl Kind {
         Kind::Wrap,
         Kind::BinaryTriple,
         Kind::Dabit,
+        Kind::MatrixTriple,
     ];
 
     pub fn name(self) -> &'static str {
@@ -68,6 +76,7 @@ impl Kind {
             Kind::Wrap => "wrap",
             Kind::BinaryTriple => "binary-triple",
             Kind::Dabit => "dabit",
+            Kind::MatrixTriple => "matrix-triple",
         }
     }
 
@@ -82,6 +91,7 @@ impl Kind {
             Kind::Wrap => 7,
             Kind::BinaryTriple => 8,
             Kind::Dabit => 9,
+            Kind::MatrixTriple => 10,
         }
     }
 
@@ -133,8 +143,99 @@ pub enum PoolError {
     BadPartyCount(u8),
     #[error("the field must have more elements than parties for Shamir sharing (p = {p}, parties = {parties})")]
     FieldTooSmall { p: u128, parties: u8 },
+    #[error("{0} pools need a shape (suffix -<m>x<k>x<n>, e.g. matrix-triple-z64-128x256x64)")]
+    NeedsShape(Kind),
+    #[error("only matrix-triple pools have a shape")]
+    UnexpectedShape,
+    #[error("matrix shape {0} out of range: every side from 1 to {MAX_SIDE}, at most {MAX_RECORD_ELEMENTS} elements per triple")]
+    BadShape(Shape),
     #[error("bad pool id: {0}")]
     Parse(String),
+}
+
+/// Longest side of a matrix triple.
+pub const MAX_SIDE: u32 = 1 << 16;
+/// Most elements in one party's record (a matrix triple's A, B and C together): 2^22, 32 MiB
+/// over Z_2^64.
+pub const MAX_RECORD_ELEMENTS: u64 = 1 << 22;
+
+/// The shape of a matrix triple: A is m x k, B is k x n, C = A·B is m x n.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Shape {
+    pub m: u32,
+    pub k: u32,
+    pub n: u32,
+}
+
+impl Shape {
+    /// Elements of A, B and C.
+    pub fn sizes(self) -> [usize; 3] {
+        let (m, k, n) = (self.m as usize, self.k as usize, self.n as usize);
+        [m * k, k * n, m * n]
+    }
+
+    /// Elements of one record (A, B and C).
+    pub fn elements(self) -> u64 {
+        let (m, k, n) = (u64::from(self.m), u64::from(self.k), u64::from(self.n));
+        m * k + k * n + m * n
+    }
+
+    fn valid(self) -> bool {
+        [self.m, self.k, self.n]
+            .iter()
+            .all(|&s| (1..=MAX_SIDE).contains(&s))
+            && self.elements() <= MAX_RECORD_ELEMENTS
+    }
+
+    /// The 12 bytes stored in batch and share headers: m, k, n as little-endian u32.
+    pub fn to_bytes(self) -> [u8; 12] {
+        let mut b = [0u8; 12];
+        b[0..4].copy_from_slice(&self.m.to_le_bytes());
+        b[4..8].copy_from_slice(&self.k.to_le_bytes());
+        b[8..12].copy_from_slice(&self.n.to_le_bytes());
+        b
+    }
+
+    pub fn from_bytes(b: &[u8; 12]) -> Shape {
+        let word = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        Shape {
+            m: word(0),
+            k: word(4),
+            n: word(8),
+        }
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}x{}", self.m, self.k, self.n)
+    }
+}
+
+impl fmt::Debug for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for Shape {
+    type Err = PoolError;
+    fn from_str(s: &str) -> Result<Self, PoolError> {
+        let bad = || PoolError::Parse(format!("{s:?} is not a shape <m>x<k>x<n>"));
+        let sides: Vec<u32> = s
+            .split('x')
+            .map(|p| {
+                if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad());
+                }
+                p.parse().map_err(|_| bad())
+            })
+            .collect::<Result<_, _>>()?;
+        match sides[..] {
+            [m, k, n] => Ok(Shape { m, k, n }),
+            _ => Err(bad()),
+        }
+    }
 }
 
 /// A pool: the unit of stock, scheduling and checkout.
@@ -147,6 +248,8 @@ pub struct PoolSpec {
     pub threshold: Option<u8>,
     /// The party that knows input masks in clear (input-mask only).
     pub owner: Option<u8>,
+    /// The matrices' shape (matrix-triple only).
+    pub shape: Option<Shape>,
 }
 
 /// Most parties a consortium may have (records and headers store party numbers in a byte).
@@ -159,6 +262,39 @@ impl PoolSpec {
             domain,
             threshold: None,
             owner: None,
+            shape: None,
+        }
+    }
+
+    /// A matrix-triple pool of `shape` over `domain`.
+    pub fn matrix(domain: Domain, shape: Shape) -> Self {
+        PoolSpec {
+            shape: Some(shape),
+            ..PoolSpec::new(Kind::MatrixTriple, domain)
+        }
+    }
+
+    /// Items per batch of this pool, for a consortium's `batch_size`: fewer for matrix
+    /// triples, so one party's share of a batch stays near [`BATCH_BYTES`] (at least one item).
+    pub fn batch_items(&self, batch_size: u64) -> u64 {
+        match self.shape {
+            Some(shape) => {
+                let bytes = shape.elements() * self.domain.elem_bytes() as u64;
+                batch_size.min(BATCH_BYTES / bytes).max(1)
+            }
+            None => batch_size,
+        }
+    }
+
+    /// Items per chunk in this pool's batch files: [`CHUNK_ITEMS`], or fewer for matrix
+    /// triples, so a chunk's records stay near 4 MiB (at least one item).
+    pub fn chunk_items(&self) -> u32 {
+        match self.shape {
+            Some(shape) => {
+                let bytes = shape.elements() * self.domain.elem_bytes() as u64;
+                (CHUNK_BYTES / bytes).clamp(1, u64::from(CHUNK_ITEMS)) as u32
+            }
+            None => CHUNK_ITEMS,
         }
     }
 
@@ -186,6 +322,14 @@ impl PoolSpec {
         }
         if self.kind == Kind::Dabit && self.domain == Domain::Z128 {
             return Err(PoolError::DabitDomain(self.domain));
+        }
+        match (self.kind, self.shape) {
+            (Kind::MatrixTriple, Some(shape)) if !shape.valid() => {
+                return Err(PoolError::BadShape(shape))
+            }
+            (Kind::MatrixTriple, None) => return Err(PoolError::NeedsShape(self.kind)),
+            (Kind::MatrixTriple, Some(_)) | (_, None) => {}
+            (_, Some(_)) => return Err(PoolError::UnexpectedShape),
         }
         match (self.kind, self.threshold) {
             (Kind::Double, Some(t)) if t >= 1 && parties as u32 > 2 * t as u32 => {
@@ -219,6 +363,7 @@ impl PoolSpec {
             Kind::Bit => 1,
             Kind::InputMask if self.owner == Some(party) => 2,
             Kind::InputMask => 1,
+            Kind::MatrixTriple => self.shape.map_or(3, |s| s.elements() as usize),
         }
     }
 
@@ -332,6 +477,7 @@ pub fn party_layout(spec: &PoolSpec, party: u8) -> Vec<Source> {
         // Made by the dealer only (see `generate::can_make`): every element explicit.
         Kind::Wrap | Kind::Dabit => vec![Explicit, Explicit],
         Kind::BinaryTriple => vec![Explicit, Explicit, Explicit],
+        Kind::MatrixTriple => vec![Explicit; spec.record_len(party)],
     }
 }
 
@@ -370,6 +516,12 @@ pub fn record_layout(spec: &PoolSpec, parties: u8, party: u8, correction: u8) ->
         // element is not: every party's is explicit.
         Kind::Dabit if spec.domain.is_field() => vec![fix(k), Explicit],
         Kind::Dabit => vec![fix(k), fix(k)],
+        Kind::MatrixTriple => {
+            let [a, b, c] = spec.shape.map_or([1, 1, 1], |s| s.sizes());
+            let mut l = vec![Seeded; a + b];
+            l.extend(std::iter::repeat_n(fix(k), c));
+            l
+        }
         Kind::Double => {
             let t = spec.threshold.unwrap_or(1);
             vec![
@@ -389,6 +541,9 @@ impl fmt::Display for PoolSpec {
         if let Some(o) = self.owner {
             write!(f, "-o{o}")?;
         }
+        if let Some(shape) = self.shape {
+            write!(f, "-{shape}")?;
+        }
         Ok(())
     }
 }
@@ -401,16 +556,19 @@ impl fmt::Debug for PoolSpec {
 
 impl FromStr for PoolSpec {
     type Err = PoolError;
-    /// Parses a pool id such as `triple-z64`, `double-p128-t1` or `input-mask-p61-o2`.
+    /// Parses a pool id such as `triple-z64`, `double-p128-t1`, `input-mask-p61-o2` or
+    /// `matrix-triple-z64-128x256x64`.
     fn from_str(s: &str) -> Result<Self, PoolError> {
         let bad = || {
             PoolError::Parse(format!(
-                "{s:?} (expected kind-domain[-tT][-oO], e.g. triple-z64)"
+                "{s:?} (expected kind-domain[-tT][-oO][-MxKxN], e.g. triple-z64)"
             ))
         };
+        // The longest kind name that prefixes the id (matrix-triple, not triple).
         let kind = Kind::ALL
             .into_iter()
-            .find(|k| s.starts_with(k.name()) && s[k.name().len()..].starts_with('-'))
+            .filter(|k| s.starts_with(k.name()) && s[k.name().len()..].starts_with('-'))
+            .max_by_key(|k| k.name().len())
             .ok_or_else(bad)?;
         let mut parts = s[kind.name().len() + 1..].split('-');
         let domain: Domain = parts
@@ -424,6 +582,7 @@ impl FromStr for PoolSpec {
             match part.as_bytes().first() {
                 Some(b't') if spec.threshold.is_none() => spec.threshold = Some(num(part)?),
                 Some(b'o') if spec.owner.is_none() => spec.owner = Some(num(part)?),
+                Some(b'0'..=b'9') if spec.shape.is_none() => spec.shape = Some(part.parse()?),
                 _ => return Err(bad()),
             }
         }

@@ -2,12 +2,15 @@
 //!
 //! ```text
 //! magic "LARDERSH" | format version u16 | kind u8 | domain 17 B | threshold u8 | owner u8
-//! | parties u8 | party u8 | checkout id length u16 | checkout id (UTF-8)
+//! | parties u8 | party u8 | checkout id length u16 | [version 2: shape m, k, n u32]
+//! | checkout id (UTF-8)
 //! | items u64 | range count u32 | ranges (batch id 16 B, first item u64, count u64)...
 //! | crc32 of the header so far
 //! records: items x record length x element bytes, little-endian canonical elements
 //! trailer: crc32 of the records
 //! ```
+//! Version 2 is written only for matrix triples (whose records hold m·k + k·n + m·n elements);
+//! every other pool's stream is version 1, byte for byte as before.
 //! It is written and read incrementally, so a checkout of millions of items never has to sit
 //! in memory whole.
 
@@ -18,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 const MAGIC: &[u8; 8] = b"LARDERSH";
-/// The share stream format version this build writes and reads.
-pub const SHARE_FORMAT_VERSION: u16 = 1;
+/// The newest share stream format version this build writes and reads (it reads 1 too).
+pub const SHARE_FORMAT_VERSION: u16 = 2;
 /// Longest checkout id accepted, in characters (Unicode scalar values, as JSON Schema's
 /// `maxLength` counts them).
 pub const MAX_CHECKOUT_ID: usize = 256;
@@ -60,7 +63,8 @@ impl ShareHeader {
     pub fn encode(&self) -> Vec<u8> {
         let mut h = Vec::with_capacity(64 + self.checkout.len() + self.ranges.len() * 32);
         h.extend_from_slice(MAGIC);
-        h.extend_from_slice(&SHARE_FORMAT_VERSION.to_le_bytes());
+        let version: u16 = if self.pool.shape.is_some() { 2 } else { 1 };
+        h.extend_from_slice(&version.to_le_bytes());
         h.push(self.pool.kind.code());
         h.extend_from_slice(&self.pool.domain.to_bytes());
         h.push(self.pool.threshold.unwrap_or(0));
@@ -68,6 +72,9 @@ impl ShareHeader {
         h.push(self.parties);
         h.push(self.party);
         h.extend_from_slice(&(self.checkout.len() as u16).to_le_bytes());
+        if let Some(shape) = self.pool.shape {
+            h.extend_from_slice(&shape.to_bytes());
+        }
         h.extend_from_slice(self.checkout.as_bytes());
         h.extend_from_slice(&self.items().to_le_bytes());
         h.extend_from_slice(&(self.ranges.len() as u32).to_le_bytes());
@@ -98,7 +105,7 @@ impl ShareHeader {
             return Err(FormatError::Foreign("share"));
         }
         let version = u16::from_le_bytes([fixed[8], fixed[9]]);
-        if version != SHARE_FORMAT_VERSION {
+        if !(1..=SHARE_FORMAT_VERSION).contains(&version) {
             return Err(FormatError::UnsupportedVersion {
                 what: "share",
                 found: version,
@@ -112,11 +119,19 @@ impl ShareHeader {
         let kind = Kind::from_code(fixed[10]).ok_or_else(|| bad("unknown kind"))?;
         let domain = Domain::from_bytes(fixed[11..28].try_into().expect("17 bytes"))
             .ok_or_else(|| bad("unknown domain or non-prime modulus"))?;
+        let shape = if version == 2 {
+            Some(super::Shape::from_bytes(
+                take(12)?.as_slice().try_into().expect("12 bytes"),
+            ))
+        } else {
+            None
+        };
         let pool = PoolSpec {
             kind,
             domain,
             threshold: (fixed[28] != 0).then_some(fixed[28]),
             owner: (fixed[29] != u8::MAX).then_some(fixed[29]),
+            shape,
         };
         let (parties, party) = (fixed[30], fixed[31]);
         pool.validate(parties).map_err(|e| bad(&e.to_string()))?;

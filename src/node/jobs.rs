@@ -353,7 +353,7 @@ async fn lease(
     let index = cluster::next_batch_index(&st.own, pool).await? + out;
     let lease = Lease {
         batch: BatchId(rand::random()),
-        items: job.unissued().min(st.cluster.batch_size),
+        items: job.unissued().min(pool.batch_items(st.cluster.batch_size)),
         correction: pool.correction_party(st.cluster.parties(), index),
         worker,
         until: now_unix() + st.cluster.staging_deadline_seconds,
@@ -448,10 +448,11 @@ pub(super) async fn make_piece(
     JsonBody(piece): JsonBody<Piece>,
 ) -> Result<(StatusCode, Json<BatchStateView>), ApiError> {
     super::api::known_pool(&st, piece.pool)?;
-    if piece.items == 0 || piece.items > st.cluster.batch_size {
+    let most = piece.pool.batch_items(st.cluster.batch_size);
+    if piece.items == 0 || piece.items > most {
         return Err(ApiError::bad_request(format!(
-            "a piece holds 1 to {} items",
-            st.cluster.batch_size
+            "a piece of {} holds 1 to {most} items",
+            piece.pool
         )));
     }
     let batch = piece.batch;

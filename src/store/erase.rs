@@ -76,10 +76,7 @@ impl Store {
             .write(true)
             .open(&path)
             .map_err(io_err("open", &path))?;
-        let mut hbuf = [0u8; HEADER_BYTES];
-        file.read_exact_at(&mut hbuf, 0)
-            .map_err(io_err("read", &path))?;
-        let bh = BatchHeader::decode(&hbuf)?;
+        let bh = super::read_batch_header(&file, &path)?;
         // Overwritten (and synced) before any unlink, so the bytes do not linger in freed
         // blocks of a long-lived file system.
         for &c in &due {

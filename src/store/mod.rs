@@ -64,7 +64,7 @@ pub use records::*;
 use reservations::*;
 use view::View;
 
-use crate::material::batch::HEADER_BYTES;
+use crate::material::batch::MAX_HEADER_BYTES;
 use crate::material::shares::MAX_CHECKOUT_ID;
 use crate::material::{
     BatchHeader, BatchId, FormatError, Maker, PoolSpec, ShareHeader, ShareRange, ShareWriter,
@@ -324,4 +324,19 @@ impl Store {
     fn locked(&self) -> std::sync::MutexGuard<'_, ()> {
         self.lock.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Reads and checks the header at the start of a batch file (66 bytes, or 82 with a matrix
+/// shape; a file is always longer than its header).
+pub(crate) fn read_batch_header(file: &File, path: &Path) -> Result<BatchHeader> {
+    use std::os::unix::fs::FileExt;
+    let len = file
+        .metadata()
+        .map_err(io_err("stat", path))?
+        .len()
+        .min(MAX_HEADER_BYTES as u64) as usize;
+    let mut hbuf = vec![0u8; len];
+    file.read_exact_at(&mut hbuf, 0)
+        .map_err(io_err("read", path))?;
+    Ok(BatchHeader::decode(&hbuf)?)
 }

@@ -120,10 +120,7 @@ impl Store {
         r: &ShareRange,
         pool: PoolSpec,
     ) -> Result<BatchHeader> {
-        let mut hbuf = [0u8; HEADER_BYTES];
-        file.read_exact_at(&mut hbuf, 0)
-            .map_err(io_err("read", path))?;
-        let bh = BatchHeader::decode(&hbuf)?;
+        let bh = super::read_batch_header(file, path)?;
         let me = &self.identity;
         if bh.batch != r.batch
             || bh.pool != pool

@@ -34,7 +34,7 @@ macro_rules! named_schema {
 named_schema!(
     PoolSpec,
     "Pool",
-    json!({"type": "string", "description": "kind-domain[-tT][-oO], e.g. triple-z64, double-p128-t1, input-mask-p61-o0", "examples": ["triple-z64"]})
+    json!({"type": "string", "description": "kind-domain[-tT][-oO][-MxKxN], e.g. triple-z64, double-p128-t1, input-mask-p61-o0, matrix-triple-z64-128x256x64", "examples": ["triple-z64"]})
 );
 named_schema!(
     BatchId,

@@ -13,6 +13,9 @@ Run one process per rank (``larder demo`` must be serving)::
     done; wait
 
 ``--provider tfp`` runs the same with CrypTen's trusted first party instead, for comparison.
+``--private-model``: the model's owner (site 2) encrypts the weights too, so both layers
+multiply two private matrices and take matrix triples (pools
+``matrix-triple-z64-<patients>x16x32`` and ``matrix-triple-z64-<patients>x32x1``).
 Rank 0 prints the result against plaintext as one JSON line (and writes it to ``--out``).
 """
 
@@ -54,6 +57,7 @@ def main() -> int:
     ap.add_argument("--consortium", help="JSON: ca, parties[].url, parties[].token_file")
     ap.add_argument("--provider", choices=["larder", "tfp"], default="larder")
     ap.add_argument("--patients", type=int, default=1000)
+    ap.add_argument("--private-model", action="store_true", help="site 2 encrypts the weights too")
     ap.add_argument("--out", help="rank 0 writes its JSON report here")
     ap.add_argument(
         "--corrupt", action="store_true", help="test only: add 2^40 to rank 0's c share of every triple"
@@ -107,8 +111,13 @@ def main() -> int:
     enc = crypten.cat(
         [crypten.cryptensor(x[:, :half], src=0), crypten.cryptensor(x[:, half:], src=1)], dim=1
     )
-    hidden = (enc.matmul(w1.t()) + b1).relu()
-    score = (hidden.matmul(w2.t()) + b2).sigmoid()
+    if args.private_model:
+        # The model's owner encrypts its weights; nobody else sees them.
+        w1, b1, w2, b2 = (crypten.cryptensor(t, src=2) for t in (w1.t(), b1, w2.t(), b2))
+    else:
+        w1, w2 = w1.t(), w2.t()
+    hidden = (enc.matmul(w1) + b1).relu()
+    score = (hidden.matmul(w2) + b2).sigmoid()
     private = score.get_plain_text().squeeze(1)
     seconds = time.perf_counter() - start
 
@@ -116,6 +125,7 @@ def main() -> int:
         plain = torch.sigmoid(net(x)).squeeze(1)
     report = {
         "provider": args.provider,
+        "private_model": args.private_model,
         "patients": len(x),
         "seconds": round(seconds, 3),
         "max_abs_error": float((private - plain).abs().max()),

@@ -127,6 +127,32 @@ class CheckoutAcrossParties(unittest.TestCase):
         self.assertEqual([int(x) for x in opened[:, 0]], [int(x) for x in opened[:, 1]])
         self.assertTrue(set(int(x) for x in opened[:, 0]) <= {0, 1})
 
+    def test_matrix_triples_open_to_a_matrix_product(self) -> None:
+        cid, shares = self.take("matrix-triple-z64-3x4x5", 1500)
+        self.assertEqual(shares[0].header.shape, (3, 4, 5))
+        a, b, c = shares[0].matrices()
+        self.assertEqual((a.shape, b.shape, c.shape), ((1500, 3, 4), (1500, 4, 5), (1500, 3, 5)))
+        with self.assertRaises(KeyError):
+            shares[0].column("a")
+        opened = reconstruct(shares)
+        self.assertEqual(opened.shape, (1500, 3 * 4 + 4 * 5 + 3 * 5))
+        a, b, c = opened[:, :12].reshape(-1, 3, 4), opened[:, 12:32].reshape(-1, 4, 5), opened[:, 32:].reshape(-1, 3, 5)
+        np.testing.assert_array_equal(np.matmul(a, b), c)  # uint64 wraps modulo 2^64
+        # One party's shares alone are not a product.
+        a0, b0, c0 = shares[0].matrices()
+        self.assertFalse(np.array_equal(np.matmul(a0, b0), c0))
+        # Over a 128-bit prime, with Python integers.
+        _, shares = self.take("matrix-triple-p128-2x3x2", 400)
+        p = shares[0].header.modulus
+        opened = reconstruct(shares)
+        for row in opened[:50]:
+            a = [[row[i * 3 + j] for j in range(3)] for i in range(2)]
+            b = [[row[6 + i * 2 + j] for j in range(2)] for i in range(3)]
+            for i in range(2):
+                for j in range(2):
+                    dot = sum(a[i][l] * b[l][j] for l in range(3)) % p
+                    self.assertEqual(dot, row[12 + i * 2 + j])
+
     def test_a_second_download_is_refused(self) -> None:
         cid, _ = self.take("triple-z64", 10)
         with self.assertRaises(LarderError) as e:

@@ -3,13 +3,16 @@
 Layout (all integers little-endian; see ``docs/protocol.md`` in the Larder repository)::
 
     magic "LARDERSH" | version u16 | kind u8 | domain: tag u8 + modulus u128 | threshold u8
-    | owner u8 (255: none) | parties u8 | party u8 | checkout id length u16 | checkout id
+    | owner u8 (255: none) | parties u8 | party u8 | checkout id length u16
+    | [version 2 only: matrix shape m, k, n as u32] | checkout id
     | items u64 | range count u32 | ranges (batch id 16 B, first item u64, count u64)...
     | CRC-32 of the header so far
     records: items x record length x element bytes, canonical little-endian elements
     trailer: CRC-32 of the records
 
-The reader checks both checksums and refuses truncated, foreign or trailing bytes.
+Version 2 is written for matrix triples only, whose records hold A (m x k), B (k x n) and
+C = A·B (m x n), each row-major; every other stream is version 1. The reader checks both
+checksums and refuses truncated, foreign or trailing bytes.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from typing import BinaryIO, Dict, List, Optional, Tuple
 import numpy as np
 
 MAGIC = b"LARDERSH"
-FORMAT_VERSION = 1
+#: The newest share stream version this client reads (it reads 1 too).
+FORMAT_VERSION = 2
 MAX_CHECKOUT_ID = 256
 # In a share header, in bytes: 256 characters of up to 4 bytes each in UTF-8.
 MAX_CHECKOUT_ID_BYTES = 4 * MAX_CHECKOUT_ID
@@ -38,6 +42,7 @@ KINDS = {
     7: "wrap",
     8: "binary-triple",
     9: "dabit",
+    10: "matrix-triple",
 }
 
 #: Names of the elements of one record, per kind (an input mask's owner also holds ``r_clear``).
@@ -55,6 +60,8 @@ COLUMNS: Dict[str, Tuple[str, ...]] = {
     # One bit, shared additively (b) and XOR-wise in a word (b_xor: 64 bits over z64; over a
     # prime field, one bit fewer than p has, at most 64).
     "dabit": ("b", "b_xor"),
+    # A, B and C = A·B of the pool's shape, row-major: see Shares.matrices().
+    "matrix-triple": ("a", "b", "c"),
 }
 
 #: The columns of each kind that are XOR-shared (they open by XOR, not by summing).
@@ -86,6 +93,21 @@ class ShareHeader:
     checkout: str
     items: int
     ranges: Tuple[ShareRange, ...]
+    #: (m, k, n) of a matrix triple: A is m x k, B is k x n, C is m x n.
+    shape: Optional[Tuple[int, int, int]] = None
+
+    @property
+    def record_len(self) -> int:
+        """Elements in one record at this party."""
+        if self.shape is not None:
+            m, k, n = self.shape
+            return m * k + k * n + m * n
+        return len(self.columns)
+
+    @property
+    def shared_len(self) -> int:
+        """Elements of a record that are shares (all but an input-mask owner's ``r_clear``)."""
+        return self.record_len if self.shape is not None else len(COLUMNS[self.kind])
 
     @property
     def columns(self) -> Tuple[str, ...]:
@@ -100,7 +122,7 @@ class ShareHeader:
 
     @property
     def record_bytes(self) -> int:
-        return len(self.columns) * self.element_bytes
+        return self.record_len * self.element_bytes
 
     @property
     def additive(self) -> bool:
@@ -135,8 +157,8 @@ def _read_header(r: _Checked) -> ShareHeader:
     if fixed[:8] != MAGIC:
         raise FormatError("not a Larder share stream (bad magic)")
     (version,) = struct.unpack_from("<H", fixed, 8)
-    if version != FORMAT_VERSION:
-        raise FormatError(f"share stream version {version}; this client reads {FORMAT_VERSION}")
+    if not 1 <= version <= FORMAT_VERSION:
+        raise FormatError(f"share stream version {version}; this client reads 1 to {FORMAT_VERSION}")
     kind = KINDS.get(fixed[10])
     if kind is None:
         raise FormatError(f"unknown kind code {fixed[10]}")
@@ -158,6 +180,13 @@ def _read_header(r: _Checked) -> ShareHeader:
     (id_len,) = struct.unpack_from("<H", fixed, 32)
     if not 0 < id_len <= MAX_CHECKOUT_ID_BYTES:
         raise FormatError("checkout id length out of range")
+    shape = None
+    if version == 2:
+        shape = struct.unpack("<III", r.take(12, "share header"))
+        if kind != "matrix-triple" or min(shape) < 1 or max(shape) > 1 << 16:
+            raise FormatError("a matrix shape out of range, or on a kind without one")
+    elif kind == "matrix-triple":
+        raise FormatError("a matrix-triple stream without its shape")
     try:
         checkout = r.take(id_len, "share header").decode("utf-8")
     except UnicodeDecodeError as e:
@@ -177,7 +206,7 @@ def _read_header(r: _Checked) -> ShareHeader:
     if any(x.count == 0 for x in ranges) or sum(x.count for x in ranges) != items:
         raise FormatError("ranges do not add up to the item count")
     return ShareHeader(
-        kind, domain, modulus, threshold, owner, parties, party, checkout, items, ranges
+        kind, domain, modulus, threshold, owner, parties, party, checkout, items, ranges, shape
     )
 
 
@@ -205,11 +234,27 @@ class Shares:
 
     def column(self, name: str) -> np.ndarray:
         """One element of every record by name, such as ``a``, ``b`` and ``c`` of triples."""
+        if self.header.shape is not None:
+            raise KeyError("matrix triples hold matrices: use matrices()")
         try:
             i = self.header.columns.index(name)
         except ValueError:
             raise KeyError(f"{self.header.kind} records hold {self.header.columns}, not {name!r}")
         return self.values[:, i]
+
+    def matrices(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A matrix triple's shares as arrays of shapes ``(items, m, k)``, ``(items, k, n)`` and
+        ``(items, m, n)`` (views of ``values``, no copy where elements fit in 64 bits)."""
+        if self.header.shape is None:
+            raise ValueError(f"{self.header.kind} records are not matrices")
+        m, k, n = self.header.shape
+        v = self.values
+        items = self.header.items
+        return (
+            v[:, : m * k].reshape(items, m, k),
+            v[:, m * k : m * k + k * n].reshape(items, k, n),
+            v[:, m * k + k * n :].reshape(items, m, n),
+        )
 
     def as_int64(self) -> np.ndarray:
         """Z_2^64 shares as an ``(items, elements per record)`` ``int64`` array: the same bits
@@ -239,7 +284,7 @@ def read_shares(stream: BinaryIO) -> Shares:
     r = _Checked(stream)
     header = _read_header(r)
     limbs_per = header.element_bytes // 8
-    cols = len(header.columns)
+    cols = header.record_len
     out = np.empty((header.items, cols, limbs_per), dtype="<u8")
     r.crc = 0
     r.read_into(memoryview(out.reshape(-1).view(np.uint8)), "share records")
@@ -272,21 +317,27 @@ def reconstruct(parties: List[Shares]) -> np.ndarray:
     h0 = parties[0].header
     for s in parties:
         h = s.header
-        if (h.checkout, h.kind, h.modulus, h.ranges) != (h0.checkout, h0.kind, h0.modulus, h0.ranges):
+        if (h.checkout, h.kind, h.modulus, h.ranges, h.shape) != (
+            h0.checkout, h0.kind, h0.modulus, h0.ranges, h0.shape
+        ):
             raise ValueError("shares of different checkouts")
     if not h0.additive:
         raise ValueError("Shamir double sharings open by interpolation, not by summing")
     if sorted(s.header.party for s in parties) != list(range(h0.parties)):
         raise ValueError("need exactly one share stream per party")
-    n = len(COLUMNS[h0.kind])
+    n = h0.shared_len
     m = h0.modulus
     if m == 1 << 64:
         total = np.zeros((h0.items, n), dtype=np.uint64)
         xor = list(XOR_COLUMNS.get(h0.kind, ()))
         add = [c for c in range(n) if c not in xor]
         for s in parties:
-            total[:, add] += s.values[:, add]  # wraps modulo 2^64
-            total[:, xor] ^= s.values[:, xor]
+            v = s.values[:, :n]
+            if xor:
+                total[:, add] += v[:, add]  # wraps modulo 2^64
+                total[:, xor] ^= v[:, xor]
+            else:
+                total += v
         return total
     total = np.zeros((h0.items, n), dtype=object)
     xor = list(XOR_COLUMNS.get(h0.kind, ()))

@@ -28,16 +28,20 @@ Which pool serves which request:
 CrypTen asks for              pool (default)         columns
 ============================  =====================  =============================
 ``generate_additive_triple``  ``triple-z64``         a, b, c = a * b (same shapes)
+``generate_additive_triple``  ``matrix-triple-z64-``  A (m x k), B (k x n), C = A @ B
+(``matmul``, 2-D)             ``<m>x<k>x<n>``
 ``square``                    ``square-z64``         r, r^2
 ``generate_binary_triple``    ``binary-triple-z64``  a, b, c = a & b (same shapes)
 ``wrap_rng``                  ``wrap-z64``           r, theta_r
 ``B2A_rng``                   ``dabit-z64``          bit (additive), bit (XOR)
 ============================  =====================  =============================
 
-Triples for ``matmul``, convolutions and broadcasting products are not elementwise: Larder has
-no pools for them yet. The provider refuses them with a clear error, or, if ``fallback`` names
-one of CrypTen's own providers (``"TFP"``), lets it make those while Larder serves the rest;
-:attr:`LarderProvider.fallbacks` counts them.
+A ``matmul`` of two private matrices takes one matrix triple of exactly its shape, from the pool
+named after it, which the consortium must keep (``matrix-triple-z64-1000x16x32`` for a 1000 x 16
+by 16 x 32 product). Triples Larder has no pool for (a matmul shape the consortium does not
+keep, batched or 1-D matmuls, convolutions, broadcasting products) are refused with a clear
+error, or, if ``fallback`` names one of CrypTen's own providers (``"TFP"``), made by it while
+Larder serves the rest; :attr:`LarderProvider.fallbacks` counts them.
 
 Needs CrypTen (``pip install larder-client[crypten]``); the rest of ``larder_client`` does not.
 """
@@ -89,12 +93,13 @@ class LarderProviderError(RuntimeError):
 class _Pool:
     """The items of one pool this rank has checked out and not yet handed to CrypTen."""
 
-    def __init__(self, provider: "LarderProvider", pool: str) -> None:
+    def __init__(self, provider: "LarderProvider", pool: str, block: int, max_block: int) -> None:
         self.provider = provider
         self.pool = pool
         self.rows: Optional[np.ndarray] = None  # (items, columns) int64
         self.pos = 0
-        self.next_block = provider.block
+        self.next_block = block
+        self.max_block = max_block
         self.checkouts = 0
         self.checked_out = 0
         self.used = 0
@@ -105,7 +110,7 @@ class _Pool:
         while n > 0:
             if self.rows is None or self.pos == len(self.rows):
                 self._refill(max(self.next_block, n))
-                self.next_block = min(2 * self.next_block, self.provider.max_block)
+                self.next_block = min(2 * self.next_block, self.max_block)
             assert self.rows is not None
             k = min(n, len(self.rows) - self.pos)
             parts.append(self.rows[self.pos : self.pos + k])
@@ -157,6 +162,8 @@ class LarderProvider(TupleProvider):
         #: Time spent waiting for stock after an underrun, in seconds.
         self.waited = 0.0
         self._stock: Dict[str, _Pool] = {}
+        # Matrix pools the consortium does not keep (asked once, then left to the fallback).
+        self._missing: set = set()
 
     def __repr__(self) -> str:
         return f"LarderProvider({self.client.url!r}, run={self.run!r})"
@@ -164,15 +171,28 @@ class LarderProvider(TupleProvider):
     # --- what CrypTen calls --------------------------------------------------------------
 
     def generate_additive_triple(self, size0, size1, op, device=None, *args, **kwargs):
-        """A Beaver triple of the given sizes for ``op`` (``mul`` of equal shapes)."""
-        if op != "mul" or tuple(size0) != tuple(size1) or args or kwargs:
+        """A Beaver triple of the given sizes for ``op``: ``mul`` of equal shapes from
+        ``triple-z64``, ``matmul`` of an m x k by a k x n matrix from
+        ``matrix-triple-z64-<m>x<k>x<n>``."""
+        s0, s1 = tuple(size0), tuple(size1)
+        if op == "mul" and s0 == s1 and not args and not kwargs:
+            abc = self._columns("triple", s0, 3, device)
+        elif op == "matmul" and len(s0) == 2 and len(s1) == 2 and s0[1] == s1[0] and not args and not kwargs:
+            abc = self._matrices(s0[0], s0[1], s1[1], device)
+            if abc is None:
+                return self._fallback(
+                    "generate_additive_triple",
+                    f"matmul triples of shapes {s0} and {s1} (no pool "
+                    f"{self._matrix_pool(s0[0], s0[1], s1[1])} in this consortium)",
+                    size0, size1, op, device, *args, **kwargs,
+                )
+        else:
             return self._fallback(
                 "generate_additive_triple",
-                f"{op} triples of shapes {tuple(size0)} and {tuple(size1)}",
+                f"{op} triples of shapes {s0} and {s1}",
                 size0, size1, op, device, *args, **kwargs,
             )
-        a, b, c = self._columns("triple", size0, 3, device)
-        return tuple(ArithmeticSharedTensor.from_shares(x, precision=0) for x in (a, b, c))
+        return tuple(ArithmeticSharedTensor.from_shares(x, precision=0) for x in abc)
 
     def square(self, size, device=None):
         """(r, r^2) of the given size."""
@@ -225,13 +245,52 @@ class LarderProvider(TupleProvider):
 
     # --- internals -----------------------------------------------------------------------
 
-    def _columns(self, kind: str, size: Sequence[int], ncols: int, device) -> Tuple[torch.Tensor, ...]:
-        pool = self.pools[kind]
+    def _stock_of(self, pool: str, record_len: int) -> _Pool:
         stock = self._stock.get(pool)
         if stock is None:
-            stock = self._stock[pool] = _Pool(self, pool)
+            if record_len <= 3:
+                block, most = self.block, self.max_block
+            else:
+                # Matrix triples: a model takes one per layer and batch, so start with one
+                # and grow to at most 64 MiB.
+                block = 1
+                most = max(1, (64 << 20) // (8 * record_len))
+            stock = self._stock[pool] = _Pool(self, pool, block, most)
+        return stock
+
+    def _matrix_pool(self, m: int, k: int, n: int) -> str:
+        return f"matrix-triple-z64-{m}x{k}x{n}"
+
+    def _matrices(self, m: int, k: int, n: int, device) -> Optional[Tuple[torch.Tensor, ...]]:
+        pool = self._matrix_pool(m, k, n)
+        if pool in self._missing:
+            return None
+        try:
+            row = self._stock_of(pool, m * k + k * n + m * n).take(1)[0]
+        except LarderProviderError as e:
+            if isinstance(e.__cause__, LarderError) and e.__cause__.code == "unknown-pool":
+                self._missing.add(pool)
+                del self._stock[pool]
+                return None
+            raise
+        parts = (
+            row[: m * k].reshape(m, k),
+            row[m * k : m * k + k * n].reshape(k, n),
+            row[m * k + k * n :].reshape(m, n),
+        )
+        out = tuple(torch.from_numpy(x) for x in parts)
+        return tuple(t.to(device) for t in out) if device is not None else out
+
+    def _columns(self, kind: str, size: Sequence[int], ncols: int, device) -> Tuple[torch.Tensor, ...]:
+        pool = self.pools[kind]
+        stock = self._stock_of(pool, ncols)
         shape = tuple(size)
-        rows = stock.take(math.prod(shape))
+        try:
+            rows = stock.take(math.prod(shape))
+        except LarderProviderError as e:
+            if isinstance(e.__cause__, LarderError) and e.__cause__.code == "unknown-pool":
+                raise self._error(str(e)) from e.__cause__
+            raise
         if rows.shape[1] != ncols:
             raise LarderProviderError(f"pool {pool} holds {rows.shape[1]} columns, not {ncols}")
         cols = []
@@ -265,6 +324,8 @@ class LarderProvider(TupleProvider):
                         f"{e.available} items available, {count} needed. Fill it (larder jobs "
                         f"create --pool {pool} --count N) or raise max_wait"
                     ) from e
+                if e.code == "unknown-pool":
+                    raise LarderProviderError(f"{pool} at {self.client.url}: {e}") from e
                 raise self._error(f"{pool} at {self.client.url}: {e}") from e
 
     def _fallback(self, method: str, what: str, *args, **kwargs):
