@@ -378,3 +378,79 @@ fn the_provider_waits_for_stock_on_an_underrun_then_gives_up_clearly() {
     );
     rt.block_on(async move { drop(c) });
 }
+
+/// Convolution triples as CrypTen receives them: one provider per party (as each rank has),
+/// the shares of X, W and Y summed across the three, and Y checked against torch's own int64
+/// conv2d (wrapping modulo 2^64) of X and W, for two geometries. A share off by one shows.
+#[test]
+fn convolution_triples_from_the_provider_match_torchs_conv2d() {
+    let python = crypten_python();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pools = [
+        "conv-triple-z64-2x3x6x6-4x3x3-s1x1-p1x1",
+        "conv-triple-z64-1x2x7x7-3x3x3-s2x2-p0x0",
+    ];
+    let c = rt.block_on(consortium(&pools));
+    for pool in pools {
+        rt.block_on(c.deal(pool, 4));
+    }
+    let parties: Vec<Value> = c
+        .prov
+        .engines
+        .iter()
+        .map(|e| serde_json::json!([e.url, e.token_file]))
+        .collect();
+    let script = format!(
+        r#"
+import json, torch
+import larder_client, larder_client.crypten as lc
+ca, parties = {ca:?}, json.loads({parties:?})
+providers = [lc.LarderProvider(larder_client.Client(u, ca_file=ca, token_file=t, keep_alive=True), "conv-run")
+             for u, t in parties]
+report = []
+for (x, w, stride, padding) in [((2, 3, 6, 6), (4, 3, 3, 3), 1, 1), ((1, 2, 7, 7), (3, 2, 3, 3), 2, 0)]:
+    for _ in range(2):
+        triples = [p.generate_additive_triple(x, w, "conv2d", stride=stride, padding=padding) for p in providers]
+        X, W, Y = (sum(t[i].share for t in triples) for i in range(3))
+        want = torch.conv2d(X, W, stride=stride, padding=padding)
+        bad = Y.clone(); bad.view(-1)[5] += 1
+        report.append({{"shape": list(Y.shape), "equal": bool(torch.equal(want, Y)),
+                        "control_caught": not torch.equal(want, bad),
+                        "x_varies": int(X.unique().numel())}})
+print(json.dumps({{"checks": report, "fallbacks": [p.fallbacks for p in providers],
+                   "usage": providers[0].usage()}}))
+"#,
+        ca = c.prov.ca.display().to_string(),
+        parties = serde_json::to_string(&parties).unwrap(),
+    );
+    let out = Command::new(&python)
+        .args(["-c", &script])
+        .env("PYTHONPATH", python_src())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("{report}");
+    let checks = report["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 4);
+    for check in checks {
+        assert_eq!(check["equal"], true, "{report}");
+        assert_eq!(check["control_caught"], true, "{report}");
+        assert!(check["x_varies"].as_u64().unwrap() > 10, "{report}");
+    }
+    assert_eq!(checks[0]["shape"], serde_json::json!([2, 4, 6, 6]));
+    assert_eq!(checks[2]["shape"], serde_json::json!([1, 3, 3, 3]));
+    assert_eq!(report["fallbacks"], serde_json::json!([{}, {}, {}]));
+    for pool in pools {
+        assert_eq!(report["usage"][pool]["used"], 2, "{report}");
+    }
+    rt.block_on(async move { drop(c) });
+}

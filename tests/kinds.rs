@@ -72,6 +72,46 @@ kinds! {
     matrix_triple_p61 => (3, "matrix-triple-p61-4x3x2"),
     matrix_triple_p61_five_parties => (5, "matrix-triple-p61-1x6x1"),
     matrix_triple_small_prime => (3, "matrix-triple-fp:1000003-2x3x2"),
+    conv_triple_z64_two_parties => (2, "conv-triple-z64-1x2x4x4-2x3x3-s1-p1"),
+    conv_triple_z64 => (3, "conv-triple-z64-2x1x5x4-3x2x3-s2x1-p0x1"),
+    conv_triple_z64_five_parties => (5, "conv-triple-z64-1x1x3x3-1x3x3"),
+    conv_triple_p128 => (3, "conv-triple-p128-1x2x3x3-2x2x2-s1-p1"),
+    conv_triple_p61_five_parties => (5, "conv-triple-p61-1x1x4x4-2x3x3-s2-p1"),
+}
+
+/// Convolution pool ids are canonical (stride and padding spelled out) and their tensors have
+/// torch's sizes: 1x3x32x32 images, 16 kernels of 3x3x3, stride 1, padding 1 give 1x16x32x32.
+#[test]
+fn conv_triple_pools_name_their_geometry() {
+    let p = pool("conv-triple-z64-1x3x32x32-16x3x3-s1-p1");
+    assert_eq!(p.to_string(), "conv-triple-z64-1x3x32x32-16x3x3-s1x1-p1x1");
+    assert_eq!(pool(&p.to_string()), p);
+    assert_eq!(
+        p.shape.unwrap().sizes(),
+        [3 * 32 * 32, 16 * 3 * 3 * 3, 16 * 32 * 32]
+    );
+    let q = pool("conv-triple-z64-2x1x7x5-3x3x2-s2x1");
+    assert_eq!(q.to_string(), "conv-triple-z64-2x1x7x5-3x3x2-s2x1-p0x0");
+    // (7 - 3) / 2 + 1 = 3 rows, (5 - 2) / 1 + 1 = 4 columns.
+    assert_eq!(q.shape.unwrap().sizes()[2], 2 * 3 * 3 * 4);
+    assert_eq!(q.validate(2), Ok(()));
+}
+
+/// A wrong output share of a convolution triple is caught, naming the element.
+#[test]
+fn verify_catches_a_wrong_convolution_output() {
+    let spec = pool("conv-triple-z64-1x2x4x4-2x3x3-s1-p1");
+    let dir = tempfile::tempdir().unwrap();
+    let c = consortium(dir.path(), 3, 1000, &[spec]);
+    deal(&c, spec, 100, 6);
+    let files = c.take(spec, 100, "x", &dir.path().join("o")).unwrap();
+    assert_eq!(verify(&files).unwrap().items, 100);
+    let [sx, sw, _] = spec.shape.unwrap().sizes();
+    let record = spec.record_len(0) * 8;
+    // Item 4's Y[9].
+    flip_with_valid_checksum(&files[0], 4 * record + (sx + sw + 9) * 8);
+    let err = verify(&files).unwrap_err().to_string();
+    assert!(err.contains("item 4") && err.contains("Y[9]"), "{err}");
 }
 
 /// Matrix triples large enough that a chunk holds fewer than 1024 items and a checkout spans
@@ -136,7 +176,15 @@ fn matrix_triple_pools_carry_a_validated_shape() {
         ("matrix-triple-z64", "need a shape"),
         ("matrix-triple-z64-0x4x4", "out of range"),
         ("matrix-triple-z64-4096x4096x4096", "out of range"),
-        ("triple-z64-2x2x2", "only matrix-triple pools have a shape"),
+        (
+            "triple-z64-2x2x2",
+            "only matrix-triple and conv-triple pools have a shape",
+        ),
+        (
+            "conv-triple-z64-1x1x2x2-1x3x3",
+            "kernel no larger than the padded input",
+        ),
+        ("conv-triple-z64-1x1x4x4-1x3x3-s0", "out of range"),
     ] {
         let err = id
             .parse::<PoolSpec>()

@@ -468,7 +468,12 @@ fn a_pipe_delivers_the_same_bytes_as_a_file() {
 
 #[test]
 fn what_mp_spdz_cannot_read_is_refused_and_nothing_is_written() {
-    for pool_id in ["input-mask-p61-o1", "double-p128-t1", "triple-z128"] {
+    for pool_id in [
+        "input-mask-p61-o1",
+        "double-p128-t1",
+        "triple-z128",
+        "conv-triple-z64-1x1x3x3-1x2x2",
+    ] {
         let spec = pool(pool_id);
         let dir = tempfile::tempdir().unwrap();
         let c = consortium(dir.path(), 3, 1000, &[spec]);
@@ -484,6 +489,77 @@ fn what_mp_spdz_cannot_read_is_refused_and_nothing_is_written() {
         );
         assert!(!pd.exists(), "{pool_id}: nothing is written");
     }
+}
+
+/// Matrix triples go where semi, semi2k and hemi read them for private matrix products
+/// (Protocols/MatrixFile.h): `<n>-<Dp|DR>-<bits>/Matrix-<m>x<k>x<n>-P<p>`, the type's header,
+/// then per triple A, B and C row-major, each element as in a Triples file. Read back here and
+/// opened to A·B = C; per-thread files (which MP-SPDZ would not read) are refused.
+fn export_matrices(parties: u8, pool_id: &str, field: Field, shape: (usize, usize, usize)) {
+    let spec = pool(pool_id);
+    let (m, k, n) = shape;
+    let dir = tempfile::tempdir().unwrap();
+    let c = consortium(dir.path(), parties, 1000, &[spec]);
+    deal(&c, spec, 60, 4);
+    let streams = c.take(spec, 50, "mat", &dir.path().join("out")).unwrap();
+    let player_data = dir.path().join("Player-Data");
+    let montgomery = matches!(
+        field,
+        Field::Prime {
+            montgomery: true,
+            ..
+        }
+    );
+    let mut shares = Vec::new();
+    for (p, stream) in streams.iter().enumerate() {
+        let mut cmd = export(stream, &player_data);
+        if !montgomery {
+            cmd.arg("--canonical");
+        }
+        run_ok(&mut cmd);
+        let path = player_data
+            .join(field.dir(parties))
+            .join(format!("Matrix-{m}x{k}x{n}-P{p}"));
+        shares.push(read_file(&std::fs::read(&path).unwrap(), field));
+    }
+    let modulus = field.modulus();
+    let opened = open(&shares, &modulus);
+    let rec = m * k + k * n + m * n;
+    assert_eq!(opened.len(), 50 * rec);
+    for (t, it) in opened.chunks(rec).enumerate() {
+        let (a, b, cc) = (
+            &it[..m * k],
+            &it[m * k..m * k + k * n],
+            &it[m * k + k * n..],
+        );
+        for i in 0..m {
+            for j in 0..n {
+                let dot = (0..k).fold(BigUint::zero(), |acc, l| {
+                    (acc + &a[i * k + l] * &b[l * n + j]) % &modulus
+                });
+                assert_eq!(dot, cc[i * n + j], "triple {t}: C[{i}][{j}]");
+            }
+        }
+    }
+    let distinct: std::collections::HashSet<_> = opened.chunks(rec).map(|it| &it[0]).collect();
+    assert!(distinct.len() > 40, "A varies");
+    // -f mode would want Matrix files per thread, which MP-SPDZ never opens.
+    let out = export(&streams[0], &dir.path().join("PD2"))
+        .args(["--thread", "0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("one file per party"),
+        "{err}"
+    );
+}
+
+#[test]
+fn matrix_triples_export_where_semi_and_semi2k_read_them() {
+    export_matrices(3, "matrix-triple-z64-3x4x2", Field::Z64, (3, 4, 2));
+    export_matrices(2, "matrix-triple-p128-2x3x5", prime(P128, true), (2, 3, 5));
+    export_matrices(3, "matrix-triple-p61-4x1x3", prime(P61, false), (4, 1, 3));
 }
 
 #[test]

@@ -24,8 +24,11 @@ pub(crate) async fn checkout(
 ) -> Result<Vec<Exported>> {
     let health = client.health().await?;
     let layout = Layout::new(plan.pool, health.parties, health.party, plan.montgomery)?;
-    let dir = prepare_dir(&plan.player_data, &layout)?;
     let parts = plan.parts()?;
+    for (_, thread, _) in &parts {
+        layout.check_thread(*thread)?;
+    }
+    let dir = prepare_dir(&plan.player_data, &layout)?;
     let one = |(id, thread, count): (String, Option<u32>, u64)| {
         let (layout, dir, on_done) = (&layout, &dir, &on_done);
         async move {

@@ -175,25 +175,20 @@ fn check_block<R: Ring>(
                     return fail("c != a * b");
                 }
             }
-            Kind::MatrixTriple => {
+            Kind::MatrixTriple | Kind::ConvTriple => {
                 let Some(shape) = pool.shape else {
-                    return fail("a matrix triple without a shape");
+                    return fail("a matrix or convolution triple without a shape");
                 };
-                let (m, k, nn) = (shape.m as usize, shape.k as usize, shape.n as usize);
-                let [sa, sb, _] = shape.sizes();
+                let [sa, sb, sc] = shape.sizes();
                 let a = (0..sa).map(|x| open(i, x)).collect::<Result<Vec<_>>>()?;
                 let b = (0..sb)
                     .map(|x| open(i, sa + x))
                     .collect::<Result<Vec<_>>>()?;
-                for row in 0..m {
-                    for col in 0..nn {
-                        let dot = (0..k).fold(r.zero(), |acc, l| {
-                            r.add(acc, r.mul(a[row * k + l], b[l * nn + col]))
-                        });
-                        if dot != open(i, sa + sb + row * nn + col)? {
-                            return fail(&format!("C[{row}][{col}] != (A·B)[{row}][{col}]"));
-                        }
-                    }
+                let c = (0..sc)
+                    .map(|x| open(i, sa + sb + x))
+                    .collect::<Result<Vec<_>>>()?;
+                if let Some(at) = first_difference(r, shape, &a, &b, &c) {
+                    return fail(&at);
                 }
             }
             Kind::Square => {
@@ -276,4 +271,76 @@ fn check_block<R: Ring>(
         }
     }
     Ok((items as u64, ones))
+}
+
+/// Where C differs from A·B, or Y from conv2d(X, W), if anywhere. Written apart from the
+/// dealer's kernel: a matrix product by dot products of rows and columns, a convolution by
+/// scattering every input element to the outputs it reaches.
+fn first_difference<R: Ring>(
+    r: &R,
+    shape: crate::material::Shape,
+    a: &[R::Elem],
+    b: &[R::Elem],
+    c: &[R::Elem],
+) -> Option<String> {
+    use crate::material::Shape;
+    match shape {
+        Shape::Matrix { m, k, n } => {
+            let (m, k, n) = (m as usize, k as usize, n as usize);
+            for row in 0..m {
+                for col in 0..n {
+                    let dot = (0..k).fold(r.zero(), |acc, l| {
+                        r.add(acc, r.mul(a[row * k + l], b[l * n + col]))
+                    });
+                    if dot != c[row * n + col] {
+                        return Some(format!("C[{row}][{col}] != (A·B)[{row}][{col}]"));
+                    }
+                }
+            }
+            None
+        }
+        Shape::Conv(g) => {
+            let (oh, ow) = g.out()?;
+            let u = |x: u16| x as usize;
+            let (ch, h, w, o, kh, kw) = (u(g.c), u(g.h), u(g.w), u(g.o), u(g.kh), u(g.kw));
+            let (oh, ow) = (oh as usize, ow as usize);
+            let mut y = vec![r.zero(); c.len()];
+            for img in 0..u(g.n) {
+                for cc in 0..ch {
+                    for row in 0..h {
+                        for col in 0..w {
+                            let x = a[((img * ch + cc) * h + row) * w + col];
+                            // Output (i, j) reads input (i·sh + di − ph, j·sw + dj − pw).
+                            for di in 0..kh {
+                                let Some(t) = (row + u(g.ph)).checked_sub(di) else {
+                                    continue;
+                                };
+                                if t % u(g.sh) != 0 || t / u(g.sh) >= oh {
+                                    continue;
+                                }
+                                for dj in 0..kw {
+                                    let Some(s) = (col + u(g.pw)).checked_sub(dj) else {
+                                        continue;
+                                    };
+                                    if s % u(g.sw) != 0 || s / u(g.sw) >= ow {
+                                        continue;
+                                    }
+                                    let (i, j) = (t / u(g.sh), s / u(g.sw));
+                                    for oc in 0..o {
+                                        let wv = b[((oc * ch + cc) * kh + di) * kw + dj];
+                                        let at = ((img * o + oc) * oh + i) * ow + j;
+                                        y[at] = r.add(y[at], r.mul(x, wv));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            y.iter()
+                .zip(c)
+                .position(|(want, got)| want != got)
+                .map(|at| format!("Y[{at}] != conv2d(X, W)[{at}] (NCHW order)"))
+        }
+    }
 }

@@ -12,7 +12,7 @@
 
 use super::{BatchPlan, GenerateError, Generator, PartyBatch};
 use crate::material::batch::SEED_BYTES;
-use crate::material::{double_share_is_seeded, BatchHeader, BatchId, Kind, Seed, Source};
+use crate::material::{double_share_is_seeded, BatchHeader, BatchId, Kind, Seed, Shape, Source};
 use crate::math::Ring;
 use crate::sharing::lagrange_coefficients;
 use crate::with_ring;
@@ -365,13 +365,12 @@ impl<'a, R: Ring> Kernel<'a, R> {
                     put(out, k, 2 * j + 1, elem_of(r, bit ^ xor));
                 }
             }
-            Kind::MatrixTriple => {
+            Kind::MatrixTriple | Kind::ConvTriple => {
                 let shape = self
                     .plan
                     .pool
                     .shape
-                    .expect("validated matrix-triple pool has a shape");
-                let (m, kk, nn) = (shape.m as usize, shape.k as usize, shape.n as usize);
+                    .expect("validated matrix- and conv-triple pools have a shape");
                 let [sa, sb, sc] = shape.sizes();
                 let mut a = vec![r.zero(); sa];
                 let mut b = vec![r.zero(); sb];
@@ -383,23 +382,12 @@ impl<'a, R: Ring> Kernel<'a, R> {
                     for (i, x) in b.iter_mut().enumerate() {
                         *x = sum(j, sa + i, n);
                     }
-                    // C = A·B, row-major, accumulated row by row of B.
-                    c.iter_mut().for_each(|x| *x = r.zero());
-                    for row in 0..m {
-                        let out = &mut c[row * nn..(row + 1) * nn];
-                        for l in 0..kk {
-                            let x = a[row * kk + l];
-                            let brow = &b[l * nn..(l + 1) * nn];
-                            for (o, &y) in out.iter_mut().zip(brow) {
-                                *o = r.add(*o, r.mul(x, y));
-                            }
-                        }
-                    }
+                    product(r, shape, &a, &b, &mut c);
                     for (i, &v) in c.iter().enumerate() {
                         put(out, k, j * sc + i, r.sub(v, sum(j, sa + sb + i, k)));
                     }
                 }
-                // The opened matrices are secrets: overwritten before they are freed.
+                // The opened tensors are secrets: overwritten before they are freed.
                 for v in [&mut a, &mut b, &mut c] {
                     v.iter_mut().for_each(|e| *e = R::Elem::default());
                     std::hint::black_box(&v);
@@ -437,6 +425,67 @@ impl<'a, R: Ring> Kernel<'a, R> {
                             let per = self.explicit_per_item[*p];
                             let slot = j * per + if deg == 1 && per == 2 { 1 } else { 0 };
                             put(out, *p, slot, share);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// C = A·B (row-major) for a matrix shape, or Y = conv2d(X, W) (NCHW, OIHW; torch's
+/// cross-correlation with zero padding) for a convolution: each output element gathered from
+/// the inputs it depends on.
+fn product<R: Ring>(r: &R, shape: Shape, a: &[R::Elem], b: &[R::Elem], c: &mut [R::Elem]) {
+    c.iter_mut().for_each(|x| *x = r.zero());
+    match shape {
+        Shape::Matrix { m, k, n } => {
+            let (m, k, n) = (m as usize, k as usize, n as usize);
+            for row in 0..m {
+                let out = &mut c[row * n..(row + 1) * n];
+                for l in 0..k {
+                    let x = a[row * k + l];
+                    for (o, &y) in out.iter_mut().zip(&b[l * n..(l + 1) * n]) {
+                        *o = r.add(*o, r.mul(x, y));
+                    }
+                }
+            }
+        }
+        Shape::Conv(g) => {
+            let (oh, ow) = g.out().expect("validated convolution");
+            let u = |x: u16| x as usize;
+            let (ch, h, w, kh, kw) = (u(g.c), u(g.h), u(g.w), u(g.kh), u(g.kw));
+            let mut at = 0;
+            for img in 0..u(g.n) {
+                for o in 0..u(g.o) {
+                    for i in 0..oh as usize {
+                        for j in 0..ow as usize {
+                            let mut acc = r.zero();
+                            for cc in 0..ch {
+                                for di in 0..kh {
+                                    // Row of the padded input, as a row of the real one.
+                                    let Some(y) = (i * u(g.sh) + di).checked_sub(u(g.ph)) else {
+                                        continue;
+                                    };
+                                    if y >= h {
+                                        continue;
+                                    }
+                                    for dj in 0..kw {
+                                        let Some(x) = (j * u(g.sw) + dj).checked_sub(u(g.pw))
+                                        else {
+                                            continue;
+                                        };
+                                        if x >= w {
+                                            continue;
+                                        }
+                                        let xv = a[((img * ch + cc) * h + y) * w + x];
+                                        let wv = b[((o * ch + cc) * kh + di) * kw + dj];
+                                        acc = r.add(acc, r.mul(xv, wv));
+                                    }
+                                }
+                            }
+                            c[at] = acc;
+                            at += 1;
                         }
                     }
                 }

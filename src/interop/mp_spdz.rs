@@ -58,6 +58,8 @@ pub struct Layout {
     pub party: u8,
     /// Prime fields only: elements in Montgomery form (MP-SPDZ's default) or canonical.
     pub montgomery: bool,
+    /// Matrix triples: their shape, which names the file.
+    pub shape: Option<crate::material::Shape>,
 }
 
 impl Layout {
@@ -98,10 +100,13 @@ impl Layout {
                      read additive material only",
                 )
             }
-            Kind::MatrixTriple => {
+            // `Matrix-<m>x<k>x<n>-P<p>`: A, B, C row-major, read by semi, semi2k and hemi for
+            // private matrix products (Protocols/MatrixFile.h, Hemi.hpp).
+            Kind::MatrixTriple => {}
+            Kind::ConvTriple => {
                 return refuse(
-                    "MP-SPDZ's Matrix-<m>x<k>x<n> files are not written yet; take the \
-                     shares with larder_client or the share stream",
+                    "MP-SPDZ reads no convolution triples (its conv2ds falls back to matrix \
+                     or plain triples)",
                 )
             }
             Kind::Wrap => {
@@ -134,6 +139,7 @@ impl Layout {
             parties,
             party,
             montgomery: montgomery && pool.domain.is_field(),
+            shape: pool.shape,
         })
     }
 
@@ -197,7 +203,8 @@ impl Layout {
             Kind::Inverse => "Inverses",
             Kind::BinaryTriple => "Triples",
             Kind::Dabit => "daBits",
-            Kind::InputMask | Kind::Double | Kind::Wrap | Kind::MatrixTriple => {
+            Kind::MatrixTriple => "Matrix",
+            Kind::InputMask | Kind::Double | Kind::Wrap | Kind::ConvTriple => {
                 unreachable!("refused in Layout::new")
             }
         }
@@ -209,11 +216,32 @@ impl Layout {
     }
 
     /// The file name, such as `Triples-Dp-P0`, or `Triples-Dp-P0-T2` for thread 2 (`-f` mode).
+    /// Matrix triples: `Matrix-<m>x<k>x<n>-P<p>`, one file per party (see
+    /// [`Self::check_thread`]).
     pub fn file_name(&self, thread: Option<u32>) -> String {
+        if let Some(shape) = self.shape {
+            return format!("Matrix-{shape}-P{}", self.party);
+        }
         let base = format!("{}-{}-P{}", self.type_name(), self.short(), self.party);
         match thread {
             Some(t) => format!("{base}-T{t}"),
             None => base,
+        }
+    }
+
+    /// Refuses per-thread files (`-f` mode, pipes) where MP-SPDZ reads one file per party:
+    /// matrix triples.
+    ///
+    /// # Errors
+    /// [`ExportError::Conflict`] naming the one file MP-SPDZ reads.
+    pub fn check_thread(&self, thread: Option<u32>) -> Result<(), ExportError> {
+        match (self.shape, thread) {
+            (Some(_), Some(_)) => Err(ExportError::Conflict(format!(
+                "MP-SPDZ reads matrix triples from one file per party ({}), not per thread or \
+                 from a pipe: export them as one file (-F mode)",
+                self.file_name(None)
+            ))),
+            _ => Ok(()),
         }
     }
 
@@ -407,6 +435,7 @@ pub fn export_file<R: Read>(
     montgomery: bool,
 ) -> Result<Exported, ExportError> {
     let layout = Layout::of_stream(&shares.header, montgomery)?;
+    layout.check_thread(thread)?;
     let path = prepare_dir(player_data, &layout)?.join(layout.file_name(thread));
     let mut file = SecretFile::create(&path).map_err(io_at(&path))?;
     let items = write(&mut shares, &layout, file.writer()).map_err(|e| at(&path, e))?;
@@ -430,6 +459,7 @@ pub fn export_pipe<R: Read>(
     montgomery: bool,
 ) -> Result<Exported, ExportError> {
     let layout = Layout::of_stream(&shares.header, montgomery)?;
+    layout.check_thread(Some(thread))?;
     let path = prepare_dir(player_data, &layout)?.join(layout.file_name(Some(thread)));
     make_pipe(&path)?;
     let pipe = open_pipe(&path)?;

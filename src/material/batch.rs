@@ -11,8 +11,9 @@
 //! the correction party unused). A build that does not know a maker refuses the file.
 //! Dealer batches are still written as version 1, so older builds keep reading them and
 //! refuse, rather than misread, batches the parties made.
-//! Version 3 (matrix triples, any maker): the 66 bytes above, then the shape (m, k, n as u32)
-//! and a crc32 of the preceding 78 bytes: 82 bytes in all. Older builds refuse it.
+//! Version 3 (matrix and convolution triples, any maker): the 66 bytes above, then the shape
+//! (48 bytes, see `Shape::to_bytes`) and a crc32 of the preceding 114 bytes: 118 bytes in all.
+//! Older builds refuse it.
 //! then for each chunk of `chunk items` items (the last may be shorter):
 //!   seed 32 B | explicit elements (items x explicit-per-item x element bytes) | crc32 of both
 //! ```
@@ -40,7 +41,7 @@ pub const SEED_BYTES: usize = 32;
 /// Bytes of the fixed batch header (versions 1 and 2).
 pub const HEADER_BYTES: usize = 66;
 /// Bytes of a version 3 header (with a matrix shape): the most a header has.
-pub const MAX_HEADER_BYTES: usize = HEADER_BYTES + 16;
+pub const MAX_HEADER_BYTES: usize = HEADER_BYTES + super::SHAPE_BYTES + 4;
 /// The newest batch file format version this build writes and reads (it reads 1 and 2 too).
 pub const BATCH_FORMAT_VERSION: u16 = 3;
 const MAGIC: &[u8; 8] = b"LARDERBT";
@@ -231,9 +232,10 @@ impl BatchHeader {
         let crc = crc32fast::hash(&h[..62]);
         h[62..66].copy_from_slice(&crc.to_le_bytes());
         if let Some(shape) = self.pool.shape {
-            h[66..78].copy_from_slice(&shape.to_bytes());
-            let crc = crc32fast::hash(&h[..78]);
-            h[78..82].copy_from_slice(&crc.to_le_bytes());
+            let end = HEADER_BYTES + super::SHAPE_BYTES;
+            h[HEADER_BYTES..end].copy_from_slice(&shape.to_bytes());
+            let crc = crc32fast::hash(&h[..end]);
+            h[end..end + 4].copy_from_slice(&crc.to_le_bytes());
         }
         h
     }
@@ -273,13 +275,15 @@ impl BatchHeader {
                     found: bytes.len() as u64,
                 });
             }
-            let crc = u32::from_le_bytes(bytes[78..82].try_into().expect("4 bytes"));
-            if crc32fast::hash(&bytes[..78]) != crc {
+            let end = HEADER_BYTES + super::SHAPE_BYTES;
+            let crc = u32::from_le_bytes(bytes[end..end + 4].try_into().expect("4 bytes"));
+            if crc32fast::hash(&bytes[..end]) != crc {
                 return Err(FormatError::Checksum("batch header".into()));
             }
-            Some(super::Shape::from_bytes(
-                bytes[66..78].try_into().expect("12 bytes"),
-            ))
+            Some(
+                super::Shape::from_bytes(bytes[HEADER_BYTES..end].try_into().expect("48 bytes"))
+                    .ok_or_else(|| invalid("batch header", "unknown shape"))?,
+            )
         } else {
             None
         };

@@ -49,10 +49,14 @@ pub enum Kind {
     /// additively; the shape is part of the pool (`matrix-triple-z64-128x256x64`). A record
     /// is A row-major, then B, then C.
     MatrixTriple,
+    /// (X, W, Y = conv2d(X, W)) for a fixed geometry (see [`Conv`]), each element shared
+    /// additively: `conv-triple-z64-1x3x32x32-16x3x3-s1x1-p1x1`. A record is X, W, then Y,
+    /// each row-major (NCHW, OIHW, NCHW).
+    ConvTriple,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Triple,
         Kind::Square,
         Kind::Bit,
@@ -63,6 +67,7 @@ impl Kind {
         Kind::BinaryTriple,
         Kind::Dabit,
         Kind::MatrixTriple,
+        Kind::ConvTriple,
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,6 +82,7 @@ impl Kind {
             Kind::BinaryTriple => "binary-triple",
             Kind::Dabit => "dabit",
             Kind::MatrixTriple => "matrix-triple",
+            Kind::ConvTriple => "conv-triple",
         }
     }
 
@@ -92,6 +98,7 @@ impl Kind {
             Kind::BinaryTriple => 8,
             Kind::Dabit => 9,
             Kind::MatrixTriple => 10,
+            Kind::ConvTriple => 11,
         }
     }
 
@@ -143,98 +150,267 @@ pub enum PoolError {
     BadPartyCount(u8),
     #[error("the field must have more elements than parties for Shamir sharing (p = {p}, parties = {parties})")]
     FieldTooSmall { p: u128, parties: u8 },
-    #[error("{0} pools need a shape (suffix -<m>x<k>x<n>, e.g. matrix-triple-z64-128x256x64)")]
+    #[error("{0} pools need a shape (e.g. matrix-triple-z64-128x256x64, conv-triple-z64-1x3x32x32-16x3x3-s1-p1)")]
     NeedsShape(Kind),
-    #[error("only matrix-triple pools have a shape")]
+    #[error("only matrix-triple and conv-triple pools have a shape, each its own kind")]
     UnexpectedShape,
-    #[error("matrix shape {0} out of range: every side from 1 to {MAX_SIDE}, at most {MAX_RECORD_ELEMENTS} elements per triple")]
-    BadShape(Shape),
+    #[error("shape {0} out of range: every side from 1 to {MAX_SIDE}, a kernel no larger than the padded input, at most {MAX_RECORD_ELEMENTS} elements per triple")]
+    BadShape(String),
     #[error("bad pool id: {0}")]
     Parse(String),
 }
 
-/// Longest side of a matrix triple.
-pub const MAX_SIDE: u32 = 1 << 16;
+/// Longest side of a matrix or convolution triple's tensors (and largest stride or padding).
+pub const MAX_SIDE: u16 = u16::MAX;
 /// Most elements in one party's record (a matrix triple's A, B and C together): 2^22, 32 MiB
 /// over Z_2^64.
 pub const MAX_RECORD_ELEMENTS: u64 = 1 << 22;
+/// Bytes of a shape in batch and share headers.
+pub const SHAPE_BYTES: usize = 48;
 
-/// The shape of a matrix triple: A is m x k, B is k x n, C = A·B is m x n.
+/// The geometry of a convolution triple, as torch's `conv2d` (cross-correlation, zero padding,
+/// no dilation, one group): X is n x c x h x w, the kernels W are o x c x kh x kw, and
+/// Y = conv2d(X, W) is n x o x oh x ow with oh = (h + 2 ph - kh) / sh + 1 (and so for ow).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Shape {
-    pub m: u32,
-    pub k: u32,
-    pub n: u32,
+pub struct Conv {
+    pub n: u16,
+    pub c: u16,
+    pub h: u16,
+    pub w: u16,
+    pub o: u16,
+    pub kh: u16,
+    pub kw: u16,
+    pub sh: u16,
+    pub sw: u16,
+    pub ph: u16,
+    pub pw: u16,
+}
+
+impl Conv {
+    /// The output's height and width (`None` if the kernel is larger than the padded input).
+    pub fn out(&self) -> Option<(u32, u32)> {
+        let side = |x: u16, k: u16, s: u16, p: u16| {
+            let padded = u64::from(x) + 2 * u64::from(p);
+            (s >= 1 && u64::from(k) <= padded)
+                .then(|| ((padded - u64::from(k)) / u64::from(s) + 1) as u32)
+        };
+        Some((
+            side(self.h, self.kh, self.sh, self.ph)?,
+            side(self.w, self.kw, self.sw, self.pw)?,
+        ))
+    }
+
+    fn fields(&self) -> [u16; 11] {
+        [
+            self.n, self.c, self.h, self.w, self.o, self.kh, self.kw, self.sh, self.sw, self.ph,
+            self.pw,
+        ]
+    }
+}
+
+/// The shape of a matrix or convolution triple, part of its pool.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Shape {
+    /// A is m x k, B is k x n, C = A·B is m x n.
+    Matrix { m: u16, k: u16, n: u16 },
+    /// X, W and Y = conv2d(X, W), see [`Conv`].
+    Conv(Conv),
 }
 
 impl Shape {
-    /// Elements of A, B and C.
+    /// Elements of the three tensors of a record, in record order.
     pub fn sizes(self) -> [usize; 3] {
-        let (m, k, n) = (self.m as usize, self.k as usize, self.n as usize);
-        [m * k, k * n, m * n]
+        match self {
+            Shape::Matrix { m, k, n } => {
+                let (m, k, n) = (m as usize, k as usize, n as usize);
+                [m * k, k * n, m * n]
+            }
+            Shape::Conv(g) => {
+                let (oh, ow) = g.out().unwrap_or((0, 0));
+                let u = |x: u16| x as usize;
+                let (oh, ow) = (oh as usize, ow as usize);
+                [
+                    u(g.n) * u(g.c) * u(g.h) * u(g.w),
+                    u(g.o) * u(g.c) * u(g.kh) * u(g.kw),
+                    u(g.n) * u(g.o) * oh * ow,
+                ]
+            }
+        }
     }
 
-    /// Elements of one record (A, B and C).
+    /// Elements of one record.
     pub fn elements(self) -> u64 {
-        let (m, k, n) = (u64::from(self.m), u64::from(self.k), u64::from(self.n));
-        m * k + k * n + m * n
+        self.sizes().iter().map(|&s| s as u64).sum()
+    }
+
+    /// The kind this shape belongs to.
+    pub fn kind(self) -> Kind {
+        match self {
+            Shape::Matrix { .. } => Kind::MatrixTriple,
+            Shape::Conv(_) => Kind::ConvTriple,
+        }
     }
 
     fn valid(self) -> bool {
-        [self.m, self.k, self.n]
-            .iter()
-            .all(|&s| (1..=MAX_SIDE).contains(&s))
-            && self.elements() <= MAX_RECORD_ELEMENTS
+        let sides_ok = match self {
+            Shape::Matrix { m, k, n } => [m, k, n].iter().all(|&s| (1..=MAX_SIDE).contains(&s)),
+            Shape::Conv(g) => {
+                let f = g.fields();
+                f[..9].iter().all(|&s| (1..=MAX_SIDE).contains(&s))
+                    && f[9..].iter().all(|&p| p < MAX_SIDE)
+                    && g.out().is_some()
+            }
+        };
+        // Computed in u64 only once every side is bounded.
+        sides_ok && self.elements() <= MAX_RECORD_ELEMENTS
     }
 
-    /// The 12 bytes stored in batch and share headers: m, k, n as little-endian u32.
-    pub fn to_bytes(self) -> [u8; 12] {
-        let mut b = [0u8; 12];
-        b[0..4].copy_from_slice(&self.m.to_le_bytes());
-        b[4..8].copy_from_slice(&self.k.to_le_bytes());
-        b[8..12].copy_from_slice(&self.n.to_le_bytes());
+    /// The [`SHAPE_BYTES`] stored in batch and share headers: a tag (1 matrix, 2 convolution),
+    /// three zero bytes, then the sides as little-endian u32 (m, k, n; or n, c, h, w, o, kh,
+    /// kw, sh, sw, ph, pw), zero-filled.
+    pub fn to_bytes(self) -> [u8; SHAPE_BYTES] {
+        let mut b = [0u8; SHAPE_BYTES];
+        let fields: Vec<u16> = match self {
+            Shape::Matrix { m, k, n } => {
+                b[0] = 1;
+                vec![m, k, n]
+            }
+            Shape::Conv(g) => {
+                b[0] = 2;
+                g.fields().to_vec()
+            }
+        };
+        for (i, f) in fields.iter().enumerate() {
+            b[4 + 4 * i..8 + 4 * i].copy_from_slice(&u32::from(*f).to_le_bytes());
+        }
         b
     }
 
-    pub fn from_bytes(b: &[u8; 12]) -> Shape {
-        let word = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
-        Shape {
-            m: word(0),
-            k: word(4),
-            n: word(8),
+    /// Reads [`Self::to_bytes`]; `None` for an unknown tag, nonzero padding or a side above
+    /// [`MAX_SIDE`].
+    pub fn from_bytes(b: &[u8; SHAPE_BYTES]) -> Option<Shape> {
+        let wide =
+            |i: usize| u32::from_le_bytes(b[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes"));
+        let used = match b[0] {
+            1 => 3,
+            2 => 11,
+            _ => return None,
+        };
+        if b[1..4] != [0, 0, 0]
+            || b[4 + 4 * used..].iter().any(|&x| x != 0)
+            || (0..used).any(|i| wide(i) > u32::from(MAX_SIDE))
+        {
+            return None;
+        }
+        let word = |i: usize| wide(i) as u16;
+        Some(match b[0] {
+            1 => Shape::Matrix {
+                m: word(0),
+                k: word(1),
+                n: word(2),
+            },
+            _ => Shape::Conv(Conv {
+                n: word(0),
+                c: word(1),
+                h: word(2),
+                w: word(3),
+                o: word(4),
+                kh: word(5),
+                kw: word(6),
+                sh: word(7),
+                sw: word(8),
+                ph: word(9),
+                pw: word(10),
+            }),
+        })
+    }
+
+    /// Parses the shape parts of a pool id: `<m>x<k>x<n>` for a matrix triple; for a
+    /// convolution `<n>x<c>x<h>x<w>`, `<o>x<kh>x<kw>` and optional `s<stride>` and
+    /// `p<padding>` (one number, or height x width; stride 1 and padding 0 if left out).
+    fn parse(
+        kind: Kind,
+        dims: &[&str],
+        stride: Option<&str>,
+        pad: Option<&str>,
+    ) -> Result<Shape, PoolError> {
+        let nums = |s: &str| -> Result<Vec<u16>, PoolError> {
+            s.split('x')
+                .map(|p| {
+                    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                        return Err(PoolError::Parse(format!(
+                            "{s:?} is not a list of sides like 3x4x5"
+                        )));
+                    }
+                    p.parse()
+                        .map_err(|_| PoolError::Parse(format!("{p:?} is too large a side")))
+                })
+                .collect()
+        };
+        let pair = |s: Option<&str>, default: u16| -> Result<(u16, u16), PoolError> {
+            match s.map(nums).transpose()?.as_deref() {
+                None => Ok((default, default)),
+                Some([x]) => Ok((*x, *x)),
+                Some([y, x]) => Ok((*y, *x)),
+                Some(_) => Err(PoolError::Parse(
+                    "a stride or padding is one number or two (HxW)".into(),
+                )),
+            }
+        };
+        match (kind, dims) {
+            (Kind::ConvTriple, [input, kernel]) => match (&nums(input)?[..], &nums(kernel)?[..]) {
+                ([n, c, h, w], [o, kh, kw]) => {
+                    let (sh, sw) = pair(stride, 1)?;
+                    let (ph, pw) = pair(pad, 0)?;
+                    Ok(Shape::Conv(Conv {
+                        n: *n,
+                        c: *c,
+                        h: *h,
+                        w: *w,
+                        o: *o,
+                        kh: *kh,
+                        kw: *kw,
+                        sh,
+                        sw,
+                        ph,
+                        pw,
+                    }))
+                }
+                _ => Err(PoolError::Parse(
+                    "a convolution is <n>x<c>x<h>x<w>-<o>x<kh>x<kw>[-s<stride>][-p<padding>]"
+                        .into(),
+                )),
+            },
+            (_, [dims]) if stride.is_none() && pad.is_none() => match nums(dims)?[..] {
+                [m, k, n] => Ok(Shape::Matrix { m, k, n }),
+                _ => Err(PoolError::Parse(format!(
+                    "{dims:?} is not a matrix shape <m>x<k>x<n>"
+                ))),
+            },
+            _ => Err(PoolError::Parse(format!(
+                "{} takes no such shape",
+                kind.name()
+            ))),
         }
     }
 }
 
 impl fmt::Display for Shape {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}x{}x{}", self.m, self.k, self.n)
+        match self {
+            Shape::Matrix { m, k, n } => write!(f, "{m}x{k}x{n}"),
+            Shape::Conv(g) => write!(
+                f,
+                "{}x{}x{}x{}-{}x{}x{}-s{}x{}-p{}x{}",
+                g.n, g.c, g.h, g.w, g.o, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw
+            ),
+        }
     }
 }
 
 impl fmt::Debug for Shape {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
-    }
-}
-
-impl FromStr for Shape {
-    type Err = PoolError;
-    fn from_str(s: &str) -> Result<Self, PoolError> {
-        let bad = || PoolError::Parse(format!("{s:?} is not a shape <m>x<k>x<n>"));
-        let sides: Vec<u32> = s
-            .split('x')
-            .map(|p| {
-                if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(bad());
-                }
-                p.parse().map_err(|_| bad())
-            })
-            .collect::<Result<_, _>>()?;
-        match sides[..] {
-            [m, k, n] => Ok(Shape { m, k, n }),
-            _ => Err(bad()),
-        }
     }
 }
 
@@ -266,11 +442,11 @@ impl PoolSpec {
         }
     }
 
-    /// A matrix-triple pool of `shape` over `domain`.
-    pub fn matrix(domain: Domain, shape: Shape) -> Self {
+    /// A matrix- or conv-triple pool of `shape` over `domain`.
+    pub fn shaped(domain: Domain, shape: Shape) -> Self {
         PoolSpec {
             shape: Some(shape),
-            ..PoolSpec::new(Kind::MatrixTriple, domain)
+            ..PoolSpec::new(shape.kind(), domain)
         }
     }
 
@@ -324,12 +500,14 @@ impl PoolSpec {
             return Err(PoolError::DabitDomain(self.domain));
         }
         match (self.kind, self.shape) {
-            (Kind::MatrixTriple, Some(shape)) if !shape.valid() => {
-                return Err(PoolError::BadShape(shape))
+            (Kind::MatrixTriple | Kind::ConvTriple, None) => {
+                return Err(PoolError::NeedsShape(self.kind))
             }
-            (Kind::MatrixTriple, None) => return Err(PoolError::NeedsShape(self.kind)),
-            (Kind::MatrixTriple, Some(_)) | (_, None) => {}
-            (_, Some(_)) => return Err(PoolError::UnexpectedShape),
+            (kind, Some(shape)) if shape.kind() != kind => return Err(PoolError::UnexpectedShape),
+            (_, Some(shape)) if !shape.valid() => {
+                return Err(PoolError::BadShape(shape.to_string()))
+            }
+            _ => {}
         }
         match (self.kind, self.threshold) {
             (Kind::Double, Some(t)) if t >= 1 && parties as u32 > 2 * t as u32 => {
@@ -363,7 +541,9 @@ impl PoolSpec {
             Kind::Bit => 1,
             Kind::InputMask if self.owner == Some(party) => 2,
             Kind::InputMask => 1,
-            Kind::MatrixTriple => self.shape.map_or(3, |s| s.elements() as usize),
+            Kind::MatrixTriple | Kind::ConvTriple => {
+                self.shape.map_or(3, |s| s.elements() as usize)
+            }
         }
     }
 
@@ -477,7 +657,7 @@ pub fn party_layout(spec: &PoolSpec, party: u8) -> Vec<Source> {
         // Made by the dealer only (see `generate::can_make`): every element explicit.
         Kind::Wrap | Kind::Dabit => vec![Explicit, Explicit],
         Kind::BinaryTriple => vec![Explicit, Explicit, Explicit],
-        Kind::MatrixTriple => vec![Explicit; spec.record_len(party)],
+        Kind::MatrixTriple | Kind::ConvTriple => vec![Explicit; spec.record_len(party)],
     }
 }
 
@@ -516,7 +696,7 @@ pub fn record_layout(spec: &PoolSpec, parties: u8, party: u8, correction: u8) ->
         // element is not: every party's is explicit.
         Kind::Dabit if spec.domain.is_field() => vec![fix(k), Explicit],
         Kind::Dabit => vec![fix(k), fix(k)],
-        Kind::MatrixTriple => {
+        Kind::MatrixTriple | Kind::ConvTriple => {
             let [a, b, c] = spec.shape.map_or([1, 1, 1], |s| s.sizes());
             let mut l = vec![Seeded; a + b];
             l.extend(std::iter::repeat_n(fix(k), c));
@@ -561,7 +741,7 @@ impl FromStr for PoolSpec {
     fn from_str(s: &str) -> Result<Self, PoolError> {
         let bad = || {
             PoolError::Parse(format!(
-                "{s:?} (expected kind-domain[-tT][-oO][-MxKxN], e.g. triple-z64)"
+                "{s:?} (expected kind-domain[-tT][-oO][-shape], e.g. triple-z64)"
             ))
         };
         // The longest kind name that prefixes the id (matrix-triple, not triple).
@@ -577,14 +757,24 @@ impl FromStr for PoolSpec {
             .parse()
             .map_err(|e| PoolError::Parse(format!("{s:?}: {e}")))?;
         let mut spec = PoolSpec::new(kind, domain);
+        let (mut dims, mut stride, mut pad) = (Vec::new(), None, None);
         for part in parts {
             let num = |p: &str| p[1..].parse::<u8>().map_err(|_| bad());
             match part.as_bytes().first() {
                 Some(b't') if spec.threshold.is_none() => spec.threshold = Some(num(part)?),
                 Some(b'o') if spec.owner.is_none() => spec.owner = Some(num(part)?),
-                Some(b'0'..=b'9') if spec.shape.is_none() => spec.shape = Some(part.parse()?),
+                Some(b'0'..=b'9') if dims.len() < 2 && stride.is_none() && pad.is_none() => {
+                    dims.push(part)
+                }
+                Some(b's') if kind == Kind::ConvTriple && stride.is_none() && pad.is_none() => {
+                    stride = Some(&part[1..])
+                }
+                Some(b'p') if kind == Kind::ConvTriple && pad.is_none() => pad = Some(&part[1..]),
                 _ => return Err(bad()),
             }
+        }
+        if !dims.is_empty() {
+            spec.shape = Some(Shape::parse(kind, &dims, stride, pad)?);
         }
         Ok(spec)
     }

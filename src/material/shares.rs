@@ -2,14 +2,14 @@
 //!
 //! ```text
 //! magic "LARDERSH" | format version u16 | kind u8 | domain 17 B | threshold u8 | owner u8
-//! | parties u8 | party u8 | checkout id length u16 | [version 2: shape m, k, n u32]
+//! | parties u8 | party u8 | checkout id length u16 | [version 2: shape, 48 B]
 //! | checkout id (UTF-8)
 //! | items u64 | range count u32 | ranges (batch id 16 B, first item u64, count u64)...
 //! | crc32 of the header so far
 //! records: items x record length x element bytes, little-endian canonical elements
 //! trailer: crc32 of the records
 //! ```
-//! Version 2 is written only for matrix triples (whose records hold m·k + k·n + m·n elements);
+//! Version 2 is written only for matrix and convolution triples (`Shape::to_bytes`);
 //! every other pool's stream is version 1, byte for byte as before.
 //! It is written and read incrementally, so a checkout of millions of items never has to sit
 //! in memory whole.
@@ -29,6 +29,9 @@ pub const MAX_CHECKOUT_ID: usize = 256;
 /// Longest checkout id in a share stream's header, in bytes: [`MAX_CHECKOUT_ID`] characters of
 /// up to 4 bytes each in UTF-8.
 pub const MAX_CHECKOUT_ID_BYTES: usize = 4 * MAX_CHECKOUT_ID;
+/// Most bytes of records [`ShareReader::next_records`] returns at once (one record may be
+/// more: a matrix triple is up to 32 MiB).
+pub const MAX_READ_BYTES: u64 = 16 << 20;
 /// Most ranges in one stream (bounds what a header can make a reader allocate: 2 MiB).
 const MAX_RANGES: u32 = 1 << 16;
 
@@ -120,9 +123,11 @@ impl ShareHeader {
         let domain = Domain::from_bytes(fixed[11..28].try_into().expect("17 bytes"))
             .ok_or_else(|| bad("unknown domain or non-prime modulus"))?;
         let shape = if version == 2 {
-            Some(super::Shape::from_bytes(
-                take(12)?.as_slice().try_into().expect("12 bytes"),
-            ))
+            let raw = take(super::SHAPE_BYTES)?;
+            Some(
+                super::Shape::from_bytes(raw.as_slice().try_into().expect("48 bytes"))
+                    .ok_or_else(|| bad("unknown shape"))?,
+            )
         } else {
             None
         };
@@ -297,13 +302,15 @@ impl<R: Read> ShareReader<R> {
         })
     }
 
-    /// The next up to `max_items` records, or `None` after the last (whose trailer and end of
-    /// stream have then been checked).
+    /// The next up to `max_items` records (fewer where records are large: at most
+    /// [`MAX_READ_BYTES`] of them, and at least one), or `None` after the last (whose trailer
+    /// and end of stream have then been checked).
     ///
     /// # Errors
     /// [`FormatError`] for truncation, trailing bytes or a checksum mismatch.
     pub fn next_records(&mut self, max_items: usize) -> Result<Option<Vec<u8>>, FormatError> {
         let rb = self.header.record_bytes() as u64;
+        let max_items = max_items.min((MAX_READ_BYTES / rb.max(1)).max(1) as usize);
         if self.remaining == 0 {
             let mut crc = [0u8; 4];
             read_exact_or_truncated(&mut self.inner, &mut crc, "share trailer")?;

@@ -64,7 +64,7 @@ pub use records::*;
 use reservations::*;
 use view::View;
 
-use crate::material::batch::MAX_HEADER_BYTES;
+use crate::material::batch::{HEADER_BYTES, MAX_HEADER_BYTES};
 use crate::material::shares::MAX_CHECKOUT_ID;
 use crate::material::{
     BatchHeader, BatchId, FormatError, Maker, PoolSpec, ShareHeader, ShareRange, ShareWriter,
@@ -326,17 +326,19 @@ impl Store {
     }
 }
 
-/// Reads and checks the header at the start of a batch file (66 bytes, or 82 with a matrix
-/// shape; a file is always longer than its header).
+/// Reads and checks the header at the start of a batch file: its 66 bytes, and for a version 3
+/// header (a matrix or convolution shape) the rest of its 118.
 pub(crate) fn read_batch_header(file: &File, path: &Path) -> Result<BatchHeader> {
     use std::os::unix::fs::FileExt;
-    let len = file
-        .metadata()
-        .map_err(io_err("stat", path))?
-        .len()
-        .min(MAX_HEADER_BYTES as u64) as usize;
-    let mut hbuf = vec![0u8; len];
-    file.read_exact_at(&mut hbuf, 0)
+    let mut hbuf = [0u8; MAX_HEADER_BYTES];
+    file.read_exact_at(&mut hbuf[..HEADER_BYTES], 0)
         .map_err(io_err("read", path))?;
-    Ok(BatchHeader::decode(&hbuf)?)
+    let len = if u16::from_le_bytes([hbuf[8], hbuf[9]]) == 3 {
+        file.read_exact_at(&mut hbuf[HEADER_BYTES..], HEADER_BYTES as u64)
+            .map_err(io_err("read", path))?;
+        MAX_HEADER_BYTES
+    } else {
+        HEADER_BYTES
+    };
+    Ok(BatchHeader::decode(&hbuf[..len])?)
 }

@@ -34,7 +34,7 @@ macro_rules! named_schema {
 named_schema!(
     PoolSpec,
     "Pool",
-    json!({"type": "string", "description": "kind-domain[-tT][-oO][-MxKxN], e.g. triple-z64, double-p128-t1, input-mask-p61-o0, matrix-triple-z64-128x256x64", "examples": ["triple-z64"]})
+    json!({"type": "string", "description": "kind-domain[-tT][-oO][-shape], e.g. triple-z64, double-p128-t1, input-mask-p61-o0, matrix-triple-z64-128x256x64, conv-triple-z64-1x3x32x32-16x3x3-s1x1-p1x1", "examples": ["triple-z64"]})
 );
 named_schema!(
     BatchId,

@@ -4,19 +4,24 @@ Layout (all integers little-endian; see ``docs/protocol.md`` in the Larder repos
 
     magic "LARDERSH" | version u16 | kind u8 | domain: tag u8 + modulus u128 | threshold u8
     | owner u8 (255: none) | parties u8 | party u8 | checkout id length u16
-    | [version 2 only: matrix shape m, k, n as u32] | checkout id
+    | [version 2 only: shape, 48 bytes: tag u8 (1 matrix, 2 convolution), 3 zero bytes,
+       sides as u32 (m, k, n; or n, c, h, w, o, kh, kw, sh, sw, ph, pw), zero-filled]
+    | checkout id
     | items u64 | range count u32 | ranges (batch id 16 B, first item u64, count u64)...
     | CRC-32 of the header so far
     records: items x record length x element bytes, canonical little-endian elements
     trailer: CRC-32 of the records
 
-Version 2 is written for matrix triples only, whose records hold A (m x k), B (k x n) and
-C = A·B (m x n), each row-major; every other stream is version 1. The reader checks both
+Version 2 is written for matrix and convolution triples only: a matrix triple's records hold
+A (m x k), B (k x n) and C = A·B (m x n); a convolution triple's hold X (n x c x h x w),
+W (o x c x kh x kw) and Y = conv2d(X, W) (n x o x oh x ow, torch's conv2d with the stride and
+zero padding), each row-major. Every other stream is version 1. The reader checks both
 checksums and refuses truncated, foreign or trailing bytes.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -43,6 +48,7 @@ KINDS = {
     8: "binary-triple",
     9: "dabit",
     10: "matrix-triple",
+    11: "conv-triple",
 }
 
 #: Names of the elements of one record, per kind (an input mask's owner also holds ``r_clear``).
@@ -62,6 +68,8 @@ COLUMNS: Dict[str, Tuple[str, ...]] = {
     "dabit": ("b", "b_xor"),
     # A, B and C = A·B of the pool's shape, row-major: see Shares.matrices().
     "matrix-triple": ("a", "b", "c"),
+    # X, W and Y = conv2d(X, W), NCHW and OIHW: see Shares.tensors().
+    "conv-triple": ("x", "w", "y"),
 }
 
 #: The columns of each kind that are XOR-shared (they open by XOR, not by summing).
@@ -93,15 +101,28 @@ class ShareHeader:
     checkout: str
     items: int
     ranges: Tuple[ShareRange, ...]
-    #: (m, k, n) of a matrix triple: A is m x k, B is k x n, C is m x n.
-    shape: Optional[Tuple[int, int, int]] = None
+    #: A matrix triple's (m, k, n); a convolution triple's
+    #: (n, c, h, w, o, kh, kw, stride h, stride w, padding h, padding w).
+    shape: Optional[Tuple[int, ...]] = None
+
+    @property
+    def tensor_shapes(self) -> Optional[Tuple[Tuple[int, ...], ...]]:
+        """The shapes of a matrix or convolution triple's three tensors, else ``None``."""
+        if self.shape is None:
+            return None
+        if len(self.shape) == 3:
+            m, k, n = self.shape
+            return ((m, k), (k, n), (m, n))
+        n, c, h, w, o, kh, kw, sh, sw, ph, pw = self.shape
+        oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        return ((n, c, h, w), (o, c, kh, kw), (n, o, oh, ow))
 
     @property
     def record_len(self) -> int:
         """Elements in one record at this party."""
-        if self.shape is not None:
-            m, k, n = self.shape
-            return m * k + k * n + m * n
+        shapes = self.tensor_shapes
+        if shapes is not None:
+            return sum(math.prod(t) for t in shapes)
         return len(self.columns)
 
     @property
@@ -182,11 +203,16 @@ def _read_header(r: _Checked) -> ShareHeader:
         raise FormatError("checkout id length out of range")
     shape = None
     if version == 2:
-        shape = struct.unpack("<III", r.take(12, "share header"))
-        if kind != "matrix-triple" or min(shape) < 1 or max(shape) > 1 << 16:
-            raise FormatError("a matrix shape out of range, or on a kind without one")
-    elif kind == "matrix-triple":
-        raise FormatError("a matrix-triple stream without its shape")
+        raw = r.take(48, "share header")
+        used = {1: 3, 2: 11}.get(raw[0])
+        if used is None or raw[1:4] != b"\0\0\0" or any(raw[4 + 4 * used :]):
+            raise FormatError("unknown shape")
+        shape = struct.unpack_from(f"<{used}I", raw, 4)
+        wanted = "matrix-triple" if used == 3 else "conv-triple"
+        if kind != wanted or max(shape) > 0xFFFF or min(shape[: 3 if used == 3 else 9]) < 1:
+            raise FormatError("a shape out of range, or on a kind without one")
+    elif kind in ("matrix-triple", "conv-triple"):
+        raise FormatError(f"a {kind} stream without its shape")
     try:
         checkout = r.take(id_len, "share header").decode("utf-8")
     except UnicodeDecodeError as e:
@@ -235,26 +261,33 @@ class Shares:
     def column(self, name: str) -> np.ndarray:
         """One element of every record by name, such as ``a``, ``b`` and ``c`` of triples."""
         if self.header.shape is not None:
-            raise KeyError("matrix triples hold matrices: use matrices()")
+            raise KeyError(f"{self.header.kind} records hold tensors: use tensors()")
         try:
             i = self.header.columns.index(name)
         except ValueError:
             raise KeyError(f"{self.header.kind} records hold {self.header.columns}, not {name!r}")
         return self.values[:, i]
 
+    def tensors(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A matrix or convolution triple's shares as three arrays of shapes ``(items, *t)``
+        for each tensor shape ``t`` in ``header.tensor_shapes``: A, B, C = A·B, or X, W,
+        Y = conv2d(X, W) (views of ``values``, no copy where elements fit in 64 bits)."""
+        shapes = self.header.tensor_shapes
+        if shapes is None:
+            raise ValueError(f"{self.header.kind} records are not tensors")
+        v, items, at, out = self.values, self.header.items, 0, []
+        for t in shapes:
+            size = math.prod(t)
+            out.append(v[:, at : at + size].reshape(items, *t))
+            at += size
+        return out[0], out[1], out[2]
+
     def matrices(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """A matrix triple's shares as arrays of shapes ``(items, m, k)``, ``(items, k, n)`` and
-        ``(items, m, n)`` (views of ``values``, no copy where elements fit in 64 bits)."""
-        if self.header.shape is None:
+        """A matrix triple's A, B and C: :meth:`tensors` of shapes ``(items, m, k)``,
+        ``(items, k, n)`` and ``(items, m, n)``."""
+        if self.header.kind != "matrix-triple":
             raise ValueError(f"{self.header.kind} records are not matrices")
-        m, k, n = self.header.shape
-        v = self.values
-        items = self.header.items
-        return (
-            v[:, : m * k].reshape(items, m, k),
-            v[:, m * k : m * k + k * n].reshape(items, k, n),
-            v[:, m * k + k * n :].reshape(items, m, n),
-        )
+        return self.tensors()
 
     def as_int64(self) -> np.ndarray:
         """Z_2^64 shares as an ``(items, elements per record)`` ``int64`` array: the same bits

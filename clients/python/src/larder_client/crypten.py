@@ -30,6 +30,9 @@ CrypTen asks for              pool (default)         columns
 ``generate_additive_triple``  ``triple-z64``         a, b, c = a * b (same shapes)
 ``generate_additive_triple``  ``matrix-triple-z64-``  A (m x k), B (k x n), C = A @ B
 (``matmul``, 2-D)             ``<m>x<k>x<n>``
+``generate_additive_triple``  ``conv-triple-z64-``    X, W, Y = conv2d(X, W)
+(``conv2d``)                  ``<n>x<c>x<h>x<w>-``
+                              ``<o>x<kh>x<kw>-s..-p..``
 ``square``                    ``square-z64``         r, r^2
 ``generate_binary_triple``    ``binary-triple-z64``  a, b, c = a & b (same shapes)
 ``wrap_rng``                  ``wrap-z64``           r, theta_r
@@ -38,8 +41,10 @@ CrypTen asks for              pool (default)         columns
 
 A ``matmul`` of two private matrices takes one matrix triple of exactly its shape, from the pool
 named after it, which the consortium must keep (``matrix-triple-z64-1000x16x32`` for a 1000 x 16
-by 16 x 32 product). Triples Larder has no pool for (a matmul shape the consortium does not
-keep, batched or 1-D matmuls, convolutions, broadcasting products) are refused with a clear
+by 16 x 32 product); a ``conv2d`` of a private batch by private kernels likewise takes one
+convolution triple of its geometry (``conv-triple-z64-1x3x32x32-16x3x3-s1x1-p1x1``). Triples
+Larder has no pool for (a shape the consortium does not keep, batched or 1-D matmuls, conv1d,
+dilated or grouped or transposed convolutions, broadcasting products) are refused with a clear
 error, or, if ``fallback`` names one of CrypTen's own providers (``"TFP"``), made by it while
 Larder serves the rest; :attr:`LarderProvider.fallbacks` counts them.
 
@@ -178,12 +183,21 @@ class LarderProvider(TupleProvider):
         if op == "mul" and s0 == s1 and not args and not kwargs:
             abc = self._columns("triple", s0, 3, device)
         elif op == "matmul" and len(s0) == 2 and len(s1) == 2 and s0[1] == s1[0] and not args and not kwargs:
-            abc = self._matrices(s0[0], s0[1], s1[1], device)
+            pool = f"matrix-triple-z64-{s0[0]}x{s0[1]}x{s1[1]}"
+            abc = self._tensors(pool, (s0, s1, (s0[0], s1[1])), device)
             if abc is None:
                 return self._fallback(
                     "generate_additive_triple",
-                    f"matmul triples of shapes {s0} and {s1} (no pool "
-                    f"{self._matrix_pool(s0[0], s0[1], s1[1])} in this consortium)",
+                    f"matmul triples of shapes {s0} and {s1} (no pool {pool} in this consortium)",
+                    size0, size1, op, device, *args, **kwargs,
+                )
+        elif op == "conv2d" and not args and _conv_geometry(s0, s1, kwargs) is not None:
+            pool, out = _conv_geometry(s0, s1, kwargs)
+            abc = self._tensors(pool, (s0, s1, out), device)
+            if abc is None:
+                return self._fallback(
+                    "generate_additive_triple",
+                    f"conv2d triples of shapes {s0} and {s1} (no pool {pool} in this consortium)",
                     size0, size1, op, device, *args, **kwargs,
                 )
         else:
@@ -258,26 +272,24 @@ class LarderProvider(TupleProvider):
             stock = self._stock[pool] = _Pool(self, pool, block, most)
         return stock
 
-    def _matrix_pool(self, m: int, k: int, n: int) -> str:
-        return f"matrix-triple-z64-{m}x{k}x{n}"
-
-    def _matrices(self, m: int, k: int, n: int, device) -> Optional[Tuple[torch.Tensor, ...]]:
-        pool = self._matrix_pool(m, k, n)
+    def _tensors(self, pool: str, shapes, device) -> Optional[Tuple[torch.Tensor, ...]]:
+        """One matrix or convolution triple from ``pool``, as tensors of ``shapes``; ``None``
+        if the consortium does not keep the pool."""
         if pool in self._missing:
             return None
+        sizes = [math.prod(t) for t in shapes]
         try:
-            row = self._stock_of(pool, m * k + k * n + m * n).take(1)[0]
+            row = self._stock_of(pool, sum(sizes)).take(1)[0]
         except LarderProviderError as e:
             if isinstance(e.__cause__, LarderError) and e.__cause__.code == "unknown-pool":
                 self._missing.add(pool)
                 del self._stock[pool]
                 return None
             raise
-        parts = (
-            row[: m * k].reshape(m, k),
-            row[m * k : m * k + k * n].reshape(k, n),
-            row[m * k + k * n :].reshape(m, n),
-        )
+        parts, at = [], 0
+        for t, size in zip(shapes, sizes):
+            parts.append(row[at : at + size].reshape(t))
+            at += size
         out = tuple(torch.from_numpy(x) for x in parts)
         return tuple(t.to(device) for t in out) if device is not None else out
 
@@ -343,6 +355,36 @@ class LarderProvider(TupleProvider):
     def _error(self, message: str) -> LarderProviderError:
         log.error("rank %s: %s", _rank(), message)
         return LarderProviderError(message)
+
+
+def _conv_geometry(s0, s1, kwargs) -> Optional[Tuple[str, Tuple[int, ...]]]:
+    """The pool and output shape of CrypTen's conv2d of an ``s0`` input by ``s1`` kernels, if
+    Larder has a kind for it (4-D, integer stride and padding, no dilation, one group)."""
+    if len(s0) != 4 or len(s1) != 4 or s0[1] != s1[1]:
+        return None
+    if kwargs.get("dilation", 1) not in (1, (1, 1)) or kwargs.get("groups", 1) != 1:
+        return None
+    if set(kwargs) - {"stride", "padding", "dilation", "groups"}:
+        return None
+
+    def pair(v):
+        if isinstance(v, int):
+            return (v, v)
+        if isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(x, int) for x in v):
+            return tuple(v)
+        return None
+
+    stride, pad = pair(kwargs.get("stride", 1)), pair(kwargs.get("padding", 0))
+    if stride is None or pad is None:
+        return None
+    n, c, h, w = s0
+    o, _, kh, kw = s1
+    oh, ow = (h + 2 * pad[0] - kh) // stride[0] + 1, (w + 2 * pad[1] - kw) // stride[1] + 1
+    pool = (
+        f"conv-triple-z64-{n}x{c}x{h}x{w}-{o}x{kh}x{kw}"
+        f"-s{stride[0]}x{stride[1]}-p{pad[0]}x{pad[1]}"
+    )
+    return pool, (n, o, oh, ow)
 
 
 def _rank() -> str:
