@@ -110,6 +110,14 @@ fn python_src() -> String {
     repo().join("clients/python/src").display().to_string()
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Three TLS nodes keeping the pools CrypTen burns, in large batches.
 async fn consortium(pools: &[&str]) -> Cluster {
     let pools: Vec<PoolSpec> = pools.iter().map(|p| p.parse().unwrap()).collect();
@@ -122,19 +130,6 @@ async fn consortium(pools: &[&str]) -> Cluster {
     Cluster { dir, run }
 }
 
-/// The consortium as the example reads it.
-fn describe(c: &Cluster) -> PathBuf {
-    let description = serde_json::json!({
-        "ca": c.prov.ca,
-        "parties": c.prov.engines.iter().map(|e| serde_json::json!({
-            "url": e.url, "token_file": e.token_file,
-        })).collect::<Vec<_>>(),
-    });
-    let path = c.dir.path().join("consortium.json");
-    std::fs::write(&path, description.to_string()).unwrap();
-    path
-}
-
 /// Runs the example's three ranks; rank 0's report.
 /// `flag` is one of the example's test flags (`--corrupt`, `--private-model`).
 fn run_model(
@@ -144,7 +139,7 @@ fn run_model(
     patients: u32,
     flag: Option<&str>,
 ) -> Value {
-    let consortium = describe(c);
+    let consortium = c.describe_for_python();
     let tag = flag.unwrap_or("plain").trim_start_matches('-');
     let rendezvous = c.dir.path().join(format!("rdv-{provider}-{tag}"));
     let report = c.dir.path().join(format!("report-{provider}-{tag}.json"));
@@ -197,11 +192,7 @@ const MATRIX_POOLS: [&str; 2] = ["matrix-triple-z64-200x16x32", "matrix-triple-z
 #[test]
 fn a_crypten_model_runs_on_larder_material_alone_and_matches_plaintext() {
     let python = crypten_python();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let all: Vec<&str> = CRYPTEN_POOLS.iter().chain(&MATRIX_POOLS).copied().collect();
     let c = rt.block_on(consortium(&all));
     // Three runs of 200 patients (33 comparisons each) burn about 250 000 binary triples each
@@ -332,11 +323,7 @@ print(json.dumps({{"waited": p.waited, "shape": list(r.share.shape), "usage": p.
 #[test]
 fn the_provider_waits_for_stock_on_an_underrun_then_gives_up_clearly() {
     let python = crypten_python();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let c = rt.block_on(consortium(&["wrap-z64", "dabit-z64"]));
 
     // The pool is empty: the provider says it waits; once stock arrives it goes on.
@@ -385,11 +372,7 @@ fn the_provider_waits_for_stock_on_an_underrun_then_gives_up_clearly() {
 #[test]
 fn convolution_triples_from_the_provider_match_torchs_conv2d() {
     let python = crypten_python();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let pools = [
         "conv-triple-z64-2x3x6x6-4x3x3-s1x1-p1x1",
         "conv-triple-z64-1x2x7x7-3x3x3-s2x2-p0x0",

@@ -177,6 +177,25 @@ fn run_ok(c: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Runs `larder export` on every party's stream into `player_data` (Montgomery form unless
+/// `field` says canonical).
+fn export_each(streams: &[PathBuf], player_data: &std::path::Path, field: Field) {
+    let montgomery = matches!(
+        field,
+        Field::Prime {
+            montgomery: true,
+            ..
+        }
+    );
+    for stream in streams {
+        let mut cmd = export(stream, player_data);
+        if !montgomery {
+            cmd.arg("--canonical");
+        }
+        run_ok(&mut cmd);
+    }
+}
+
 /// Deals and takes `items` of `pool_id` at every party, exports each party's stream with the
 /// `larder export` command, and reads the files back independently.
 fn export_round_trip(parties: u8, pool_id: &str, field: Field, items: u64) {
@@ -187,20 +206,9 @@ fn export_round_trip(parties: u8, pool_id: &str, field: Field, items: u64) {
     c.take(spec, 400, "warm-up", &dir.path().join("w")).unwrap();
     let streams = c.take(spec, items, "job", &dir.path().join("out")).unwrap();
     let player_data = dir.path().join("Player-Data");
-    let montgomery = matches!(
-        field,
-        Field::Prime {
-            montgomery: true,
-            ..
-        }
-    );
+    export_each(&streams, &player_data, field);
     let mut shares = Vec::new();
-    for (p, stream) in streams.iter().enumerate() {
-        let mut cmd = export(stream, &player_data);
-        if !montgomery {
-            cmd.arg("--canonical");
-        }
-        run_ok(&mut cmd);
+    for p in 0..streams.len() {
         let type_name = match spec.kind.name() {
             "triple" => "Triples",
             "square" => "Squares",
@@ -503,20 +511,9 @@ fn export_matrices(parties: u8, pool_id: &str, field: Field, shape: (usize, usiz
     deal(&c, spec, 60, 4);
     let streams = c.take(spec, 50, "mat", &dir.path().join("out")).unwrap();
     let player_data = dir.path().join("Player-Data");
-    let montgomery = matches!(
-        field,
-        Field::Prime {
-            montgomery: true,
-            ..
-        }
-    );
+    export_each(&streams, &player_data, field);
     let mut shares = Vec::new();
-    for (p, stream) in streams.iter().enumerate() {
-        let mut cmd = export(stream, &player_data);
-        if !montgomery {
-            cmd.arg("--canonical");
-        }
-        run_ok(&mut cmd);
+    for p in 0..streams.len() {
         let path = player_data
             .join(field.dir(parties))
             .join(format!("Matrix-{m}x{k}x{n}-P{p}"));

@@ -80,14 +80,7 @@ fn the_python_client_checks_out_and_reconstructs_across_three_parties() {
     ] {
         rt.block_on(c.deal(pool, count));
     }
-    let description = serde_json::json!({
-        "ca": c.prov.ca,
-        "parties": c.prov.engines.iter().map(|e| serde_json::json!({
-            "url": e.url, "token_file": e.token_file,
-        })).collect::<Vec<_>>(),
-    });
-    let path = c.dir.path().join("consortium.json");
-    std::fs::write(&path, description.to_string()).unwrap();
+    let path = c.describe_for_python();
     let root = env!("CARGO_MANIFEST_DIR");
     let out = Command::new(python_with_numpy())
         .args(["-m", "unittest", "discover", "-v", "-s"])

@@ -92,6 +92,20 @@ impl Cluster {
         cmd
     }
 
+    /// The consortium as the Python tests read it (`consortium.json` in the cluster's
+    /// directory: `ca`, and per party `url` and `token_file`); its path.
+    pub fn describe_for_python(&self) -> std::path::PathBuf {
+        let description = serde_json::json!({
+            "ca": self.prov.ca,
+            "parties": self.prov.engines.iter().map(|e| serde_json::json!({
+                "url": e.url, "token_file": e.token_file,
+            })).collect::<Vec<_>>(),
+        });
+        let path = self.dir.path().join("consortium.json");
+        std::fs::write(&path, description.to_string()).unwrap();
+        path
+    }
+
     pub async fn deal(&self, pool: &str, count: u64) {
         let d = self.dealer().unwrap();
         // A fresh reproducible dealer per deal (batch ids come from its stream).
