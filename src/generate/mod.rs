@@ -5,6 +5,7 @@ mod dealer;
 pub mod he;
 mod masks;
 mod mesh;
+pub mod prss;
 
 pub use dealer::Dealer;
 pub use he::HeTriples;
