@@ -77,5 +77,42 @@ fn expand(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, mul, deal, expand);
+/// One party's share of PRSS material from its replicated keys alone (issue 20's local core):
+/// three-party Z_2^64 triples, and double sharings for 3 and 5 parties. Per party, per core.
+fn prss(c: &mut Criterion) {
+    use larder::generate::prss::{key_sets, PartyKeys};
+    let keys = |n: u8, t: u8| {
+        let mine: Vec<(u32, [u8; 32])> = key_sets(n, t)
+            .into_iter()
+            .filter(|s| s & 1 != 0)
+            .map(|s| (s, [s as u8; 32]))
+            .collect();
+        PartyKeys::new(n, t, 0, mine).unwrap()
+    };
+    let items = 1 << 16;
+    let label = [3u8; 32];
+    let mut g = c.benchmark_group("prss_party");
+    g.throughput(Throughput::Elements(items as u64));
+    g.sample_size(10);
+    let k3 = keys(3, 1);
+    let (mut a, mut b, mut cc) = (vec![0u64; items], vec![0u64; items], vec![0u64; items]);
+    g.bench_function("triple-z64-n3", |bch| {
+        bch.iter(|| k3.z64_triples(&label, &mut a, &mut b, &mut cc).unwrap())
+    });
+    for (name, n, t) in [
+        ("double-p128-n3", 3, 1),
+        ("double-p128-n5", 5, 2),
+        ("double-p61-n5", 5, 2),
+    ] {
+        let k = keys(n, t);
+        let d: Domain = name.split('-').nth(1).unwrap().parse().unwrap();
+        with_ring!(d.ring(), r => {
+            let (mut x, mut y) = (vec![r.zero(); items], vec![r.zero(); items]);
+            g.bench_function(name, |bch| bch.iter(|| k.double_shares(r, &label, &mut x, &mut y).unwrap()));
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, mul, deal, expand, prss);
 criterion_main!(benches);
