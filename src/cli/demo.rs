@@ -97,6 +97,23 @@ fn prepare(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Deals `items` of `pool` with a fresh dealer, showing a progress bar labelled `msg`.
+async fn deal_showing(
+    dealer: &larder::cluster::DealerClient,
+    pool: larder::material::PoolSpec,
+    items: u64,
+    msg: String,
+) -> Result<()> {
+    let bar = progress_bar(items, msg);
+    dealer
+        .deal(Dealer::from_os_rng(), pool, items, |done| {
+            bar.set_position(done)
+        })
+        .await?;
+    bar.finish();
+    Ok(())
+}
+
 /// Has the nodes make `items` of `pool` with the HE generator (a job, as an operator would
 /// create with `larder jobs create --generator he`), showing its progress.
 async fn make_he(
@@ -190,13 +207,7 @@ pub async fn run(opts: Options) -> Result<()> {
         } else {
             opts.items.max(crypten_stock(&id, opts.crypten_elements))
         };
-        let bar = progress_bar(items, format!("dealing {pool}"));
-        dealer
-            .deal(Dealer::from_os_rng(), pool, items, |done| {
-                bar.set_position(done)
-            })
-            .await?;
-        bar.finish();
+        deal_showing(&dealer, pool, items, format!("dealing {pool}")).await?;
     }
 
     make_he(&consortium.launch, he_pool, opts.items).await?;
@@ -229,13 +240,7 @@ pub async fn run(opts: Options) -> Result<()> {
     // CrypTen's share of triples, on top of what the scheduler keeps.
     let extra = crypten_stock(&kept.to_string(), opts.crypten_elements);
     if extra > 0 {
-        let bar = progress_bar(extra, format!("dealing {kept} for CrypTen"));
-        dealer
-            .deal(Dealer::from_os_rng(), kept, extra, |done| {
-                bar.set_position(done)
-            })
-            .await?;
-        bar.finish();
+        deal_showing(&dealer, kept, extra, format!("dealing {kept} for CrypTen")).await?;
     }
     print_crypten(dir, prov, opts.crypten_elements);
 

@@ -182,17 +182,7 @@ impl PartyKeys {
         label: &[u8; 32],
         out: &mut [R::Elem],
     ) -> Result<(), PrssError> {
-        out.iter_mut().for_each(|x| *x = ring.zero());
-        let mut draw = vec![ring.zero(); out.len()];
-        for (set, key) in &self.keys {
-            let f = self.f_at_me(ring, *set)?;
-            ring.sample_into(&mut Self::stream(key, label, Purpose::Random), &mut draw);
-            for (o, &d) in out.iter_mut().zip(&draw) {
-                *o = ring.add(*o, ring.mul(d, f));
-            }
-        }
-        draw.iter_mut().for_each(|x| *x = R::Elem::default());
-        Ok(())
+        self.weighted_streams(ring, label, out, |f| vec![(Purpose::Random, f)])
     }
 
     /// This party's shares of `out.len()` pseudo-random degree-2t sharings of zero (PRZS).
@@ -205,16 +195,32 @@ impl PartyKeys {
         label: &[u8; 32],
         out: &mut [R::Elem],
     ) -> Result<(), PrssError> {
-        out.iter_mut().for_each(|x| *x = ring.zero());
         let x = ring.reduce(self.me as u128 + 1);
+        self.weighted_streams(ring, label, out, |f| {
+            let mut xl = ring.one();
+            (1..=self.t)
+                .map(|l| {
+                    xl = ring.mul(xl, x);
+                    (Purpose::Zero(l), ring.mul(xl, f))
+                })
+                .collect()
+        })
+    }
+
+    /// Sets `out` to the sum, over this party's key sets `A` and the `(purpose, weight)` pairs
+    /// `terms(f_A(x_me))` gives, of `weight · PRF(k_A, label, purpose)`, element by element.
+    fn weighted_streams<R: Ring>(
+        &self,
+        ring: &R,
+        label: &[u8; 32],
+        out: &mut [R::Elem],
+        terms: impl Fn(R::Elem) -> Vec<(Purpose, R::Elem)>,
+    ) -> Result<(), PrssError> {
+        out.iter_mut().for_each(|x| *x = ring.zero());
         let mut draw = vec![ring.zero(); out.len()];
         for (set, key) in &self.keys {
-            let f = self.f_at_me(ring, *set)?;
-            let mut xl = ring.one();
-            for l in 1..=self.t {
-                xl = ring.mul(xl, x);
-                let w = ring.mul(xl, f);
-                ring.sample_into(&mut Self::stream(key, label, Purpose::Zero(l)), &mut draw);
+            for (purpose, w) in terms(self.f_at_me(ring, *set)?) {
+                ring.sample_into(&mut Self::stream(key, label, purpose), &mut draw);
                 for (o, &d) in out.iter_mut().zip(&draw) {
                     *o = ring.add(*o, ring.mul(d, w));
                 }

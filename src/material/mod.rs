@@ -453,23 +453,23 @@ impl PoolSpec {
     /// Items per batch of this pool, for a consortium's `batch_size`: fewer for matrix
     /// triples, so one party's share of a batch stays near [`BATCH_BYTES`] (at least one item).
     pub fn batch_items(&self, batch_size: u64) -> u64 {
-        match self.shape {
-            Some(shape) => {
-                let bytes = shape.elements() * self.domain.elem_bytes() as u64;
-                batch_size.min(BATCH_BYTES / bytes).max(1)
-            }
+        match self.shaped_record_bytes() {
+            Some(bytes) => batch_size.min(BATCH_BYTES / bytes).max(1),
             None => batch_size,
         }
+    }
+
+    /// Bytes of one record of a matrix or convolution triple (`None` for other pools).
+    fn shaped_record_bytes(&self) -> Option<u64> {
+        self.shape
+            .map(|shape| shape.elements() * self.domain.elem_bytes() as u64)
     }
 
     /// Items per chunk in this pool's batch files: [`CHUNK_ITEMS`], or fewer for matrix
     /// triples, so a chunk's records stay near 4 MiB (at least one item).
     pub fn chunk_items(&self) -> u32 {
-        match self.shape {
-            Some(shape) => {
-                let bytes = shape.elements() * self.domain.elem_bytes() as u64;
-                (CHUNK_BYTES / bytes).clamp(1, u64::from(CHUNK_ITEMS)) as u32
-            }
+        match self.shaped_record_bytes() {
+            Some(bytes) => (CHUNK_BYTES / bytes).clamp(1, u64::from(CHUNK_ITEMS)) as u32,
             None => CHUNK_ITEMS,
         }
     }

@@ -178,32 +178,27 @@ class LarderProvider(TupleProvider):
     def generate_additive_triple(self, size0, size1, op, device=None, *args, **kwargs):
         """A Beaver triple of the given sizes for ``op``: ``mul`` of equal shapes from
         ``triple-z64``, ``matmul`` of an m x k by a k x n matrix from
-        ``matrix-triple-z64-<m>x<k>x<n>``."""
+        ``matrix-triple-z64-<m>x<k>x<n>``, ``conv2d`` from the conv-triple pool of its
+        geometry."""
         s0, s1 = tuple(size0), tuple(size1)
         if op == "mul" and s0 == s1 and not args and not kwargs:
             abc = self._columns("triple", s0, 3, device)
-        elif op == "matmul" and len(s0) == 2 and len(s1) == 2 and s0[1] == s1[0] and not args and not kwargs:
-            pool = f"matrix-triple-z64-{s0[0]}x{s0[1]}x{s1[1]}"
-            abc = self._tensors(pool, (s0, s1, (s0[0], s1[1])), device)
-            if abc is None:
-                return self._fallback(
-                    "generate_additive_triple",
-                    f"matmul triples of shapes {s0} and {s1} (no pool {pool} in this consortium)",
-                    size0, size1, op, device, *args, **kwargs,
-                )
-        elif op == "conv2d" and not args and _conv_geometry(s0, s1, kwargs) is not None:
-            pool, out = _conv_geometry(s0, s1, kwargs)
-            abc = self._tensors(pool, (s0, s1, out), device)
-            if abc is None:
-                return self._fallback(
-                    "generate_additive_triple",
-                    f"conv2d triples of shapes {s0} and {s1} (no pool {pool} in this consortium)",
-                    size0, size1, op, device, *args, **kwargs,
-                )
-        else:
+            return tuple(ArithmeticSharedTensor.from_shares(x, precision=0) for x in abc)
+        # A matrix or convolution triple: its pool and its three tensors' shapes.
+        shaped = None
+        if op == "matmul" and len(s0) == 2 and len(s1) == 2 and s0[1] == s1[0] and not args and not kwargs:
+            shaped = (f"matrix-triple-z64-{s0[0]}x{s0[1]}x{s1[1]}", (s0, s1, (s0[0], s1[1])))
+        elif op == "conv2d" and not args:
+            geometry = _conv_geometry(s0, s1, kwargs)
+            if geometry is not None:
+                pool, out = geometry
+                shaped = (pool, (s0, s1, out))
+        abc = None if shaped is None else self._tensors(shaped[0], shaped[1], device)
+        if abc is None:
+            missing = "" if shaped is None else f" (no pool {shaped[0]} in this consortium)"
             return self._fallback(
                 "generate_additive_triple",
-                f"{op} triples of shapes {s0} and {s1}",
+                f"{op} triples of shapes {s0} and {s1}{missing}",
                 size0, size1, op, device, *args, **kwargs,
             )
         return tuple(ArithmeticSharedTensor.from_shares(x, precision=0) for x in abc)
