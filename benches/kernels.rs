@@ -62,9 +62,10 @@ fn expand(c: &mut Criterion) {
         let file = &shares[0].bytes;
         let h = BatchHeader::decode(file).unwrap();
         let off = h.chunk_offset(0) as usize;
-        let (seed, explicit) = h
+        let (key_area, explicit) = h
             .decode_chunk(0, &file[off..off + h.chunk_bytes(0)])
             .unwrap();
+        let seed = larder::material::Seed(key_area.try_into().unwrap());
         let layout = h.layout();
         let mut out = Vec::with_capacity(1024 * 3 * 16);
         with_ring!(pool.domain.ring(), r => {
@@ -80,7 +81,7 @@ fn expand(c: &mut Criterion) {
 /// One party's share of PRSS material from its replicated keys alone (issue 20's local core):
 /// three-party Z_2^64 triples, and double sharings for 3 and 5 parties. Per party, per core.
 fn prss(c: &mut Criterion) {
-    use larder::generate::prss::{key_sets, PartyKeys};
+    use larder::sharing::prss::{key_sets, PartyKeys};
     let keys = |n: u8, t: u8| {
         let mine: Vec<(u32, [u8; 32])> = key_sets(n, t)
             .into_iter()

@@ -279,7 +279,7 @@ impl ConsortiumConfig {
             }
             if let Some(m) = makers
                 .iter()
-                .find(|m| !crate::generate::can_make(**m, pool))
+                .find(|m| !crate::generate::can_make(**m, pool, self.parties()))
             {
                 bail!("pool_generators allows the {m} generator for pool {pool}, which it cannot make");
             }
@@ -295,7 +295,9 @@ impl ConsortiumConfig {
                 let maker: Maker = g
                     .parse()
                     .map_err(|e| anyhow!("stock policy of pool {pool}: {e}"))?;
-                if !crate::generate::can_make(maker, pool) || !self.allows(pool, maker) {
+                if !crate::generate::can_make(maker, pool, self.parties())
+                    || !self.allows(pool, maker)
+                {
                     bail!("stock policy of pool {pool}: the {maker} generator cannot make it here");
                 }
             }

@@ -29,7 +29,7 @@ pub(crate) fn deal(
         .progress_chars("=> "),
     );
     bar.set_message(format!("dealing {pool}"));
-    if !larder::generate::can_make(generator, &pool) {
+    if !larder::generate::can_make(generator, &pool, c.config.parties()) {
         anyhow::bail!("the {generator} generator cannot make {pool}");
     }
     let n = c.config.parties();
@@ -40,6 +40,13 @@ pub(crate) fn deal(
         }
         Maker::He => {
             let mut own: Vec<HeTriples> = (0..n).map(|_| HeTriples::from_os_rng()).collect();
+            c.make(&mut own, pool, count, |done| bar.set_position(done))?
+        }
+        Maker::Prss => {
+            // Keys for this command alone: set up over the in-process mesh, used for every
+            // batch it makes, and dropped (zeroized) when it ends; the batches keep only their
+            // derived chunk keys.
+            let mut own = larder::generate::prss::ephemeral(n)?;
             c.make(&mut own, pool, count, |done| bar.set_position(done))?
         }
         Maker::Dealer => {

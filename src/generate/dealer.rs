@@ -88,6 +88,7 @@ impl Generator for Dealer {
                 items: plan.items,
                 chunk_items: plan.pool.chunk_items(),
                 maker: crate::material::Maker::Dealer,
+                epoch: None,
             })
             .collect();
         let chunks = headers[0].chunks() as usize;

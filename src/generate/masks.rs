@@ -91,7 +91,7 @@ impl PartyGenerator for OwnMasks {
                 channel.send(owner, shares)?;
                 channel.flush()?;
                 for seed in &seeds {
-                    BatchHeader::encode_chunk(seed, &[], &mut file);
+                    BatchHeader::encode_chunk(&seed.0, &[], &mut file);
                 }
             } else {
                 // The masks: this party's shares plus every other party's.
@@ -117,7 +117,7 @@ impl PartyGenerator for OwnMasks {
                 for (c, seed) in seeds.iter().enumerate() {
                     let at = c * CHUNK_ITEMS as usize * eb;
                     let len = header.chunk_len(c as u64) as usize;
-                    BatchHeader::encode_chunk(seed, &masks[at..at + len * eb], &mut file);
+                    BatchHeader::encode_chunk(&seed.0, &masks[at..at + len * eb], &mut file);
                 }
             }
         });

@@ -11,19 +11,22 @@ pub use dealer::Dealer;
 pub use he::HeTriples;
 pub use masks::OwnMasks;
 pub use mesh::{mesh, MeshEnd};
+pub use prss::PrssGenerator;
 
 use crate::material::{BatchHeader, BatchId, PoolError, PoolSpec};
 use zeroize::Zeroizing;
 
-/// Whether the generator `maker` names can make material of `pool` at all (the dealer makes
-/// every kind; the parties' own generator input masks; the HE generator triples, squares,
-/// inverses and bits in HE-friendly prime fields).
-pub fn can_make(maker: crate::material::Maker, pool: &PoolSpec) -> bool {
+/// Whether the generator `maker` names can make material of `pool` at all for `parties`
+/// parties (the dealer makes every kind; the parties' own generator input masks; the HE
+/// generator triples, squares, inverses and bits in HE-friendly prime fields; PRSS what
+/// `material::prss::refusal` allows).
+pub fn can_make(maker: crate::material::Maker, pool: &PoolSpec, parties: u8) -> bool {
     use crate::material::{Kind, Maker};
     match maker {
         Maker::Dealer => true,
         Maker::Parties => pool.kind == Kind::InputMask,
         Maker::He => he::supports(pool),
+        Maker::Prss => crate::material::prss::refusal(pool, parties).is_none(),
     }
 }
 
@@ -53,6 +56,7 @@ pub fn party_share_start(
         items: plan.items,
         chunk_items: CHUNK_ITEMS,
         maker,
+        epoch: None,
     };
     let seeds = (0..header.chunks())
         .map(|_| {

@@ -1,486 +1,515 @@
-//! Pseudo-random secret sharing (PRSS), the local core of the dealer-free honest-majority
-//! generator (issue 20): what each party computes from its replicated keys alone, with no
-//! message per item. Key setup, jobs and storage build on this.
+//! The PRSS generator: dealer-free material for honest-majority consortia (no `t + 1` of the
+//! `n` parties collude, `t = floor((n - 1) / 2)`), from replicated keys set up once per epoch.
 //!
-//! # The construction and why it is secure
-//! Cramer, Damgård and Ishai, "Share conversion, pseudorandom secret-sharing and applications to
-//! secure computation" (TCC 2005), sections 3 and 4.
+//! - **Key setup** ([`setup_keys`]): for every set of `n - t` parties, its lowest member draws
+//!   the set's key from the operating system and sends it to the other members over the
+//!   authenticated node-to-node channel (TLS, node tokens). No key ever reaches a party outside
+//!   its set. Each node keeps its keys in `prss/epoch-<e>.keys` beside its store ([`KeyFile`]:
+//!   0600, written whole and synced), and in memory only zeroized.
+//! - **Making a batch** ([`PrssGenerator`]): each party derives per-chunk keys from its epoch
+//!   keys (`PartyKeys::derive`) and stores them in its batch file; what the chunk holds is
+//!   recomputed from them on download (see `material::prss`). Z_2^64 triples and squares for
+//!   three parties, and double sharings for any n, need no message at all. Prime-field triples
+//!   and squares take one opening to a king party (Damgård and Nielsen, "Scalable and
+//!   unconditionally secure multiparty computation", CRYPTO 2007): each party sends the king
+//!   `a_i b_i - [r]_2t,i`; the king opens `e = ab - r` (`r` is a PRSS secret no `t` parties
+//!   know, so `e` shows nothing) and sends it back; each party's share of `c` is `[r]_t,i + e`.
+//!   That is one field element per triple from every party but the king, and `n - 1` from the
+//!   king. The king rotates from batch to batch (the piece's correction party).
 //!
-//! - **Keys.** For `n` parties and threshold `t` (no `t + 1` collude; `n >= 2t + 1`), there is
-//!   one PRF key `k_A` for every set `A` of `n - t` parties, held by exactly the members of `A`.
-//!   For any coalition `T` of `t` parties, the set `A = {all} \ T` has `n - t` members, none
-//!   in `T`, so `k_A` is unknown to `T`. (n = 3, t = 1: three keys, each held by two parties; n = 5,
-//!   t = 2: ten keys, each held by three.)
-//! - **Random Shamir sharings.** `f_A` is the degree-`t` polynomial with `f_A(0) = 1` and
-//!   `f_A(x_j) = 0` for the `t` parties `j` outside `A` (points `x_j = j + 1`). Party `i`'s
-//!   share of the value for label `c` is `s_i = Σ_{A ∋ i} PRF(k_A, c) · f_A(x_i)`: the
-//!   evaluation at `x_i` of `F(x) = Σ_A PRF(k_A, c) · f_A(x)` (terms of sets without `i` vanish
-//!   at `x_i`), a degree-`t` polynomial with secret `F(0) = Σ_A PRF(k_A, c)`. A coalition `T`
-//!   of `t` parties misses `PRF(k_{A*}, c)` for `A* = all \ T`; that term is pseudo-random and
-//!   `f_{A*}` vanishes at every point of `T`, so the coalition's shares do not depend on it
-//!   while the secret is shifted by it: the secret is pseudo-random given their view.
-//! - **Zero sharings of degree 2t (PRZS).** `z_i = Σ_{A ∋ i} Σ_{l=1..t} PRF(k_A, c, l) ·
-//!   x_i^l · f_A(x_i)`: the evaluation of `Σ_A Σ_l PRF(k_A, c, l) x^l f_A(x)`, of degree at
-//!   most `2t` and zero at 0. Added to a degree-`t` sharing of `r`, it gives a degree-`2t`
-//!   sharing of the same `r` whose higher coefficients are pseudo-random: the double sharing
-//!   `([r]_t, [r]_2t)` of DN07, with no message.
-//! - **Three-party additive Z_2^64 triples** (replicated secret sharing, as in Araki et al.,
-//!   CCS 2016, with CDI's replicated keys): with `n = 3, t = 1`, `a = Σ_A a_A` over the three
-//!   pairs, `a_A = PRF(k_A, c, "a")`, and so for `b`. Every product `a_A b_B` is known to a
-//!   party in `A ∩ B` (two pairs of three parties always meet); each is assigned to one such
-//!   party, which adds it to its share of `c`, plus its share of a pseudo-random additive zero
-//!   sharing (`PRF(k_A) - PRF(k_B)` for the pairs `A`, `B` holding it, in a cycle). Party `i`'s
-//!   additive shares of `a` and `b` are the components assigned to it. One party alone misses
-//!   one component of each of `a` and `b`, so `a` and `b` are pseudo-random to it; its share of
-//!   `c` is masked by the zero sharing.
-//!
-//! The PRF is ChaCha12 keyed by SHA-256 of a domain tag, the key and a fixed-length label (a
-//! prefix construction over fixed-length inputs, so no length extension applies).
+//! Material from this generator is secure only under its assumption: `t + 1` colluding parties
+//! hold every key and learn every share. A dishonest-majority engine (MP-SPDZ's
+//! `semi-party.x`, which tolerates `n - 1`) run on it is only as secure as an honest majority;
+//! batches, pools, the API and the audit trail say so (see `material::Assumption`).
 
+use super::{BatchPlan, Channel, GenerateError, PartyBatch, PartyGenerator};
+use crate::material::prss::{refusal, LABEL_A, LABEL_B, LABEL_R};
+use crate::material::{BatchHeader, Kind, Maker, PoolSpec};
 use crate::math::Ring;
-use crate::sharing::{lagrange_coefficients, SharingError};
-use rand::SeedableRng;
-use rand_chacha::ChaCha12Rng;
-use sha2::{Digest, Sha256};
+use crate::sharing::lagrange_coefficients;
+use crate::sharing::prss::{self as core, PartyKeys, KEY_BYTES};
+use crate::with_ring;
+use rand::CryptoRng;
+use rayon::prelude::*;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
-/// Bytes of a PRSS key.
-pub const KEY_BYTES: usize = 32;
+/// The generator's name in jobs, configuration and metrics.
+pub const NAME: &str = "prss";
 
-/// What a PRF output is for, within one label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Purpose {
-    /// The random value of a degree-t sharing.
-    Random,
-    /// Coefficient `l` (1..=t) of a degree-2t zero sharing.
-    Zero(u8),
-    /// A replicated component of `a`, `b`, or an additive zero share (three-party triples).
-    TripleA,
-    TripleB,
-    TripleZero,
-}
+/// Chunks whose values travel to the king in one message.
+const GROUP_CHUNKS: usize = 64;
 
-impl Purpose {
-    fn tag(self) -> [u8; 2] {
-        match self {
-            Purpose::Random => [1, 0],
-            Purpose::Zero(l) => [2, l],
-            Purpose::TripleA => [3, 0],
-            Purpose::TripleB => [4, 0],
-            Purpose::TripleZero => [5, 0],
-        }
+fn channel_err(party: u8, what: impl Into<String>) -> GenerateError {
+    GenerateError::Channel {
+        party,
+        what: what.into(),
     }
 }
 
-/// Why PRSS cannot run with the given parameters.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum PrssError {
-    #[error("PRSS needs 2 <= n <= 16 parties and 1 <= t with n >= 2t + 1 (n = {n}, t = {t})")]
-    BadThreshold { n: u8, t: u8 },
-    #[error("party {me} is not one of {n}")]
-    NotAParty { me: u8, n: u8 },
-    #[error("party {me} must hold exactly the keys of the sets it belongs to")]
-    WrongKeys { me: u8 },
-    #[error("additive Z_2^64 triples without traffic are for three parties, not {0}")]
-    NotThreeParties(u8),
-    #[error(transparent)]
-    Sharing(#[from] SharingError),
-}
-
-/// The sets of `n - t` parties, as bit masks, in increasing order: the key index space.
-pub fn key_sets(n: u8, t: u8) -> Vec<u32> {
-    let size = (n - t) as u32;
-    (0u32..1 << n).filter(|m| m.count_ones() == size).collect()
-}
-
-/// One party's replicated keys: the key of every set it belongs to. Zeroized on drop; never
-/// printed.
-pub struct PartyKeys {
+/// Sets up fresh replicated keys among `n` parties over `channel`, for `epoch`: the lowest
+/// member of each key set draws its key (from `rng`, the operating system's in production)
+/// and sends it to the other members, one message per pair of parties, led by the epoch and
+/// the party count so parties that disagree on either fail rather than mix keys.
+///
+/// # Errors
+/// [`GenerateError`] for bad parameters, a lost message, or a peer that disagrees.
+pub fn setup_keys(
     n: u8,
-    t: u8,
-    me: u8,
-    keys: Vec<(u32, Zeroizing<[u8; KEY_BYTES]>)>,
-}
-
-impl std::fmt::Debug for PartyKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "PartyKeys(party {} of {}, t = {}, {} keys)",
-            self.me,
-            self.n,
-            self.t,
-            self.keys.len()
-        )
+    epoch: u32,
+    channel: &mut dyn Channel,
+    rng: &mut impl CryptoRng,
+) -> Result<PartyKeys, GenerateError> {
+    let me = channel.me();
+    let t = core::threshold(n);
+    PartyKeys::area_bytes(n, t, me).map_err(|e| GenerateError::Plan(e.to_string()))?;
+    let mine = core::sets_of(n, t, me);
+    let mut keys: Vec<(u32, [u8; KEY_BYTES])> = Vec::new();
+    // The keys this party draws.
+    for &set in mine.iter().filter(|&&s| core::lowest(s) == me) {
+        let mut k = [0u8; KEY_BYTES];
+        rng.fill_bytes(&mut k);
+        keys.push((set, k));
     }
-}
-
-impl PartyKeys {
-    /// Party `me`'s keys: `keys` must hold exactly the sets of [`key_sets`] that contain `me`.
-    ///
-    /// # Errors
-    /// [`PrssError`] for bad parameters or a wrong key list.
-    pub fn new(n: u8, t: u8, me: u8, keys: Vec<(u32, [u8; KEY_BYTES])>) -> Result<Self, PrssError> {
-        if !(2..=16).contains(&n) || t == 0 || n < 2 * t + 1 {
-            return Err(PrssError::BadThreshold { n, t });
+    let lead = |epoch: u32| {
+        let mut m = Zeroizing::new(epoch.to_le_bytes().to_vec());
+        m.push(n);
+        m
+    };
+    for to in (0..n).filter(|&p| p != me) {
+        let mut m = lead(epoch);
+        for (set, k) in keys.iter().filter(|(s, _)| s & (1 << to) != 0) {
+            m.extend_from_slice(&set.to_le_bytes());
+            m.extend_from_slice(k);
         }
-        if me >= n {
-            return Err(PrssError::NotAParty { me, n });
-        }
-        let mut want: Vec<u32> = key_sets(n, t)
-            .into_iter()
-            .filter(|s| s & (1 << me) != 0)
+        channel.send(to, m)?;
+    }
+    channel.flush()?;
+    for from in (0..n).filter(|&p| p != me) {
+        let m = channel.recv(from)?;
+        let want: Vec<u32> = mine
+            .iter()
+            .copied()
+            .filter(|&s| core::lowest(s) == from)
             .collect();
-        let mut got: Vec<u32> = keys.iter().map(|(s, _)| *s).collect();
-        want.sort_unstable();
-        got.sort_unstable();
-        if want != got {
-            return Err(PrssError::WrongKeys { me });
+        if m.len() != 5 + want.len() * (4 + KEY_BYTES) || m[..5] != lead(epoch)[..] {
+            return Err(channel_err(
+                from,
+                format!("its key message is not for epoch {epoch} of {n} parties with our sets"),
+            ));
         }
-        Ok(PartyKeys {
-            n,
-            t,
-            me,
-            keys: keys
-                .into_iter()
-                .map(|(s, k)| (s, Zeroizing::new(k)))
-                .collect(),
-        })
+        for (set, part) in want.iter().zip(m[5..].chunks_exact(4 + KEY_BYTES)) {
+            if part[..4] != set.to_le_bytes() {
+                return Err(channel_err(from, "it sent keys of other sets"));
+            }
+            keys.push((*set, part[4..].try_into().expect("32 bytes")));
+        }
+    }
+    let out =
+        PartyKeys::new(n, t, me, keys.clone()).map_err(|e| GenerateError::Plan(e.to_string()));
+    for (_, k) in &mut keys {
+        zeroize::Zeroize::zeroize(k);
+    }
+    out
+}
+
+/// A node's keys of one epoch on disk: `prss/epoch-<e>.keys` beside its store, 0600.
+///
+/// ```text
+/// magic "LARDERPK" | version u16 (1) | parties u8 | threshold u8 | party u8 | epoch u32
+/// | the keys (32 bytes per set the party is in, in set order) | crc32 of all before
+/// ```
+pub struct KeyFile;
+
+const KEY_MAGIC: &[u8; 8] = b"LARDERPK";
+
+impl KeyFile {
+    /// The directory of a store's PRSS keys.
+    pub fn dir(store: &Path) -> PathBuf {
+        store.join("prss")
     }
 
-    /// The pseudo-random stream of key `k` for `label` and `purpose`.
-    fn stream(key: &[u8; KEY_BYTES], label: &[u8; 32], purpose: Purpose) -> ChaCha12Rng {
-        let mut h = Sha256::new();
-        h.update(b"larder prss v1\0");
-        h.update(key);
-        h.update(label);
-        h.update(purpose.tag());
-        let seed: [u8; 32] = h.finalize().into();
-        let seed = Zeroizing::new(seed);
-        ChaCha12Rng::from_seed(*seed)
+    pub fn path(store: &Path, epoch: u32) -> PathBuf {
+        Self::dir(store).join(format!("epoch-{epoch}.keys"))
     }
 
-    /// `f_A(x_me)`: 1 at 0, 0 at the parties outside `set`, degree t.
-    fn f_at_me<R: Ring>(&self, ring: &R, set: u32) -> Result<R::Elem, PrssError> {
-        let mut xs = vec![0u64];
-        xs.extend(
-            (0..self.n)
-                .filter(|j| set & (1 << j) == 0)
-                .map(|j| j as u64 + 1),
-        );
-        Ok(lagrange_coefficients(ring, &xs, self.me as u64 + 1)?[0])
-    }
-
-    /// This party's degree-t shares of `out.len()` pseudo-random values for `label`
-    /// (a prime field).
+    /// Writes `keys` for `epoch` durably (whole or not at all, 0600).
     ///
     /// # Errors
-    /// [`PrssError::Sharing`] over a ring.
-    pub fn random_shares<R: Ring>(
-        &self,
-        ring: &R,
-        label: &[u8; 32],
-        out: &mut [R::Elem],
-    ) -> Result<(), PrssError> {
-        self.weighted_streams(ring, label, out, |f| vec![(Purpose::Random, f)])
+    /// IO errors.
+    pub fn save(store: &Path, epoch: u32, keys: &PartyKeys) -> io::Result<()> {
+        let dir = Self::dir(store);
+        std::fs::create_dir_all(&dir)?;
+        let mut body = Zeroizing::new(Vec::new());
+        body.extend_from_slice(KEY_MAGIC);
+        body.extend_from_slice(&1u16.to_le_bytes());
+        body.extend_from_slice(&[keys.parties(), keys.threshold(), keys.me()]);
+        body.extend_from_slice(&epoch.to_le_bytes());
+        body.extend_from_slice(&keys.to_bytes());
+        let crc = crc32fast::hash(&body);
+        body.extend_from_slice(&crc.to_le_bytes());
+        crate::secret_file::SecretFile::write(&Self::path(store, epoch), |w| {
+            io::Write::write_all(w, &body)
+        })?;
+        crate::store::durable_sync_dir(&dir)
     }
 
-    /// This party's shares of `out.len()` pseudo-random degree-2t sharings of zero (PRZS).
+    /// Reads the keys of `epoch` for party `me` of `n`; `None` if this node has none.
     ///
     /// # Errors
-    /// [`PrssError::Sharing`] over a ring.
-    pub fn zero_shares_2t<R: Ring>(
-        &self,
-        ring: &R,
-        label: &[u8; 32],
-        out: &mut [R::Elem],
-    ) -> Result<(), PrssError> {
-        let x = ring.reduce(self.me as u128 + 1);
-        self.weighted_streams(ring, label, out, |f| {
-            let mut xl = ring.one();
-            (1..=self.t)
-                .map(|l| {
-                    xl = ring.mul(xl, x);
-                    (Purpose::Zero(l), ring.mul(xl, f))
-                })
-                .collect()
-        })
+    /// A corrupt file, or one for another party, consortium size or epoch.
+    pub fn load(store: &Path, epoch: u32, n: u8, me: u8) -> io::Result<Option<PartyKeys>> {
+        let path = Self::path(store, epoch);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => Zeroizing::new(b),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let bad = |why: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {why}", path.display()),
+            )
+        };
+        let t = core::threshold(n);
+        if bytes.len() < 21 || &bytes[..8] != KEY_MAGIC || bytes[8..10] != 1u16.to_le_bytes() {
+            return Err(bad("not a Larder PRSS key file of version 1"));
+        }
+        let (body, crc) = bytes.split_at(bytes.len() - 4);
+        if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
+            return Err(bad("checksum mismatch: the file is corrupt"));
+        }
+        if body[10..13] != [n, t, me] || body[13..17] != epoch.to_le_bytes() {
+            return Err(bad("the keys are for another party, consortium or epoch"));
+        }
+        PartyKeys::from_bytes(n, t, me, &body[17..])
+            .map(Some)
+            .map_err(|e| bad(&e.to_string()))
     }
 
-    /// Sets `out` to the sum, over this party's key sets `A` and the `(purpose, weight)` pairs
-    /// `terms(f_A(x_me))` gives, of `weight · PRF(k_A, label, purpose)`, element by element.
-    fn weighted_streams<R: Ring>(
-        &self,
-        ring: &R,
-        label: &[u8; 32],
-        out: &mut [R::Elem],
-        terms: impl Fn(R::Elem) -> Vec<(Purpose, R::Elem)>,
-    ) -> Result<(), PrssError> {
-        out.iter_mut().for_each(|x| *x = ring.zero());
-        let mut draw = vec![ring.zero(); out.len()];
-        for (set, key) in &self.keys {
-            for (purpose, w) in terms(self.f_at_me(ring, *set)?) {
-                ring.sample_into(&mut Self::stream(key, label, purpose), &mut draw);
-                for (o, &d) in out.iter_mut().zip(&draw) {
-                    *o = ring.add(*o, ring.mul(d, w));
-                }
+    /// Forgets the keys of `epoch` (overwritten, then removed); `false` if there were none.
+    ///
+    /// # Errors
+    /// IO errors.
+    pub fn destroy(store: &Path, epoch: u32) -> io::Result<bool> {
+        let path = Self::path(store, epoch);
+        let len = match std::fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().write(true).open(&path)?;
+            f.write_all(&vec![0u8; len as usize])?;
+            f.sync_data()?;
+        }
+        std::fs::remove_file(&path)?;
+        crate::store::durable_sync_dir(&Self::dir(store))?;
+        Ok(true)
+    }
+
+    /// The epochs this node holds keys for, in increasing order.
+    ///
+    /// # Errors
+    /// IO errors reading the directory.
+    pub fn epochs(store: &Path) -> io::Result<Vec<u32>> {
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(Self::dir(store)) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for e in entries {
+            let name = e?.file_name();
+            if let Some(n) = name
+                .to_str()
+                .and_then(|s| s.strip_prefix("epoch-"))
+                .and_then(|s| s.strip_suffix(".keys"))
+                .and_then(|s| s.parse().ok())
+            {
+                out.push(n);
             }
         }
-        draw.iter_mut().for_each(|x| *x = R::Elem::default());
-        Ok(())
+        out.sort_unstable();
+        Ok(out)
+    }
+}
+
+/// The PRSS generator at one party, for one epoch's keys.
+pub struct PrssGenerator {
+    keys: Arc<PartyKeys>,
+    epoch: u32,
+    sent: u64,
+}
+
+impl std::fmt::Debug for PrssGenerator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PrssGenerator(epoch {}, {:?})", self.epoch, self.keys)
+    }
+}
+
+impl PrssGenerator {
+    pub fn new(keys: Arc<PartyKeys>, epoch: u32) -> Self {
+        PrssGenerator {
+            keys,
+            epoch,
+            sent: 0,
+        }
     }
 
-    /// This party's shares of `r_t.len()` double sharings `([r]_t, [r]_2t)` for `label`.
-    ///
-    /// # Errors
-    /// [`PrssError::Sharing`] over a ring.
-    pub fn double_shares<R: Ring>(
-        &self,
-        ring: &R,
-        label: &[u8; 32],
-        r_t: &mut [R::Elem],
-        r_2t: &mut [R::Elem],
-    ) -> Result<(), PrssError> {
-        self.random_shares(ring, label, r_t)?;
-        self.zero_shares_2t(ring, label, r_2t)?;
-        for (z, &r) in r_2t.iter_mut().zip(r_t.iter()) {
-            *z = ring.add(*z, r);
-        }
-        Ok(())
+    /// The epoch keys it makes batches with.
+    pub fn keys(&self) -> Arc<PartyKeys> {
+        self.keys.clone()
     }
 
-    /// Three parties: this party's additive shares `(a, b, c)` of `a.len()` Beaver triples over
-    /// Z_2^64 (wrapping u64 arithmetic), with no message.
-    ///
-    /// # Errors
-    /// [`PrssError::NotThreeParties`] unless n = 3 (and t = 1).
-    pub fn z64_triples(
-        &self,
-        label: &[u8; 32],
-        a: &mut [u64],
-        b: &mut [u64],
-        c: &mut [u64],
-    ) -> Result<(), PrssError> {
-        if self.n != 3 {
-            return Err(PrssError::NotThreeParties(self.n));
+    /// Bytes of messages this generator has sent.
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent
+    }
+}
+
+/// Generators for all `n` parties on this machine, with fresh keys set up over an in-process
+/// [`super::mesh`] (epoch 0: the keys live as long as the generators; the CLI's local mode and
+/// benches).
+///
+/// # Errors
+/// [`GenerateError`] for a party count PRSS does not run for.
+pub fn ephemeral(n: u8) -> Result<Vec<PrssGenerator>, GenerateError> {
+    std::thread::scope(|s| {
+        let running: Vec<_> = super::mesh(n)
+            .into_iter()
+            .map(|mut end| s.spawn(move || setup_keys(n, 0, &mut end, &mut rand::rng())))
+            .collect();
+        running
+            .into_iter()
+            .map(|h| {
+                let keys = h.join().expect("key setup panicked")?;
+                Ok(PrssGenerator::new(Arc::new(keys), 0))
+            })
+            .collect()
+    })
+}
+
+/// One chunk's keys and, for kinds with an opening, what it sends the king and keeps.
+struct Chunk<E> {
+    keys: PartyKeys,
+    /// `a_i b_i - [r]_2t,i` per item (prime-field triples and squares).
+    masked: Vec<E>,
+    /// `[r]_t,i` per item.
+    r_t: Vec<E>,
+}
+
+impl PartyGenerator for PrssGenerator {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn supports(&self, pool: &PoolSpec) -> bool {
+        refusal(pool, self.keys.parties()).is_none()
+    }
+
+    fn generate_share(
+        &mut self,
+        plan: &BatchPlan,
+        channel: &mut dyn Channel,
+    ) -> Result<PartyBatch, GenerateError> {
+        plan.pool.validate(plan.parties)?;
+        let me = channel.me();
+        if plan.parties != self.keys.parties() || me != self.keys.me() {
+            return Err(GenerateError::Plan(format!(
+                "epoch {}'s keys are party {}'s of {}, not party {me}'s of {}",
+                self.epoch,
+                self.keys.me(),
+                self.keys.parties(),
+                plan.parties
+            )));
         }
-        let items = a.len();
-        // The three pairs, and the components this party knows (of the two pairs it is in).
-        let words = |purpose| -> Vec<(u32, Zeroizing<Vec<u64>>)> {
-            self.keys
-                .iter()
-                .map(|(set, key)| {
-                    let mut rng = Self::stream(key, label, purpose);
-                    let v: Vec<u64> = (0..items)
-                        .map(|_| rand::RngCore::next_u64(&mut rng))
-                        .collect();
-                    (*set, Zeroizing::new(v))
+        if let Some(why) = refusal(&plan.pool, plan.parties) {
+            return Err(GenerateError::Plan(why));
+        }
+        if plan.items == 0 || plan.correction >= plan.parties {
+            return Err(GenerateError::Plan(
+                "items must be positive and the king a member".into(),
+            ));
+        }
+        let header = BatchHeader {
+            pool: plan.pool,
+            parties: plan.parties,
+            party: me,
+            correction: plan.correction,
+            batch: plan.batch,
+            items: plan.items,
+            chunk_items: plan.pool.chunk_items(),
+            maker: Maker::Prss,
+            epoch: Some(self.epoch),
+        };
+        let opens =
+            plan.pool.domain.is_field() && matches!(plan.pool.kind, Kind::Triple | Kind::Square);
+        let ring = plan.pool.domain.ring();
+        let mut file = Zeroizing::new(Vec::with_capacity(header.file_len() as usize));
+        file.extend_from_slice(&header.encode());
+        with_ring!(ring, r => {
+            let chunks: Vec<Chunk<_>> = (0..header.chunks())
+                .into_par_iter()
+                .map(|c| chunk(r, &self.keys, &header, c, opens))
+                .collect::<Result<_, GenerateError>>()?;
+            let explicit = if opens {
+                self.open_at_king(r, &header, &chunks, channel)?
+            } else {
+                vec![Zeroizing::new(Vec::new()); chunks.len()]
+            };
+            for (ch, ex) in chunks.iter().zip(&explicit) {
+                BatchHeader::encode_chunk(&ch.keys.to_bytes(), ex, &mut file);
+            }
+        });
+        debug_assert_eq!(file.len() as u64, header.file_len());
+        Ok(PartyBatch {
+            header,
+            bytes: file,
+        })
+    }
+}
+
+/// Chunk `c`'s keys, and for an opening its masked products and `[r]_t` shares.
+fn chunk<R: Ring>(
+    r: &R,
+    keys: &PartyKeys,
+    header: &BatchHeader,
+    c: u64,
+    opens: bool,
+) -> Result<Chunk<R::Elem>, GenerateError> {
+    let plan_err = |e: core::PrssError| GenerateError::Plan(e.to_string());
+    let keys = keys.derive(&header.batch.0, c);
+    let len = header.chunk_len(c) as usize;
+    if !opens {
+        return Ok(Chunk {
+            keys,
+            masked: Vec::new(),
+            r_t: Vec::new(),
+        });
+    }
+    let mut a = vec![r.zero(); len];
+    keys.random_shares(r, &LABEL_A, &mut a).map_err(plan_err)?;
+    let mut b = if header.pool.kind == Kind::Triple {
+        let mut b = vec![r.zero(); len];
+        keys.random_shares(r, &LABEL_B, &mut b).map_err(plan_err)?;
+        Some(b)
+    } else {
+        None
+    };
+    let (mut r_t, mut r_2t) = (vec![r.zero(); len], vec![r.zero(); len]);
+    keys.double_shares(r, &LABEL_R, &mut r_t, &mut r_2t)
+        .map_err(plan_err)?;
+    let masked = (0..len)
+        .map(|j| {
+            let bj = b.as_ref().map_or(a[j], |b| b[j]);
+            r.sub(r.mul(a[j], bj), r_2t[j])
+        })
+        .collect();
+    for v in [Some(&mut a), Some(&mut r_2t), b.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        v.iter_mut().for_each(|x| *x = R::Elem::default());
+    }
+    Ok(Chunk { keys, masked, r_t })
+}
+
+impl PrssGenerator {
+    /// The opening to the king (DN07): every party's explicit elements per chunk, `λ_i c_i`
+    /// with `c_i = [r]_t,i + e` (see the module documentation).
+    fn open_at_king<R: Ring>(
+        &mut self,
+        r: &R,
+        header: &BatchHeader,
+        chunks: &[Chunk<R::Elem>],
+        channel: &mut dyn Channel,
+    ) -> Result<Vec<Zeroizing<Vec<u8>>>, GenerateError> {
+        let (n, me, king) = (header.parties, header.party, header.correction);
+        let eb = r.elem_bytes();
+        let xs: Vec<u64> = (1..=n as u64).collect();
+        let mu =
+            lagrange_coefficients(r, &xs, 0).map_err(|e| GenerateError::Plan(e.to_string()))?;
+        let encode = |v: &[R::Elem]| {
+            let mut out = Zeroizing::new(vec![0u8; v.len() * eb]);
+            for (x, cell) in v.iter().zip(out.chunks_exact_mut(eb)) {
+                r.encode(*x, cell);
+            }
+            out
+        };
+        let decode = |from: u8, bytes: &[u8], want: usize| -> Result<Vec<R::Elem>, GenerateError> {
+            if bytes.len() != want * eb {
+                return Err(channel_err(
+                    from,
+                    format!("{} bytes, expected {}", bytes.len(), want * eb),
+                ));
+            }
+            bytes
+                .chunks_exact(eb)
+                .map(|b| {
+                    r.decode(b)
+                        .ok_or_else(|| channel_err(from, "not an element of the field"))
                 })
                 .collect()
         };
-        let (ka, kb, kz) = (
-            words(Purpose::TripleA),
-            words(Purpose::TripleB),
-            words(Purpose::TripleZero),
-        );
-        let lowest = |set: u32| set.trailing_zeros() as u8;
-        let me = self.me;
-        a.iter_mut().for_each(|x| *x = 0);
-        b.iter_mut().for_each(|x| *x = 0);
-        c.iter_mut().for_each(|x| *x = 0);
-        // Additive shares of a and b: each component goes to the lowest member of its pair.
-        for ((sa, va), (_, vb)) in ka.iter().zip(&kb) {
-            if lowest(*sa) == me {
-                for j in 0..items {
-                    a[j] = a[j].wrapping_add(va[j]);
-                    b[j] = b[j].wrapping_add(vb[j]);
-                }
+        let groups: Vec<&[Chunk<R::Elem>]> = chunks.chunks(GROUP_CHUNKS).collect();
+        let masked = |g: &[Chunk<R::Elem>]| -> Vec<R::Elem> {
+            g.iter().flat_map(|c| c.masked.iter().copied()).collect()
+        };
+        let mut opened: Vec<Vec<R::Elem>> = Vec::with_capacity(groups.len());
+        if me != king {
+            for g in &groups {
+                let m = encode(&masked(g));
+                self.sent += m.len() as u64;
+                channel.send(king, m)?;
             }
-        }
-        // Each cross term a_A b_B goes to the lowest party in A ∩ B.
-        for (sa, va) in &ka {
-            for (sb, vb) in &kb {
-                let both = sa & sb;
-                if both != 0 && lowest(both) == me {
-                    for j in 0..items {
-                        c[j] = c[j].wrapping_add(va[j].wrapping_mul(vb[j]));
+            channel.flush()?;
+            for g in &groups {
+                let want = g.iter().map(|c| c.r_t.len()).sum();
+                opened.push(decode(king, &channel.recv(king)?, want)?);
+            }
+        } else {
+            for g in &groups {
+                let mut e: Vec<R::Elem> = masked(g)
+                    .into_iter()
+                    .map(|d| r.mul(mu[me as usize], d))
+                    .collect();
+                for p in (0..n).filter(|&p| p != me) {
+                    let theirs = decode(p, &channel.recv(p)?, e.len())?;
+                    for (x, d) in e.iter_mut().zip(theirs) {
+                        *x = r.add(*x, r.mul(mu[p as usize], d));
                     }
                 }
-            }
-        }
-        // Zero sharing: the pair {i, i+1} adds its stream at i and subtracts it at i+1
-        // (indices mod 3), so the three shares sum to zero.
-        for (set, v) in &kz {
-            let (lo, hi) = (lowest(*set), 31 - set.leading_zeros() as u8);
-            // In the cycle 0→1→2→0, the pair {0, 2} runs from 2 to 0.
-            let (plus, minus) = if (lo, hi) == (0, 2) { (2, 0) } else { (lo, hi) };
-            for j in 0..items {
-                if me == plus {
-                    c[j] = c[j].wrapping_add(v[j]);
-                } else if me == minus {
-                    c[j] = c[j].wrapping_sub(v[j]);
+                let m = encode(&e);
+                for p in (0..n).filter(|&p| p != me) {
+                    self.sent += m.len() as u64;
+                    channel.send(p, m.clone())?;
                 }
+                opened.push(e);
             }
+            channel.flush()?;
         }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::math::{Fp128, Ring, M61};
-    use crate::sharing::shamir_open;
-    use rand::{RngCore, SeedableRng};
-
-    /// Every party's keys, from a seeded dealer of keys (tests only); `fixed` overrides a
-    /// set's key.
-    fn all_keys(n: u8, t: u8, seed: u64, fixed: &[(u32, [u8; 32])]) -> Vec<PartyKeys> {
-        let mut rng = ChaCha12Rng::seed_from_u64(seed);
-        let sets: Vec<(u32, [u8; 32])> = key_sets(n, t)
-            .into_iter()
-            .map(|s| {
-                let mut k = [0u8; 32];
-                rng.fill_bytes(&mut k);
-                let k = fixed.iter().find(|(f, _)| *f == s).map_or(k, |(_, k)| *k);
-                (s, k)
-            })
-            .collect();
-        (0..n)
-            .map(|me| {
-                let mine = sets
+        let w = self
+            .keys
+            .additive_weight(r)
+            .map_err(|e| GenerateError::Plan(e.to_string()))?;
+        let mut out = Vec::with_capacity(chunks.len());
+        for (g, e) in groups.iter().zip(&opened) {
+            let mut at = 0;
+            for c in g.iter() {
+                let share: Vec<R::Elem> = c
+                    .r_t
                     .iter()
-                    .filter(|(s, _)| s & (1 << me) != 0)
-                    .cloned()
+                    .zip(&e[at..at + c.r_t.len()])
+                    .map(|(&rt, &e)| r.mul(w, r.add(rt, e)))
                     .collect();
-                PartyKeys::new(n, t, me, mine).unwrap()
-            })
-            .collect()
-    }
-
-    const LABEL: [u8; 32] = [7; 32];
-    const ITEMS: usize = 64;
-
-    fn points<R: Ring>(shares: &[Vec<R::Elem>], item: usize, who: &[usize]) -> Vec<(u64, R::Elem)> {
-        who.iter()
-            .map(|&p| (p as u64 + 1, shares[p][item]))
-            .collect()
-    }
-
-    fn check_doubles<R: Ring>(ring: &R, n: u8) {
-        let t = (n - 1) / 2;
-        let parties = all_keys(n, t, n as u64, &[]);
-        let mut rt = vec![vec![ring.zero(); ITEMS]; n as usize];
-        let mut r2t = rt.clone();
-        for (p, k) in parties.iter().enumerate() {
-            k.double_shares(ring, &LABEL, &mut rt[p], &mut r2t[p])
-                .unwrap();
-        }
-        let all: Vec<usize> = (0..n as usize).collect();
-        let mut secrets = std::collections::HashSet::new();
-        for j in 0..ITEMS {
-            // Every party's degree-t share lies on one degree-t polynomial, and the degree-2t
-            // shares on one of degree 2t, with the same secret.
-            let r = shamir_open(ring, &points::<R>(&rt, j, &all), t as usize).unwrap();
-            let r2 = shamir_open(ring, &points::<R>(&r2t, j, &all), 2 * t as usize).unwrap();
-            assert_eq!(r, r2, "item {j}");
-            secrets.insert(ring.to_u128(r));
-            // The degree-2t sharing is not a degree-t one (its high coefficients are random).
-            assert!(shamir_open(ring, &points::<R>(&r2t, j, &all), t as usize).is_err());
-        }
-        assert_eq!(secrets.len(), ITEMS, "secrets vary");
-    }
-
-    #[test]
-    fn doubles_open_to_the_same_secret_at_degree_t_and_2t_for_3_5_and_7_parties() {
-        for n in [3u8, 5, 7] {
-            check_doubles(&Fp128::new((1u128 << 127) + 1_802_241), n);
-            check_doubles(&M61, n);
-        }
-    }
-
-    #[test]
-    fn key_sets_are_replicated_as_described() {
-        assert_eq!(key_sets(3, 1).len(), 3);
-        assert_eq!(key_sets(5, 2).len(), 10);
-        // Each key of n = 5, t = 2 is held by three parties; each party holds six.
-        let parties = all_keys(5, 2, 1, &[]);
-        assert!(parties.iter().all(|p| p.keys.len() == 6));
-        assert!(PartyKeys::new(4, 2, 0, vec![]).is_err());
-        assert!(
-            PartyKeys::new(3, 1, 0, vec![]).is_err(),
-            "missing keys are refused"
-        );
-        assert_eq!(
-            format!("{:?}", parties[0]),
-            "PartyKeys(party 0 of 5, t = 2, 6 keys)",
-            "no key bytes in Debug"
-        );
-    }
-
-    /// n = 3, t = 1: party 0's keys and outputs are the same for two different values of the
-    /// key it does not hold, while the secrets differ, so its view does not depend on the
-    /// secret; parties 0 and 1 together (t + 1) hold every key and reconstruct it (the
-    /// negative control: the assumption is real).
-    #[test]
-    fn one_partys_view_is_independent_of_the_secret_and_two_parties_reconstruct() {
-        let ring = M61;
-        let hidden = 0b110; // the pair {1, 2}, not held by party 0
-        let mut secrets = Vec::new();
-        let mut views = Vec::new();
-        for other in [[1u8; 32], [2u8; 32]] {
-            let parties = all_keys(3, 1, 9, &[(hidden, other)]);
-            let mut shares = vec![vec![ring.zero(); ITEMS]; 3];
-            for (p, k) in parties.iter().enumerate() {
-                k.random_shares(&ring, &LABEL, &mut shares[p]).unwrap();
+                at += c.r_t.len();
+                out.push(encode(&share));
             }
-            views.push(shares[0].clone());
-            secrets.push(
-                (0..ITEMS)
-                    .map(|j| shamir_open(&ring, &points::<M61>(&shares, j, &[0, 1]), 1).unwrap())
-                    .collect::<Vec<_>>(),
-            );
         }
-        assert_eq!(views[0], views[1], "party 0 sees the same shares");
-        assert!(
-            secrets[0].iter().zip(&secrets[1]).all(|(a, b)| a != b),
-            "while every secret changed"
-        );
-    }
-
-    #[test]
-    fn three_party_z64_triples_reconstruct_with_no_message() {
-        let parties = all_keys(3, 1, 4, &[]);
-        let mut sh = vec![(vec![0u64; ITEMS], vec![0u64; ITEMS], vec![0u64; ITEMS]); 3];
-        for (p, k) in parties.iter().enumerate() {
-            let (a, b, c) = &mut sh[p];
-            k.z64_triples(&LABEL, a, b, c).unwrap();
-        }
-        for j in 0..ITEMS {
-            let open = |col: usize| {
-                sh.iter()
-                    .map(|s| [&s.0, &s.1, &s.2][col][j])
-                    .fold(0u64, u64::wrapping_add)
-            };
-            assert_eq!(open(0).wrapping_mul(open(1)), open(2), "item {j}");
-        }
-        // Negative control: a party's own shares are not a triple.
-        assert!((0..ITEMS).any(|j| sh[0].0[j].wrapping_mul(sh[0].1[j]) != sh[0].2[j]));
-        // And party 0's shares of a do not change with the key it lacks, while a does.
-        let other = all_keys(3, 1, 4, &[(0b110, [9; 32])]);
-        let (mut a0, mut b0, mut c0) = (vec![0; ITEMS], vec![0; ITEMS], vec![0; ITEMS]);
-        other[0]
-            .z64_triples(&LABEL, &mut a0, &mut b0, &mut c0)
-            .unwrap();
-        assert_eq!(a0, sh[0].0);
-        assert_eq!(b0, sh[0].1);
-        assert!(PartyKeys::z64_triples(
-            &all_keys(5, 2, 1, &[])[0],
-            &LABEL,
-            &mut a0,
-            &mut b0,
-            &mut c0
-        )
-        .is_err());
+        Ok(out)
     }
 }

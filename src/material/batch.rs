@@ -14,6 +14,10 @@
 //! Version 3 (matrix and convolution triples, any maker): the 66 bytes above, then the shape
 //! (48 bytes, see `Shape::to_bytes`) and a crc32 of the preceding 114 bytes: 118 bytes in all.
 //! Older builds refuse it.
+//! Version 4 (made by the PRSS generator, maker byte 3; no shape): the 66 bytes above, then the
+//! key epoch u32 | threshold t u8 | three zero bytes | crc32 of the preceding 74 bytes: 78
+//! bytes in all. Its chunks hold this party's derived chunk keys (32 bytes per key set it
+//! belongs to, see `material::prss`) where other chunks hold a seed.
 //! then for each chunk of `chunk items` items (the last may be shorter):
 //!   seed 32 B | explicit elements (items x explicit-per-item x element bytes) | crc32 of both
 //! ```
@@ -25,6 +29,7 @@
 
 use super::{party_layout, record_layout, Kind, Maker, PoolSpec, Source};
 use crate::math::{Domain, Ring};
+use crate::sharing::prss::{self as prss_core, PartyKeys};
 use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 use serde::{Deserialize, Serialize};
@@ -42,8 +47,20 @@ pub const SEED_BYTES: usize = 32;
 pub const HEADER_BYTES: usize = 66;
 /// Bytes of a version 3 header (with a matrix shape): the most a header has.
 pub const MAX_HEADER_BYTES: usize = HEADER_BYTES + super::SHAPE_BYTES + 4;
-/// The newest batch file format version this build writes and reads (it reads 1 and 2 too).
-pub const BATCH_FORMAT_VERSION: u16 = 3;
+/// Bytes of a version 4 header (PRSS: key epoch and threshold).
+pub const PRSS_HEADER_BYTES: usize = HEADER_BYTES + 8 + 4;
+/// The newest batch file format version this build writes and reads (it reads 1 to 3 too).
+pub const BATCH_FORMAT_VERSION: u16 = 4;
+
+/// Bytes of the header of a batch file of format `version` (the fixed part for a version
+/// this build does not read, which `BatchHeader::decode` then refuses).
+pub fn header_len(version: u16) -> usize {
+    match version {
+        3 => MAX_HEADER_BYTES,
+        4 => PRSS_HEADER_BYTES,
+        _ => HEADER_BYTES,
+    }
+}
 const MAGIC: &[u8; 8] = b"LARDERBT";
 const CRC_BYTES: usize = 4;
 
@@ -147,6 +164,8 @@ pub struct BatchHeader {
     pub chunk_items: u32,
     /// Who made the batch: decides the record layout.
     pub maker: Maker,
+    /// The PRSS key epoch the batch was made under (PRSS batches only).
+    pub epoch: Option<u32>,
 }
 
 impl BatchHeader {
@@ -155,6 +174,23 @@ impl BatchHeader {
         match self.maker {
             Maker::Dealer => record_layout(&self.pool, self.parties, self.party, self.correction),
             Maker::Parties | Maker::He => party_layout(&self.pool, self.party),
+            Maker::Prss => super::prss::layout(&self.pool),
+        }
+    }
+
+    /// PRSS batches: the parties, threshold and party their chunk keys are for.
+    pub fn prss_party(&self) -> (u8, u8, u8) {
+        (self.parties, prss_core::threshold(self.parties), self.party)
+    }
+
+    /// Bytes before a chunk's explicit elements: its seed, or a PRSS chunk's keys.
+    pub fn key_area_bytes(&self) -> usize {
+        match self.maker {
+            Maker::Prss => {
+                let (n, t, me) = self.prss_party();
+                PartyKeys::area_bytes(n, t, me).unwrap_or(0)
+            }
+            _ => SEED_BYTES,
         }
     }
 
@@ -181,14 +217,14 @@ impl BatchHeader {
 
     /// Bytes of chunk `c` on disk: seed, explicit elements, checksum.
     pub fn chunk_bytes(&self, c: u64) -> usize {
-        SEED_BYTES
+        self.key_area_bytes()
             + self.chunk_len(c) as usize * self.explicit_per_item() * self.elem_bytes()
             + CRC_BYTES
     }
 
     /// File offset of chunk `c` (every chunk but the last is full).
     pub fn chunk_offset(&self, c: u64) -> u64 {
-        let full = (SEED_BYTES
+        let full = (self.key_area_bytes()
             + self.chunk_items as usize * self.explicit_per_item() * self.elem_bytes()
             + CRC_BYTES) as u64;
         self.header_len() as u64 + c * full
@@ -196,10 +232,16 @@ impl BatchHeader {
 
     /// Bytes of this header on disk.
     pub fn header_len(&self) -> usize {
-        if self.pool.shape.is_some() {
-            MAX_HEADER_BYTES
-        } else {
-            HEADER_BYTES
+        header_len(self.version())
+    }
+
+    /// The format version this header is written in.
+    fn version(&self) -> u16 {
+        match (self.pool.shape, self.maker) {
+            (_, Maker::Prss) => 4,
+            (Some(_), _) => 3,
+            (None, Maker::Dealer) => 1,
+            (None, Maker::Parties | Maker::He) => 2,
         }
     }
 
@@ -212,11 +254,7 @@ impl BatchHeader {
     pub fn encode(&self) -> Vec<u8> {
         let mut h = vec![0u8; self.header_len()];
         h[0..8].copy_from_slice(MAGIC);
-        let version: u16 = match (self.pool.shape, self.maker) {
-            (Some(_), _) => 3,
-            (None, Maker::Dealer) => 1,
-            (None, Maker::Parties | Maker::He) => 2,
-        };
+        let version = self.version();
         h[8..10].copy_from_slice(&version.to_le_bytes());
         h[10] = self.pool.kind.code();
         h[11..28].copy_from_slice(&self.pool.domain.to_bytes());
@@ -234,6 +272,14 @@ impl BatchHeader {
         if let Some(shape) = self.pool.shape {
             let end = HEADER_BYTES + super::SHAPE_BYTES;
             h[HEADER_BYTES..end].copy_from_slice(&shape.to_bytes());
+            let crc = crc32fast::hash(&h[..end]);
+            h[end..end + 4].copy_from_slice(&crc.to_le_bytes());
+        }
+        if self.maker == Maker::Prss {
+            let end = HEADER_BYTES + 8;
+            h[HEADER_BYTES..HEADER_BYTES + 4]
+                .copy_from_slice(&self.epoch.unwrap_or(0).to_le_bytes());
+            h[HEADER_BYTES + 4] = prss_core::threshold(self.parties);
             let crc = crc32fast::hash(&h[..end]);
             h[end..end + 4].copy_from_slice(&crc.to_le_bytes());
         }
@@ -267,19 +313,23 @@ impl BatchHeader {
         if crc32fast::hash(&bytes[..62]) != crc {
             return Err(FormatError::Checksum("batch header".into()));
         }
-        let shape = if version == 3 {
-            if bytes.len() < MAX_HEADER_BYTES {
-                return Err(FormatError::Truncated {
-                    what: "batch header",
-                    expected: MAX_HEADER_BYTES as u64,
-                    found: bytes.len() as u64,
-                });
-            }
-            let end = HEADER_BYTES + super::SHAPE_BYTES;
-            let crc = u32::from_le_bytes(bytes[end..end + 4].try_into().expect("4 bytes"));
+        let len = header_len(version);
+        if bytes.len() < len {
+            return Err(FormatError::Truncated {
+                what: "batch header",
+                expected: len as u64,
+                found: bytes.len() as u64,
+            });
+        }
+        if len > HEADER_BYTES {
+            let end = len - CRC_BYTES;
+            let crc = u32::from_le_bytes(bytes[end..len].try_into().expect("4 bytes"));
             if crc32fast::hash(&bytes[..end]) != crc {
                 return Err(FormatError::Checksum("batch header".into()));
             }
+        }
+        let shape = if version == 3 {
+            let end = HEADER_BYTES + super::SHAPE_BYTES;
             Some(
                 super::Shape::from_bytes(bytes[HEADER_BYTES..end].try_into().expect("48 bytes"))
                     .ok_or_else(|| invalid("batch header", "unknown shape"))?,
@@ -300,10 +350,23 @@ impl BatchHeader {
         };
         // Version 1 reserved the byte (zero): a dealer's batch.
         let maker = match (version, Maker::from_code(bytes[61])) {
-            (1, Some(Maker::Dealer)) | (2 | 3, Some(_)) => {
+            (1, Some(Maker::Dealer)) | (4, Some(Maker::Prss)) => {
                 Maker::from_code(bytes[61]).expect("known")
             }
+            (2 | 3, Some(m)) if m != Maker::Prss => m,
             _ => return Err(invalid("batch header", "unknown maker")),
+        };
+        let epoch = if version == 4 {
+            let b = &bytes[HEADER_BYTES..HEADER_BYTES + 8];
+            if b[4] != prss_core::threshold(bytes[30]) || b[5..] != [0, 0, 0] {
+                return Err(invalid(
+                    "batch header",
+                    "PRSS threshold other than floor((n - 1) / 2), or reserved bytes set",
+                ));
+            }
+            Some(u32::from_le_bytes(b[..4].try_into().expect("4 bytes")))
+        } else {
+            None
         };
         let header = BatchHeader {
             maker,
@@ -314,6 +377,7 @@ impl BatchHeader {
             batch: BatchId(bytes[33..49].try_into().expect("16 bytes")),
             items: u64::from_le_bytes(bytes[49..57].try_into().expect("8 bytes")),
             chunk_items: u32::from_le_bytes(bytes[57..61].try_into().expect("4 bytes")),
+            epoch,
         };
         header.check()?;
         Ok(header)
@@ -344,6 +408,18 @@ impl BatchHeader {
         if self.pool.shape.is_some() && self.items > 1 << 32 {
             return Err(invalid("batch header", "item count out of range"));
         }
+        match (self.maker, self.epoch) {
+            (Maker::Prss, Some(_)) => {
+                if let Some(why) = super::prss::refusal(&self.pool, self.parties) {
+                    return Err(invalid("batch header", why));
+                }
+            }
+            (Maker::Prss, None) => {
+                return Err(invalid("batch header", "PRSS batch without an epoch"))
+            }
+            (_, Some(_)) => return Err(invalid("batch header", "only PRSS batches have an epoch")),
+            _ => {}
+        }
         if self.maker == Maker::Dealer
             && self.pool.kind == Kind::InputMask
             && self.pool.owner == Some(self.correction)
@@ -356,16 +432,18 @@ impl BatchHeader {
         Ok(())
     }
 
-    /// Writes chunk `c`'s on-disk form (seed, explicit bytes, checksum) to the end of `out`.
-    pub fn encode_chunk(seed: &Seed, explicit: &[u8], out: &mut Vec<u8>) {
+    /// Writes chunk `c`'s on-disk form (key area: a seed or PRSS chunk keys; explicit bytes;
+    /// checksum) to the end of `out`.
+    pub fn encode_chunk(key_area: &[u8], explicit: &[u8], out: &mut Vec<u8>) {
         let start = out.len();
-        out.extend_from_slice(&seed.0);
+        out.extend_from_slice(key_area);
         out.extend_from_slice(explicit);
         let crc = crc32fast::hash(&out[start..]);
         out.extend_from_slice(&crc.to_le_bytes());
     }
 
-    /// Splits and checks chunk `c`'s on-disk bytes into its seed and explicit elements.
+    /// Splits and checks chunk `c`'s on-disk bytes into its key area (a seed, or a PRSS
+    /// chunk's keys: secret) and explicit elements.
     ///
     /// # Errors
     /// [`FormatError`] if the length is wrong or the checksum does not match.
@@ -373,7 +451,7 @@ impl BatchHeader {
         &self,
         c: u64,
         bytes: &'a [u8],
-    ) -> Result<(Seed, &'a [u8]), FormatError> {
+    ) -> Result<(&'a [u8], &'a [u8]), FormatError> {
         let expected = self.chunk_bytes(c);
         if bytes.len() != expected {
             return Err(FormatError::Truncated {
@@ -389,9 +467,7 @@ impl BatchHeader {
                 self.batch
             )));
         }
-        let mut seed = Seed([0; SEED_BYTES]);
-        seed.0.copy_from_slice(&body[..SEED_BYTES]);
-        Ok((seed, &body[SEED_BYTES..]))
+        Ok(body.split_at(self.key_area_bytes()))
     }
 
     /// Checks and expands the chunks `chunks` of this batch from their on-disk bytes `raw`
@@ -417,12 +493,19 @@ impl BatchHeader {
             let bytes = raw
                 .get(at..at + self.chunk_bytes(c))
                 .ok_or_else(|| invalid("batch chunk", "chunk bytes missing from the read"))?;
-            let (seed, explicit) = self.decode_chunk(c, bytes)?;
+            let (key_area, explicit) = self.decode_chunk(c, bytes)?;
             let start = c * ci;
             let skip = items.start.max(start) - start;
             let stop = items.end.min(start + self.chunk_len(c)) - start;
+            let (len, wanted) = (self.chunk_len(c) as usize, skip as usize..stop as usize);
             let mut out = zeroize::Zeroizing::new(Vec::new());
-            crate::with_ring!(ring, rg => expand_chunk(rg, &layout, &seed, explicit, self.chunk_len(c) as usize, skip as usize..stop as usize, &mut out))?;
+            if self.maker == Maker::Prss {
+                crate::with_ring!(ring, rg => super::prss::expand_chunk(rg, &self.pool, self.prss_party(), key_area, explicit, len, wanted, &mut out))?;
+            } else {
+                let mut seed = Seed([0; SEED_BYTES]);
+                seed.0.copy_from_slice(key_area);
+                crate::with_ring!(ring, rg => expand_chunk(rg, &layout, &seed, explicit, len, wanted, &mut out))?;
+            }
             Ok(out)
         };
         if chunks.end - chunks.start < 4 {
@@ -536,6 +619,7 @@ mod tests {
             items: 2500,
             chunk_items: 1024,
             maker: Maker::Dealer,
+            epoch: None,
         }
     }
 

@@ -6,6 +6,7 @@
 //! own chunk seed, in record order) or *explicit* (stored), and [`record_layout`] says which.
 
 pub mod batch;
+pub mod prss;
 pub mod shares;
 
 pub use batch::{BatchHeader, BatchId, FormatError, Seed, CHUNK_BYTES, CHUNK_ITEMS};
@@ -584,6 +585,9 @@ pub enum Maker {
     Parties,
     /// The HE generator (BFV, no dealer; `generate::he`), laid out as [`Maker::Parties`].
     He,
+    /// Pseudo-random secret sharing from replicated keys (no dealer; secure only while no
+    /// `t + 1` parties collude): chunks hold derived keys, see [`prss`].
+    Prss,
 }
 
 impl Maker {
@@ -593,6 +597,7 @@ impl Maker {
             Maker::Dealer => 0,
             Maker::Parties => 1,
             Maker::He => 2,
+            Maker::Prss => 3,
         }
     }
 
@@ -601,12 +606,13 @@ impl Maker {
             0 => Some(Maker::Dealer),
             1 => Some(Maker::Parties),
             2 => Some(Maker::He),
+            3 => Some(Maker::Prss),
             _ => None,
         }
     }
 
     /// Every maker, in code order.
-    pub const ALL: [Maker; 3] = [Maker::Dealer, Maker::Parties, Maker::He];
+    pub const ALL: [Maker; 4] = [Maker::Dealer, Maker::Parties, Maker::He, Maker::Prss];
 
     /// The name used in configuration, jobs, stock and audit records: the generator's name.
     pub fn name(self) -> &'static str {
@@ -614,6 +620,7 @@ impl Maker {
             Maker::Dealer => "dealer",
             Maker::Parties => "parties",
             Maker::He => "he",
+            Maker::Prss => "prss",
         }
     }
 
@@ -622,6 +629,9 @@ impl Maker {
         match self {
             Maker::Dealer => "trusted dealer (sees every share)",
             Maker::Parties | Maker::He => "no dealer (the parties' own nodes, semi-honest)",
+            Maker::Prss => {
+                "no dealer (the parties' own nodes, semi-honest, honest majority: no t + 1 collude)"
+            }
         }
     }
 }
@@ -638,7 +648,7 @@ impl std::str::FromStr for Maker {
         Maker::ALL
             .into_iter()
             .find(|m| m.name() == s)
-            .ok_or_else(|| format!("unknown generator {s:?}: expected dealer, parties or he"))
+            .ok_or_else(|| format!("unknown generator {s:?}: expected dealer, parties, he or prss"))
     }
 }
 

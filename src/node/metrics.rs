@@ -122,7 +122,7 @@ impl Metrics {
     /// Never: the families' names and labels are static and valid.
     pub fn new(
         pools: &[PoolSpec],
-        party: u8,
+        (party, parties): (u8, u8),
         policies: &BTreeMap<PoolSpec, StockPolicy>,
         peers: &[String],
     ) -> Self {
@@ -279,7 +279,7 @@ impl Metrics {
             m.download_bytes.with_label_values(&[&p]);
             m.download_seconds.with_label_values(&[&p]);
             for g in Maker::ALL {
-                if crate::generate::can_make(g, pool) {
+                if crate::generate::can_make(g, pool, parties) {
                     m.generated.with_label_values(&[&p, g.name()]);
                 }
             }

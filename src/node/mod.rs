@@ -185,7 +185,12 @@ impl NodeState {
             })
             .collect();
         let labels: Vec<String> = others.iter().map(|p| p.label().to_string()).collect();
-        let metrics = metrics::Metrics::new(&cluster.pools, me, &cluster.stock, &labels);
+        let metrics = metrics::Metrics::new(
+            &cluster.pools,
+            (me, cluster.parties()),
+            &cluster.stock,
+            &labels,
+        );
         let others = others
             .into_iter()
             .map(|p| p.observed(metrics.peers.clone()))

@@ -364,7 +364,9 @@ fn generator_for(st: &NodeState, pool: &PoolSpec) -> Option<String> {
     if let Some(g) = st.cluster.stock.get(pool).and_then(|p| p.generator.clone()) {
         return Some(g);
     }
-    let usable = |m: Maker| crate::generate::can_make(m, pool) && st.cluster.allows(pool, m);
+    let usable = |m: Maker| {
+        crate::generate::can_make(m, pool, st.cluster.parties()) && st.cluster.allows(pool, m)
+    };
     if st.cluster.dealer_token_sha256.is_some() && usable(Maker::Dealer) {
         return Some(Maker::Dealer.name().into());
     }

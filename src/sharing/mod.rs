@@ -1,5 +1,7 @@
 //! Secret sharing: additive among n parties, and Shamir (t, n) with shares at x = 1..n.
 
+pub mod prss;
+
 use crate::math::Ring;
 use rand::RngCore;
 

@@ -34,6 +34,7 @@ mod audit;
 mod batches;
 mod commit;
 mod durable;
+pub(crate) use durable::sync_dir as durable_sync_dir;
 mod erase;
 mod error;
 mod files;
@@ -64,7 +65,7 @@ pub use records::*;
 use reservations::*;
 use view::View;
 
-use crate::material::batch::{HEADER_BYTES, MAX_HEADER_BYTES};
+use crate::material::batch::{header_len, HEADER_BYTES, MAX_HEADER_BYTES};
 use crate::material::shares::MAX_CHECKOUT_ID;
 use crate::material::{
     BatchHeader, BatchId, FormatError, Maker, PoolSpec, ShareHeader, ShareRange, ShareWriter,
@@ -333,12 +334,10 @@ pub(crate) fn read_batch_header(file: &File, path: &Path) -> Result<BatchHeader>
     let mut hbuf = [0u8; MAX_HEADER_BYTES];
     file.read_exact_at(&mut hbuf[..HEADER_BYTES], 0)
         .map_err(io_err("read", path))?;
-    let len = if u16::from_le_bytes([hbuf[8], hbuf[9]]) == 3 {
-        file.read_exact_at(&mut hbuf[HEADER_BYTES..], HEADER_BYTES as u64)
+    let len = header_len(u16::from_le_bytes([hbuf[8], hbuf[9]]));
+    if len > HEADER_BYTES {
+        file.read_exact_at(&mut hbuf[HEADER_BYTES..len], HEADER_BYTES as u64)
             .map_err(io_err("read", path))?;
-        MAX_HEADER_BYTES
-    } else {
-        HEADER_BYTES
-    };
+    }
     Ok(BatchHeader::decode(&hbuf[..len])?)
 }

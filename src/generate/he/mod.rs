@@ -231,7 +231,7 @@ impl PartyGenerator for HeTriples {
             for &v in &shares.c[at..at + len] {
                 explicit.extend_from_slice(&v.to_le_bytes());
             }
-            BatchHeader::encode_chunk(seed, &explicit, &mut file);
+            BatchHeader::encode_chunk(&seed.0, &explicit, &mut file);
         }
         debug_assert_eq!(file.len() as u64, header.file_len());
         Ok(PartyBatch {
