@@ -220,6 +220,18 @@ enum Command {
         #[command(subcommand)]
         action: Option<JobsCommand>,
     },
+    /// As an operator: the PRSS generator's keys: status, a fresh epoch, or retiring one.
+    Prss {
+        /// The consortium file (consortium.toml).
+        #[arg(long)]
+        consortium: PathBuf,
+        /// The file holding the operators' token (operator.token).
+        #[arg(long)]
+        token_file: PathBuf,
+        /// What to do (default: status).
+        #[command(subcommand)]
+        action: Option<PrssCommand>,
+    },
     /// As an engine: check out items at your party's node and download your shares.
     Checkout {
         /// Your party's node, https://host:port.
@@ -577,6 +589,19 @@ fn run() -> Result<()> {
             };
             runtime()?.block_on(cli::worker::jobs(&consortium, &token_file, action))?
         }
+        Command::Prss {
+            consortium,
+            token_file,
+            action,
+        } => {
+            use cli::worker::PrssAction;
+            let action = match action.unwrap_or(PrssCommand::Status) {
+                PrssCommand::Status => PrssAction::Status,
+                PrssCommand::Rotate => PrssAction::Rotate,
+                PrssCommand::Retire { epoch } => PrssAction::Retire { epoch },
+            };
+            runtime()?.block_on(cli::worker::prss(&consortium, &token_file, action))?
+        }
         Command::Checkout {
             url,
             ca,
@@ -691,6 +716,20 @@ enum AuditCommand {
 }
 
 #[derive(Debug, clap::Subcommand)]
+enum PrssCommand {
+    /// Parties, threshold, the current epoch, retired epochs, the keys this node holds.
+    Status,
+    /// Set up fresh keys at every party; new PRSS batches use them, older ones stay served.
+    Rotate,
+    /// Retire an epoch (its keys may have leaked): destroy its keys and burn every item made
+    /// under them that was not handed out, at every party.
+    Retire {
+        #[arg(long)]
+        epoch: u32,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
 enum JobsCommand {
     /// Queue a job: make COUNT items of POOL with dealer workers, or by the nodes themselves.
     Create {
@@ -724,6 +763,9 @@ enum GeneratorChoice {
     Parties,
     /// The parties themselves with homomorphic encryption, no dealer (triples, squares).
     He,
+    /// The parties themselves with pseudo-random secret sharing, no dealer, honest majority
+    /// (triples, squares, double sharings; keys for this command only).
+    Prss,
 }
 
 impl GeneratorChoice {
@@ -733,6 +775,7 @@ impl GeneratorChoice {
             GeneratorChoice::Dealer => Maker::Dealer,
             GeneratorChoice::Parties => Maker::Parties,
             GeneratorChoice::He => Maker::He,
+            GeneratorChoice::Prss => Maker::Prss,
         }
     }
 }

@@ -118,7 +118,8 @@ fn every_schema_has_exactly_the_fields_of_its_type() {
         items: 3,
         correction: 0,
         until: 9,
-        generator: "dealer".into(),
+        generator: "prss".into(),
+        epoch: Some(2),
     };
     same_fields(&doc, "ShareRange", range);
     same_fields(&doc, "Reservation", &reservation);
@@ -257,6 +258,50 @@ fn every_schema_has_exactly_the_fields_of_its_type() {
             waiting_for: vec!["site-b".into()],
         },
     );
+    let report = RetireReport {
+        batches: 1,
+        reservations: 2,
+        items: 3,
+    };
+    same_fields(&doc, "RetireReport", report);
+    same_fields(
+        &doc,
+        "RetiredEpoch",
+        RetiredEpoch {
+            epoch: 1,
+            by_party: vec![report],
+        },
+    );
+    same_fields(
+        &doc,
+        "PrssStatus",
+        PrssStatus {
+            parties: 3,
+            threshold: 1,
+            keys_per_party: 2,
+            current_epoch: Some(2),
+            retired_epochs: vec![1],
+            key_epochs: vec![2],
+            assumption: larder::material::Assumption::HonestMajority,
+        },
+    );
+    same_fields(
+        &doc,
+        "PrssEpoch",
+        PrssEpoch {
+            epoch: 2,
+            parties: 3,
+            threshold: 1,
+            key_sets: 3,
+        },
+    );
+    same_fields(
+        &doc,
+        "KeySetup",
+        KeySetup {
+            session: "s".into(),
+        },
+    );
     same_fields(&doc, "PieceRequest", PieceRequest { worker: "w".into() });
     same_fields(&doc, "Piece", &piece);
     same_fields(
@@ -320,6 +365,8 @@ fn every_state_is_listed_and_nothing_else() {
             ExpireOutcome::Unknown,
         ],
     );
+    same_values(&doc, &s("Assumption"), &larder::material::Assumption::ALL);
+    same_values(&doc, &s("Generator"), &larder::material::Maker::ALL);
     let codes: Vec<Value> = Code::ALL.iter().map(|c| json!(c.as_str())).collect();
     same_values(&doc, &s("Code"), &codes);
 }

@@ -327,6 +327,76 @@ pub(crate) async fn jobs(consortium: &Path, token_file: &Path, action: JobsActio
     Ok(())
 }
 
+/// What `larder prss` does.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum PrssAction {
+    Status,
+    Rotate,
+    Retire { epoch: u32 },
+}
+
+/// `larder prss`: the PRSS keys at the leader, as an operator.
+pub(crate) async fn prss(consortium: &Path, token_file: &Path, action: PrssAction) -> Result<()> {
+    use larder::wire::{PrssEpoch, PrssStatus, RetiredEpoch};
+    let (cluster, http) = super::commands::consortium_client(consortium)?;
+    let token = super::commands::read_token(token_file)?;
+    let base = cluster.nodes()[cluster.leader as usize]
+        .url
+        .trim_end_matches('/')
+        .to_string();
+    let req = match action {
+        PrssAction::Status => http.get(format!("{base}/v1/prss")),
+        PrssAction::Rotate => http.post(format!("{base}/v1/prss/epochs")),
+        PrssAction::Retire { epoch } => http.delete(format!("{base}/v1/prss/epochs/{epoch}")),
+    };
+    let text = super::commands::send_as(req, &token, &format!("the leader at {base}")).await?;
+    match action {
+        PrssAction::Status => {
+            let s: PrssStatus = serde_json::from_str(&text)?;
+            let list = |v: &[u32]| {
+                if v.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+                }
+            };
+            println!(
+                "PRSS for {} parties: secure while no {} collude ({}); {} keys per party",
+                s.parties,
+                s.threshold + 1,
+                s.assumption,
+                s.keys_per_party
+            );
+            println!(
+                "current epoch: {}",
+                s.current_epoch
+                    .map_or("none yet (the first PRSS job sets it up)".into(), |e| e
+                        .to_string())
+            );
+            println!("retired epochs: {}", list(&s.retired_epochs));
+            println!("keys held at the leader: epochs {}", list(&s.key_epochs));
+        }
+        PrssAction::Rotate => {
+            let e: PrssEpoch = serde_json::from_str(&text)?;
+            println!(
+                "epoch {} set up: {} keys among {} parties (t = {}); new PRSS batches use it",
+                e.epoch, e.key_sets, e.parties, e.threshold
+            );
+        }
+        PrssAction::Retire { .. } => {
+            let r: RetiredEpoch = serde_json::from_str(&text)?;
+            println!("epoch {} retired: keys destroyed at every party", r.epoch);
+            for (p, b) in r.by_party.iter().enumerate() {
+                println!(
+                    "  party {p}: {} items burned ({} batches, {} reservations not downloaded)",
+                    b.items, b.batches, b.reservations
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 fn print_jobs(jobs: &[Job]) {
     println!(
         "{:>8} {:<18} {:<9} {:<8} {:<10} {:>12} {:<27} {:>6}  error",

@@ -258,6 +258,41 @@ impl RemoteParty {
             .map(|_| ())
     }
 
+    /// The leader has this node set up its keys of a PRSS epoch with the others, over the
+    /// message channel's `session`.
+    ///
+    /// # Errors
+    /// The node's refusal (the setup failed), or it cannot be reached.
+    pub async fn prss_setup(&self, epoch: u32, session: &str) -> Result<()> {
+        let body = json(&crate::wire::KeySetup {
+            session: session.to_string(),
+        })?;
+        self.inner
+            .call::<serde_json::Value>(
+                "setting up PRSS keys",
+                Method::POST,
+                &format!("/v1/internal/prss/epochs/{epoch}"),
+                Some(body),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// The leader retires a PRSS epoch at this node.
+    ///
+    /// # Errors
+    /// The node cannot be reached, or failed.
+    pub async fn prss_retire(&self, epoch: u32) -> Result<crate::wire::RetireReport> {
+        self.inner
+            .answer(
+                "retiring a PRSS epoch",
+                Method::POST,
+                &format!("/v1/internal/prss/epochs/{epoch}/retire"),
+                None,
+            )
+            .await
+    }
+
     /// A follower passes an engine's checkout to the leader's node, which runs the protocol.
     ///
     /// # Errors

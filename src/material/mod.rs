@@ -624,6 +624,15 @@ impl Maker {
         }
     }
 
+    /// The assumption its material is secure under.
+    pub fn assumption(self) -> Assumption {
+        match self {
+            Maker::Dealer => Assumption::TrustedDealer,
+            Maker::Parties | Maker::He => Assumption::DishonestMajority,
+            Maker::Prss => Assumption::HonestMajority,
+        }
+    }
+
     /// The trust model, in a few words, for operators and auditors.
     pub fn trust(self) -> &'static str {
         match self {
@@ -633,6 +642,72 @@ impl Maker {
                 "no dealer (the parties' own nodes, semi-honest, honest majority: no t + 1 collude)"
             }
         }
+    }
+}
+
+/// What must hold, beyond semi-honest parties and an authenticated transport, for material to
+/// be secure: recorded with every batch (by its generator), shown by pools, the API and the
+/// audit trail, and restricted per pool by the consortium (`pool_assumptions`).
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Debug,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Assumption {
+    /// A dealer who sees every share colludes with no party (the parties themselves may be
+    /// any number short of all).
+    TrustedDealer,
+    /// At least one party is honest: up to `n - 1` may collude (the HE generator, the
+    /// parties' own input masks).
+    DishonestMajority,
+    /// No `t + 1` parties collude, `t = floor((n - 1) / 2)` (PRSS): an engine secure against
+    /// more (MP-SPDZ's `semi-party.x`, for one) is then only as secure as this.
+    HonestMajority,
+}
+
+impl Assumption {
+    pub const ALL: [Assumption; 3] = [
+        Assumption::TrustedDealer,
+        Assumption::DishonestMajority,
+        Assumption::HonestMajority,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Assumption::TrustedDealer => "trusted-dealer",
+            Assumption::DishonestMajority => "dishonest-majority",
+            Assumption::HonestMajority => "honest-majority",
+        }
+    }
+}
+
+impl std::fmt::Display for Assumption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Assumption {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Assumption::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown assumption {s:?}: expected trusted-dealer, dishonest-majority or \
+                     honest-majority"
+                )
+            })
     }
 }
 

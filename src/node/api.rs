@@ -66,6 +66,17 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/v1/internal/jobs/next", post(jobs::next_piece))
         .route("/v1/internal/pieces", post(jobs::make_piece))
+        .route("/v1/prss", get(super::prss::status))
+        .route("/v1/prss/epochs", post(super::prss::rotate))
+        .route("/v1/prss/epochs/{epoch}", delete(super::prss::retire))
+        .route(
+            "/v1/internal/prss/epochs/{epoch}",
+            post(super::prss::internal_setup),
+        )
+        .route(
+            "/v1/internal/prss/epochs/{epoch}/retire",
+            post(super::prss::internal_retire),
+        )
         .route(
             "/v1/internal/messages/{session}/{seq}",
             put(super::channel::receive),

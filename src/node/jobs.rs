@@ -19,7 +19,7 @@ use super::error::{ApiError, Code};
 use super::extract::{DealerAtLeader, FromLeader, JsonBody, Operator};
 use super::NodeState;
 use crate::cluster::{self, Abort, Party};
-use crate::generate::{he, BatchPlan, HeTriples, OwnMasks, PartyGenerator};
+use crate::generate::{he, prss, BatchPlan, HeTriples, OwnMasks, PartyGenerator, PrssGenerator};
 use crate::material::{BatchId, Maker, PoolSpec};
 use crate::store::{now_unix, BatchState, Job, JobOrigin, JobState, Lease};
 use crate::wire::schema::JobId;
@@ -37,7 +37,7 @@ const DEALER: &str = "dealer";
 /// Jobs made by the nodes themselves, with no dealer ([`OwnMasks`]).
 const PARTIES: &str = "parties";
 /// The generators the nodes run themselves (each node makes its own share).
-const AT_THE_NODES: [&str; 2] = [PARTIES, he::NAME];
+const AT_THE_NODES: [&str; 3] = [PARTIES, he::NAME, prss::NAME];
 
 fn unknown_job(id: u64) -> ApiError {
     ApiError::new(
@@ -76,26 +76,19 @@ pub(super) async fn create(
     JsonBody(req): JsonBody<JobRequest>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
     super::api::known_pool(&st, req.pool)?;
-    match req.generator.as_str() {
-        DEALER => {}
-        name => match party_generator(name) {
-            Some(g) if g.supports(&req.pool) => {}
-            Some(g) => {
-                return Err(ApiError::bad_request(format!(
-                    "the {} generator cannot make {}; the dealer can",
-                    g.name(),
-                    req.pool
-                )))
-            }
-            None => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown generator {name:?}; this node runs {DEALER}, {PARTIES} and {}",
-                    he::NAME
-                )))
-            }
-        },
-    }
     let maker: Maker = req.generator.parse().map_err(ApiError::bad_request)?;
+    if !crate::generate::can_make(maker, &req.pool, st.cluster.parties()) {
+        let why = match maker {
+            Maker::Prss => {
+                crate::material::prss::refusal(&req.pool, st.cluster.parties()).unwrap_or_default()
+            }
+            _ => String::new(),
+        };
+        return Err(ApiError::bad_request(format!(
+            "the {maker} generator cannot make {}; the dealer can. {why}",
+            req.pool
+        )));
+    }
     if !st.cluster.allows(&req.pool, maker) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -320,6 +313,8 @@ async fn lease(
     // Window jobs wait while the parties' windows are closed; a pool's pieces out at once
     // stay within its policy's max_workers; floor refills go first.
     let window_open = st.schedule.window_open();
+    // PRSS pieces wait for the first key setup (see `run_party_jobs`).
+    let prss_epoch = st.prss.lock().await.current;
     let out_for = |pool: PoolSpec| -> usize {
         jobs.iter()
             .filter(|j| j.pool == pool)
@@ -332,6 +327,7 @@ async fn lease(
             && j.unissued() > 0
             && (j.generator == DEALER || j.leases.is_empty())
             && (j.origin != JobOrigin::Window || window_open)
+            && (j.generator != prss::NAME || prss_epoch.is_some())
             && st
                 .cluster
                 .stock
@@ -351,6 +347,7 @@ async fn lease(
         .map(|j| j.leases.len() as u64)
         .sum();
     let index = cluster::next_batch_index(&st.own, pool).await? + out;
+    let epoch = prss_epoch.filter(|_| job.generator == prss::NAME);
     let lease = Lease {
         batch: BatchId(rand::random()),
         items: job.unissued().min(pool.batch_items(st.cluster.batch_size)),
@@ -366,6 +363,7 @@ async fn lease(
         correction: lease.correction,
         until: lease.until,
         generator: job.generator.clone(),
+        epoch,
     };
     job.leases.push(lease);
     job.state = JobState::Running;
@@ -375,12 +373,28 @@ async fn lease(
     Ok((Some(piece), live_jobs))
 }
 
-/// A generator without a dealer, by the name jobs give it.
-fn party_generator(name: &str) -> Option<Box<dyn PartyGenerator>> {
-    match name {
-        PARTIES => Some(Box::new(OwnMasks::from_os_rng())),
-        he::NAME => Some(Box::new(HeTriples::from_os_rng())),
-        _ => None,
+/// This node's generator for a piece of a job the nodes make themselves (for PRSS, with its
+/// keys of the piece's epoch).
+///
+/// # Errors
+/// A generator that is not the nodes'; PRSS without an epoch, or one whose keys are gone.
+async fn party_generator(
+    st: &NodeState,
+    piece: &Piece,
+) -> Result<Box<dyn PartyGenerator>, ApiError> {
+    match piece.generator.as_str() {
+        PARTIES => Ok(Box::new(OwnMasks::from_os_rng())),
+        he::NAME => Ok(Box::new(HeTriples::from_os_rng())),
+        prss::NAME => {
+            let epoch = piece
+                .epoch
+                .ok_or_else(|| ApiError::bad_request("a PRSS piece names its key epoch"))?;
+            let keys = super::prss::keys_of(st, epoch).await?;
+            Ok(Box::new(PrssGenerator::new(keys, epoch)))
+        }
+        name => Err(ApiError::bad_request(format!(
+            "no generator {name:?} at this node"
+        ))),
     }
 }
 
@@ -390,9 +404,7 @@ fn party_generator(name: &str) -> Option<Box<dyn PartyGenerator>> {
 /// # Errors
 /// An unknown generator, or its failure (a party that stopped, a message that never came).
 pub(super) async fn make_own_share(st: &Arc<NodeState>, piece: Piece) -> Result<(), ApiError> {
-    let mut g = party_generator(&piece.generator).ok_or_else(|| {
-        ApiError::bad_request(format!("no generator {:?} at this node", piece.generator))
-    })?;
+    let mut g = party_generator(st, &piece).await?;
     let plan = BatchPlan {
         pool: piece.pool,
         parties: st.cluster.parties(),
@@ -414,10 +426,16 @@ pub(super) async fn make_own_share(st: &Arc<NodeState>, piece: Piece) -> Result<
     .await
     .map_err(|e| ApiError::internal(format!("the generator failed: {e}")))?
     .map_err(|e| ApiError::unavailable(format!("generating this party's share: {e}")))?;
-    let he = piece.generator == he::NAME;
-    st.own.stage(share).await?;
-    if he {
-        crate::failpoint::hit("he.staged");
+    match (piece.generator.as_str(), piece.epoch) {
+        (prss::NAME, Some(epoch)) => {
+            super::prss::stage_unless_retired(st, epoch, share).await?;
+            crate::failpoint::hit("prss.staged");
+        }
+        (he::NAME, _) => {
+            st.own.stage(share).await?;
+            crate::failpoint::hit("he.staged");
+        }
+        _ => st.own.stage(share).await?,
     }
     Ok(())
 }
@@ -483,6 +501,9 @@ pub(super) async fn run_party_jobs(
             _ = tokio::time::sleep(every) => {}
             _ = st.job_created.notified() => {}
         }
+        if let Err(e) = first_prss_epoch(&st).await {
+            tracing::warn!(error = %e.detail, "PRSS jobs wait for a key setup; tried again later");
+        }
         loop {
             let piece = match lease(&st, &AT_THE_NODES, "nodes".into()).await {
                 Ok((Some(p), _)) => p,
@@ -510,6 +531,21 @@ pub(super) async fn run_party_jobs(
             }
         }
     }
+}
+
+/// Sets up the first PRSS epoch if a live PRSS job is waiting for one.
+async fn first_prss_epoch(st: &Arc<NodeState>) -> Result<(), ApiError> {
+    if st.prss.lock().await.current.is_some() {
+        return Ok(());
+    }
+    let jobs = st.own.run("reading jobs", |s| s.jobs()).await?;
+    if jobs
+        .iter()
+        .any(|j| j.state.is_live() && j.generator == prss::NAME)
+    {
+        super::prss::current_or_setup(st).await?;
+    }
+    Ok(())
 }
 
 /// Every node makes its share of `piece` at once (they talk to each other meanwhile). The

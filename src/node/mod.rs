@@ -26,6 +26,7 @@ pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod provision;
+mod prss;
 mod schedule;
 mod sweep;
 
@@ -102,6 +103,11 @@ pub struct NodeState {
     pub(crate) schedule: schedule::Scheduler,
     /// Parties whose nodes have answered this node since it started (see `ready`).
     pub(crate) answered: std::sync::Mutex<std::collections::BTreeSet<u8>>,
+    /// PRSS epochs as this node knows them (see `prss`); also serialises their changes with
+    /// the staging of PRSS shares.
+    pub(crate) prss: tokio::sync::Mutex<prss::Epochs>,
+    /// At the leader: one key setup or retirement at a time.
+    pub(crate) prss_admin: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for NodeState {
@@ -195,7 +201,10 @@ impl NodeState {
             .into_iter()
             .map(|p| p.observed(metrics.peers.clone()))
             .collect();
+        let epochs = prss::Epochs::load(store.dir())?;
         Ok(NodeState {
+            prss: tokio::sync::Mutex::new(epochs),
+            prss_admin: tokio::sync::Mutex::new(()),
             own: LocalParty::new(store.clone()),
             others,
             store,

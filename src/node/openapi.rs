@@ -8,7 +8,7 @@
 //! `application/problem+json` [`Problem`]; every write may answer 507 (a full disk) and every
 //! request with a body 408 (it did not arrive in time); the bearer-token schemes.
 
-use super::{api, audit, channel, internal, jobs, schedule};
+use super::{api, audit, channel, internal, jobs, prss, schedule};
 use crate::material::BatchId;
 use crate::wire::schema::{Binary, CheckoutId, JobId};
 use crate::wire::Problem;
@@ -47,6 +47,11 @@ use utoipa::{Modify, OpenApi};
         jobs::cancel,
         jobs::next_piece,
         jobs::make_piece,
+        prss::status,
+        prss::rotate,
+        prss::retire,
+        prss::internal_setup,
+        prss::internal_retire,
         channel::receive,
         channel::abort,
         audit::read,

@@ -98,6 +98,7 @@ impl Store {
             stock_seq: 0,
             staged_at: now_unix(),
             maker: Some(header.maker),
+            epoch: header.epoch,
         };
         let mut audit = audit_entry("stage", header.pool, None, Some(header.batch), vec![], None);
         audit.generator = Some(header.maker);
@@ -212,5 +213,114 @@ impl Store {
             Err(e) => return Err(io_err("remove", &path)(e)),
         }
         self.sync_dir()
+    }
+
+    /// Retires a PRSS key epoch here (its keys are suspected leaked): every item of its
+    /// batches that was not handed out is burned. Reservations not downloaded yet are burned
+    /// (a later download is refused), free items are consumed with a `retire` audit record
+    /// each batch, and their chunks are erased. Retiring again finds nothing left.
+    ///
+    /// # Errors
+    /// Sled or IO errors; what was burned before stays burned.
+    pub fn retire_epoch(&self, epoch: u32) -> Result<RetireReport> {
+        let mut report = RetireReport::default();
+        let of_epoch = |m: &BatchMeta| m.epoch == Some(epoch) && m.state != BatchState::Exhausted;
+        let ids: std::collections::BTreeSet<BatchId> = self
+            .all_batches()?
+            .iter()
+            .filter(|m| of_epoch(m))
+            .map(|m| m.id)
+            .collect();
+        for res in self.reservations()? {
+            if res.state == ReservationState::Reserved
+                && res.ranges.iter().any(|r| ids.contains(&r.batch))
+            {
+                match self.burn(&res.checkout) {
+                    Ok(r) => {
+                        report.reservations += 1;
+                        report.items += r.count;
+                    }
+                    // Downloaded or released meanwhile: nothing to burn.
+                    Err(StoreError::NotReserved { .. } | StoreError::Gone { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        for id in &ids {
+            let burned = {
+                let _g = self.locked();
+                let Some(mut meta) = self.batch_meta(id)? else {
+                    continue;
+                };
+                if !of_epoch(&meta) || meta.free.is_empty() {
+                    continue;
+                }
+                let ranges: Vec<ShareRange> = meta
+                    .free
+                    .intervals()
+                    .iter()
+                    .map(|&(first, end)| ShareRange {
+                        batch: *id,
+                        first,
+                        count: end - first,
+                    })
+                    .collect();
+                for r in &ranges {
+                    meta.consumed.insert(r.first, r.first + r.count);
+                }
+                let count: u64 = ranges.iter().map(|r| r.count).sum();
+                meta.free = RangeSet::new();
+                let by = format!("prss epoch {epoch} retired");
+                let mut chain = self.chain();
+                let chained = Chained::new(
+                    &chain.tip,
+                    vec![audit_entry(
+                        "retire",
+                        meta.pool,
+                        None,
+                        Some(*id),
+                        ranges,
+                        Some(&by),
+                    )],
+                );
+                let key = stock_key(&meta.pool, meta.stock_seq);
+                unwrap_tx(
+                    (&self.batches, &self.stock, &self.audit).transaction(|(b, s, a)| {
+                        s.remove(key.clone())?;
+                        b.insert(&id.0, to_json(&meta))?;
+                        chained.write(a)?;
+                        Ok(())
+                    }),
+                )?;
+                chained.advance(&mut chain);
+                count
+            };
+            self.flush()?;
+            report.batches += 1;
+            report.items += burned;
+            self.erase_consumed(id)?;
+        }
+        Ok(report)
+    }
+
+    /// Appends one audit record of `event` by `by` (no pool, batch or items), durably: key
+    /// setup and retirement of PRSS epochs.
+    ///
+    /// # Errors
+    /// Sled errors.
+    pub fn record_event(&self, event: &str, by: &str) -> Result<()> {
+        {
+            let _g = self.locked();
+            let mut r = AuditRecord::new(event, now_unix());
+            r.by = Some(by.to_string());
+            let mut chain = self.chain();
+            let chained = Chained::new(&chain.tip, vec![r]);
+            unwrap_tx(self.audit.transaction(|a| {
+                chained.write(a)?;
+                Ok(())
+            }))?;
+            chained.advance(&mut chain);
+        }
+        self.flush()
     }
 }

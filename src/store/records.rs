@@ -5,7 +5,7 @@
 
 use super::*;
 pub use crate::audit::AuditRecord;
-pub use crate::wire::{BatchState, PoolStock, Reservation, ReservationState};
+pub use crate::wire::{BatchState, PoolStock, Reservation, ReservationState, RetireReport};
 
 /// Who this store belongs to; fixed when the store is created.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,4 +36,7 @@ pub struct BatchMeta {
     /// schema 5 whose file was gone by then).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maker: Option<Maker>,
+    /// The PRSS key epoch the batch was made under (PRSS batches only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u32>,
 }

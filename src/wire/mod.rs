@@ -267,6 +267,9 @@ pub struct Piece {
     #[serde(default = "default_generator")]
     #[schema(value_type = GeneratorName)]
     pub generator: String,
+    /// The PRSS key epoch the piece is made under (`prss` pieces only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u32>,
 }
 
 /// The answer to a [`PieceRequest`]: a piece, or none for now.
@@ -430,4 +433,61 @@ mod tests {
         }
         assert_eq!(Code::parse("from-a-newer-node"), Code::Unknown);
     }
+}
+
+/// What retiring a PRSS epoch burned at one party (`Store::retire_epoch`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RetireReport {
+    /// Batches whose free items were burned.
+    pub batches: u64,
+    /// Reservations not yet downloaded that were burned.
+    pub reservations: u64,
+    /// Items burned in all.
+    pub items: u64,
+}
+
+/// `GET /v1/prss`: the PRSS generator's keys and epochs, as this node knows them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PrssStatus {
+    pub parties: u8,
+    /// The material is secure only while no `threshold + 1` parties collude.
+    pub threshold: u8,
+    /// Keys each party holds: one per set of `parties - threshold` parties it belongs to.
+    pub keys_per_party: u64,
+    /// The epoch new PRSS batches are made under (the leader's decision; none before the
+    /// first key setup, which the first PRSS job starts).
+    pub current_epoch: Option<u32>,
+    /// Epochs retired: their keys destroyed and their unserved items burned.
+    pub retired_epochs: Vec<u32>,
+    /// Epochs this node holds keys for.
+    pub key_epochs: Vec<u32>,
+    /// The assumption PRSS material is made under.
+    pub assumption: crate::material::Assumption,
+}
+
+/// `POST /v1/prss/epochs`: a new epoch's keys are set up at every party, and new PRSS batches
+/// use them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PrssEpoch {
+    pub epoch: u32,
+    pub parties: u8,
+    pub threshold: u8,
+    /// Keys in all (one per set of `parties - threshold` parties).
+    pub key_sets: u64,
+}
+
+/// The body of `POST /v1/internal/prss/epochs/{epoch}`: set up this epoch's keys with the
+/// other nodes, over the message channel's `session`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeySetup {
+    pub session: String,
+}
+
+/// `DELETE /v1/prss/epochs/{epoch}`: the epoch is retired at every party.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RetiredEpoch {
+    pub epoch: u32,
+    /// What each party burned, in party order.
+    pub by_party: Vec<RetireReport>,
 }

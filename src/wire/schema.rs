@@ -65,8 +65,8 @@ pub struct GeneratorName;
 named_schema!(
     GeneratorName,
     "Generator",
-    json!({"type": "string", "enum": ["dealer", "parties"], "default": "dealer",
-        "description": "dealer: made by dealer workers; parties: made by the nodes themselves, no dealer (input masks)"})
+    json!({"type": "string", "enum": ["dealer", "parties", "he", "prss"], "default": "dealer",
+        "description": "dealer: made by dealer workers (trusted dealer); the nodes themselves, no dealer: parties (input masks), he (homomorphic encryption; both secure against n - 1 colluding parties), prss (pseudo-random secret sharing; secure only while no t + 1 parties collude)"})
 );
 
 /// A raw body: a batch file, a share stream, a generator's message.
