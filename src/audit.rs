@@ -100,7 +100,9 @@ pub struct AuditRecord {
     /// Unix seconds.
     pub at: u64,
     /// `stage`, `activate`, `abort`, `exhaust`, `reserve`, `consume`, `release`, `burn`,
-    /// `job-piece`, `job-piece-revoked`, `witness`.
+    /// `job-piece`, `job-piece-revoked`, `witness`; PRSS key epochs: `prss-keys` (this
+    /// party stored its keys), `prss-epoch` (the leader made one current), `prss-retire`, and
+    /// `retire` (a batch's unserved items burned with their epoch).
     pub event: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<PoolSpec>,
@@ -119,6 +121,9 @@ pub struct AuditRecord {
     /// The generator that made the batch, and so its trust model (`stage` records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator: Option<crate::material::Maker>,
+    /// The assumption the batch's material is secure under (`stage` records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assumption: Option<crate::material::Assumption>,
     #[serde(default)]
     pub prev: String,
     #[serde(default)]
@@ -139,6 +144,7 @@ impl AuditRecord {
             by: None,
             witness: None,
             generator: None,
+            assumption: None,
             prev: String::new(),
             hash: String::new(),
         }

@@ -73,6 +73,13 @@ pub struct ConsortiumConfig {
     /// batch of it at staging. Pools not named accept every generator that can make them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pool_generators: BTreeMap<PoolSpec, Vec<Maker>>,
+    /// The assumptions a pool's material may rest on, by pool: `"triple-z64" =
+    /// ["dishonest-majority", "honest-majority"]` accepts material made with no dealer,
+    /// `["dishonest-majority"]` only material that stays secure however many parties but one
+    /// collude (it refuses PRSS's honest-majority material). Every party refuses other
+    /// batches of the pool at staging. Pools not named accept every assumption.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pool_assumptions: BTreeMap<PoolSpec, Vec<crate::material::Assumption>>,
     /// Stock policies by pool (`[stock."triple-z64"]`): the leader's scheduler keeps these
     /// pools stocked by itself (see `schedule`). Pools not named are left to operators.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -174,6 +181,7 @@ impl ConsortiumConfig {
             auditor_token_sha256: None,
             archive_after_seconds: defaults::archive_after(),
             pool_generators: BTreeMap::new(),
+            pool_assumptions: BTreeMap::new(),
             stock: BTreeMap::new(),
             schedule_interval_ms: defaults::schedule_interval(),
             forecast_hours: defaults::forecast_hours(),
@@ -284,6 +292,23 @@ impl ConsortiumConfig {
                 bail!("pool_generators allows the {m} generator for pool {pool}, which it cannot make");
             }
         }
+        for (pool, assumptions) in &self.pool_assumptions {
+            if !self.pools.contains(pool) {
+                bail!("pool_assumptions names pool {pool}, which the consortium does not keep");
+            }
+            if !Maker::ALL.iter().any(|m| {
+                self.allows(pool, *m) && crate::generate::can_make(*m, pool, self.parties())
+            }) {
+                bail!(
+                    "pool_assumptions leaves pool {pool} no generator that can make it (accepted: {})",
+                    assumptions
+                        .iter()
+                        .map(|a| a.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
         for (pool, policy) in &self.stock {
             if !self.pools.contains(pool) {
                 bail!("stock names pool {pool}, which the consortium does not keep");
@@ -329,11 +354,31 @@ impl ConsortiumConfig {
         Ok(())
     }
 
-    /// Whether the consortium accepts batches of `pool` made by `maker`.
+    /// Whether the consortium accepts batches of `pool` made by `maker` (its
+    /// `pool_generators` and its `pool_assumptions`).
     pub fn allows(&self, pool: &PoolSpec, maker: Maker) -> bool {
         self.pool_generators
             .get(pool)
             .is_none_or(|m| m.contains(&maker))
+            && self
+                .pool_assumptions
+                .get(pool)
+                .is_none_or(|a| a.contains(&maker.assumption()))
+    }
+
+    /// The generators each restricted pool accepts (what every party's store enforces).
+    pub fn allowed_makers(&self) -> BTreeMap<PoolSpec, Vec<Maker>> {
+        self.pool_generators
+            .keys()
+            .chain(self.pool_assumptions.keys())
+            .map(|pool| {
+                let makers = Maker::ALL
+                    .into_iter()
+                    .filter(|m| self.allows(pool, *m))
+                    .collect();
+                (*pool, makers)
+            })
+            .collect()
     }
 
     pub fn parties(&self) -> u8 {

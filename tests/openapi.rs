@@ -139,6 +139,7 @@ fn every_schema_has_exactly_the_fields_of_its_type() {
     );
     let stock = PoolStock {
         by_generator: [("dealer".to_string(), 1)].into(),
+        by_assumption: [("trusted-dealer".to_string(), 1)].into(),
         ..PoolStock::default()
     };
     same_fields(&doc, "PoolStock", &stock);

@@ -166,3 +166,64 @@ fn key_files_are_private_round_trip_and_refuse_corruption() {
         "{shown}"
     );
 }
+
+/// A pool restricted to dealer-free material accepts PRSS's; a pool restricted to material
+/// secure against a dishonest majority refuses it at every party, and nothing of it is kept.
+/// Stock and the audit trail say which assumption the material rests on.
+#[test]
+fn pools_take_prss_material_only_if_they_accept_an_honest_majority() {
+    use larder::config::ConsortiumConfig;
+    use larder::consortium::LocalConsortium;
+    use larder::material::Assumption::{DishonestMajority, HonestMajority};
+    let dir = tempfile::tempdir().unwrap();
+    let (dealer_free, strict) = (pool("triple-z64"), pool("triple-p60"));
+    let mut config = ConsortiumConfig::local("t", 3, 0, 1000, vec![dealer_free, strict]);
+    config.pool_assumptions = [
+        (dealer_free, vec![DishonestMajority, HonestMajority]),
+        (strict, vec![DishonestMajority]),
+    ]
+    .into();
+    let c = LocalConsortium::init(&dir.path().join("c"), config).unwrap();
+    let mut own = prss::ephemeral(3).unwrap();
+    assert_eq!(
+        c.make(&mut own, dealer_free, 2500, |_| {}).unwrap().items,
+        2500
+    );
+    let err = c
+        .make(&mut own, strict, 1000, |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not by the prss generator (honest-majority)"),
+        "{err}"
+    );
+    // A dealer's material rests on a trusted dealer, which neither pool accepts.
+    let mut dealer = larder::generate::Dealer::from_seed([1; 32]);
+    assert!(c.deal(&mut dealer, dealer_free, 10, |_| {}).is_err());
+    for (p, s) in c.stock().unwrap().iter().enumerate() {
+        assert_eq!(s[&dealer_free].available, 2500, "party {p}");
+        assert_eq!(
+            s[&dealer_free].by_assumption.get("honest-majority"),
+            Some(&2500),
+            "party {p}"
+        );
+        assert_eq!(
+            s.get(&strict).map_or(0, |s| s.available + s.staged),
+            0,
+            "party {p}"
+        );
+    }
+    for p in 0..3 {
+        let staged: Vec<_> = c
+            .store(p)
+            .audit_trail()
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.event == "stage")
+            .collect();
+        assert_eq!(staged.len(), 3, "party {p}: three batches staged");
+        assert!(staged
+            .iter()
+            .all(|r| r.assumption == Some(HonestMajority) && r.pool == Some(dealer_free)));
+    }
+}

@@ -141,7 +141,7 @@ impl LocalConsortium {
                         id.party, id.parties, id.consortium
                     )));
                 }
-                store.set_allowed_generators(config.pool_generators.clone());
+                store.set_allowed_generators(config.allowed_makers());
                 Ok(store)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -371,7 +371,10 @@ pub fn write_stock_table<W: Write>(
                 .by_generator
                 .iter()
                 .filter(|(_, n)| **n > 0)
-                .map(|(g, n)| format!("{g} {n}"))
+                .map(|(g, n)| match g.parse::<crate::material::Maker>() {
+                    Ok(m) => format!("{g} {n} ({})", m.assumption()),
+                    Err(_) => format!("{g} {n}"),
+                })
                 .collect::<Vec<_>>()
                 .join(", ");
             writeln!(

@@ -550,7 +550,7 @@ pub async fn start_with(
     })
     .await??;
     store.set_min_free(min_free);
-    store.set_allowed_generators(cluster.pool_generators.clone());
+    store.set_allowed_generators(cluster.allowed_makers());
     let id = store.identity();
     if id.party != node.party || id.parties != parties || id.consortium != cluster.name {
         anyhow::bail!(

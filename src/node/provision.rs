@@ -28,6 +28,8 @@ pub struct Plan {
     pub archive_after_seconds: u64,
     /// Pools restricted to some generators (see `ConsortiumConfig::pool_generators`).
     pub pool_generators: std::collections::BTreeMap<PoolSpec, Vec<crate::material::Maker>>,
+    /// Pools restricted to some assumptions (see `ConsortiumConfig::pool_assumptions`).
+    pub pool_assumptions: std::collections::BTreeMap<PoolSpec, Vec<crate::material::Assumption>>,
     /// Stock policies (see `ConsortiumConfig::stock`) and how often the scheduler looks.
     pub stock: std::collections::BTreeMap<PoolSpec, crate::schedule::StockPolicy>,
     pub schedule_interval_ms: u64,
@@ -59,6 +61,7 @@ impl Plan {
             staging_deadline_seconds: defaults.staging_deadline_seconds,
             archive_after_seconds: defaults.archive_after_seconds,
             pool_generators: defaults.pool_generators,
+            pool_assumptions: defaults.pool_assumptions,
             stock: defaults.stock,
             schedule_interval_ms: defaults.schedule_interval_ms,
             schedules: Vec::new(),
@@ -259,6 +262,7 @@ pub fn provision(dir: &Path, plan: &Plan) -> Result<Provisioned> {
         auditor_token_sha256: Some(auditor_token.hash()),
         archive_after_seconds: plan.archive_after_seconds,
         pool_generators: plan.pool_generators.clone(),
+        pool_assumptions: plan.pool_assumptions.clone(),
         stock: plan.stock.clone(),
         schedule_interval_ms: plan.schedule_interval_ms,
         forecast_hours: defaults_of_config().forecast_hours,

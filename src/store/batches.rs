@@ -102,6 +102,7 @@ impl Store {
         };
         let mut audit = audit_entry("stage", header.pool, None, Some(header.batch), vec![], None);
         audit.generator = Some(header.maker);
+        audit.assumption = Some(header.maker.assumption());
         {
             let _g = self.locked();
             let mut chain = self.chain();

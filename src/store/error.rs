@@ -32,7 +32,7 @@ pub enum StoreError {
         want: u8,
         want_parties: u8,
     },
-    #[error("pool {pool} accepts batches made by {} only, not by the {maker} generator", allowed.iter().map(|m| m.name()).collect::<Vec<_>>().join(" or "))]
+    #[error("pool {pool} accepts batches made by {} only, not by the {maker} generator ({})", allowed.iter().map(|m| m.name()).collect::<Vec<_>>().join(" or "), maker.assumption())]
     GeneratorRefused {
         pool: PoolSpec,
         maker: Maker,

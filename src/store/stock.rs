@@ -17,6 +17,8 @@ impl Store {
                     s.available += meta.free.len();
                     let by = meta.maker.map_or("unrecorded", Maker::name);
                     *s.by_generator.entry(by.to_string()).or_default() += meta.free.len();
+                    let under = meta.maker.map_or("unrecorded", |m| m.assumption().name());
+                    *s.by_assumption.entry(under.to_string()).or_default() += meta.free.len();
                 }
                 BatchState::Exhausted => {}
             }

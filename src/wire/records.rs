@@ -117,6 +117,10 @@ pub struct PoolStock {
     /// behind the stock.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub by_generator: std::collections::BTreeMap<String, u64>,
+    /// Available items by the assumption they were made under (`trusted-dealer`,
+    /// `dishonest-majority`, `honest-majority`; `unrecorded` as above).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub by_assumption: std::collections::BTreeMap<String, u64>,
 }
 
 /// Where a job stands.
