@@ -58,6 +58,24 @@ pub enum BenchCommand {
         #[command(flatten)]
         out: Output,
     },
+    /// The PRSS generator at party nodes (TLS, durable): made and served items/s, bytes sent
+    /// and stored, against a dealer's material in the same sitting.
+    Prss {
+        /// Items to make and serve.
+        #[arg(long, default_value_t = 10_000_000)]
+        items: u64,
+        #[arg(long, default_value_t = 3)]
+        parties: u8,
+        #[arg(long, default_value_t = 1 << 20)]
+        batch_size: u64,
+        #[arg(long, default_value = "triple-z64")]
+        pool: PoolSpec,
+        /// Also measure a dealer's material of the pool in the same nodes.
+        #[arg(long)]
+        compare_dealer: bool,
+        #[command(flatten)]
+        out: Output,
+    },
     /// Sustained generation and checkouts at every party.
     Soak {
         /// Engines running at once.
@@ -171,6 +189,32 @@ pub fn run(what: Option<BenchCommand>) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&f)?);
             } else {
                 println!("{}", super::bench_he::line(&f));
+            }
+        }
+        BenchCommand::Prss {
+            items,
+            parties,
+            batch_size,
+            pool,
+            compare_dealer,
+            out,
+        } => {
+            let b = super::bench_prss::PrssBench {
+                dir: out.dir.clone(),
+                pool,
+                parties,
+                items,
+                batch_size,
+                compare_dealer,
+            };
+            let figures = super::commands::runtime()?.block_on(super::bench_prss::prss(&b))?;
+            let _ = std::fs::remove_dir(&out.dir);
+            if out.json {
+                for f in &figures {
+                    println!("{}", serde_json::to_string(f)?);
+                }
+            } else {
+                print!("{}", super::bench_prss::table(&figures));
             }
         }
         BenchCommand::Soak {

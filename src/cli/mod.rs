@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod bench;
 pub mod bench_he;
+pub mod bench_prss;
 pub mod commands;
 pub mod demo;
 pub mod mp_spdz;
