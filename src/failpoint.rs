@@ -88,6 +88,18 @@ pub const POINTS: &[(&str, &str)] = &[
         "he.staged",
         "node: its HE share staged durably, before answering the leader",
     ),
+    (
+        "prss.opened",
+        "node: a PRSS batch's opening to the king exchanged, before its share is written",
+    ),
+    (
+        "prss.staged",
+        "node: its PRSS share staged durably, before answering the leader",
+    ),
+    (
+        "prss.keys-stored",
+        "node: its keys of a new PRSS epoch stored durably, before answering the leader",
+    ),
 ];
 
 static PLAN: OnceLock<Option<(String, u64)>> = OnceLock::new();

@@ -19,6 +19,9 @@
 mod common;
 
 use common::procs::{Harness, Target, HE_POOL, LEADER, POOL};
+
+/// Triples PRSS makes with an opening to a king (three parties, a prime field).
+const PRSS_POOL: &str = "triple-p61";
 use larder::client::{ClientError, EngineClient};
 use larder::consortium::verify;
 use larder::failpoint::POINTS;
@@ -48,7 +51,7 @@ fn target_of(point: &str, rng: &mut impl Rng) -> Target {
         "expire" if point == "expire.follower" => follower(rng),
         "expire" => Target::Node(LEADER),
         "job" => Target::Node(LEADER),
-        "he" => Target::Node(rng.random_range(0..3)),
+        "he" | "prss" => Target::Node(rng.random_range(0..3)),
         other => panic!("unplaced crash point {other}"),
     }
 }
@@ -198,7 +201,10 @@ fn nothing_is_handed_out_twice_or_mismatched_whatever_is_killed() {
         .unwrap();
     // Staging deadline 6 s: a killed dealer worker's piece is taken back and made again
     // within the run.
-    let mut h = Harness::with_staging_deadline("warn", Some(6));
+    let mut h = Harness::with_plan("warn", |p| {
+        p.staging_deadline_seconds = 6;
+        p.pools.push(PRSS_POOL.parse().unwrap());
+    });
     rt.block_on(h.wait_healthy());
     // Opening stock.
     h.start_dealer(20_000, None);
@@ -257,6 +263,42 @@ fn nothing_is_handed_out_twice_or_mismatched_whatever_is_killed() {
             h.start_worker(&format!("round-{round}"), dealer_plan);
         } else {
             h.start_dealer(6000, dealer_plan);
+        }
+        // PRSS's points: the nodes make triples of the engines' pool (no traffic) and of a
+        // prime field (an opening to a king) meanwhile, and set up fresh keys.
+        if point.is_some_and(|p| p.starts_with("prss.")) {
+            // The first job may bring the leader down at once (its point), so the second
+            // creation may find no leader: created jobs whose answer was lost are found at the
+            // end, when the leader lists every job.
+            let leader = &h.prov.engines[LEADER as usize].url;
+            for pool in [POOL, PRSS_POOL] {
+                let create = h
+                    .http
+                    .post(format!("{leader}/v1/jobs"))
+                    .bearer_auth(h.prov.operator_token.expose())
+                    .json(&serde_json::json!({"pool": pool, "count": 3000, "generator": "prss"}));
+                let made = rt.block_on(async {
+                    create
+                        .send()
+                        .await
+                        .ok()?
+                        .json::<serde_json::Value>()
+                        .await
+                        .ok()
+                });
+                if let Some(id) = made.and_then(|j| j["id"].as_u64()) {
+                    jobs_made.insert(id, 3000u64);
+                }
+            }
+            // Three rotations, so that the n-th key setup (n up to 3) is reached. A party
+            // killed during one fails it (the old epoch stays current).
+            for _ in 0..3 {
+                let rotate = h
+                    .http
+                    .post(format!("{leader}/v1/prss/epochs"))
+                    .bearer_auth(h.prov.operator_token.expose());
+                let _ = rt.block_on(async { rotate.send().await });
+            }
         }
 
         // The engines' work for this round.
@@ -443,6 +485,11 @@ fn nothing_is_handed_out_twice_or_mismatched_whatever_is_killed() {
     for j in jobs.as_array().unwrap() {
         assert_eq!(j["state"], "done", "{j}");
         assert_eq!(j["made"], j["count"], "{j}");
+        // A PRSS job whose creation answer a killed leader never sent.
+        if j["generator"] == "prss" {
+            let (id, count) = (j["id"].as_u64().unwrap(), j["count"].as_u64().unwrap());
+            assert_eq!(*jobs_made.entry(id).or_insert(count), count, "{j}");
+        }
     }
     // The leader's audit log, read offline: every job's pieces add up to exactly its count,
     // no batch counted twice, each committed at every party (every store reopens).

@@ -114,27 +114,27 @@ async fn deal_showing(
     Ok(())
 }
 
-/// Has the nodes make `items` of `pool` with the HE generator (a job, as an operator would
-/// create with `larder jobs create --generator he`), showing its progress.
-async fn make_he(
+/// Has the nodes make `items` of `pool` with `generator` (a job, as an operator would create
+/// with `larder jobs create --generator he|prss`), showing its progress.
+async fn make_at_nodes(
     launch: &larder::node::launch::Launch,
     pool: larder::material::PoolSpec,
     items: u64,
+    generator: larder::material::Maker,
+    how: &str,
 ) -> Result<()> {
     let req = larder::wire::JobRequest {
         pool,
         count: items,
-        generator: "he".into(),
+        generator: generator.name().into(),
     };
-    let bar = progress_bar(items, format!("the nodes make {pool} (HE)"));
+    let bar = progress_bar(items, format!("the nodes make {pool} ({generator})"));
     super::worker::run_job(launch, &req, std::time::Duration::from_millis(100), |j| {
         bar.set_position(j.made)
     })
     .await?;
     bar.finish();
-    println!(
-        "{pool}: {items} triples made by the nodes themselves with homomorphic encryption (no dealer; the pool refuses a dealer's batches)"
-    );
+    println!("{pool}: {items} items made by the nodes themselves {how}");
     Ok(())
 }
 
@@ -159,6 +159,12 @@ pub async fn run(opts: Options) -> Result<()> {
     let he_pool: larder::material::PoolSpec = "triple-p60".parse()?;
     let mut all = pools.clone();
     all.push(he_pool);
+    // One pool that takes dealer-free material only (a dishonest or an honest majority),
+    // made by PRSS: keys set up once between the nodes, then triples with one opening each.
+    let prss_pool: Option<larder::material::PoolSpec> = (opts.parties >= 3)
+        .then(|| "triple-p61".parse())
+        .transpose()?;
+    all.extend(prss_pool);
     // The leader's scheduler keeps the first pool stocked by itself (any time: the demo's
     // sites declare no windows), with a dealer worker of the demo's making the jobs.
     let kept = pools[0];
@@ -171,6 +177,13 @@ pub async fn run(opts: Options) -> Result<()> {
     };
     let plan = Plan {
         pool_generators: [(he_pool, vec![larder::material::Maker::He])]
+            .into_iter()
+            .collect(),
+        pool_assumptions: prss_pool
+            .map(|p| {
+                use larder::material::Assumption::{DishonestMajority, HonestMajority};
+                (p, vec![DishonestMajority, HonestMajority])
+            })
             .into_iter()
             .collect(),
         stock: [(kept, policy.clone())].into_iter().collect(),
@@ -210,7 +223,30 @@ pub async fn run(opts: Options) -> Result<()> {
         deal_showing(&dealer, pool, items, format!("dealing {pool}")).await?;
     }
 
-    make_he(&consortium.launch, he_pool, opts.items).await?;
+    make_at_nodes(
+        &consortium.launch,
+        he_pool,
+        opts.items,
+        larder::material::Maker::He,
+        "with homomorphic encryption (no dealer; the pool refuses a dealer's batches)",
+    )
+    .await?;
+    if let Some(pool) = prss_pool {
+        make_at_nodes(
+            &consortium.launch,
+            pool,
+            opts.items,
+            larder::material::Maker::Prss,
+            "with pseudo-random secret sharing (no dealer; secure while no two parties \
+             collude; the pool takes dealer-free material only)",
+        )
+        .await?;
+        println!(
+            "PRSS keys: `larder prss --consortium {} --token-file {} [status|rotate|retire --epoch N]`",
+            consortium.launch.prov.consortium.display(),
+            consortium.launch.prov.operator_token_file.display()
+        );
+    }
     let levels = policy.levels(0.0);
     let leader = consortium.launch.engine(cluster.leader)?;
     let bar = progress_bar(levels.target, format!("the scheduler fills {kept}"));

@@ -357,7 +357,9 @@ impl PartyGenerator for PrssGenerator {
                 .map(|c| chunk(r, &self.keys, &header, c, opens))
                 .collect::<Result<_, GenerateError>>()?;
             let explicit = if opens {
-                self.open_at_king(r, &header, &chunks, channel)?
+                let opened = self.open_at_king(r, &header, &chunks, channel)?;
+                crate::failpoint::hit("prss.opened");
+                opened
             } else {
                 vec![Zeroizing::new(Vec::new()); chunks.len()]
             };

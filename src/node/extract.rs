@@ -85,7 +85,7 @@ role!(
         if caller != Caller::Operator {
             return Err(ApiError::forbidden(
                 Code::OperatorsOnly,
-                "generation jobs are for the consortium's operators",
+                "generation jobs and PRSS keys are for the consortium's operators",
             ));
         }
         require_leader(st, "jobs are kept at the leader")?;
