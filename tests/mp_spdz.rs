@@ -199,10 +199,22 @@ fn export_each(streams: &[PathBuf], player_data: &std::path::Path, field: Field)
 /// Deals and takes `items` of `pool_id` at every party, exports each party's stream with the
 /// `larder export` command, and reads the files back independently.
 fn export_round_trip(parties: u8, pool_id: &str, field: Field, items: u64) {
+    export_round_trip_by(parties, pool_id, field, items, false)
+}
+
+/// [`export_round_trip`] with the material made by the dealer or, with `prss`, by the
+/// parties' PRSS generator (additive shares the same way: the export does not care who made
+/// them).
+fn export_round_trip_by(parties: u8, pool_id: &str, field: Field, items: u64, prss: bool) {
     let spec = pool(pool_id);
     let dir = tempfile::tempdir().unwrap();
     let c = consortium(dir.path(), parties, 1000, &[spec]);
-    deal(&c, spec, items + 500, 3);
+    if prss {
+        let mut own = larder::generate::prss::ephemeral(parties).unwrap();
+        c.make(&mut own, spec, items + 500, |_| {}).unwrap();
+    } else {
+        deal(&c, spec, items + 500, 3);
+    }
     c.take(spec, 400, "warm-up", &dir.path().join("w")).unwrap();
     let streams = c.take(spec, items, "job", &dir.path().join("out")).unwrap();
     let player_data = dir.path().join("Player-Data");
@@ -268,6 +280,13 @@ exports! {
     bits_z64 => (3, "bit-z64", Field::Z64),
     inverses_p128_montgomery => (2, "inverse-p128", prime(P128, true)),
     inverses_64_bit_prime_montgomery => (3, "inverse-fp:9223372036855103489", prime(P63, true)),
+}
+
+#[test]
+fn prss_material_exports_as_any_other() {
+    export_round_trip_by(3, "triple-z64", Field::Z64, 1212, true);
+    export_round_trip_by(5, "triple-p128", prime(P128, true), 1212, true);
+    export_round_trip_by(3, "square-p61", prime(P61, false), 1212, true);
 }
 
 /// Binary triples and daBits over Z_2^64, exported with `larder export` and read back from

@@ -121,6 +121,45 @@ impl Cluster {
         .unwrap();
     }
 
+    /// Has the nodes make `count` items of `pool` themselves with `generator` (`he`, `prss`):
+    /// a job at the leader, as an operator, waited for until it is done.
+    pub async fn make_at_nodes(&self, pool: &str, count: u64, generator: &str) {
+        let http = larder::tls::client(&self.ca, std::time::Duration::from_secs(30)).unwrap();
+        let leader = &self.prov.engines[self.cluster.leader as usize].url;
+        let token = self.prov.operator_token.expose().to_string();
+        let job: serde_json::Value = http
+            .post(format!("{leader}/v1/jobs"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"pool": pool, "count": count, "generator": generator}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = job["id"].as_u64().unwrap_or_else(|| panic!("{job}"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let j: serde_json::Value = http
+                .get(format!("{leader}/v1/jobs/{id}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if j["state"] == "done" {
+                return;
+            }
+            assert!(
+                j["state"] != "failed" && std::time::Instant::now() < deadline,
+                "{j}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn stop(&mut self, party: usize) {
         assert!(self.run.nodes[party].is_some(), "party {party} is stopped");
         self.run.stop(party).await;
