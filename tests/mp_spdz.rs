@@ -287,6 +287,7 @@ fn prss_material_exports_as_any_other() {
     export_round_trip_by(3, "triple-z64", Field::Z64, 1212, true);
     export_round_trip_by(5, "triple-p128", prime(P128, true), 1212, true);
     export_round_trip_by(3, "square-p61", prime(P61, false), 1212, true);
+    export_round_trip_by(5, "bit-p128", prime(P128, true), 1212, true);
 }
 
 /// Binary triples and daBits over Z_2^64, exported with `larder export` and read back from

@@ -16,6 +16,12 @@
 //!   know, so `e` shows nothing) and sends it back; each party's share of `c` is `[r]_t,i + e`.
 //!   That is one field element per triple from every party but the king, and `n - 1` from the
 //!   king. The king rotates from batch to batch (the piece's correction party).
+//! - **Bits in prime fields** take the same one opening (Damgård, Fitzi, Kiltz, Nielsen and
+//!   Toft, TCC 2006): each party sends the king `r_i^2 + z_i`, with `[r]_t` by PRSS and `z` a
+//!   degree-2t pseudo-random zero sharing, so the king opens `a = r^2` and nothing else about
+//!   the product polynomial. With `s` the inverse of the smaller square root of `a`, `r s` is
+//!   +1 or -1, each as likely and hidden by `r`'s sign, and each party's share of the bit is
+//!   `([r]_t,i s + 1) / 2`.
 //!
 //! Material from this generator is secure only under its assumption: `t + 1` colluding parties
 //! hold every key and learn every share. A dishonest-majority engine (MP-SPDZ's
@@ -346,8 +352,8 @@ impl PartyGenerator for PrssGenerator {
             maker: Maker::Prss,
             epoch: Some(self.epoch),
         };
-        let opens =
-            plan.pool.domain.is_field() && matches!(plan.pool.kind, Kind::Triple | Kind::Square);
+        let opens = plan.pool.domain.is_field()
+            && matches!(plan.pool.kind, Kind::Triple | Kind::Square | Kind::Bit);
         let ring = plan.pool.domain.ring();
         let mut file = Zeroizing::new(Vec::with_capacity(header.file_len() as usize));
         file.extend_from_slice(&header.encode());
@@ -395,6 +401,22 @@ fn chunk<R: Ring>(
     }
     let mut a = vec![r.zero(); len];
     keys.random_shares(r, &LABEL_A, &mut a).map_err(plan_err)?;
+    if header.pool.kind == Kind::Bit {
+        // Opens r^2, masked by a degree-2t zero sharing; keeps [r]_t.
+        let mut z = vec![r.zero(); len];
+        keys.zero_shares_2t(r, &LABEL_R, &mut z).map_err(plan_err)?;
+        let masked = a
+            .iter()
+            .zip(&z)
+            .map(|(&x, &z)| r.add(r.mul(x, x), z))
+            .collect();
+        z.iter_mut().for_each(|x| *x = R::Elem::default());
+        return Ok(Chunk {
+            keys,
+            masked,
+            r_t: a,
+        });
+    }
     let mut b = if header.pool.kind == Kind::Triple {
         let mut b = vec![r.zero(); len];
         keys.random_shares(r, &LABEL_B, &mut b).map_err(plan_err)?;
@@ -498,6 +520,11 @@ impl PrssGenerator {
             .keys
             .additive_weight(r)
             .map_err(|e| GenerateError::Plan(e.to_string()))?;
+        let bits = header.pool.kind == Kind::Bit;
+        let p = header.pool.domain.modulus().unwrap_or(0);
+        let half = r
+            .inv(r.reduce(2))
+            .ok_or_else(|| GenerateError::Plan("a field of two elements".into()))?;
         let mut out = Vec::with_capacity(chunks.len());
         for (g, e) in groups.iter().zip(&opened) {
             let mut at = 0;
@@ -506,8 +533,19 @@ impl PrssGenerator {
                     .r_t
                     .iter()
                     .zip(&e[at..at + c.r_t.len()])
-                    .map(|(&rt, &e)| r.mul(w, r.add(rt, e)))
-                    .collect();
+                    .map(|(&rt, &e)| {
+                        if !bits {
+                            return Ok(r.mul(w, r.add(rt, e)));
+                        }
+                        // e = r^2; a zero r (probability 1/p) gives the batch up.
+                        let s = crate::math::sqrt(r, p, e)
+                            .and_then(|root| r.inv(root))
+                            .ok_or_else(|| {
+                                GenerateError::Plan("an opened r^2 had no nonzero root".into())
+                            })?;
+                        Ok(r.mul(w, r.mul(r.add(r.mul(rt, s), r.one()), half)))
+                    })
+                    .collect::<Result<_, GenerateError>>()?;
                 at += c.r_t.len();
                 out.push(encode(&share));
             }

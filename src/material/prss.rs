@@ -13,6 +13,7 @@
 //! | `square-z64`, three parties | a, a^2 likewise | none |
 //! | `triple-<prime>`, n parties | λ·a, λ·b (PRSS, then the party's Lagrange weight λ) | λ·c, from one opening to a king (DN07) |
 //! | `square-<prime>`, n parties | λ·a | λ·c likewise |
+//! | `bit-<prime>`, n parties | none | λ·b, from one opening of r^2 (b = (r/√(r^2) + 1)/2) |
 //! | `double-<prime>-t<t>`, t = floor((n-1)/2) | [r]_t, [r]_2t (PRSS and a degree-2t zero sharing) | none |
 //!
 //! Prime-field triples and squares are made as degree-t Shamir sharings and stored as additive
@@ -52,14 +53,14 @@ pub fn refusal(pool: &PoolSpec, parties: u8) -> Option<String> {
              use a prime field",
             pool.kind
         )),
-        (Kind::Triple | Kind::Square, d) if d.is_field() => None,
+        (Kind::Triple | Kind::Square | Kind::Bit, d) if d.is_field() => None,
         (Kind::Double, d) if d.is_field() && pool.threshold == Some(t) => None,
         (Kind::Double, _) => Some(format!(
             "PRSS makes double sharings at t = {t} for {parties} parties, not {pool}"
         )),
         _ => Some(format!(
-            "PRSS makes triples and squares (z64 for three parties, prime fields for any) and \
-             double sharings, not {pool}"
+            "PRSS makes triples and squares (z64 for three parties, prime fields for any), bits \
+             (prime fields) and double sharings, not {pool}"
         )),
     }
 }
@@ -72,6 +73,7 @@ pub fn layout(pool: &PoolSpec) -> Vec<Source> {
         (Kind::Square, false) | (Kind::Double, _) => vec![Seeded, Seeded],
         (Kind::Triple, true) => vec![Seeded, Seeded, Explicit],
         (Kind::Square, true) => vec![Seeded, Explicit],
+        (Kind::Bit, true) => vec![Explicit],
         // Refused by the header check (`refusal`); laid out as explicit, never expanded.
         _ => vec![Explicit; pool.record_len(0)],
     }
@@ -116,6 +118,8 @@ pub fn derived<R: Ring>(
             }
             Ok(out)
         }
+        // Every element stored (see `generate::prss`).
+        (Kind::Bit, _) => Ok(Vec::new()),
         (Kind::Double, _) => {
             let (mut rt, mut r2t) = (column(), column());
             keys.double_shares(ring, &LABEL_R, &mut rt, &mut r2t)?;

@@ -389,3 +389,85 @@ mod tests {
         assert_eq!(Domain::from_bytes(&bytes).is_some(), is_prime(P61 ^ 2));
     }
 }
+
+/// The square root of `a` in the prime field of `p` whose canonical value is at most
+/// `(p - 1) / 2` (so every party picks the same one), by Tonelli and Shanks; `None` if `a` is
+/// zero or not a square.
+pub fn sqrt<R: Ring>(ring: &R, p: u128, a: R::Elem) -> Option<R::Elem> {
+    if p < 3 || a == ring.zero() || ring.pow(a, (p - 1) / 2) != ring.one() {
+        return None;
+    }
+    // p - 1 = q 2^s with q odd.
+    let s = (p - 1).trailing_zeros();
+    let q = (p - 1) >> s;
+    let minus_one = ring.neg(ring.one());
+    let z = (2u128..p)
+        .map(|z| ring.reduce(z))
+        .find(|&z| ring.pow(z, (p - 1) / 2) == minus_one)?;
+    let (mut m, mut c, mut t, mut root) = (
+        s,
+        ring.pow(z, q),
+        ring.pow(a, q),
+        ring.pow(a, q.div_ceil(2)),
+    );
+    while t != ring.one() {
+        // The least i with t^(2^i) = 1.
+        let mut i = 0;
+        let mut t2 = t;
+        while t2 != ring.one() {
+            t2 = ring.mul(t2, t2);
+            i += 1;
+            if i == m {
+                return None;
+            }
+        }
+        let mut b = c;
+        for _ in 0..m - i - 1 {
+            b = ring.mul(b, b);
+        }
+        m = i;
+        c = ring.mul(b, b);
+        t = ring.mul(t, c);
+        root = ring.mul(root, b);
+    }
+    Some(if ring.to_u128(root) > (p - 1) / 2 {
+        ring.neg(root)
+    } else {
+        root
+    })
+}
+
+#[cfg(test)]
+mod sqrt_tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn square_roots_are_found_canonical_and_refused_for_non_squares() {
+        // 2^61 - 1 is 3 mod 4; p128 = 2^127 + 1802241 is 1 mod 4 (Tonelli-Shanks proper).
+        let p128 = (1u128 << 127) + 1_802_241;
+        let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(5);
+        for (domain, p) in [
+            (Domain::Fp((1 << 61) - 1), (1u128 << 61) - 1),
+            (Domain::Fp(p128), p128),
+        ] {
+            crate::with_ring!(domain.ring(), r => {
+                let mut non_squares = 0;
+                for _ in 0..200 {
+                    let x = r.sample(&mut rng);
+                    let a = r.mul(x, x);
+                    let root = sqrt(r, p, a).unwrap();
+                    assert_eq!(r.mul(root, root), a);
+                    assert!(r.to_u128(root) <= (p - 1) / 2, "the smaller root");
+                    let y = r.sample(&mut rng);
+                    if sqrt(r, p, y).is_none() {
+                        non_squares += 1;
+                        assert_ne!(r.pow(y, (p - 1) / 2), r.one());
+                    }
+                }
+                assert!(non_squares > 50, "about half of all elements are not squares");
+                assert!(sqrt(r, p, r.zero()).is_none());
+            });
+        }
+    }
+}
