@@ -22,6 +22,10 @@
 //!   the product polynomial. With `s` the inverse of the smaller square root of `a`, `r s` is
 //!   +1 or -1, each as likely and hidden by `r`'s sign, and each party's share of the bit is
 //!   `([r]_t,i s + 1) / 2`.
+//! - **Input masks in prime fields**: `[r]_t` by PRSS; the `t` parties after the owner send it
+//!   their shares (`t` field elements per mask in all), and the owner opens `r` from `t + 1`
+//!   shares. The owner learns `r` and, as with any mask an owner deals itself, the sharing; the
+//!   others learn nothing.
 //!
 //! Material from this generator is secure only under its assumption: `t + 1` colluding parties
 //! hold every key and learn every share. A dishonest-majority engine (MP-SPDZ's
@@ -352,20 +356,23 @@ impl PartyGenerator for PrssGenerator {
             maker: Maker::Prss,
             epoch: Some(self.epoch),
         };
-        let opens = plan.pool.domain.is_field()
-            && matches!(plan.pool.kind, Kind::Triple | Kind::Square | Kind::Bit);
+        let field = plan.pool.domain.is_field();
+        let opens = field && matches!(plan.pool.kind, Kind::Triple | Kind::Square | Kind::Bit);
+        let to_owner = field && plan.pool.kind == Kind::InputMask;
         let ring = plan.pool.domain.ring();
         let mut file = Zeroizing::new(Vec::with_capacity(header.file_len() as usize));
         file.extend_from_slice(&header.encode());
         with_ring!(ring, r => {
             let chunks: Vec<Chunk<_>> = (0..header.chunks())
                 .into_par_iter()
-                .map(|c| chunk(r, &self.keys, &header, c, opens))
+                .map(|c| chunk(r, &self.keys, &header, c, opens || to_owner))
                 .collect::<Result<_, GenerateError>>()?;
             let explicit = if opens {
                 let opened = self.open_at_king(r, &header, &chunks, channel)?;
                 crate::failpoint::hit("prss.opened");
                 opened
+            } else if to_owner {
+                self.open_to_owner(r, &header, &chunks, channel)?
             } else {
                 vec![Zeroizing::new(Vec::new()); chunks.len()]
             };
@@ -401,6 +408,13 @@ fn chunk<R: Ring>(
     }
     let mut a = vec![r.zero(); len];
     keys.random_shares(r, &LABEL_A, &mut a).map_err(plan_err)?;
+    if header.pool.kind == Kind::InputMask {
+        return Ok(Chunk {
+            keys,
+            masked: Vec::new(),
+            r_t: a,
+        });
+    }
     if header.pool.kind == Kind::Bit {
         // Opens r^2, masked by a degree-2t zero sharing; keeps [r]_t.
         let mut z = vec![r.zero(); len];
@@ -443,6 +457,79 @@ fn chunk<R: Ring>(
 }
 
 impl PrssGenerator {
+    /// Input masks: the `t` parties after the owner send it their shares of `r` (per group of
+    /// chunks); the owner's explicit elements are `r`, the others' none.
+    fn open_to_owner<R: Ring>(
+        &mut self,
+        r: &R,
+        header: &BatchHeader,
+        chunks: &[Chunk<R::Elem>],
+        channel: &mut dyn Channel,
+    ) -> Result<Vec<Zeroizing<Vec<u8>>>, GenerateError> {
+        let (n, me) = (header.parties, header.party);
+        let owner = header
+            .pool
+            .owner
+            .ok_or_else(|| GenerateError::Plan("an input mask pool names its owner".into()))?;
+        let t = core::threshold(n);
+        let senders: Vec<u8> = (1..=t).map(|k| (owner + k) % n).collect();
+        let eb = r.elem_bytes();
+        let encode = |v: &[R::Elem]| {
+            let mut out = Zeroizing::new(vec![0u8; v.len() * eb]);
+            for (x, cell) in v.iter().zip(out.chunks_exact_mut(eb)) {
+                r.encode(*x, cell);
+            }
+            out
+        };
+        let groups: Vec<&[Chunk<R::Elem>]> = chunks.chunks(GROUP_CHUNKS).collect();
+        let shares = |g: &[Chunk<R::Elem>]| -> Vec<R::Elem> {
+            g.iter().flat_map(|c| c.r_t.iter().copied()).collect()
+        };
+        if senders.contains(&me) {
+            for g in &groups {
+                let m = encode(&shares(g));
+                self.sent += m.len() as u64;
+                channel.send(owner, m)?;
+            }
+            channel.flush()?;
+        }
+        if me != owner {
+            return Ok(vec![Zeroizing::new(Vec::new()); chunks.len()]);
+        }
+        // Shamir opening at 0 from the owner's share and the senders'.
+        let xs: Vec<u64> = std::iter::once(owner)
+            .chain(senders.iter().copied())
+            .map(|p| p as u64 + 1)
+            .collect();
+        let w = lagrange_coefficients(r, &xs, 0).map_err(|e| GenerateError::Plan(e.to_string()))?;
+        let mut out = Vec::with_capacity(chunks.len());
+        for g in &groups {
+            let mut masks: Vec<R::Elem> = shares(g).into_iter().map(|s| r.mul(w[0], s)).collect();
+            for (k, &p) in senders.iter().enumerate() {
+                let m = channel.recv(p)?;
+                if m.len() != masks.len() * eb {
+                    return Err(channel_err(
+                        p,
+                        format!("{} bytes, expected {}", m.len(), masks.len() * eb),
+                    ));
+                }
+                for (x, b) in masks.iter_mut().zip(m.chunks_exact(eb)) {
+                    let s = r
+                        .decode(b)
+                        .ok_or_else(|| channel_err(p, "not an element of the field"))?;
+                    *x = r.add(*x, r.mul(w[k + 1], s));
+                }
+            }
+            let mut at = 0;
+            for c in g.iter() {
+                out.push(encode(&masks[at..at + c.r_t.len()]));
+                at += c.r_t.len();
+            }
+            masks.iter_mut().for_each(|x| *x = R::Elem::default());
+        }
+        Ok(out)
+    }
+
     /// The opening to the king (DN07): every party's explicit elements per chunk, `λ_i c_i`
     /// with `c_i = [r]_t,i + e` (see the module documentation).
     fn open_at_king<R: Ring>(

@@ -174,7 +174,7 @@ impl BatchHeader {
         match self.maker {
             Maker::Dealer => record_layout(&self.pool, self.parties, self.party, self.correction),
             Maker::Parties | Maker::He => party_layout(&self.pool, self.party),
-            Maker::Prss => super::prss::layout(&self.pool),
+            Maker::Prss => super::prss::layout(&self.pool, self.party),
         }
     }
 

@@ -14,6 +14,7 @@
 //! | `triple-<prime>`, n parties | λ·a, λ·b (PRSS, then the party's Lagrange weight λ) | λ·c, from one opening to a king (DN07) |
 //! | `square-<prime>`, n parties | λ·a | λ·c likewise |
 //! | `bit-<prime>`, n parties | none | λ·b, from one opening of r^2 (b = (r/√(r^2) + 1)/2) |
+//! | `input-mask-<prime>-o<o>`, n parties | λ·r | at the owner only: r, from the shares of the t parties after it |
 //! | `double-<prime>-t<t>`, t = floor((n-1)/2) | [r]_t, [r]_2t (PRSS and a degree-2t zero sharing) | none |
 //!
 //! Prime-field triples and squares are made as degree-t Shamir sharings and stored as additive
@@ -53,22 +54,24 @@ pub fn refusal(pool: &PoolSpec, parties: u8) -> Option<String> {
              use a prime field",
             pool.kind
         )),
-        (Kind::Triple | Kind::Square | Kind::Bit, d) if d.is_field() => None,
+        (Kind::Triple | Kind::Square | Kind::Bit | Kind::InputMask, d) if d.is_field() => None,
         (Kind::Double, d) if d.is_field() && pool.threshold == Some(t) => None,
         (Kind::Double, _) => Some(format!(
             "PRSS makes double sharings at t = {t} for {parties} parties, not {pool}"
         )),
         _ => Some(format!(
             "PRSS makes triples and squares (z64 for three parties, prime fields for any), bits \
-             (prime fields) and double sharings, not {pool}"
+             and input masks (prime fields) and double sharings, not {pool}"
         )),
     }
 }
 
-/// A party's record layout in a PRSS batch: derived elements count as seeded.
-pub fn layout(pool: &PoolSpec) -> Vec<Source> {
+/// Party `party`'s record layout in a PRSS batch: derived elements count as seeded.
+pub fn layout(pool: &PoolSpec, party: u8) -> Vec<Source> {
     use Source::*;
     match (pool.kind, pool.domain.is_field()) {
+        (Kind::InputMask, true) if pool.owner == Some(party) => vec![Seeded, Explicit],
+        (Kind::InputMask, true) => vec![Seeded],
         (Kind::Triple, false) => vec![Seeded, Seeded, Seeded],
         (Kind::Square, false) | (Kind::Double, _) => vec![Seeded, Seeded],
         (Kind::Triple, true) => vec![Seeded, Seeded, Explicit],
@@ -125,9 +128,11 @@ pub fn derived<R: Ring>(
             keys.double_shares(ring, &LABEL_R, &mut rt, &mut r2t)?;
             Ok(vec![rt, r2t])
         }
-        (Kind::Triple | Kind::Square, _) => {
+        (Kind::Triple | Kind::Square | Kind::InputMask, _) => {
             let w = keys.additive_weight(ring)?;
-            let labels: &[[u8; 32]] = if pool.kind == Kind::Triple {
+            let labels: &[[u8; 32]] = if pool.kind == Kind::InputMask {
+                &[LABEL_A]
+            } else if pool.kind == Kind::Triple {
                 &[LABEL_A, LABEL_B]
             } else {
                 &[LABEL_A]
@@ -163,7 +168,7 @@ pub fn expand_chunk<R: Ring>(
     out: &mut Vec<u8>,
 ) -> Result<(), FormatError> {
     let keys = PartyKeys::from_bytes(parties, threshold, party, key_area).map_err(format_error)?;
-    let layout = layout(pool);
+    let layout = layout(pool, party);
     let eb = ring.elem_bytes();
     let per_explicit = layout.iter().filter(|s| **s == Source::Explicit).count();
     if wanted.end > chunk_len || explicit.len() != chunk_len * per_explicit * eb {
