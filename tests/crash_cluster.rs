@@ -493,7 +493,20 @@ fn nothing_is_handed_out_twice_or_mismatched_whatever_is_killed() {
     }
     // The leader's audit log, read offline: every job's pieces add up to exactly its count,
     // no batch counted twice, each committed at every party (every store reopens).
+    // The current PRSS epoch (if any) has its keys at every party, whatever setup was cut
+    // short.
+    let (_, prss) = rt.block_on(h.operator(reqwest::Method::GET, "/v1/prss", None));
     let (made, revoked) = h.job_evidence();
+    if let Some(current) = prss["current_epoch"].as_u64() {
+        for n in &h.prov.nodes {
+            let dir = NodeConfig::load(n).unwrap().data_dir;
+            assert!(
+                larder::generate::prss::KeyFile::path(&dir, current as u32).exists(),
+                "{}: no keys of the current PRSS epoch {current}",
+                dir.display()
+            );
+        }
+    }
     assert_eq!(made, jobs_made, "items committed per job");
     report.jobs = jobs_made.len() as u64;
     report.pieces_revoked = revoked.len() as u64;

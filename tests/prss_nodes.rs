@@ -81,6 +81,17 @@ async fn prss_keys_are_set_up_rotated_and_retired_at_every_party() {
         (201, &json!(2), &json!(3)),
         "{e}"
     );
+    // Epoch 1's keys are destroyed at every party (its batches carry their own chunk keys).
+    for (p, d) in data_dirs(&h).iter().enumerate() {
+        assert!(
+            !KeyFile::path(d, 1).exists(),
+            "party {p} kept superseded keys"
+        );
+        assert!(
+            KeyFile::path(d, 2).exists(),
+            "party {p} has no epoch 2 keys"
+        );
+    }
     let id = h.create_job_of(POOL, "prss", 3000).await;
     wait_done(&h, id).await;
 
@@ -118,10 +129,11 @@ async fn prss_keys_are_set_up_rotated_and_retired_at_every_party() {
             "party {p} lost epoch 2's keys"
         );
     }
-    let held = engines[0].download("held").await;
-    assert!(
-        held.is_err(),
-        "a reservation of a retired epoch is never handed out"
+    let held = engines[0].download("held").await.unwrap_err();
+    assert_eq!(
+        (held.status(), held.code()),
+        (Some(410), Some("checkout-burned")),
+        "a reservation of a retired epoch is never handed out: {held}"
     );
     for (p, e) in engines.iter().enumerate() {
         let s = e.stock().await.unwrap();
@@ -157,14 +169,16 @@ async fn prss_keys_are_set_up_rotated_and_retired_at_every_party() {
     assert_eq!(status(&h).await["current_epoch"], 3);
 
     // Only operators manage keys; a bad epoch is a clear error.
-    let (code, body) = h
-        .operator(Method::DELETE, "/v1/prss/epochs/one", None)
-        .await;
-    assert_eq!(
-        (code, body["code"].as_str()),
-        (400, Some("bad-request")),
-        "{body}"
-    );
+    for bad in ["one", "0", "99", "4294967295", "4294967296"] {
+        let (code, body) = h
+            .operator(Method::DELETE, &format!("/v1/prss/epochs/{bad}"), None)
+            .await;
+        assert_eq!(
+            (code, body["code"].as_str()),
+            (400, Some("bad-request")),
+            "{bad}: {body}"
+        );
+    }
     let url = format!("{}/v1/prss/epochs", h.prov.engines[0].url);
     let r = h
         .http

@@ -278,6 +278,23 @@ impl RemoteParty {
             .map(|_| ())
     }
 
+    /// The leader tells this node a PRSS epoch is current everywhere (it then destroys its
+    /// keys of every other epoch).
+    ///
+    /// # Errors
+    /// The node cannot be reached, or refused.
+    pub async fn prss_current(&self, epoch: u32) -> Result<()> {
+        self.inner
+            .call::<serde_json::Value>(
+                "making a PRSS epoch current",
+                Method::POST,
+                &format!("/v1/internal/prss/epochs/{epoch}/current"),
+                None,
+            )
+            .await
+            .map(|_| ())
+    }
+
     /// The leader retires a PRSS epoch at this node.
     ///
     /// # Errors

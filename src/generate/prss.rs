@@ -76,12 +76,12 @@ pub fn setup_keys(
     let t = core::threshold(n);
     PartyKeys::area_bytes(n, t, me).map_err(|e| GenerateError::Plan(e.to_string()))?;
     let mine = core::sets_of(n, t, me);
-    let mut keys: Vec<(u32, [u8; KEY_BYTES])> = Vec::new();
+    let mut keys = Drawn(Vec::new());
     // The keys this party draws.
     for &set in mine.iter().filter(|&&s| core::lowest(s) == me) {
         let mut k = [0u8; KEY_BYTES];
         rng.fill_bytes(&mut k);
-        keys.push((set, k));
+        keys.0.push((set, k));
     }
     let lead = |epoch: u32| {
         let mut m = Zeroizing::new(epoch.to_le_bytes().to_vec());
@@ -90,7 +90,7 @@ pub fn setup_keys(
     };
     for to in (0..n).filter(|&p| p != me) {
         let mut m = lead(epoch);
-        for (set, k) in keys.iter().filter(|(s, _)| s & (1 << to) != 0) {
+        for (set, k) in keys.0.iter().filter(|(s, _)| s & (1 << to) != 0) {
             m.extend_from_slice(&set.to_le_bytes());
             m.extend_from_slice(k);
         }
@@ -114,15 +114,22 @@ pub fn setup_keys(
             if part[..4] != set.to_le_bytes() {
                 return Err(channel_err(from, "it sent keys of other sets"));
             }
-            keys.push((*set, part[4..].try_into().expect("32 bytes")));
+            keys.0.push((*set, part[4..].try_into().expect("32 bytes")));
         }
     }
-    let out =
-        PartyKeys::new(n, t, me, keys.clone()).map_err(|e| GenerateError::Plan(e.to_string()));
-    for (_, k) in &mut keys {
-        zeroize::Zeroize::zeroize(k);
+    PartyKeys::new(n, t, me, std::mem::take(&mut keys.0))
+        .map_err(|e| GenerateError::Plan(e.to_string()))
+}
+
+/// Keys drawn or received during a setup: zeroized when dropped, on every path.
+struct Drawn(Vec<(u32, [u8; KEY_BYTES])>);
+
+impl Drop for Drawn {
+    fn drop(&mut self) {
+        for (_, k) in &mut self.0 {
+            zeroize::Zeroize::zeroize(k);
+        }
     }
-    out
 }
 
 /// A node's keys of one epoch on disk: `prss/epoch-<e>.keys` beside its store, 0600.
@@ -303,13 +310,23 @@ pub fn ephemeral(n: u8) -> Result<Vec<PrssGenerator>, GenerateError> {
     })
 }
 
-/// One chunk's keys and, for kinds with an opening, what it sends the king and keeps.
-struct Chunk<E> {
+/// One chunk's keys and, for kinds with an opening, what it sends the king and keeps (shares:
+/// cleared when dropped).
+struct Chunk<E: Copy + Default> {
     keys: PartyKeys,
     /// `a_i b_i - [r]_2t,i` per item (prime-field triples and squares).
     masked: Vec<E>,
     /// `[r]_t,i` per item.
     r_t: Vec<E>,
+}
+
+impl<E: Copy + Default> Drop for Chunk<E> {
+    fn drop(&mut self) {
+        for v in [&mut self.masked, &mut self.r_t] {
+            v.iter_mut().for_each(|x| *x = E::default());
+        }
+        std::hint::black_box(&self.masked);
+    }
 }
 
 impl PartyGenerator for PrssGenerator {

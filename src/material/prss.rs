@@ -47,6 +47,12 @@ pub fn refusal(pool: &PoolSpec, parties: u8) -> Option<String> {
             ));
         }
     }
+    if pool.kind == Kind::Bit && pool.domain.modulus().is_some_and(|p| p < 1 << 40) {
+        // A zero r (probability 1/p per bit) gives its batch up: too often in a small field.
+        return Some(format!(
+            "PRSS makes bits in fields of at least 2^40 elements, not {pool}"
+        ));
+    }
     match (pool.kind, pool.domain) {
         (Kind::Triple | Kind::Square, Domain::Z64) if parties == 3 => None,
         (Kind::Triple | Kind::Square, Domain::Z64) => Some(format!(

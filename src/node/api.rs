@@ -78,6 +78,10 @@ pub fn router(state: Arc<NodeState>) -> Router {
             post(super::prss::internal_retire),
         )
         .route(
+            "/v1/internal/prss/epochs/{epoch}/current",
+            post(super::prss::internal_current),
+        )
+        .route(
             "/v1/internal/messages/{session}/{seq}",
             put(super::channel::receive),
         )

@@ -314,7 +314,10 @@ async fn lease(
     // stay within its policy's max_workers; floor refills go first.
     let window_open = st.schedule.window_open();
     // PRSS pieces wait for the first key setup (see `run_party_jobs`).
-    let prss_epoch = st.prss.lock().await.current;
+    let prss_epoch = match st.prss_current.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => None,
+        e => Some(e),
+    };
     let out_for = |pool: PoolSpec| -> usize {
         jobs.iter()
             .filter(|j| j.pool == pool)

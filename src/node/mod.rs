@@ -108,6 +108,8 @@ pub struct NodeState {
     pub(crate) prss: tokio::sync::Mutex<prss::Epochs>,
     /// At the leader: one key setup or retirement at a time.
     pub(crate) prss_admin: tokio::sync::Mutex<()>,
+    /// The current PRSS epoch (0: none), for leases to read without the lock.
+    pub(crate) prss_current: std::sync::atomic::AtomicU32,
 }
 
 impl std::fmt::Debug for NodeState {
@@ -202,7 +204,9 @@ impl NodeState {
             .map(|p| p.observed(metrics.peers.clone()))
             .collect();
         let epochs = prss::Epochs::load(store.dir())?;
+        store.set_retired_epochs(epochs.retired.iter().copied());
         Ok(NodeState {
+            prss_current: std::sync::atomic::AtomicU32::new(epochs.current.unwrap_or(0)),
             prss: tokio::sync::Mutex::new(epochs),
             prss_admin: tokio::sync::Mutex::new(()),
             own: LocalParty::new(store.clone()),

@@ -52,6 +52,7 @@ use utoipa::{Modify, OpenApi};
         prss::retire,
         prss::internal_setup,
         prss::internal_retire,
+        prss::internal_current,
         channel::receive,
         channel::abort,
         audit::read,

@@ -34,6 +34,10 @@ pub struct Epochs {
     pub current: Option<u32>,
     #[serde(default)]
     pub retired: Vec<u32>,
+    /// At the leader: the highest epoch a setup was started for (a failed setup may have left
+    /// its keys at some nodes, so its number is never used again).
+    #[serde(default)]
+    pub attempted: Option<u32>,
 }
 
 impl Epochs {
@@ -67,20 +71,57 @@ impl Epochs {
         crate::store::durable_sync_dir(&KeyFile::dir(store)).map_err(io)
     }
 
-    /// The next epoch number: above every one used or retired.
-    fn next(&self, held: &[u32]) -> u32 {
+    /// The highest epoch this node knows of (set up, attempted, retired or held).
+    fn highest(&self, held: &[u32]) -> u32 {
         self.current
             .into_iter()
+            .chain(self.attempted)
             .chain(self.retired.iter().copied())
             .chain(held.iter().copied())
             .max()
             .unwrap_or(0)
-            + 1
+    }
+
+    /// The next epoch number: above every one used, attempted or retired.
+    fn next(&self, held: &[u32]) -> Result<u32, ApiError> {
+        self.highest(held)
+            .checked_add(1)
+            .ok_or_else(|| ApiError::bad_request("every PRSS epoch number is used"))
     }
 
     pub fn is_retired(&self, epoch: u32) -> bool {
         self.retired.contains(&epoch)
     }
+}
+
+/// Replaces the node's record of the epochs, durably, then in memory (and the current epoch
+/// leases read without the lock).
+fn put_epochs(st: &NodeState, held: &mut Epochs, next: Epochs) -> Result<(), ApiError> {
+    next.save(st.store.dir())?;
+    st.prss_current.store(
+        next.current.unwrap_or(0),
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    *held = next;
+    Ok(())
+}
+
+/// Destroys this node's keys of every epoch but `keep`: superseded ones (their batches carry
+/// their own chunk keys, so nothing needs them, and erasing a consumed chunk then truly forgets
+/// it) and those of setups that failed.
+async fn forget_all_but(st: &NodeState, keep: u32) -> Result<(), ApiError> {
+    let dir = store_dir(st);
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        for e in KeyFile::epochs(&dir)? {
+            if e != keep {
+                KeyFile::destroy(&dir, e)?;
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(|e| ApiError::internal(format!("destroying superseded PRSS keys: {e}")))
 }
 
 fn store_dir(st: &NodeState) -> std::path::PathBuf {
@@ -98,6 +139,17 @@ pub(super) async fn keys_of(st: &NodeState, epoch: u32) -> Result<Arc<PartyKeys>
         )));
     }
     let (dir, n, me) = (store_dir(st), st.cluster.parties(), st.me);
+    // A piece of this epoch means every party stored its keys: older ones are superseded
+    // (here already if the leader's word that it is current was lost).
+    let older: Vec<u32> = KeyFile::epochs(&dir)
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .into_iter()
+        .filter(|&e| e < epoch)
+        .collect();
+    for e in older {
+        KeyFile::destroy(&dir, e)
+            .map_err(|e| ApiError::internal(format!("destroying superseded PRSS keys: {e}")))?;
+    }
     let keys = tokio::task::spawn_blocking(move || KeyFile::load(&dir, epoch, n, me))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
@@ -146,7 +198,14 @@ async fn rotate_everywhere(st: &Arc<NodeState>) -> Result<PrssEpoch, ApiError> {
     let _one = st.prss_admin.lock().await;
     let dir = store_dir(st);
     let held = KeyFile::epochs(&dir).map_err(|e| ApiError::internal(e.to_string()))?;
-    let epoch = st.prss.lock().await.next(&held);
+    let epoch = {
+        let mut epochs = st.prss.lock().await;
+        let epoch = epochs.next(&held)?;
+        let mut next = epochs.clone();
+        next.attempted = Some(epoch);
+        put_epochs(st, &mut epochs, next)?;
+        epoch
+    };
     let session = format!("prss-epoch-{epoch}-{:016x}", rand::random::<u64>());
     let mut all: FuturesUnordered<futures_util::future::BoxFuture<'_, Result<(), ApiError>>> =
         FuturesUnordered::new();
@@ -180,13 +239,20 @@ async fn rotate_everywhere(st: &Arc<NodeState>) -> Result<PrssEpoch, ApiError> {
         let mut epochs = st.prss.lock().await;
         let mut next = epochs.clone();
         next.current = Some(epoch);
-        next.save(&dir)?;
-        *epochs = next;
+        put_epochs(st, &mut epochs, next)?;
     }
     let by = format!("prss epoch {epoch} current");
     st.own
         .run("auditing", move |s| s.record_event("prss-epoch", &by))
         .await?;
+    // Superseded keys go everywhere now (a party not reached forgets its own at its next
+    // piece of the new epoch).
+    forget_all_but(st, epoch).await?;
+    for f in st.followers() {
+        if let Err(e) = f.prss_current(epoch).await {
+            tracing::warn!(error = %e, "a party keeps superseded PRSS keys until its next PRSS piece");
+        }
+    }
     let n = st.cluster.parties();
     tracing::info!(
         epoch,
@@ -205,6 +271,11 @@ async fn setup_here(st: Arc<NodeState>, epoch: u32, session: String) -> Result<(
     if st.prss.lock().await.is_retired(epoch) {
         return Err(ApiError::bad_request(format!(
             "PRSS epoch {epoch} is retired here; epochs are never reused"
+        )));
+    }
+    if KeyFile::path(&store_dir(&st), epoch).exists() {
+        return Err(ApiError::bad_request(format!(
+            "this node already holds keys of PRSS epoch {epoch}; epochs are never reused"
         )));
     }
     let n = st.cluster.parties();
@@ -244,8 +315,7 @@ async fn retire_here(st: &Arc<NodeState>, epoch: u32) -> Result<RetireReport, Ap
         if next.current == Some(epoch) {
             next.current = None;
         }
-        next.save(&dir)?;
-        *epochs = next;
+        put_epochs(st, &mut epochs, next)?;
     }
     KeyFile::destroy(&dir, epoch)
         .map_err(|e| ApiError::internal(format!("destroying PRSS keys: {e}")))?;
@@ -349,6 +419,12 @@ pub(super) async fn retire(
         .parse()
         .map_err(|_| ApiError::bad_request(format!("{epoch:?} is not an epoch number")))?;
     let _one = st.prss_admin.lock().await;
+    let held = KeyFile::epochs(&store_dir(&st)).map_err(|e| ApiError::internal(e.to_string()))?;
+    if epoch == 0 || epoch > st.prss.lock().await.highest(&held) {
+        return Err(ApiError::bad_request(format!(
+            "no PRSS epoch {epoch} was ever set up here"
+        )));
+    }
     // The leader first: from here on no new piece carries the epoch.
     let mut by_party = vec![RetireReport::default(); st.cluster.parties() as usize];
     by_party[st.me as usize] = retire_here(&st, epoch).await?;
@@ -431,4 +507,41 @@ pub(super) async fn internal_retire(
         .parse()
         .map_err(|_| ApiError::bad_request(format!("{epoch:?} is not an epoch number")))?;
     Ok(Json(retire_here(&st, epoch).await?))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/internal/prss/epochs/{epoch}/current",
+    operation_id = "prssEpochCurrent",
+    summary = "A PRSS epoch is current at every party: this node destroys its keys of every other epoch (leader to every node)",
+    security(("nodeToken" = [])),
+    params(("epoch" = u32, Path, description = "the epoch")),
+    responses(
+        (status = 204, description = "recorded, and other epochs' keys destroyed here"),
+        (status = 400, description = "not an epoch number, or a retired one"),
+        (status = 401, description = "missing or unknown token"),
+        (status = 403, description = "not the leader"),
+    )
+)]
+pub(super) async fn internal_current(
+    State(st): St,
+    _: FromLeader,
+    Path(epoch): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let epoch: u32 = epoch
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("{epoch:?} is not an epoch number")))?;
+    {
+        let mut epochs = st.prss.lock().await;
+        if epochs.is_retired(epoch) {
+            return Err(ApiError::bad_request(format!(
+                "PRSS epoch {epoch} is retired here"
+            )));
+        }
+        let mut next = epochs.clone();
+        next.current = Some(epoch);
+        put_epochs(&st, &mut epochs, next)?;
+    }
+    forget_all_but(&st, epoch).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

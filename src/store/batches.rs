@@ -224,6 +224,8 @@ impl Store {
     /// # Errors
     /// Sled or IO errors; what was burned before stays burned.
     pub fn retire_epoch(&self, epoch: u32) -> Result<RetireReport> {
+        // First: nothing of the epoch is allocated from here on.
+        self.set_retired_epochs([epoch]);
         let mut report = RetireReport::default();
         let of_epoch = |m: &BatchMeta| m.epoch == Some(epoch) && m.state != BatchState::Exhausted;
         let ids: std::collections::BTreeSet<BatchId> = self

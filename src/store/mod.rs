@@ -136,6 +136,9 @@ pub struct Store {
     staging_bytes: std::sync::atomic::AtomicU64,
     /// Pools restricted to some generators (see [`Store::set_allowed_generators`]).
     allowed: Mutex<BTreeMap<PoolSpec, Vec<Maker>>>,
+    /// Retired PRSS epochs: their batches' items are never allocated again (see
+    /// [`Store::retire_epoch`]).
+    retired_epochs: Mutex<std::collections::BTreeSet<u32>>,
     /// The audit chain's tip (see `audit.rs`).
     chain: Mutex<ChainState>,
     /// Serialises archive passes and exports.
@@ -215,6 +218,22 @@ impl Store {
     /// Restricts pools to the generators the consortium accepts for them: staging a batch of
     /// such a pool made by any other generator is refused ([`StoreError::GeneratorRefused`]).
     /// Pools not named accept every generator.
+    /// The PRSS epochs retired (the node's record, loaded at start): their items are never
+    /// allocated.
+    pub fn set_retired_epochs(&self, epochs: impl IntoIterator<Item = u32>) {
+        self.retired_epochs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(epochs);
+    }
+
+    pub(super) fn retired_epochs(&self) -> std::collections::BTreeSet<u32> {
+        self.retired_epochs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub fn set_allowed_generators(&self, allowed: BTreeMap<PoolSpec, Vec<Maker>>) {
         *self.allowed.lock().unwrap_or_else(|p| p.into_inner()) = allowed;
     }
@@ -306,6 +325,7 @@ impl Store {
             min_free: std::sync::atomic::AtomicU64::new(DEFAULT_MIN_FREE),
             staging_bytes: std::sync::atomic::AtomicU64::new(0),
             allowed: Mutex::new(BTreeMap::new()),
+            retired_epochs: Mutex::new(Default::default()),
             chain: Mutex::new(chain),
             archive_lock: Mutex::new(archive),
         };

@@ -61,10 +61,13 @@ impl Store {
     /// in order; a later request sees the allocations of earlier ones, so the same id twice
     /// gets the same reservation.
     pub fn allocate_many(&self, requests: &[(String, PoolSpec, u64)]) -> Vec<Result<Reservation>> {
+        let retired = self.retired_epochs();
         let results = self.plan_group(|view| {
             requests
                 .iter()
-                .map(|(id, pool, count)| view.item(|v| Self::plan_allocate(v, id, *pool, *count)))
+                .map(|(id, pool, count)| {
+                    view.item(|v| Self::plan_allocate(v, id, *pool, *count, &retired))
+                })
                 .collect()
         });
         self.flush_all(results)
@@ -75,6 +78,7 @@ impl Store {
         checkout: &str,
         pool: PoolSpec,
         count: u64,
+        retired: &std::collections::BTreeSet<u32>,
     ) -> Result<Reservation> {
         Self::check_request(checkout, count)?;
         if let Some(existing) = view.reservation(checkout)? {
@@ -92,6 +96,12 @@ impl Store {
             }
             let (key, id) = entry?;
             let mut meta = view.meta(&id)?.ok_or(StoreError::UnknownBatch(id))?;
+            // Items of a retired PRSS epoch that came back (a reservation released while the
+            // epoch was being retired) are never handed out; retiring again burns them.
+            if meta.epoch.is_some_and(|e| retired.contains(&e)) {
+                view.stock_remove(key);
+                continue;
+            }
             for (first, end) in meta.free.take_front(need) {
                 need -= end - first;
                 ranges.push(ShareRange {
