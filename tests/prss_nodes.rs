@@ -189,3 +189,46 @@ async fn prss_keys_are_set_up_rotated_and_retired_at_every_party() {
         .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+/// A pool that takes dealer-free material only, with a stock policy and no generator named:
+/// the leader's scheduler keeps it stocked with PRSS (HE cannot make Z_2^64 triples), and the
+/// keys are set up by themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_keeps_a_dealer_free_pool_stocked_with_prss() {
+    use larder::material::Assumption::{DishonestMajority, HonestMajority};
+    use larder::schedule::{Level, StockPolicy};
+    let pool: larder::material::PoolSpec = POOL.parse().unwrap();
+    let h = Harness::with_plan("info", |p| {
+        p.pool_assumptions = [(pool, vec![DishonestMajority, HonestMajority])].into();
+        p.stock = [(
+            pool,
+            StockPolicy {
+                target: Level::Items(6000),
+                refill_below: Level::Items(3000),
+                floor: Level::Items(1000),
+                generator: None,
+                max_workers: None,
+            },
+        )]
+        .into();
+        p.schedule_interval_ms = 200;
+    });
+    h.wait_healthy().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let engines = h.engines();
+    loop {
+        let s = engines[0].stock().await.unwrap();
+        let have = s.pools.get(&pool).map_or(0, |s| s.available);
+        if have >= 6000 {
+            assert_eq!(
+                s.pools[&pool].by_generator.get("prss"),
+                Some(&have),
+                "{s:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "not stocked: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status(&h).await["current_epoch"], 1);
+}

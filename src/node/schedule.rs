@@ -370,7 +370,8 @@ fn generator_for(st: &NodeState, pool: &PoolSpec) -> Option<String> {
     if st.cluster.dealer_token_sha256.is_some() && usable(Maker::Dealer) {
         return Some(Maker::Dealer.name().into());
     }
-    [Maker::He, Maker::Parties]
+    // No dealer: the generator secure against the most colluding parties first.
+    [Maker::He, Maker::Prss, Maker::Parties]
         .into_iter()
         .find(|m| usable(*m))
         .map(|m| m.name().to_string())

@@ -554,6 +554,45 @@ mod tests {
         );
     }
 
+    /// n = 5, t = 2: parties 0 and 1 together lack the key of {2, 3, 4}. Their random shares
+    /// and their degree-2t zero shares are the same for two values of it, while every secret
+    /// changes; with a third party (t + 1) they hold every key and open the secret.
+    #[test]
+    fn two_of_five_parties_see_the_same_whatever_the_key_they_lack() {
+        let ring = M61;
+        let hidden = 0b11100;
+        let mut secrets = Vec::new();
+        let mut views = Vec::new();
+        for other in [[5u8; 32], [6u8; 32]] {
+            let parties = all_keys(5, 2, 11, &[(hidden, other)]);
+            assert!(parties[..2]
+                .iter()
+                .all(|p| p.keys.iter().all(|(s, _)| *s != hidden)));
+            let mut shares = vec![vec![ring.zero(); ITEMS]; 5];
+            let mut zeros = shares.clone();
+            for (p, k) in parties.iter().enumerate() {
+                k.random_shares(&ring, &LABEL, &mut shares[p]).unwrap();
+                k.zero_shares_2t(&ring, &LABEL, &mut zeros[p]).unwrap();
+            }
+            views.push((shares[..2].to_vec(), zeros[..2].to_vec()));
+            secrets.push(
+                (0..ITEMS)
+                    .map(|j| shamir_open(&ring, &points::<M61>(&shares, j, &[0, 1, 2]), 2).unwrap())
+                    .collect::<Vec<_>>(),
+            );
+            // The zero sharing opens to zero from all five.
+            for j in 0..ITEMS {
+                let z = shamir_open(&ring, &points::<M61>(&zeros, j, &[0, 1, 2, 3, 4]), 4).unwrap();
+                assert_eq!(z, ring.zero(), "item {j}");
+            }
+        }
+        assert_eq!(views[0], views[1], "parties 0 and 1 see the same shares");
+        assert!(
+            secrets[0].iter().zip(&secrets[1]).all(|(a, b)| a != b),
+            "while every secret changed"
+        );
+    }
+
     /// n = 3, t = 1: party 0's keys and outputs are the same for two different values of the
     /// key it does not hold, while the secrets differ, so its view does not depend on the
     /// secret; parties 0 and 1 together (t + 1) hold every key and reconstruct it (the
