@@ -13,6 +13,7 @@ use fhe_math::zq::Modulus;
 use fhe_traits::FheEncoder;
 use larder::consortium::verify;
 use larder::generate::he::{self, HeContext, HeKeys, HeParams, HeTriples, ParamsError, Protection};
+use larder::generate::PartyGenerator;
 use larder::math::P60;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;

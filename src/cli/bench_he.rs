@@ -5,7 +5,7 @@
 
 use super::bench::LocalNodes;
 use larder::generate::he::HeTriples;
-use larder::generate::{mesh, BatchPlan, PartyGenerator};
+use larder::generate::{BatchPlan, PartyGenerator};
 use larder::material::{BatchId, Maker, PoolSpec};
 use larder::wire::JobRequest;
 use serde::Serialize;
@@ -59,23 +59,10 @@ fn bytes_per_item(pool: PoolSpec, parties: u8, items: u64) -> anyhow::Result<Vec
         items,
         correction: 0,
     };
-    let sent: Vec<u64> = std::thread::scope(|s| {
-        let running: Vec<_> = mesh(parties)
-            .into_iter()
-            .map(|mut end| {
-                let plan = &plan;
-                s.spawn(move || {
-                    let mut g = HeTriples::from_os_rng();
-                    g.generate_share(plan, &mut end).map(|_| g.bytes_sent())
-                })
-            })
-            .collect();
-        running
-            .into_iter()
-            .map(|h| h.join().expect("a party's generator panicked"))
-            .collect::<Result<_, _>>()
-    })?;
-    Ok(sent.iter().map(|&b| b as f64 / items as f64).collect())
+    let generators = (0..parties)
+        .map(|_| Box::new(HeTriples::from_os_rng()) as Box<dyn PartyGenerator>)
+        .collect();
+    Ok(larder::generate::bytes_sent_per_item(generators, &plan)?)
 }
 
 /// Runs the bench.

@@ -66,22 +66,11 @@ fn bytes_per_item(pool: PoolSpec, parties: u8, items: u64) -> anyhow::Result<Vec
         items,
         correction: 0,
     };
-    let generators = prss::ephemeral(parties)?;
-    let sent: Vec<u64> = std::thread::scope(|s| {
-        let running: Vec<_> = larder::generate::mesh(parties)
-            .into_iter()
-            .zip(generators)
-            .map(|(mut end, mut g)| {
-                let plan = &plan;
-                s.spawn(move || g.generate_share(plan, &mut end).map(|_| g.bytes_sent()))
-            })
-            .collect();
-        running
-            .into_iter()
-            .map(|h| h.join().expect("a party's generator panicked"))
-            .collect::<Result<_, _>>()
-    })?;
-    Ok(sent.iter().map(|&b| b as f64 / items as f64).collect())
+    let generators = prss::ephemeral(parties)?
+        .into_iter()
+        .map(|g| Box::new(g) as Box<dyn PartyGenerator>)
+        .collect();
+    Ok(larder::generate::bytes_sent_per_item(generators, &plan)?)
 }
 
 /// Bytes of every party's batch files.

@@ -275,13 +275,22 @@ pub(crate) enum JobsAction {
 }
 
 /// `larder jobs`: talks to the leader's node with the operators' token.
-pub(crate) async fn jobs(consortium: &Path, token_file: &Path, action: JobsAction) -> Result<()> {
+/// An HTTPS client trusting the consortium's CA, the operators' token and the leader's URL.
+fn leader_as_operator(
+    consortium: &Path,
+    token_file: &Path,
+) -> Result<(reqwest::Client, larder::auth::Token, String)> {
     let (cluster, http) = super::commands::consortium_client(consortium)?;
     let token = super::commands::read_token(token_file)?;
     let base = cluster.nodes()[cluster.leader as usize]
         .url
         .trim_end_matches('/')
         .to_string();
+    Ok((http, token, base))
+}
+
+pub(crate) async fn jobs(consortium: &Path, token_file: &Path, action: JobsAction) -> Result<()> {
+    let (http, token, base) = leader_as_operator(consortium, token_file)?;
     let req = match &action {
         JobsAction::Create {
             pool,
@@ -338,12 +347,7 @@ pub(crate) enum PrssAction {
 /// `larder prss`: the PRSS keys at the leader, as an operator.
 pub(crate) async fn prss(consortium: &Path, token_file: &Path, action: PrssAction) -> Result<()> {
     use larder::wire::{PrssEpoch, PrssStatus, RetiredEpoch};
-    let (cluster, http) = super::commands::consortium_client(consortium)?;
-    let token = super::commands::read_token(token_file)?;
-    let base = cluster.nodes()[cluster.leader as usize]
-        .url
-        .trim_end_matches('/')
-        .to_string();
+    let (http, token, base) = leader_as_operator(consortium, token_file)?;
     let req = match action {
         PrssAction::Status => http.get(format!("{base}/v1/prss")),
         PrssAction::Rotate => http.post(format!("{base}/v1/prss/epochs")),

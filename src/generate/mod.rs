@@ -175,4 +175,34 @@ pub trait PartyGenerator: Send {
         plan: &BatchPlan,
         channel: &mut dyn Channel,
     ) -> Result<PartyBatch, GenerateError>;
+
+    /// Bytes of messages it has sent to the other parties so far.
+    fn bytes_sent(&self) -> u64 {
+        0
+    }
+}
+
+/// Bytes each party sends per item, from one batch of `plan.items` items made in-process
+/// over a [`mesh`] by `generators` (one per party, in party order).
+///
+/// # Errors
+/// A generator's failure.
+pub fn bytes_sent_per_item(
+    generators: Vec<Box<dyn PartyGenerator>>,
+    plan: &BatchPlan,
+) -> Result<Vec<f64>, GenerateError> {
+    let sent: Vec<u64> = std::thread::scope(|s| {
+        let running: Vec<_> = mesh(plan.parties)
+            .into_iter()
+            .zip(generators)
+            .map(|(mut end, mut g)| {
+                s.spawn(move || g.generate_share(plan, &mut end).map(|_| g.bytes_sent()))
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|h| h.join().expect("a party's generator panicked"))
+            .collect::<Result<_, _>>()
+    })?;
+    Ok(sent.iter().map(|&b| b as f64 / plan.items as f64).collect())
 }

@@ -281,11 +281,6 @@ impl PrssGenerator {
     pub fn keys(&self) -> Arc<PartyKeys> {
         self.keys.clone()
     }
-
-    /// Bytes of messages this generator has sent.
-    pub fn bytes_sent(&self) -> u64 {
-        self.sent
-    }
 }
 
 /// Generators for all `n` parties on this machine, with fresh keys set up over an in-process
@@ -320,6 +315,39 @@ struct Chunk<E: Copy + Default> {
     r_t: Vec<E>,
 }
 
+/// Field elements as a message.
+fn encode_elems<R: Ring>(r: &R, v: &[R::Elem]) -> Zeroizing<Vec<u8>> {
+    let eb = r.elem_bytes();
+    let mut out = Zeroizing::new(vec![0u8; v.len() * eb]);
+    for (x, cell) in v.iter().zip(out.chunks_exact_mut(eb)) {
+        r.encode(*x, cell);
+    }
+    out
+}
+
+/// A message of `want` field elements from party `from`.
+fn decode_elems<R: Ring>(
+    r: &R,
+    from: u8,
+    bytes: &[u8],
+    want: usize,
+) -> Result<Vec<R::Elem>, GenerateError> {
+    let eb = r.elem_bytes();
+    if bytes.len() != want * eb {
+        return Err(channel_err(
+            from,
+            format!("{} bytes, expected {}", bytes.len(), want * eb),
+        ));
+    }
+    bytes
+        .chunks_exact(eb)
+        .map(|b| {
+            r.decode(b)
+                .ok_or_else(|| channel_err(from, "not an element of the field"))
+        })
+        .collect()
+}
+
 impl<E: Copy + Default> Drop for Chunk<E> {
     fn drop(&mut self) {
         for v in [&mut self.masked, &mut self.r_t] {
@@ -332,6 +360,10 @@ impl<E: Copy + Default> Drop for Chunk<E> {
 impl PartyGenerator for PrssGenerator {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn bytes_sent(&self) -> u64 {
+        self.sent
     }
 
     fn supports(&self, pool: &PoolSpec) -> bool {
@@ -490,14 +522,7 @@ impl PrssGenerator {
             .ok_or_else(|| GenerateError::Plan("an input mask pool names its owner".into()))?;
         let t = core::threshold(n);
         let senders: Vec<u8> = (1..=t).map(|k| (owner + k) % n).collect();
-        let eb = r.elem_bytes();
-        let encode = |v: &[R::Elem]| {
-            let mut out = Zeroizing::new(vec![0u8; v.len() * eb]);
-            for (x, cell) in v.iter().zip(out.chunks_exact_mut(eb)) {
-                r.encode(*x, cell);
-            }
-            out
-        };
+        let encode = |v: &[R::Elem]| encode_elems(r, v);
         let groups: Vec<&[Chunk<R::Elem>]> = chunks.chunks(GROUP_CHUNKS).collect();
         let shares = |g: &[Chunk<R::Elem>]| -> Vec<R::Elem> {
             g.iter().flat_map(|c| c.r_t.iter().copied()).collect()
@@ -523,17 +548,8 @@ impl PrssGenerator {
         for g in &groups {
             let mut masks: Vec<R::Elem> = shares(g).into_iter().map(|s| r.mul(w[0], s)).collect();
             for (k, &p) in senders.iter().enumerate() {
-                let m = channel.recv(p)?;
-                if m.len() != masks.len() * eb {
-                    return Err(channel_err(
-                        p,
-                        format!("{} bytes, expected {}", m.len(), masks.len() * eb),
-                    ));
-                }
-                for (x, b) in masks.iter_mut().zip(m.chunks_exact(eb)) {
-                    let s = r
-                        .decode(b)
-                        .ok_or_else(|| channel_err(p, "not an element of the field"))?;
+                let theirs = decode_elems(r, p, &channel.recv(p)?, masks.len())?;
+                for (x, s) in masks.iter_mut().zip(theirs) {
                     *x = r.add(*x, r.mul(w[k + 1], s));
                 }
             }
@@ -557,32 +573,11 @@ impl PrssGenerator {
         channel: &mut dyn Channel,
     ) -> Result<Vec<Zeroizing<Vec<u8>>>, GenerateError> {
         let (n, me, king) = (header.parties, header.party, header.correction);
-        let eb = r.elem_bytes();
         let xs: Vec<u64> = (1..=n as u64).collect();
         let mu =
             lagrange_coefficients(r, &xs, 0).map_err(|e| GenerateError::Plan(e.to_string()))?;
-        let encode = |v: &[R::Elem]| {
-            let mut out = Zeroizing::new(vec![0u8; v.len() * eb]);
-            for (x, cell) in v.iter().zip(out.chunks_exact_mut(eb)) {
-                r.encode(*x, cell);
-            }
-            out
-        };
-        let decode = |from: u8, bytes: &[u8], want: usize| -> Result<Vec<R::Elem>, GenerateError> {
-            if bytes.len() != want * eb {
-                return Err(channel_err(
-                    from,
-                    format!("{} bytes, expected {}", bytes.len(), want * eb),
-                ));
-            }
-            bytes
-                .chunks_exact(eb)
-                .map(|b| {
-                    r.decode(b)
-                        .ok_or_else(|| channel_err(from, "not an element of the field"))
-                })
-                .collect()
-        };
+        let encode = |v: &[R::Elem]| encode_elems(r, v);
+        let decode = |from: u8, bytes: &[u8], want: usize| decode_elems(r, from, bytes, want);
         let groups: Vec<&[Chunk<R::Elem>]> = chunks.chunks(GROUP_CHUNKS).collect();
         let masked = |g: &[Chunk<R::Elem>]| -> Vec<R::Elem> {
             g.iter().flat_map(|c| c.masked.iter().copied()).collect()

@@ -89,11 +89,6 @@ impl HeTriples {
         Ok(c)
     }
 
-    /// Bytes this instance has sent to other parties so far.
-    pub fn bytes_sent(&self) -> u64 {
-        self.sent
-    }
-
     fn rng(&mut self) -> ChaCha20Rng {
         let mut seed = [0u8; 32];
         self.master.fill_bytes(&mut seed);
@@ -172,6 +167,10 @@ struct Shares {
 impl PartyGenerator for HeTriples {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn bytes_sent(&self) -> u64 {
+        self.sent
     }
 
     fn supports(&self, pool: &PoolSpec) -> bool {
