@@ -232,3 +232,50 @@ async fn the_scheduler_keeps_a_dealer_free_pool_stocked_with_prss() {
     }
     assert_eq!(status(&h).await["current_epoch"], 1);
 }
+
+/// `larder prss` as an operator runs it: status, rotate, retire, and a clear refusal for a
+/// token that is not the operators'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_prss_command_shows_rotates_and_retires() {
+    let h = Harness::new("info");
+    h.wait_healthy().await;
+    let run = |token: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_larder"))
+            .env("RUST_BACKTRACE", "0")
+            .arg("prss")
+            .arg("--consortium")
+            .arg(&h.prov.consortium)
+            .arg("--token-file")
+            .arg(token)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let operator = h.prov.operator_token_file.clone();
+    let (ok, out, err) = run(&operator, &[]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("secure while no 2 collude (honest-majority); 2 keys per party"),
+        "{out}"
+    );
+    assert!(out.contains("current epoch: none yet"), "{out}");
+    let (ok, out, err) = run(&operator, &["rotate"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("epoch 1 set up: 3 keys among 3 parties (t = 1)"),
+        "{out}"
+    );
+    let (ok, out, err) = run(&operator, &["retire", "--epoch", "1"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("epoch 1 retired"), "{out}");
+    assert_eq!(out.matches("0 items burned").count(), 3, "{out}");
+    let (ok, out, _) = run(&operator, &["status"]);
+    assert!(ok && out.contains("retired epochs: 1"), "{out}");
+    let (ok, _, err) = run(&h.prov.engines[0].token_file, &["rotate"]);
+    assert!(!ok && err.contains("operators-only"), "{err}");
+}
