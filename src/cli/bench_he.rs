@@ -5,8 +5,8 @@
 
 use super::bench::LocalNodes;
 use larder::generate::he::HeTriples;
-use larder::generate::{BatchPlan, PartyGenerator};
-use larder::material::{BatchId, Maker, PoolSpec};
+use larder::generate::PartyGenerator;
+use larder::material::{Maker, PoolSpec};
 use larder::wire::JobRequest;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -52,17 +52,12 @@ pub struct HeFigure {
 
 /// Bytes each party sends per item, from one batch of `items` made in-process.
 fn bytes_per_item(pool: PoolSpec, parties: u8, items: u64) -> anyhow::Result<Vec<f64>> {
-    let plan = BatchPlan {
-        pool,
-        parties,
-        batch: BatchId(rand::random()),
-        items,
-        correction: 0,
-    };
     let generators = (0..parties)
         .map(|_| Box::new(HeTriples::from_os_rng()) as Box<dyn PartyGenerator>)
         .collect();
-    Ok(larder::generate::bytes_sent_per_item(generators, &plan)?)
+    Ok(larder::generate::bytes_sent_per_item(
+        generators, pool, items,
+    )?)
 }
 
 /// Runs the bench.

@@ -11,8 +11,8 @@
 //! in the same sitting.
 
 use super::bench::{proc_peak_rss, LocalNodes};
-use larder::generate::{prss, BatchPlan, PartyGenerator};
-use larder::material::{BatchId, Maker, PoolSpec};
+use larder::generate::{prss, PartyGenerator};
+use larder::material::{Maker, PoolSpec};
 use larder::node::config::NodeConfig;
 use larder::wire::JobRequest;
 use serde::Serialize;
@@ -59,18 +59,13 @@ pub struct PrssFigure {
 
 /// Bytes each party sends per item, from one batch of `items` made in-process.
 fn bytes_per_item(pool: PoolSpec, parties: u8, items: u64) -> anyhow::Result<Vec<f64>> {
-    let plan = BatchPlan {
-        pool,
-        parties,
-        batch: BatchId(rand::random()),
-        items,
-        correction: 0,
-    };
     let generators = prss::ephemeral(parties)?
         .into_iter()
         .map(|g| Box::new(g) as Box<dyn PartyGenerator>)
         .collect();
-    Ok(larder::generate::bytes_sent_per_item(generators, &plan)?)
+    Ok(larder::generate::bytes_sent_per_item(
+        generators, pool, items,
+    )?)
 }
 
 /// Bytes of every party's batch files.

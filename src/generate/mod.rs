@@ -182,15 +182,24 @@ pub trait PartyGenerator: Send {
     }
 }
 
-/// Bytes each party sends per item, from one batch of `plan.items` items made in-process
-/// over a [`mesh`] by `generators` (one per party, in party order).
+/// Bytes each party sends per item, from one batch of `items` items of `pool` made in-process
+/// over a [`mesh`] by `generators` (one per party, in party order; the first is the king or
+/// correction party).
 ///
 /// # Errors
 /// A generator's failure.
 pub fn bytes_sent_per_item(
     generators: Vec<Box<dyn PartyGenerator>>,
-    plan: &BatchPlan,
+    pool: PoolSpec,
+    items: u64,
 ) -> Result<Vec<f64>, GenerateError> {
+    let plan = &BatchPlan {
+        pool,
+        parties: generators.len() as u8,
+        batch: BatchId(rand::random()),
+        items,
+        correction: 0,
+    };
     let sent: Vec<u64> = std::thread::scope(|s| {
         let running: Vec<_> = mesh(plan.parties)
             .into_iter()

@@ -315,6 +315,36 @@ struct Chunk<E: Copy + Default> {
     r_t: Vec<E>,
 }
 
+/// One column of a group of chunks, in item order.
+fn group_column<E: Copy + Default>(
+    group: &[Chunk<E>],
+    column: impl Fn(&Chunk<E>) -> &Vec<E>,
+) -> Vec<E> {
+    group
+        .iter()
+        .flat_map(|c| column(c).iter().copied())
+        .collect()
+}
+
+/// An opening's sum, element by element: `w_mine · mine` plus, for each `(party, weight)` in
+/// `from`, the weight times the elements of the party's next message.
+fn weighted_sum<R: Ring>(
+    r: &R,
+    mine: &[R::Elem],
+    w_mine: R::Elem,
+    from: &[(u8, R::Elem)],
+    channel: &mut dyn Channel,
+) -> Result<Vec<R::Elem>, GenerateError> {
+    let mut sum: Vec<R::Elem> = mine.iter().map(|&x| r.mul(w_mine, x)).collect();
+    for &(p, w) in from {
+        let theirs = decode_elems(r, p, &channel.recv(p)?, sum.len())?;
+        for (x, y) in sum.iter_mut().zip(theirs) {
+            *x = r.add(*x, r.mul(w, y));
+        }
+    }
+    Ok(sum)
+}
+
 /// Field elements as a message.
 fn encode_elems<R: Ring>(r: &R, v: &[R::Elem]) -> Zeroizing<Vec<u8>> {
     let eb = r.elem_bytes();
@@ -524,9 +554,7 @@ impl PrssGenerator {
         let senders: Vec<u8> = (1..=t).map(|k| (owner + k) % n).collect();
         let encode = |v: &[R::Elem]| encode_elems(r, v);
         let groups: Vec<&[Chunk<R::Elem>]> = chunks.chunks(GROUP_CHUNKS).collect();
-        let shares = |g: &[Chunk<R::Elem>]| -> Vec<R::Elem> {
-            g.iter().flat_map(|c| c.r_t.iter().copied()).collect()
-        };
+        let shares = |g: &[Chunk<R::Elem>]| group_column(g, |c| &c.r_t);
         if senders.contains(&me) {
             for g in &groups {
                 let m = encode(&shares(g));
@@ -545,14 +573,13 @@ impl PrssGenerator {
             .collect();
         let w = lagrange_coefficients(r, &xs, 0).map_err(|e| GenerateError::Plan(e.to_string()))?;
         let mut out = Vec::with_capacity(chunks.len());
+        let from: Vec<(u8, R::Elem)> = senders
+            .iter()
+            .copied()
+            .zip(w[1..].iter().copied())
+            .collect();
         for g in &groups {
-            let mut masks: Vec<R::Elem> = shares(g).into_iter().map(|s| r.mul(w[0], s)).collect();
-            for (k, &p) in senders.iter().enumerate() {
-                let theirs = decode_elems(r, p, &channel.recv(p)?, masks.len())?;
-                for (x, s) in masks.iter_mut().zip(theirs) {
-                    *x = r.add(*x, r.mul(w[k + 1], s));
-                }
-            }
+            let mut masks = weighted_sum(r, &shares(g), w[0], &from, channel)?;
             let mut at = 0;
             for c in g.iter() {
                 out.push(encode(&masks[at..at + c.r_t.len()]));
@@ -579,9 +606,7 @@ impl PrssGenerator {
         let encode = |v: &[R::Elem]| encode_elems(r, v);
         let decode = |from: u8, bytes: &[u8], want: usize| decode_elems(r, from, bytes, want);
         let groups: Vec<&[Chunk<R::Elem>]> = chunks.chunks(GROUP_CHUNKS).collect();
-        let masked = |g: &[Chunk<R::Elem>]| -> Vec<R::Elem> {
-            g.iter().flat_map(|c| c.masked.iter().copied()).collect()
-        };
+        let masked = |g: &[Chunk<R::Elem>]| group_column(g, |c| &c.masked);
         let mut opened: Vec<Vec<R::Elem>> = Vec::with_capacity(groups.len());
         if me != king {
             for g in &groups {
@@ -595,17 +620,12 @@ impl PrssGenerator {
                 opened.push(decode(king, &channel.recv(king)?, want)?);
             }
         } else {
+            let from: Vec<(u8, R::Elem)> = (0..n)
+                .filter(|&p| p != me)
+                .map(|p| (p, mu[p as usize]))
+                .collect();
             for g in &groups {
-                let mut e: Vec<R::Elem> = masked(g)
-                    .into_iter()
-                    .map(|d| r.mul(mu[me as usize], d))
-                    .collect();
-                for p in (0..n).filter(|&p| p != me) {
-                    let theirs = decode(p, &channel.recv(p)?, e.len())?;
-                    for (x, d) in e.iter_mut().zip(theirs) {
-                        *x = r.add(*x, r.mul(mu[p as usize], d));
-                    }
-                }
+                let e = weighted_sum(r, &masked(g), mu[me as usize], &from, channel)?;
                 let m = encode(&e);
                 for p in (0..n).filter(|&p| p != me) {
                     self.sent += m.len() as u64;
@@ -619,8 +639,8 @@ impl PrssGenerator {
             .keys
             .additive_weight(r)
             .map_err(|e| GenerateError::Plan(e.to_string()))?;
-        let bits = header.pool.kind == Kind::Bit;
-        let p = header.pool.domain.modulus().unwrap_or(0);
+        let roots = (header.pool.kind == Kind::Bit)
+            .then(|| crate::math::Sqrt::new(r, header.pool.domain.modulus().unwrap_or(0)));
         let half = r
             .inv(r.reduce(2))
             .ok_or_else(|| GenerateError::Plan("a field of two elements".into()))?;
@@ -633,15 +653,13 @@ impl PrssGenerator {
                     .iter()
                     .zip(&e[at..at + c.r_t.len()])
                     .map(|(&rt, &e)| {
-                        if !bits {
+                        let Some(roots) = &roots else {
                             return Ok(r.mul(w, r.add(rt, e)));
-                        }
+                        };
                         // e = r^2; a zero r (probability 1/p) gives the batch up.
-                        let s = crate::math::sqrt(r, p, e)
-                            .and_then(|root| r.inv(root))
-                            .ok_or_else(|| {
-                                GenerateError::Plan("an opened r^2 had no nonzero root".into())
-                            })?;
+                        let s = roots.root(e).and_then(|root| r.inv(root)).ok_or_else(|| {
+                            GenerateError::Plan("an opened r^2 had no nonzero root".into())
+                        })?;
                         Ok(r.mul(w, r.mul(r.add(r.mul(rt, s), r.one()), half)))
                     })
                     .collect::<Result<_, GenerateError>>()?;

@@ -390,51 +390,78 @@ mod tests {
     }
 }
 
-/// The square root of `a` in the prime field of `p` whose canonical value is at most
-/// `(p - 1) / 2` (so every party picks the same one), by Tonelli and Shanks; `None` if `a` is
-/// zero or not a square.
-pub fn sqrt<R: Ring>(ring: &R, p: u128, a: R::Elem) -> Option<R::Elem> {
-    if p < 3 || a == ring.zero() || ring.pow(a, (p - 1) / 2) != ring.one() {
-        return None;
+/// Square roots in the prime field of `p` by Tonelli and Shanks, with what depends only on
+/// the field (the odd part of p - 1 and a non-residue's power) found once.
+#[derive(Clone, Copy, Debug)]
+pub struct Sqrt<'a, R: Ring> {
+    ring: &'a R,
+    p: u128,
+    /// p - 1 = q 2^s with q odd.
+    q: u128,
+    s: u32,
+    /// A quadratic non-residue to the power q.
+    z_q: R::Elem,
+}
+
+impl<'a, R: Ring> Sqrt<'a, R> {
+    /// For the field `ring` of the odd prime `p`.
+    ///
+    /// # Panics
+    /// If `p` is not an odd prime (no non-residue is found).
+    pub fn new(ring: &'a R, p: u128) -> Self {
+        let s = (p - 1).trailing_zeros();
+        let q = (p - 1) >> s;
+        let minus_one = ring.neg(ring.one());
+        let non_residue = (2u128..p)
+            .map(|z| ring.reduce(z))
+            .find(|&z| ring.pow(z, (p - 1) / 2) == minus_one)
+            .expect("half of F_p* are non-residues");
+        Sqrt {
+            ring,
+            p,
+            q,
+            s,
+            z_q: ring.pow(non_residue, q),
+        }
     }
-    // p - 1 = q 2^s with q odd.
-    let s = (p - 1).trailing_zeros();
-    let q = (p - 1) >> s;
-    let minus_one = ring.neg(ring.one());
-    let z = (2u128..p)
-        .map(|z| ring.reduce(z))
-        .find(|&z| ring.pow(z, (p - 1) / 2) == minus_one)?;
-    let (mut m, mut c, mut t, mut root) = (
-        s,
-        ring.pow(z, q),
-        ring.pow(a, q),
-        ring.pow(a, q.div_ceil(2)),
-    );
-    while t != ring.one() {
-        // The least i with t^(2^i) = 1.
-        let mut i = 0;
-        let mut t2 = t;
-        while t2 != ring.one() {
-            t2 = ring.mul(t2, t2);
-            i += 1;
-            if i == m {
-                return None;
+
+    /// The square root of `x` whose canonical value is at most `(p - 1) / 2` (so every party
+    /// picks the same one), if `x` is a square (0 for 0).
+    pub fn root(&self, x: R::Elem) -> Option<R::Elem> {
+        let f = self.ring;
+        if x == f.zero() {
+            return Some(x);
+        }
+        let (mut m, mut c) = (self.s, self.z_q);
+        let mut t = f.pow(x, self.q);
+        let mut r = f.pow(x, self.q.div_ceil(2));
+        while t != f.one() {
+            // The least i with t^(2^i) = 1; none below m: not a square.
+            let mut i = 0;
+            let mut t2 = t;
+            while t2 != f.one() {
+                t2 = f.mul(t2, t2);
+                i += 1;
+                if i >= m {
+                    return None;
+                }
             }
+            let mut b = c;
+            for _ in 0..m - i - 1 {
+                b = f.mul(b, b);
+            }
+            m = i;
+            c = f.mul(b, b);
+            t = f.mul(t, c);
+            r = f.mul(r, b);
         }
-        let mut b = c;
-        for _ in 0..m - i - 1 {
-            b = ring.mul(b, b);
-        }
-        m = i;
-        c = ring.mul(b, b);
-        t = ring.mul(t, c);
-        root = ring.mul(root, b);
+        debug_assert!(f.mul(r, r) == x);
+        Some(if f.to_u128(r) > (self.p - 1) / 2 {
+            f.neg(r)
+        } else {
+            r
+        })
     }
-    Some(if ring.to_u128(root) > (p - 1) / 2 {
-        ring.neg(root)
-    } else {
-        root
-    })
 }
 
 #[cfg(test)]
@@ -452,21 +479,24 @@ mod sqrt_tests {
             (Domain::Fp(p128), p128),
         ] {
             crate::with_ring!(domain.ring(), r => {
+                let roots = Sqrt::new(r, p);
+                let sqrt = |x| roots.root(x);
                 let mut non_squares = 0;
                 for _ in 0..200 {
                     let x = r.sample(&mut rng);
                     let a = r.mul(x, x);
-                    let root = sqrt(r, p, a).unwrap();
+                    let root = sqrt(a).unwrap();
                     assert_eq!(r.mul(root, root), a);
                     assert!(r.to_u128(root) <= (p - 1) / 2, "the smaller root");
                     let y = r.sample(&mut rng);
-                    if sqrt(r, p, y).is_none() {
+                    if sqrt(y).is_none() {
                         non_squares += 1;
                         assert_ne!(r.pow(y, (p - 1) / 2), r.one());
                     }
                 }
                 assert!(non_squares > 50, "about half of all elements are not squares");
-                assert!(sqrt(r, p, r.zero()).is_none());
+                // Zero's root is zero, which has no inverse: a bit's opened r^2 = 0 fails.
+                assert!(sqrt(r.zero()).and_then(|z| r.inv(z)).is_none());
             });
         }
     }

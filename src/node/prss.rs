@@ -338,6 +338,12 @@ async fn retire_here(st: &Arc<NodeState>, epoch: u32) -> Result<RetireReport, Ap
     Ok(report)
 }
 
+/// An epoch in a path.
+fn epoch_number(s: &str) -> Result<u32, ApiError> {
+    s.parse()
+        .map_err(|_| ApiError::bad_request(format!("{s:?} is not an epoch number")))
+}
+
 #[utoipa::path(
     get,
     path = "/v1/prss",
@@ -415,9 +421,7 @@ pub(super) async fn retire(
     _: Operator,
     Path(epoch): Path<String>,
 ) -> Result<Json<RetiredEpoch>, ApiError> {
-    let epoch: u32 = epoch
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("{epoch:?} is not an epoch number")))?;
+    let epoch = epoch_number(&epoch)?;
     let _one = st.prss_admin.lock().await;
     let held = KeyFile::epochs(&store_dir(&st)).map_err(|e| ApiError::internal(e.to_string()))?;
     if epoch == 0 || epoch > st.prss.lock().await.highest(&held) {
@@ -474,9 +478,7 @@ pub(super) async fn internal_setup(
     Path(epoch): Path<String>,
     JsonBody(req): JsonBody<KeySetup>,
 ) -> Result<StatusCode, ApiError> {
-    let epoch: u32 = epoch
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("{epoch:?} is not an epoch number")))?;
+    let epoch = epoch_number(&epoch)?;
     if req.session.is_empty() || req.session.len() > 64 {
         return Err(ApiError::bad_request("a session is 1 to 64 characters"));
     }
@@ -503,9 +505,7 @@ pub(super) async fn internal_retire(
     _: FromLeader,
     Path(epoch): Path<String>,
 ) -> Result<Json<RetireReport>, ApiError> {
-    let epoch: u32 = epoch
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("{epoch:?} is not an epoch number")))?;
+    let epoch = epoch_number(&epoch)?;
     Ok(Json(retire_here(&st, epoch).await?))
 }
 
@@ -528,9 +528,7 @@ pub(super) async fn internal_current(
     _: FromLeader,
     Path(epoch): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let epoch: u32 = epoch
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("{epoch:?} is not an epoch number")))?;
+    let epoch = epoch_number(&epoch)?;
     {
         let mut epochs = st.prss.lock().await;
         if epochs.is_retired(epoch) {

@@ -362,7 +362,7 @@ fn derive_bits(
 ) -> Result<u64, GenerateError> {
     let me = channel.me();
     let (squares, sent) = open(field, &shares.c, parties, channel)?;
-    let sqrt = Sqrt::new(field);
+    let sqrt = crate::math::Sqrt::new(field, u128::from(field.modulus()));
     let roots: Zeroizing<Vec<u64>> = Zeroizing::new(
         squares
             .par_iter()
@@ -400,67 +400,6 @@ fn batch_inverse(field: &Fp64, xs: &[u64]) -> Result<Zeroizing<Vec<u64>>, Genera
         inv = field.mul(inv, xs[i]);
     }
     Ok(out)
-}
-
-/// Square roots in F_p by Tonelli and Shanks.
-#[derive(Clone, Copy)]
-struct Sqrt<'a> {
-    field: &'a Fp64,
-    /// p - 1 = q 2^s with q odd.
-    q: u64,
-    s: u32,
-    /// A quadratic non-residue to the power q.
-    z_q: u64,
-}
-
-impl<'a> Sqrt<'a> {
-    fn new(field: &'a Fp64) -> Self {
-        let p = field.modulus();
-        let s = (p - 1).trailing_zeros();
-        let q = (p - 1) >> s;
-        let non_residue = (2..)
-            .find(|&z| field.pow(z, ((p - 1) / 2) as u128) == p - 1)
-            .expect("half of F_p* are non-residues");
-        Sqrt {
-            field,
-            q,
-            s,
-            z_q: field.pow(non_residue, q as u128),
-        }
-    }
-
-    /// The square root of `x` that is below p / 2, if `x` is a square.
-    fn root(&self, x: u64) -> Option<u64> {
-        let f = self.field;
-        let p = f.modulus();
-        if x == 0 {
-            return Some(0);
-        }
-        let (mut m, mut c) = (self.s, self.z_q);
-        let mut t = f.pow(x, self.q as u128);
-        let mut r = f.pow(x, self.q.div_ceil(2) as u128);
-        while t != 1 {
-            let mut i = 0;
-            let mut t2 = t;
-            while t2 != 1 {
-                t2 = f.mul(t2, t2);
-                i += 1;
-                if i >= m {
-                    return None; // not a square
-                }
-            }
-            let mut b = c;
-            for _ in 0..m - i - 1 {
-                b = f.mul(b, b);
-            }
-            m = i;
-            c = f.mul(b, b);
-            t = f.mul(t, c);
-            r = f.mul(r, b);
-        }
-        debug_assert_eq!(f.mul(r, r), x);
-        Some(if r > p / 2 { p - r } else { r })
-    }
 }
 
 /// Runs every pair this party is in, adding the cross terms into `shares.c`. Returns the bytes
